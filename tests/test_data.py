@@ -1,0 +1,166 @@
+import gzip
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import OASST2_SAMPLE, OASST_EN, msg, needs_shared, write_trees
+from userlm.data.prepare import PrepareConfig, prepare, read_split, split_of
+from userlm.data.sources import ReadReport, read_oasst_trees, read_sharegpt, read_source
+from userlm.io import UserError
+
+
+def _all_examples(out):
+    return [ex for s in ("train", "validation", "test") for ex in read_split(out, s)]
+
+
+def test_sharegpt_package_recovers_every_whole_conversation():
+    report = ReadReport()
+    trees = list(read_source("sharegpt", report))
+    assert len(trees) + report.empty_records == 17_671
+    assert report.dropped_bytes > 0 and "cut off" in report.notes[0]
+    assert all(t.root.role in ("user", "assistant") for t in trees)
+
+
+def test_truncated_sharegpt_file_keeps_whole_records(tmp_path):
+    records = [{"id": "a_0", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]},
+               {"id": "a_1", "conversations": [{"from": "human", "value": "more"}]}]
+    text = json.dumps(records)
+    path = tmp_path / "cut.json"
+    path.write_text(text[: text.index('"more"') + 3])
+    report = ReadReport()
+    trees = list(read_sharegpt(path, report))
+    assert [t.tree_id for t in trees] == ["a_0"] and report.dropped_bytes > 0
+    assert trees[0].group_id == "a"
+
+
+def test_branching_tree_threads_targets_and_best_branch(tmp_path, branching_tree):
+    src = write_trees(tmp_path / "x.trees.jsonl", [branching_tree])
+    out = tmp_path / "all"
+    prepare(PrepareConfig(sources=[str(src)], out=str(out), test_fraction=0, validation_fraction=0))
+    examples = read_split(out, "train")
+    assert len(examples) == 2
+    long, short = sorted(examples, key=lambda e: -len(e["messages"]))
+    assert [m["role"] for m in long["messages"]] == ["user", "assistant", "user", "assistant"]
+    assert [m["target"] for m in long["messages"]] == [True, False, True, False]
+    # The shared first human turn is a target once only; the second thread keeps it as context.
+    assert [m["target"] for m in short["messages"]] == [False, False]
+    assert long["ends_conversation"] and short["ends_conversation"]
+
+    best = tmp_path / "best"
+    prepare(PrepareConfig(sources=[str(src)], out=str(best), branches="best", test_fraction=0, validation_fraction=0))
+    assert len(read_split(best, "train")) == 1
+
+
+def test_filters_drop_deleted_unreviewed_synthetic_and_other_languages(tmp_path):
+    trees = [
+        {"message_tree_id": "en", "prompt": msg("p", "prompter", "Hello there", [
+            msg("a", "assistant", "deleted answer", deleted=True),
+            msg("b", "assistant", "bad answer", review_result=False),
+            msg("c", "assistant", "model answer", synthetic=True),
+            msg("d", "assistant", "good answer")])},
+        {"message_tree_id": "es", "prompt": msg("q", "prompter", "¿Cómo estás?", [msg("r", "assistant", "Bien")],
+                                                lang="es")},
+        {"message_tree_id": "gone", "prompt": msg("z", "prompter", "removed", deleted=True)},
+    ]
+    src = write_trees(tmp_path / "f.trees.jsonl", trees)
+    out = tmp_path / "o"
+    prepare(PrepareConfig(sources=[str(src)], out=str(out), lang=["es"], test_fraction=0, validation_fraction=0))
+    assert [e["lang"] for e in read_split(out, "train")] == ["es"]
+    prepare(PrepareConfig(sources=[str(src)], out=str(out), test_fraction=0, validation_fraction=0))
+    texts = {m["content"] for e in read_split(out, "train") for m in e["messages"]}
+    assert "good answer" in texts and not texts & {"deleted answer", "bad answer", "model answer", "removed"}
+
+
+def test_greeting_opens_conversations(tmp_path, branching_tree):
+    src = write_trees(tmp_path / "x.trees.jsonl", [branching_tree])
+    out = tmp_path / "g"
+    prepare(PrepareConfig(sources=[str(src)], out=str(out), greeting="How can I help?", test_fraction=0,
+                          validation_fraction=0))
+    first = read_split(out, "train")[0]["messages"][0]
+    assert first == {"role": "assistant", "content": "How can I help?", "target": False}
+
+
+def test_malformed_line_names_file_line_and_field(tmp_path, branching_tree):
+    bad = {"message_tree_id": "t2", "prompt": {"message_id": "x", "role": "prompter"}}
+    src = write_trees(tmp_path / "bad.trees.jsonl", [branching_tree, bad])
+    with pytest.raises(UserError, match=r"bad.trees.jsonl:2: field 'prompt.text': missing"):
+        list(read_oasst_trees(src, ReadReport()))
+    (tmp_path / "json.trees.jsonl").write_text(json.dumps(branching_tree) + "\n{not json\n")
+    with pytest.raises(UserError, match=r"json.trees.jsonl:2: .*invalid JSON"):
+        list(read_oasst_trees(tmp_path / "json.trees.jsonl", ReadReport()))
+    report = ReadReport()
+    assert len(list(read_oasst_trees(src, report, skip_bad=True))) == 1 and report.skipped_records == 1
+
+
+def test_failed_prepare_leaves_no_output(tmp_path, branching_tree):
+    src = write_trees(tmp_path / "bad.trees.jsonl", [branching_tree, {"prompt": {"role": "x"}}])
+    out = tmp_path / "never"
+    with pytest.raises(UserError):
+        prepare(PrepareConfig(sources=[str(src)], out=str(out)))
+    assert not out.exists() and not list(tmp_path.glob(".never*"))
+
+
+def test_gzip_trees_and_flat_message_table(tmp_path, branching_tree):
+    gz = tmp_path / "x.trees.jsonl.gz"
+    with gzip.open(gz, "wt") as f:
+        f.write(json.dumps(branching_tree) + "\n")
+    assert len(list(read_source(str(gz), ReadReport()))) == 1
+    rows = [
+        {"message_id": "p1", "parent_id": None, "message_tree_id": "t1", "role": "prompter", "text": "Hi", "lang": "en"},
+        {"message_id": "a1", "parent_id": "p1", "message_tree_id": "t1", "role": "assistant", "text": "Hello",
+         "lang": "en", "rank": 0},
+        {"message_id": "p2", "parent_id": "a1", "message_tree_id": "t1", "role": "prompter", "text": "Bye", "lang": "en"},
+    ]
+    flat = tmp_path / "messages.jsonl"
+    flat.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    trees = list(read_source(str(flat), ReadReport()))
+    assert len(trees) == 1 and trees[0].root.children[0].children[0].text == "Bye"
+
+
+@needs_shared
+def test_real_oasst_splits_are_by_tree_and_deterministic(tmp_path):
+    cfg = dict(sources=[str(OASST2_SAMPLE), str(OASST_EN)], validation_fraction=0.1, test_fraction=0.1, seed=3)
+    a = prepare(PrepareConfig(out=str(tmp_path / "a"), **cfg))
+    b = prepare(PrepareConfig(out=str(tmp_path / "b"), **cfg))
+    assert a["content_hash"] == b["content_hash"]
+    trees_by_split = {s: {e["tree_id"] for e in read_split(tmp_path / "a", s)} for s in ("train", "validation", "test")}
+    assert not trees_by_split["train"] & trees_by_split["test"]
+    assert not trees_by_split["train"] & trees_by_split["validation"]
+    assert all(trees_by_split.values())
+    examples = _all_examples(tmp_path / "a")
+    langs = {e["lang"] for e in examples}
+    assert {"en", "es"} <= langs  # the sample is ~60% non-English
+    # Synthetic (model-written) prompter turns never become targets.
+    synthetic = set()
+    for line in OASST_EN.read_text().splitlines():
+        stack = [json.loads(line)["prompt"]]
+        while stack:
+            m = stack.pop()
+            stack.extend(m.get("replies", []))
+            if m.get("synthetic") and m["role"] == "prompter":
+                synthetic.add(m["text"].strip())
+    targets = {m["content"] for e in examples for m in e["messages"] if m["target"]}
+    assert synthetic and not synthetic & targets
+    assert split_of("some-tree", PrepareConfig(seed=1)) == split_of("some-tree", PrepareConfig(seed=1))
+
+
+def test_cli_prepare_stats_and_one_line_errors(tmp_path, branching_tree):
+    src = write_trees(tmp_path / "x.trees.jsonl", [branching_tree])
+    run = lambda *a: subprocess.run([sys.executable, "-m", "workflows.cli", *a], capture_output=True, text=True)
+    r = run("data", "prepare", "--source", str(src), "--out", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    r = run("data", "stats", str(tmp_path / "o"), "--json")
+    assert json.loads(r.stdout)["train"]["human_turns"] + json.loads(r.stdout)["test"]["human_turns"] + \
+        json.loads(r.stdout)["validation"]["human_turns"] == 2
+    (tmp_path / "bad.trees.jsonl").write_text('{"prompt": {"message_id": "m", "role": "prompter"}}\n')
+    r = run("data", "prepare", "--source", str(tmp_path / "bad.trees.jsonl"), "--out", str(tmp_path / "b"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "bad.trees.jsonl:1" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from workflows.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip() == "False"

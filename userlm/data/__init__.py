@@ -1,0 +1,1 @@
+"""Real human-AI conversations in, user-model training data out."""

@@ -1,0 +1,244 @@
+"""`userlm` command line. Heavy libraries are imported inside the handlers so `--help` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=False)
+
+
+def cmd_data_prepare(args) -> int:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from userlm.config import load_config
+    from userlm.data.prepare import PrepareConfig, prepare
+
+    overrides = list(args.set or [])
+    if args.source:
+        overrides.append(f"sources={args.source!r}".replace("'", '"'))
+    if args.out:
+        overrides.append(f"out={args.out}")
+    if args.lang:
+        overrides.append(f"lang={args.lang!r}".replace("'", '"'))
+    if args.branches:
+        overrides.append(f"branches={args.branches}")
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if args.skip_bad:
+        overrides.append("skip_bad=true")
+    cfg = load_config(PrepareConfig, args.config, overrides)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as bar:
+        task = bar.add_task("reading trees", total=None)
+        manifest = prepare(cfg, progress=lambda n: bar.update(task, description=f"{n:,} trees"))
+    from userlm.data.stats import data_stats, print_stats
+
+    print_stats(data_stats(cfg.out), _console())
+    for src in manifest["sources"]:
+        for note in src["notes"]:
+            print(f"note: {note}")
+    print(f"wrote {cfg.out} ({manifest['seconds']} s, content hash {manifest['content_hash'][:12]})")
+    return 0
+
+
+def cmd_data_stats(args) -> int:
+    import json
+
+    from userlm.data.stats import data_stats, print_stats
+
+    stats = data_stats(args.dir)
+    if args.json:
+        print(json.dumps(stats["splits"], indent=2))
+    else:
+        print_stats(stats, _console())
+    return 0
+
+
+def cmd_train(args) -> int:
+    from trainer.train import TrainConfig, train
+    from userlm.config import load_config
+
+    cfg = load_config(TrainConfig, args.config, args.set)
+    train(cfg, resume=args.resume)
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from simulator.run import SimulationConfig, simulate
+    from userlm.config import load_config
+
+    overrides = list(args.set or [])
+    for name in ("scenarios", "user", "assistant", "out", "backend", "samples", "seed", "max_turns"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides.append(f"{name}={value}")
+    cfg = load_config(SimulationConfig, args.config, overrides)
+    simulate(cfg, resume=args.resume)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from evaluators.run import evaluate_run
+
+    evaluate_run(args.run_dir, reference=args.reference, classifier=args.classifier, user_model=args.user_model,
+                 base_model=args.base_model, evaluators=args.evaluators, console=_console())
+    return 0
+
+
+def cmd_train_classifier(args) -> int:
+    from evaluators.classifier import ClassifierConfig, train_classifier
+    from userlm.config import load_config
+
+    cfg = load_config(ClassifierConfig, args.config, args.set)
+    train_classifier(cfg, console=_console())
+    return 0
+
+
+def cmd_score_texts(args) -> int:
+    from evaluators.classifier import score_texts_file
+
+    score_texts_file(args.file, args.out, classifier=args.classifier)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from evaluators.report import write_report
+
+    write_report(args.runs, args.out, console=_console())
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from workflows.compare import compare_main
+
+    return compare_main(args, console=_console())
+
+
+def cmd_demo(args) -> int:
+    from workflows.demo import run_demo
+
+    run_demo(workdir=args.workdir, quick=args.quick, console=_console())
+    return 0
+
+
+def _add_simulate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scenarios", help="scenario YAML file or folder")
+    p.add_argument("--user", help="user model: adapter dir, model ref, or prompted:<model ref>")
+    p.add_argument("--assistant", help="assistant model ref (default: embedded:smollm2-135m-instruct)")
+    p.add_argument("--out", help="run directory (transcripts.jsonl, run.json)")
+    p.add_argument("--backend", help="hf | vllm | openai")
+    p.add_argument("--samples", type=int, help="conversations per scenario (overrides the scenario files)")
+    p.add_argument("--max-turns", dest="max_turns", type=int, help="user turns at most (overrides scenarios)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--config", help="YAML with SimulationConfig fields")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
+    p.set_defaults(func=cmd_simulate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="userlm", description="Build and judge user models (LLMs that play the human).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="prepare conversation data").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("prepare", help="real conversations -> user-model training splits")
+    p.add_argument("--source", action="append", help="sharegpt | hub:OpenAssistant/oasst1 | PATH (repeatable)")
+    p.add_argument("--out", help="output directory")
+    p.add_argument("--lang", action="append", help="keep these languages (repeatable)")
+    p.add_argument("--branches", choices=["all", "best"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--skip-bad", action="store_true", help="count and skip malformed records instead of stopping")
+    p.add_argument("--config", help="YAML with PrepareConfig fields")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_data_prepare)
+    p = data.add_parser("stats", help="describe a prepared directory")
+    p.add_argument("dir")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_data_stats)
+
+    p = sub.add_parser("train", help="train a user-model adapter (TRL SFT + LoRA/QLoRA)")
+    p.add_argument("--config", help="YAML with TrainConfig fields (see configs/)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    p.set_defaults(func=cmd_train)
+
+    _add_simulate_args(sub.add_parser("simulate", help="self-play between a user model and an assistant"))
+
+    ev = sub.add_parser("evaluate", help="score how human a run's simulated user is")
+    ev_sub = ev.add_subparsers(dest="evaluate_command")
+    p = ev_sub.add_parser("run", help="evaluate one run directory")
+    for target in (ev, p):
+        target.add_argument("run_dir", nargs="?" if target is ev else None)
+        target.add_argument("--reference", help="prepared data dir with real held-out human turns")
+        target.add_argument("--classifier", help="AI-voice classifier dir (default: the cached default)")
+        target.add_argument("--user-model", help="user model for perplexity (default: the run's user model)")
+        target.add_argument("--base-model", help="base model for perplexity beside it")
+        target.add_argument("--evaluators", help="comma-separated names (default: all)")
+        target.set_defaults(func=cmd_evaluate)
+    p = ev_sub.add_parser("train-classifier", help="train the AI-voice classifier on real data")
+    p.add_argument("--config", help="YAML with ClassifierConfig fields")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_train_classifier)
+    p = ev_sub.add_parser("score-texts", help="P(AI) for each {\"text\": ...} line of a JSONL file")
+    p.add_argument("file")
+    p.add_argument("--out", help="output JSONL (default: FILE.scored.jsonl)")
+    p.add_argument("--classifier")
+    p.set_defaults(func=cmd_score_texts)
+
+    p = sub.add_parser("report", help="compare evaluated runs in markdown + HTML")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--out", default="results/report")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="regression check: is CANDIDATE worse than BASELINE? (exit 1 if so)")
+    p.add_argument("baseline")
+    p.add_argument("candidate")
+    p.add_argument("--scenarios", required=True)
+    p.add_argument("--thresholds", help="YAML of per-metric thresholds (default: built in)")
+    p.add_argument("--out", default="results/compare")
+    p.add_argument("--reference", help="prepared data dir for the human reference and perplexity")
+    p.add_argument("--samples", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="simulation config override")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("demo", help="the whole job on the embedded defaults, offline")
+    p.add_argument("--workdir", default="work/demo")
+    p.add_argument("--quick", action="store_true", help="a few-minute variant")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def run(argv: list[str] | None, parser: argparse.ArgumentParser) -> int:
+    from userlm.io import UserError
+
+    args = parser.parse_args(argv)
+    if getattr(args, "command", None) == "evaluate" and not getattr(args, "run_dir", None):
+        parser.error("evaluate needs RUN_DIR or a subcommand")
+    try:
+        return args.func(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished work is saved; run the same command again (with --resume) to continue",
+              file=sys.stderr)
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(argv, build_parser())
+
+
+def simulate_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="simulate", description="Self-play between a user model and an assistant.")
+    _add_simulate_args(parser)
+    return run(argv, parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
