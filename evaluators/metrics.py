@@ -1,0 +1,83 @@
+"""The metrics. Each is a statistic over units (conversations: {"user_turns": [...], "stop_reason": ...}),
+so one bootstrap serves all of them, and the real-human reference is scored by the same code."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+# Openings and phrases of an assistant's voice: a user turn that uses them is acting as the assistant.
+ASSISTANT_PATTERNS = re.compile(
+    r"^\s*(sure|certainly|of course|absolutely|great question)[!,.]|how (can|may) i (help|assist)|"
+    r"i'?d be (happy|glad) to help|as an ai\b|i am an ai\b|i'?m an ai\b|as a (helpful )?(ai|language model)|"
+    r"here (is|are) (a|an|some|the) [\w\s-]{0,40}(for you|you can|to help)|feel free to ask|"
+    r"let me know if you (have|need) any|i hope (this|that) helps|is there anything else i can",
+    re.IGNORECASE)
+
+
+def acts_as_assistant(text: str) -> bool:
+    return bool(ASSISTANT_PATTERNS.search(text))
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def all_turns(units: list[dict]) -> list[str]:
+    return [t for u in units for t in u["user_turns"]]
+
+
+def role_adherence(units):
+    turns = all_turns(units)
+    return float(np.mean([not acts_as_assistant(t) for t in turns])) if turns else np.nan
+
+
+def termination_rate(units):
+    return float(np.mean([u["ended_by_user"] for u in units]))
+
+
+def mean_turn_words(units):
+    turns = all_turns(units)
+    return float(np.mean([words(t) for t in turns])) if turns else np.nan
+
+
+def mean_user_turns(units):
+    return float(np.mean([len(u["user_turns"]) for u in units]))
+
+
+def wasserstein(values, reference) -> float:
+    from scipy.stats import wasserstein_distance
+
+    return float(wasserstein_distance(values, reference)) if len(values) and len(reference) else np.nan
+
+
+def distinct_n(units, n: int):
+    grams, total = set(), 0
+    for turn in all_turns(units):
+        tokens = turn.lower().split()
+        for i in range(len(tokens) - n + 1):
+            grams.add(tuple(tokens[i: i + n]))
+            total += 1
+    return len(grams) / total if total else np.nan
+
+
+def mean_pairwise_cosine_distance(vectors: np.ndarray) -> float:
+    """For normalized vectors: mean over pairs i != j of 1 - cos. Identical vectors give 0."""
+    n = len(vectors)
+    if n < 2:
+        return np.nan
+    s = vectors @ vectors.T
+    return float((n * n - s.sum()) / (n * (n - 1)))  # diagonal contributes n*(1-1)=0 to the distance sum
+
+
+def vendi_score(vectors: np.ndarray) -> float:
+    """exp(entropy of the eigenvalues of K/n), K the cosine similarity matrix (Friedman & Dieng, 2023): the
+    effective number of distinct items. Computed on the smaller of X X^T and X^T X (same non-zero spectrum)."""
+    n = len(vectors)
+    if n == 0:
+        return np.nan
+    gram = vectors.T @ vectors if vectors.shape[1] < n else vectors @ vectors.T
+    eig = np.clip(np.linalg.eigvalsh(gram / n), 0, None)
+    eig = eig[eig > 1e-12]
+    return float(np.exp(-(eig * np.log(eig)).sum()))

@@ -1,0 +1,25 @@
+"""Real humans as units: held-out prepared conversations turned into the same shape as simulated ones."""
+
+from __future__ import annotations
+
+import random
+
+from userlm.data.prepare import read_split
+
+
+def reference_units(data_dir: str, split: str = "test", limit: int = 300, seed: int = 0) -> list[dict]:
+    examples = read_split(data_dir, split)
+    # One thread per tree, so branching trees do not weigh more than linear ones.
+    by_tree = {}
+    for ex in examples:
+        by_tree.setdefault(ex["tree_id"], ex)
+    examples = list(by_tree.values())
+    examples = random.Random(seed).sample(examples, min(limit, len(examples)))
+    return [{"id": ex["id"], "scenario_id": "real", "user_turns": [m["content"] for m in ex["messages"] if m["role"] == "user"],
+             "ended_by_user": bool(ex["ends_conversation"])} for ex in examples]
+
+
+def transcript_units(records: list[dict]) -> list[dict]:
+    return [{"id": f"{r['scenario_id']}#{r['sample']}", "scenario_id": r["scenario_id"],
+             "user_turns": [t["text"] for t in r["turns"] if t["role"] == "user"],
+             "ended_by_user": r["stop_reason"] == "user_ended"} for r in records]

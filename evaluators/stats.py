@@ -1,0 +1,46 @@
+"""Bootstrap confidence intervals over units (conversations, or reference examples)."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+N_BOOTSTRAP = 1000
+
+
+def bootstrap_ci(units: Sequence, statistic: Callable[[list], float], n: int = N_BOOTSTRAP, seed: int = 0,
+                 level: float = 0.95) -> dict:
+    """{"value", "ci_low", "ci_high", "n"}: the statistic on all units, and a percentile bootstrap CI from
+    resampling the units with replacement."""
+    units = list(units)
+    if not units:
+        return {"value": None, "ci_low": None, "ci_high": None, "n": 0}
+    value = float(statistic(units))
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n):
+        idx = rng.integers(0, len(units), len(units))
+        draws.append(statistic([units[i] for i in idx]))
+    draws = np.asarray([d for d in draws if d is not None and np.isfinite(d)], dtype=float)
+    alpha = (1 - level) / 2
+    low, high = (np.quantile(draws, [alpha, 1 - alpha]) if len(draws) else (np.nan, np.nan))
+    return {"value": value, "ci_low": float(low), "ci_high": float(high), "n": len(units)}
+
+
+def paired_bootstrap_delta(base: Sequence, cand: Sequence, statistic: Callable[[list], float], n: int = N_BOOTSTRAP,
+                           seed: int = 0, level: float = 0.95) -> dict:
+    """CI of statistic(cand) - statistic(base), resampling the same pair indices on both sides (pairs are
+    conversations with the same scenario, sample and seed)."""
+    if len(base) != len(cand) or not base:
+        raise ValueError("paired bootstrap needs two equally long, non-empty sequences")
+    delta = float(statistic(list(cand)) - statistic(list(base)))
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n):
+        idx = rng.integers(0, len(base), len(base))
+        draws.append(statistic([cand[i] for i in idx]) - statistic([base[i] for i in idx]))
+    draws = np.asarray([d for d in draws if np.isfinite(d)], dtype=float)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(draws, [alpha, 1 - alpha])
+    return {"delta": delta, "ci_low": float(low), "ci_high": float(high), "n": len(base)}

@@ -1,0 +1,1 @@
+"""Self-play between a user model and a stock assistant, seeded by scenario files."""

@@ -1,0 +1,94 @@
+"""The conversation loop: every live conversation advances together, one batched generation per side per
+step; finished conversations leave and waiting ones take their place (continuous batching by turn)."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from simulator.backends import Backend, GenerationRequest
+from simulator.scenarios import Scenario
+from userlm.chat import speaker_view, strip_end_marker
+
+
+@dataclass
+class Side:
+    """One participant: a backend and how its system prompt is built for a scenario."""
+    backend: Backend
+    speaker: str  # "user" | "assistant"
+    system: Callable[[Scenario], str | None]
+
+
+@dataclass
+class Conversation:
+    scenario: Scenario
+    sample: int
+    seed: int
+    turns: list[dict] = field(default_factory=list)
+    stop_reason: str | None = None
+
+    def __post_init__(self):
+        if self.scenario.opening and not self.turns:
+            self.turns.append({"role": "assistant", "text": self.scenario.opening, "tokens": 0, "latency_s": 0.0})
+
+    @property
+    def user_turns(self) -> list[str]:
+        return [t["text"] for t in self.turns if t["role"] == "user"]
+
+    def request(self, side: Side) -> GenerationRequest:
+        history = [{"role": t["role"], "content": t["text"]} for t in self.turns]
+        sampling = self.scenario.user_sampling if side.speaker == "user" else self.scenario.assistant_sampling
+        return GenerationRequest(speaker_view(history, side.speaker, side.system(self.scenario)), sampling,
+                                 seed=self.seed * 1000 + len(self.turns))
+
+
+def degenerate(text: str) -> bool:
+    """No letters or digits, or a long turn that is mostly one phrase repeated."""
+    words = text.lower().split()
+    if not re.search(r"\w", text):
+        return True
+    return len(words) >= 16 and len(set(words)) / len(words) < 0.2
+
+
+def add_user_turn(conv: Conversation, text: str, tokens: int, latency: float) -> None:
+    text, ended = strip_end_marker(text)
+    previous = {t.strip().lower() for t in conv.user_turns}
+    if text:
+        if text.strip().lower() in previous:
+            conv.stop_reason = "repeated_turn"
+        elif degenerate(text):
+            conv.stop_reason = "degenerate_turn"
+        conv.turns.append({"role": "user", "text": text, "tokens": tokens, "latency_s": round(latency, 3)})
+    if ended:
+        conv.stop_reason = "user_ended"
+    elif not text:
+        conv.stop_reason = "empty_turn"
+
+
+def run_conversations(pending: list[Conversation], user: Side, assistant: Side, batch_size: int,
+                      on_finish: Callable[[Conversation], None], on_step: Callable[[int, int], None] = lambda *_: None):
+    pending, live = list(pending), []
+    while pending or live:
+        while pending and len(live) < batch_size:
+            live.append(pending.pop(0))
+        start = time.perf_counter()
+        outputs = user.backend.generate([c.request(user) for c in live])
+        latency = time.perf_counter() - start
+        for conv, out in zip(live, outputs):
+            add_user_turn(conv, out.text, out.tokens, latency)
+        talking = [c for c in live if c.stop_reason is None]
+        start = time.perf_counter()
+        replies = assistant.backend.generate([c.request(assistant) for c in talking]) if talking else []
+        latency = time.perf_counter() - start
+        for conv, out in zip(talking, replies):
+            conv.turns.append({"role": "assistant", "text": out.text.strip(), "tokens": out.tokens,
+                               "latency_s": round(latency, 3)})
+            if len(conv.user_turns) >= conv.scenario.max_turns:
+                conv.stop_reason = "max_turns"
+        on_step(len(live), sum(o.tokens for o in outputs) + sum(o.tokens for o in replies))
+        for conv in live:
+            if conv.stop_reason:
+                on_finish(conv)
+        live = [c for c in live if c.stop_reason is None]

@@ -1,0 +1,179 @@
+"""`simulate`: scenarios x samples -> transcripts.jsonl (appended as conversations finish) + run.json."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from simulator.loop import Conversation, Side, run_conversations
+from simulator.scenarios import Scenario, load_scenarios, scenarios_hash
+from userlm.chat import PROMPTED_USER_SYSTEM, USER_MODEL_SYSTEM
+from userlm.config import to_dict
+from userlm.io import UserError, append_jsonl, atomic_write_json, read_jsonl, truncate_torn_tail
+from userlm.models import DEFAULT_ASSISTANT, resolve
+
+
+@dataclass
+class SimulationConfig:
+    scenarios: str = "scenarios/smoke"
+    # An adapter dir from `userlm train`, `base:<ref>` (an untrained model in the user-model format), or
+    # `prompted:<ref>` (a stock instruct model told to act as a human user: the baseline to beat).
+    user: str = f"prompted:{DEFAULT_ASSISTANT}"
+    assistant: str = DEFAULT_ASSISTANT
+    out: str = "results/runs/run"
+    backend: str = "hf"  # hf | vllm | openai, for both sides unless overridden below
+    user_backend: str | None = None
+    assistant_backend: str | None = None
+    samples: int | None = None  # overrides each scenario's samples
+    max_turns: int | None = None  # overrides each scenario's max_turns
+    seed: int = 0
+    batch_size: int = 32  # live conversations at once
+    quantization: str = "none"  # hf backend: none | nf4 | auto
+    openai_base_url: str = "http://127.0.0.1:8000/v1"
+    openai_api_key: str = "EMPTY"
+    openai_concurrency: int = 8
+    openai_timeout_s: float = 120.0
+    openai_retries: int = 3
+    vllm_tensor_parallel_size: int = 1
+    vllm_gpu_memory_utilization: float = 0.85
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    kind: str  # adapter | base | prompted
+    model: str
+    system_prompt: str
+    manifest: dict | None = None
+
+
+def parse_user(spec: str, backend: str) -> UserSpec:
+    if spec.startswith("prompted:"):
+        return UserSpec("prompted", spec.split(":", 1)[1], PROMPTED_USER_SYSTEM)
+    if spec.startswith("base:"):
+        return UserSpec("base", spec.split(":", 1)[1], USER_MODEL_SYSTEM)
+    if backend != "openai" and resolve(spec).kind == "adapter":
+        manifest = json.loads((Path(spec) / "manifest.json").read_text())
+        return UserSpec("adapter", spec, manifest.get("system_prompt", USER_MODEL_SYSTEM), manifest)
+    return UserSpec("base", spec, USER_MODEL_SYSTEM)
+
+
+def user_system(user: UserSpec, scenario: Scenario) -> str:
+    about = " ".join(x for x in (f"You are {scenario.persona}." if scenario.persona else "",
+                                 f"Your goal: {scenario.intent}. Reveal it bit by bit, not all at once."
+                                 if scenario.intent else "") if x)
+    if user.kind == "prompted":
+        return PROMPTED_USER_SYSTEM.format(intent=about + " " if about else "")
+    if user.manifest and user.manifest.get("trained_with_intent") and about:
+        return f"{user.system_prompt} {about}"
+    return user.system_prompt
+
+
+def conversation_seed(seed: int, scenario_id: str, sample: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{scenario_id}:{sample}".encode()).digest()[:4], "big") >> 1
+
+
+def _backend_options(cfg: SimulationConfig, kind: str) -> dict:
+    if kind == "hf":
+        return {"quantization": cfg.quantization, "max_batch": cfg.batch_size}
+    if kind == "vllm":
+        return {"tensor_parallel_size": cfg.vllm_tensor_parallel_size,
+                "gpu_memory_utilization": cfg.vllm_gpu_memory_utilization}
+    return {"base_url": cfg.openai_base_url, "api_key": cfg.openai_api_key, "concurrency": cfg.openai_concurrency,
+            "timeout_s": cfg.openai_timeout_s, "retries": cfg.openai_retries}
+
+
+def _identity(ref: str, backend: str) -> dict:
+    if backend == "openai":
+        return {"ref": ref, "kind": "served"}
+    from userlm.models import identity
+
+    return identity(ref)
+
+
+def plan(cfg: SimulationConfig) -> tuple[list[Scenario], list[tuple[Scenario, int]]]:
+    scenarios = load_scenarios(cfg.scenarios)
+    jobs = [(s, i) for s in scenarios for i in range(cfg.samples or s.samples)]
+    return scenarios, jobs
+
+
+def run_identity(cfg: SimulationConfig, scenarios: list[Scenario]) -> dict:
+    """What must match for --resume (and for caches) to treat two runs as the same."""
+    keep = {k: v for k, v in to_dict(cfg).items() if k not in ("out", "batch_size", "openai_concurrency")}
+    return {"config": keep, "scenarios_sha256": scenarios_hash(scenarios)}
+
+
+def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from simulator.backends import get_backend
+    from trainer.train import library_versions
+
+    console = console or Console()
+    out = Path(cfg.out)
+    transcripts = out / "transcripts.jsonl"
+    scenarios, jobs = plan(cfg)
+    user_kind = cfg.user_backend or cfg.backend
+    assistant_kind = cfg.assistant_backend or cfg.backend
+    user = parse_user(cfg.user, user_kind)
+    ident = run_identity(cfg, scenarios)
+    done: set[tuple[str, int]] = set()
+    if transcripts.exists():
+        if not resume:
+            raise UserError(f"{out} already holds transcripts; pass --resume to finish it, or choose another --out")
+        previous = json.loads((out / "run.json").read_text())
+        if previous.get("identity") != ident:
+            raise UserError(f"{out}: --resume with a different config or scenarios than the run it holds")
+        truncate_torn_tail(transcripts)
+        done = {(r["scenario_id"], r["sample"]) for r in read_jsonl(transcripts)}
+    out.mkdir(parents=True, exist_ok=True)
+    run_info = {
+        "identity": ident, "config": to_dict(cfg), "user_kind": user.kind,
+        "user_model": _identity(user.model, user_kind), "assistant_model": _identity(cfg.assistant, assistant_kind),
+        "user_adapter_manifest": user.manifest, "versions": library_versions(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "total_conversations": len(jobs),
+    }
+    atomic_write_json(out / "run.json", run_info)
+    todo = [Conversation(s, i, conversation_seed(cfg.seed, s.id, i)) for s, i in jobs if (s.id, i) not in done]
+    if not todo:
+        console.print(f"{out}: all {len(jobs)} conversations already done")
+        return out
+    user_side = Side(get_backend(user_kind, user.model, **_backend_options(cfg, user_kind)), "user",
+                     lambda s: user_system(user, s))
+    assistant_side = Side(get_backend(assistant_kind, cfg.assistant, **_backend_options(cfg, assistant_kind)),
+                          "assistant", lambda s: s.assistant_system or None)
+    common = {"user_model": cfg.user, "user_kind": user.kind, "assistant_model": cfg.assistant,
+              "user_adapter_manifest_sha256": run_info["user_model"].get("manifest_sha256")}
+    started, tokens, turns = time.perf_counter(), 0, 0
+
+    def finish(conv: Conversation) -> None:
+        append_jsonl(transcripts, {
+            "scenario_id": conv.scenario.id, "sample": conv.sample, "seed": conv.seed, "stop_reason": conv.stop_reason,
+            "n_user_turns": len(conv.user_turns), "turns": conv.turns, **common})
+        bar.advance(task)
+
+    def step(live: int, new_tokens: int) -> None:
+        nonlocal tokens, turns
+        tokens, turns = tokens + new_tokens, turns + 2 * live
+        rate = time.perf_counter() - started
+        bar.update(task, description=f"{live} live, {turns / rate:.1f} turns/s, {tokens / rate:.0f} tok/s")
+
+    with Progress(TextColumn("[bold]simulate[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("starting", total=len(jobs), completed=len(done))
+        run_conversations(todo, user_side, assistant_side, cfg.batch_size, finish, step)
+    run_info["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    run_info["generated_tokens"] = tokens
+    run_info["seconds"] = round(time.perf_counter() - started, 1)
+    atomic_write_json(out / "run.json", run_info)
+    return out
+
+
+def load_transcripts(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / "transcripts.jsonl"
+    if not path.exists():
+        raise UserError(f"{run_dir}: no transcripts.jsonl; run `simulate` first")
+    return list(read_jsonl(path, tolerate_torn_tail=True))

@@ -1,0 +1,109 @@
+"""Scenario files (YAML): one scenario a file, or a list of them; a folder is read recursively."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from userlm.io import UserError
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_new_tokens: int = 96
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    description: str
+    opening: str = ""  # the assistant's first message; empty = the user opens
+    intent: str = ""  # what the user wants, revealed bit by bit; given to user models trained with it, and
+    persona: str = ""  # to prompted baselines
+    assistant_system: str = ""
+    max_turns: int = 6  # user turns at most
+    samples: int = 4  # conversations per scenario
+    user_sampling: Sampling = field(default_factory=Sampling)
+    assistant_sampling: Sampling = field(default_factory=lambda: Sampling(temperature=0.7, max_new_tokens=128))
+    language: str = "en"
+    tags: tuple = ()
+    source: str = ""  # file it came from (not a YAML field)
+
+
+_TYPES = {"id": str, "description": str, "opening": str, "intent": str, "persona": str, "assistant_system": str,
+          "max_turns": int, "samples": int, "user_sampling": dict, "assistant_sampling": dict, "language": str,
+          "tags": list}
+_REQUIRED = ("id", "description")
+
+
+def _sampling(value: dict, where: str) -> Sampling:
+    known = {f.name: f.type for f in fields(Sampling)}
+    for key, v in value.items():
+        if key not in known:
+            raise UserError(f"{where}.{key}: unknown sampling field (known: {', '.join(known)})")
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise UserError(f"{where}.{key}: must be a number, got {v!r}")
+    s = Sampling(**{k: (int(v) if k == "max_new_tokens" else float(v)) for k, v in value.items()})
+    if s.temperature < 0 or not 0 < s.top_p <= 1 or s.max_new_tokens < 1:
+        raise UserError(f"{where}: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1")
+    return s
+
+
+def parse_scenario(obj, where: str) -> Scenario:
+    if not isinstance(obj, dict):
+        raise UserError(f"{where}: a scenario must be a mapping")
+    for key in _REQUIRED:
+        if key not in obj:
+            raise UserError(f"{where}: missing required field '{key}'")
+    for key, value in obj.items():
+        if key not in _TYPES:
+            raise UserError(f"{where}: unknown field '{key}' (known: {', '.join(_TYPES)})")
+        expected = _TYPES[key]
+        if value is None and expected is str:
+            value = obj[key] = ""
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise UserError(f"{where}: field '{key}' must be {expected.__name__}, got {value!r}")
+    values = dict(obj)
+    values["id"] = values["id"].strip()
+    if not values["id"]:
+        raise UserError(f"{where}: field 'id' is empty")
+    for key in ("user_sampling", "assistant_sampling"):
+        if key in values:
+            values[key] = _sampling(values[key], f"{where}: {key}")
+    if values.get("max_turns", 1) < 1 or values.get("samples", 1) < 1:
+        raise UserError(f"{where}: max_turns and samples must be >= 1")
+    values["tags"] = tuple(values.get("tags", ()))
+    return Scenario(**values, source=where.split(":")[0])
+
+
+def load_scenarios(path: str | Path) -> list[Scenario]:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: scenario file or folder not found")
+    files = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")) if path.is_dir() else [path]
+    if not files:
+        raise UserError(f"{path}: no .yaml scenario files")
+    scenarios, seen = [], {}
+    for file in files:
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise UserError(f"{file}: invalid YAML ({str(e).splitlines()[0]})") from None
+        items = loaded if isinstance(loaded, list) else [loaded]
+        for i, item in enumerate(items):
+            scenario = parse_scenario(item, f"{file}" if len(items) == 1 else f"{file}: item {i}")
+            if scenario.id in seen:
+                raise UserError(f"{file}: duplicate scenario id '{scenario.id}' (also in {seen[scenario.id]})")
+            seen[scenario.id] = file
+            scenarios.append(scenario)
+    return scenarios
+
+
+def scenarios_hash(scenarios: list[Scenario]) -> str:
+    text = repr(sorted((repr({**s.__dict__, "source": ""}) for s in scenarios)))
+    return hashlib.sha256(text.encode()).hexdigest()

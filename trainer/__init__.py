@@ -1,0 +1,1 @@
+"""Turn prepared conversations into a versioned user-model adapter (TRL SFT + LoRA / QLoRA)."""

@@ -1,0 +1,191 @@
+"""`userlm train`: one dataclass config -> TRL SFTTrainer + peft LoRA (QLoRA where CUDA and bitsandbytes are)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import random
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from userlm import END_OF_CONVERSATION, __version__
+from userlm.chat import USER_MODEL_SYSTEM, encode_for_training
+from userlm.config import to_dict
+from userlm.data.prepare import load_manifest, read_split
+from userlm.io import UserError, atomic_write_json
+from userlm.models import ADAPTER_MANIFEST, identity, load_causal_lm, resolve_quantization
+
+
+@dataclass
+class TrainConfig:
+    base_model: str = "embedded:smollm2-135m-instruct"
+    data_dir: str = "work/data"
+    output_dir: str = "work/adapters/user-model"
+    # "user" trains the user model on the human turns. "assistant" trains on the AI turns instead: a
+    # negative control that should sound like an assistant (used to test regression checks).
+    target_role: str = "user"
+    system_prompt: str = USER_MODEL_SYSTEM
+    quantization: str = "auto"  # auto = NF4 (QLoRA) when CUDA + bitsandbytes are present, else none
+    dtype: str = "auto"  # auto = bfloat16 on CUDA, float32 on CPU
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: str = "all-linear"  # or a comma-separated list of module names
+    max_length: int = 512
+    per_device_train_batch_size: int = 4
+    per_device_eval_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 2e-4
+    lr_scheduler_type: str = "cosine"
+    warmup_steps: float = 0.03  # below 1: a fraction of the training steps
+    weight_decay: float = 0.0
+    num_train_epochs: float = 1.0
+    max_steps: int = -1
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = 200
+    eval_steps: int = 50
+    save_steps: int = 50
+    logging_steps: int = 10
+    batching: str = "length_grouped"  # "length_grouped" | "padding_free" | "padded"
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    report_to: str = "none"  # e.g. "tensorboard"
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def library_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "userlm": __version__}
+    for name in ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "bitsandbytes",
+                 "sentence-transformers", "vllm"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def tokenize_split(tokenizer, examples: list[dict], cfg: TrainConfig):
+    """Examples -> a datasets.Dataset of input_ids/labels, dropping those left with no target token."""
+    import datasets
+
+    rows = []
+    for ex in examples:
+        enc = encode_for_training(tokenizer, ex, speaker=cfg.target_role, system=cfg.system_prompt,
+                                  max_length=cfg.max_length)
+        if any(label != -100 for label in enc["labels"]):
+            rows.append(enc)
+    if not rows:
+        raise UserError(f"{cfg.data_dir}: no example has a target token within max_length={cfg.max_length}")
+    return datasets.Dataset.from_list(rows)
+
+
+def _sft_args(cfg: TrainConfig, has_eval: bool, quantization: str):
+    import torch
+    from trl import SFTConfig
+
+    fields = {f.name for f in dataclasses.fields(SFTConfig)}
+    args = dict(
+        output_dir=str(Path(cfg.output_dir) / "checkpoints"), per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_eval_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
+        num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps, logging_steps=cfg.logging_steps,
+        save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2,
+        eval_strategy="steps" if has_eval else "no", eval_steps=cfg.eval_steps, seed=cfg.seed, data_seed=cfg.seed,
+        report_to=[] if cfg.report_to == "none" else [cfg.report_to], max_length=cfg.max_length,
+        bf16=torch.cuda.is_available(), gradient_checkpointing=cfg.gradient_checkpointing,
+        padding_free=cfg.batching == "padding_free", dataset_num_proc=None,
+    )
+    if cfg.batching == "length_grouped":
+        # transformers 5 names it train_sampling_strategy; older releases group_by_length.
+        if "train_sampling_strategy" in fields:
+            args["train_sampling_strategy"] = "group_by_length"
+        else:
+            args["group_by_length"] = True
+    elif cfg.batching not in ("padding_free", "padded"):
+        raise UserError(f"batching must be length_grouped, padding_free or padded, got '{cfg.batching}'")
+    return SFTConfig(**{k: v for k, v in args.items() if k in fields})
+
+
+def _lora_config(cfg: TrainConfig):
+    from peft import LoraConfig
+
+    modules = cfg.lora_target_modules
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, task_type="CAUSAL_LM",
+                      target_modules=modules if modules == "all-linear" else [m.strip() for m in modules.split(",")])
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict:
+    """Train, save adapter + tokenizer + manifest.json into cfg.output_dir; return the manifest."""
+    from trl import SFTTrainer
+
+    if cfg.target_role not in ("user", "assistant"):
+        raise UserError(f"target_role must be 'user' or 'assistant', got '{cfg.target_role}'")
+    out = Path(cfg.output_dir)
+    checkpoints = out / "checkpoints"
+    has_checkpoint = checkpoints.exists() and any(checkpoints.glob("checkpoint-*"))
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise UserError(f"{out} already exists; pass --resume to continue it, or choose another output_dir")
+    data_manifest = load_manifest(cfg.data_dir)
+    quantization = resolve_quantization(cfg.quantization)
+    started = time.time()
+    model, tokenizer = load_causal_lm(cfg.base_model, quantization=quantization, dtype=cfg.dtype, trainable=True)
+    train_examples = read_split(cfg.data_dir, "train")
+    needed = cfg.max_train_examples
+    if cfg.max_steps > 0:  # tokenize only what max_steps can consume
+        budget = cfg.max_steps * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world_size()
+        needed = min(needed or budget, budget)
+    if needed is not None and needed < len(train_examples):
+        train_examples = random.Random(cfg.seed).sample(train_examples, needed)
+    eval_examples = read_split(cfg.data_dir, "validation")[: cfg.max_eval_examples]
+    train_ds = tokenize_split(tokenizer, train_examples, cfg)
+    eval_ds = tokenize_split(tokenizer, eval_examples, cfg) if eval_examples else None
+    if cfg.gradient_checkpointing:
+        model.config.use_cache = False
+    trainer = SFTTrainer(model=model, args=_sft_args(cfg, eval_ds is not None, quantization), train_dataset=train_ds,
+                         eval_dataset=eval_ds, processing_class=tokenizer, peft_config=_lora_config(cfg))
+    result = trainer.train(resume_from_checkpoint=True if (resume and has_checkpoint) else None)
+    eval_loss = trainer.evaluate()["eval_loss"] if eval_ds is not None else None
+    trainer.model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    target_tokens = sum(sum(label != -100 for label in row) for row in train_ds["labels"])
+    manifest = {
+        "kind": "userlm-adapter", "base_model": cfg.base_model, "base_identity": identity(cfg.base_model),
+        "data_dir": cfg.data_dir, "data_content_hash": data_manifest["content_hash"], "config": to_dict(cfg),
+        "quantization": quantization, "target_role": cfg.target_role, "system_prompt": cfg.system_prompt,
+        "trained_with_intent": False, "end_marker": END_OF_CONVERSATION,
+        "train_examples": len(train_ds), "train_target_tokens": target_tokens,
+        "final_train_loss": result.training_loss, "final_eval_loss": eval_loss,
+        "final_eval_perplexity": math.exp(eval_loss) if eval_loss is not None else None,
+        "global_step": result.global_step, "train_runtime_s": result.metrics.get("train_runtime"),
+        "train_tokens_per_second": result.metrics.get("train_tokens_per_second"),
+        "versions": library_versions(), "git_commit": _git_commit(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(time.time() - started, 1),
+    }
+    atomic_write_json(out / ADAPTER_MANIFEST, manifest)  # written last: its presence marks a finished adapter
+    return manifest
+
+
+def read_adapter_manifest(adapter_dir: str | Path) -> dict:
+    path = Path(adapter_dir) / ADAPTER_MANIFEST
+    if not path.exists():
+        raise UserError(f"{adapter_dir}: no {ADAPTER_MANIFEST}; not a finished `userlm train` output")
+    return json.loads(path.read_text())
