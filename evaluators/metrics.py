@@ -52,14 +52,25 @@ def wasserstein(values, reference) -> float:
     return float(wasserstein_distance(values, reference)) if len(values) and len(reference) else np.nan
 
 
+_GRAM_IDS: dict = {}
+
+
+def unit_grams(unit: dict, n: int) -> np.ndarray:
+    """The unit's n-grams as integer ids (cached on the unit), so bootstrap resamples are cheap."""
+    key = f"_grams{n}"
+    if key not in unit:
+        ids = []
+        for turn in unit["user_turns"]:
+            tokens = turn.lower().split()
+            ids += [_GRAM_IDS.setdefault(tuple(tokens[i: i + n]), len(_GRAM_IDS)) for i in range(len(tokens) - n + 1)]
+        unit[key] = np.asarray(ids, dtype=np.int64)
+    return unit[key]
+
+
 def distinct_n(units, n: int):
-    grams, total = set(), 0
-    for turn in all_turns(units):
-        tokens = turn.lower().split()
-        for i in range(len(tokens) - n + 1):
-            grams.add(tuple(tokens[i: i + n]))
-            total += 1
-    return len(grams) / total if total else np.nan
+    grams = [unit_grams(u, n) for u in units]
+    total = sum(len(g) for g in grams)
+    return len(np.unique(np.concatenate(grams))) / total if total else np.nan
 
 
 def mean_pairwise_cosine_distance(vectors: np.ndarray) -> float:

@@ -10,9 +10,13 @@ N_BOOTSTRAP = 1000
 
 
 def bootstrap_ci(units: Sequence, statistic: Callable[[list], float], n: int = N_BOOTSTRAP, seed: int = 0,
-                 level: float = 0.95) -> dict:
+                 level: float = 0.95, set_based: bool = False) -> dict:
     """{"value", "ci_low", "ci_high", "n"}: the statistic on all units, and a percentile bootstrap CI from
-    resampling the units with replacement."""
+    resampling the units with replacement.
+
+    `set_based` metrics (distinct-n, pairwise diversity, Vendi) drop when a resample repeats a unit, so the
+    percentile interval would sit below the estimate. For them each resample keeps its distinct units and
+    the interval is the estimate +- z * the bootstrap standard error."""
     units = list(units)
     if not units:
         return {"value": None, "ci_low": None, "ci_high": None, "n": 0}
@@ -21,10 +25,18 @@ def bootstrap_ci(units: Sequence, statistic: Callable[[list], float], n: int = N
     draws = []
     for _ in range(n):
         idx = rng.integers(0, len(units), len(units))
-        draws.append(statistic([units[i] for i in idx]))
+        draws.append(statistic([units[i] for i in (np.unique(idx) if set_based else idx)]))
     draws = np.asarray([d for d in draws if d is not None and np.isfinite(d)], dtype=float)
     alpha = (1 - level) / 2
-    low, high = (np.quantile(draws, [alpha, 1 - alpha]) if len(draws) else (np.nan, np.nan))
+    if not len(draws):
+        low = high = np.nan
+    elif set_based:
+        from scipy.stats import norm
+
+        half = norm.ppf(1 - alpha) * draws.std(ddof=1)
+        low, high = value - half, value + half
+    else:
+        low, high = np.quantile(draws, [alpha, 1 - alpha])
     return {"value": value, "ci_low": float(low), "ci_high": float(high), "n": len(units)}
 
 

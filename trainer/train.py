@@ -69,6 +69,12 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def _peak_gpu_memory_gb() -> float | None:
+    import torch
+
+    return round(torch.cuda.max_memory_allocated() / 2**30, 3) if torch.cuda.is_available() else None
+
+
 def library_versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -110,7 +116,9 @@ def _sft_args(cfg: TrainConfig, has_eval: bool, quantization: str):
         num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps, logging_steps=cfg.logging_steps,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2,
         eval_strategy="steps" if has_eval else "no", eval_steps=cfg.eval_steps, seed=cfg.seed, data_seed=cfg.seed,
-        report_to=[] if cfg.report_to == "none" else [cfg.report_to], max_length=cfg.max_length,
+        report_to=[] if cfg.report_to == "none" else [cfg.report_to],
+        # Sequences are truncated in tokenize_split; TRL refuses max_length with padding-free batches.
+        max_length=None if cfg.batching == "padding_free" else cfg.max_length,
         bf16=torch.cuda.is_available(), gradient_checkpointing=cfg.gradient_checkpointing,
         padding_free=cfg.batching == "padding_free", dataset_num_proc=None,
     )
@@ -167,6 +175,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     trainer.model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     target_tokens = sum(sum(label != -100 for label in row) for row in train_ds["labels"])
+    epoch_tokens = sum(len(row) for row in train_ds["input_ids"])
+    seen = result.global_step * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world_size()
+    tokens_trained = round(epoch_tokens * seen / len(train_ds))  # non-pad tokens the optimizer saw
     manifest = {
         "kind": "userlm-adapter", "base_model": cfg.base_model, "base_identity": identity(cfg.base_model),
         "data_dir": cfg.data_dir, "data_content_hash": data_manifest["content_hash"], "config": to_dict(cfg),
@@ -176,7 +187,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         "final_train_loss": result.training_loss, "final_eval_loss": eval_loss,
         "final_eval_perplexity": math.exp(eval_loss) if eval_loss is not None else None,
         "global_step": result.global_step, "train_runtime_s": result.metrics.get("train_runtime"),
-        "train_tokens_per_second": result.metrics.get("train_tokens_per_second"),
+        "train_tokens": tokens_trained,
+        "train_tokens_per_second": round(tokens_trained / result.metrics["train_runtime"], 1),
+        "peak_gpu_memory_gb": _peak_gpu_memory_gb(), "model_memory_gb": round(model.get_memory_footprint() / 2**30, 3),
         "versions": library_versions(), "git_commit": _git_commit(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(time.time() - started, 1),
     }

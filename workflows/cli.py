@@ -168,17 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_simulate_args(sub.add_parser("simulate", help="self-play between a user model and an assistant"))
 
-    ev = sub.add_parser("evaluate", help="score how human a run's simulated user is")
-    ev_sub = ev.add_subparsers(dest="evaluate_command")
-    p = ev_sub.add_parser("run", help="evaluate one run directory")
-    for target in (ev, p):
-        target.add_argument("run_dir", nargs="?" if target is ev else None)
-        target.add_argument("--reference", help="prepared data dir with real held-out human turns")
-        target.add_argument("--classifier", help="AI-voice classifier dir (default: the cached default)")
-        target.add_argument("--user-model", help="user model for perplexity (default: the run's user model)")
-        target.add_argument("--base-model", help="base model for perplexity beside it")
-        target.add_argument("--evaluators", help="comma-separated names (default: all)")
-        target.set_defaults(func=cmd_evaluate)
+    ev = sub.add_parser("evaluate", help="score how human a run's simulated user is",
+                        description="`userlm evaluate RUN_DIR` is short for `userlm evaluate run RUN_DIR`.")
+    ev_sub = ev.add_subparsers(dest="evaluate_command", required=True)
+    p = ev_sub.add_parser("run", help="evaluate one run directory (the default: `userlm evaluate RUN_DIR`)")
+    p.add_argument("run_dir")
+    p.add_argument("--reference", help="prepared data dir with real held-out human turns")
+    p.add_argument("--classifier", help="AI-voice classifier dir (default: the cached default)")
+    p.add_argument("--user-model", help="user model for perplexity (default: the run's user model)")
+    p.add_argument("--base-model", help="base model for perplexity beside it")
+    p.add_argument("--evaluators", help="comma-separated names (default: all)")
+    p.set_defaults(func=cmd_evaluate)
     p = ev_sub.add_parser("train-classifier", help="train the AI-voice classifier on real data")
     p.add_argument("--config", help="YAML with ClassifierConfig fields")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
@@ -213,12 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EVALUATE_COMMANDS = {"run", "train-classifier", "score-texts", "-h", "--help"}
+
+
 def run(argv: list[str] | None, parser: argparse.ArgumentParser) -> int:
     from userlm.io import UserError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) > 1 and argv[0] == "evaluate" and argv[1] not in EVALUATE_COMMANDS:
+        argv.insert(1, "run")
     args = parser.parse_args(argv)
-    if getattr(args, "command", None) == "evaluate" and not getattr(args, "run_dir", None):
-        parser.error("evaluate needs RUN_DIR or a subcommand")
     try:
         return args.func(args)
     except UserError as e:

@@ -1,0 +1,276 @@
+"""`userlm evaluate RUN_DIR`: every named evaluator over a run's user turns, the same over real humans."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from evaluators import metrics as M
+from evaluators.reference import reference_units, transcript_units
+from evaluators.stats import bootstrap_ci
+from userlm.io import UserError, atomic_write_json, atomic_write_text
+
+# name -> (direction, description). direction: +1 higher is more human-like, -1 lower is, 0 neither.
+METRICS = {
+    "human_likeness": (+1, "1 - mean P(AI) of user turns"),
+    "ai_voice_rate": (-1, "share of user turns the classifier judges AI (P(AI) > 0.5)"),
+    "role_adherence": (+1, "share of user turns that do not act as the assistant"),
+    "termination_rate": (+1, "share of conversations the user ended"),
+    "mean_user_turns": (0, "user turns per conversation"),
+    "mean_turn_words": (0, "words per user turn"),
+    "turn_length_w1": (-1, "Wasserstein distance of user-turn word counts to real humans'"),
+    "conversation_length_w1": (-1, "Wasserstein distance of user turns per conversation to real humans'"),
+    "distinct_1": (+1, "distinct unigrams / unigrams over user turns"),
+    "distinct_2": (+1, "distinct bigrams / bigrams over user turns"),
+    "diversity_all": (+1, "mean pairwise cosine distance of all user-turn embeddings"),
+    "vendi_all": (+1, "Vendi score of all user-turn embeddings"),
+    "diversity_first": (+1, "mean pairwise cosine distance of first turns within a scenario"),
+    "diversity_ratio_to_human": (+1, "diversity_all / real humans' diversity_all (1.0 = as diverse as people)"),
+    "perplexity_real_user_turns": (-1, "user model's perplexity on held-out real human turns"),
+    "perplexity_base_model": (0, "the base model's perplexity on the same turns, for comparison"),
+}
+
+
+@dataclass
+class Context:
+    units: list[dict]
+    reference: list[dict] | None
+    run_info: dict
+    classifier_dir: str | None = None
+    encoder: str = "embedded:minilm"
+    reference_dir: str | None = None
+    user_model: str | None = None
+    base_model: str | None = None
+    perplexity_examples: int = 48
+    console: object = None
+    extra: dict = field(default_factory=dict)
+
+
+def _both(ctx: Context, name: str, statistic: Callable, set_based: bool = False) -> dict:
+    out = {"run": bootstrap_ci(ctx.units, statistic, set_based=set_based)}
+    if ctx.reference:
+        out["reference"] = bootstrap_ci(ctx.reference, statistic, set_based=set_based)
+    return {name: out}
+
+
+def ai_voice(ctx: Context) -> dict:
+    from evaluators.classifier import load_classifier
+
+    clf = load_classifier(ctx.classifier_dir, ctx.console)
+    texts = sorted({t for u in ctx.units + (ctx.reference or []) for t in u["user_turns"]})
+    p = dict(zip(texts, clf.p_ai(texts)))
+    ctx.extra["p_ai"] = p
+    ctx.extra["classifier"] = {"version": clf.version, "features": clf.manifest["features"],
+                               "test_auroc": clf.manifest["test_auroc"]}
+    likeness = lambda us: 1 - float(np.mean([p[t] for t in M.all_turns(us)])) if M.all_turns(us) else np.nan
+    rate = lambda us: float(np.mean([p[t] > 0.5 for t in M.all_turns(us)])) if M.all_turns(us) else np.nan
+    return {**_both(ctx, "human_likeness", likeness), **_both(ctx, "ai_voice_rate", rate)}
+
+
+def behaviour(ctx: Context) -> dict:
+    out = {}
+    for name, fn in (("role_adherence", M.role_adherence), ("termination_rate", M.termination_rate),
+                     ("mean_user_turns", M.mean_user_turns), ("mean_turn_words", M.mean_turn_words)):
+        out.update(_both(ctx, name, fn))
+    for n in (1, 2):
+        out.update(_both(ctx, f"distinct_{n}", lambda us, n=n: M.distinct_n(us, n), set_based=True))
+    if ctx.reference:
+        real_words = [M.words(t) for t in M.all_turns(ctx.reference)]
+        real_lengths = [len(u["user_turns"]) for u in ctx.reference]
+        out["turn_length_w1"] = {"run": bootstrap_ci(
+            ctx.units, lambda us: M.wasserstein([M.words(t) for t in M.all_turns(us)], real_words))}
+        out["conversation_length_w1"] = {"run": bootstrap_ci(
+            ctx.units, lambda us: M.wasserstein([len(u["user_turns"]) for u in us], real_lengths))}
+    return out
+
+
+def diversity(ctx: Context) -> dict:
+    from evaluators.cache import embed
+
+    texts = sorted({t for u in ctx.units + (ctx.reference or []) for t in u["user_turns"]})
+    vec = dict(zip(texts, embed(texts, ctx.encoder)))
+    stack = lambda turns: np.stack([vec[t] for t in turns]) if turns else np.zeros((0, 384))
+    div_all = lambda us: M.mean_pairwise_cosine_distance(stack(M.all_turns(us)))
+    vendi_all = lambda us: M.vendi_score(stack(M.all_turns(us)))
+
+    def div_first(us):
+        by_scenario = {}
+        for u in us:
+            if u["user_turns"]:
+                by_scenario.setdefault(u["scenario_id"], []).append(u["user_turns"][0])
+        values = [M.mean_pairwise_cosine_distance(stack(v)) for v in by_scenario.values() if len(v) > 1]
+        return float(np.mean(values)) if values else np.nan
+
+    out = {**_both(ctx, "diversity_all", div_all, set_based=True), **_both(ctx, "vendi_all", vendi_all, set_based=True),
+           "diversity_first": {"run": bootstrap_ci(ctx.units, div_first, set_based=True)}}
+    if ctx.reference:
+        human = div_all(ctx.reference)
+        out["diversity_ratio_to_human"] = {"run": bootstrap_ci(ctx.units, lambda us: div_all(us) / human, set_based=True),
+                                           "reference": {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0, "n": 0}}
+    return out
+
+
+def perplexity_units(model_ref: str, system: str, examples: list[dict], max_length: int = 384) -> list[tuple]:
+    """Per example (sum NLL, tokens) of the human turns (and end marker) in the user model's flipped format."""
+    from simulator.backends import get_backend
+    from userlm.chat import encode_for_training
+
+    backend = get_backend("hf", model_ref, quantization="none", max_batch=8)
+    encoded = []
+    for ex in examples:
+        enc = encode_for_training(backend.tokenizer, ex, speaker="user", system=system, max_length=max_length)
+        if any(label != -100 for label in enc["labels"]):
+            encoded.append((enc["input_ids"], enc["labels"]))
+    units = []
+    for start in range(0, len(encoded), 8):
+        units.extend((-s, n) for s, n in backend.masked_loglikelihood(encoded[start: start + 8]))
+    return units
+
+
+def _ppl(units) -> float:
+    return math.exp(sum(u[0] for u in units) / max(1, sum(u[1] for u in units)))
+
+
+def perplexity(ctx: Context) -> dict:
+    import random
+
+    from simulator.run import parse_user
+    from userlm.chat import USER_MODEL_SYSTEM
+    from userlm.data.prepare import read_split
+
+    if not ctx.reference_dir:
+        return {}
+    user = parse_user(ctx.user_model or ctx.run_info["config"]["user"], "hf")
+    system = user.system_prompt.format(intent="") if user.kind == "prompted" else user.system_prompt
+    examples = read_split(ctx.reference_dir, "test")
+    examples = random.Random(0).sample(examples, min(ctx.perplexity_examples, len(examples)))
+    out = {"perplexity_real_user_turns": {"run": bootstrap_ci(perplexity_units(user.model, system, examples), _ppl)}}
+    base = ctx.base_model or (user.manifest or {}).get("base_model")
+    if base:
+        out["perplexity_base_model"] = {"run": bootstrap_ci(perplexity_units(base, USER_MODEL_SYSTEM, examples), _ppl)}
+    return out
+
+
+EVALUATORS: dict[str, Callable[[Context], dict]] = {
+    "ai_voice": ai_voice, "behaviour": behaviour, "diversity": diversity, "perplexity": perplexity,
+}
+
+
+def register(name: str, fn: Callable[[Context], dict]) -> None:
+    """Plug in an evaluator: fn(Context) -> {metric: {"run": ci, "reference"?: ci}}."""
+    EVALUATORS[name] = fn
+
+
+def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | None = None,
+                 user_model: str | None = None, base_model: str | None = None, evaluators: str | None = None,
+                 console=None, reference_limit: int | None = None) -> dict:
+    from simulator.run import load_transcripts
+    from trainer.train import library_versions
+
+    run_dir = Path(run_dir)
+    run_info_path = run_dir / "run.json"
+    if not run_info_path.exists():
+        raise UserError(f"{run_dir}: no run.json; not a simulation run directory")
+    run_info = json.loads(run_info_path.read_text())
+    units = transcript_units(load_transcripts(run_dir))
+    if not units:
+        raise UserError(f"{run_dir}: transcripts.jsonl holds no conversation")
+    names = [n.strip() for n in evaluators.split(",")] if evaluators else list(EVALUATORS)
+    unknown = [n for n in names if n not in EVALUATORS]
+    if unknown:
+        raise UserError(f"unknown evaluator(s): {', '.join(unknown)} (known: {', '.join(EVALUATORS)})")
+    # As many real conversations as simulated ones (at least 30): Vendi and distinct-n grow or shrink with
+    # the number of turns, so the human row is only comparable at a matching size.
+    limit = reference_limit or max(30, len(units))
+    ctx = Context(units=units, reference=reference_units(reference, limit=limit) if reference else None,
+                  run_info=run_info, classifier_dir=classifier, reference_dir=reference, user_model=user_model,
+                  base_model=base_model, console=console)
+    results: dict = {}
+    for name in names:
+        started = time.time()
+        results.update(EVALUATORS[name](ctx))
+        if console:
+            console.print(f"[dim]evaluator {name}: {time.time() - started:.1f} s[/dim]")
+    report = {
+        "run_dir": str(run_dir), "label": run_dir.name, "user_model": run_info["config"]["user"],
+        "user_kind": run_info.get("user_kind"), "assistant_model": run_info["config"]["assistant"],
+        "user_adapter_manifest_sha256": run_info.get("user_model", {}).get("manifest_sha256"),
+        "conversations": len(units), "reference_dir": reference, "evaluators": names,
+        "classifier": ctx.extra.get("classifier"), "metrics": results, "run_config": run_info["config"],
+        "versions": library_versions(), "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    p_ai = ctx.extra.get("p_ai")
+    if p_ai is not None:  # kept for the report's P(AI) plots
+        report["p_ai_run"] = [round(float(p_ai[t]), 4) for t in M.all_turns(units)]
+        report["p_ai_reference"] = [round(float(p_ai[t]), 4) for t in M.all_turns(ctx.reference or [])]
+    report["turn_words_run"] = [M.words(t) for t in M.all_turns(units)]
+    report["turn_words_reference"] = [M.words(t) for t in M.all_turns(ctx.reference or [])]
+    write_metrics(report, run_dir)
+    if console:
+        print_metrics([report], console)
+    return report
+
+
+def fmt(ci: dict | None) -> str:
+    if not ci or ci.get("value") is None or (isinstance(ci["value"], float) and math.isnan(ci["value"])):
+        return "n/a"
+    v, lo, hi = ci["value"], ci.get("ci_low"), ci.get("ci_high")
+    digits = 1 if abs(v) >= 10 else 3
+    if lo is None or hi is None or lo == hi or (isinstance(lo, float) and math.isnan(lo)):
+        return f"{v:.{digits}f}"
+    return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def table_rows(reports: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Columns: metrics present; rows: real humans (reference, from the first report having one), then runs."""
+    names = [m for m in METRICS if any(m in r["metrics"] for r in reports)]
+    rows = []
+    ref = next((r for r in reports if any("reference" in v for v in r["metrics"].values())), None)
+    if ref:
+        rows.append(["real humans (reference)", *(fmt(ref["metrics"].get(m, {}).get("reference")) for m in names)])
+    for r in reports:
+        rows.append([r["label"], *(fmt(r["metrics"].get(m, {}).get("run")) for m in names)])
+    return names, rows
+
+
+def markdown_table(reports: list[dict]) -> str:
+    names, rows = table_rows(reports)
+    lines = ["| run | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def print_metrics(reports: list[dict], console) -> None:
+    from rich.table import Table
+
+    names, rows = table_rows(reports)
+    table = Table(title="How human is the simulated user? (95% bootstrap CI)")
+    table.add_column("metric")
+    for row in rows:
+        table.add_column(row[0], justify="right")
+    for i, name in enumerate(names):
+        arrow = {1: " ↑", -1: " ↓", 0: ""}[METRICS[name][0]]
+        table.add_row(name + arrow, *(row[i + 1] for row in rows))
+    console.print(table)
+
+
+def write_metrics(report: dict, run_dir: Path) -> None:
+    atomic_write_json(run_dir / "metrics.json", report)
+    atomic_write_text(run_dir / "metrics.md", f"# {report['label']}\n\n{markdown_table([report])}\n"
+                      + "".join(f"- `{m}`: {METRICS[m][1]}\n" for m in METRICS if m in report["metrics"]))
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["row", "metric", "value", "ci_low", "ci_high", "n"])
+    for metric, sides in report["metrics"].items():
+        for side, ci in sides.items():
+            writer.writerow([report["label"] if side == "run" else "real humans", metric, ci["value"], ci.get("ci_low"),
+                             ci.get("ci_high"), ci.get("n")])
+    atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
