@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -95,7 +96,11 @@ def _identity(ref: str, backend: str) -> dict:
 
 def plan(cfg: SimulationConfig) -> tuple[list[Scenario], list[tuple[Scenario, int]]]:
     scenarios = load_scenarios(cfg.scenarios)
-    jobs = [(s, i) for s in scenarios for i in range(cfg.samples or s.samples)]
+    if cfg.max_turns:
+        scenarios = [dataclasses.replace(s, max_turns=cfg.max_turns) for s in scenarios]
+    if cfg.samples:
+        scenarios = [dataclasses.replace(s, samples=cfg.samples) for s in scenarios]
+    jobs = [(s, i) for s in scenarios for i in range(s.samples)]
     return scenarios, jobs
 
 

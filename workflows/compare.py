@@ -1,0 +1,143 @@
+"""`userlm compare BASELINE CANDIDATE`: is the candidate adapter worse at being human? Exit 0 no regression,
+1 regression, 2 error. Both sides are simulated on the same scenarios, samples and seeds (cached by the
+adapter manifest hash, scenario hash, seed and backend config) and compared with paired bootstrap CIs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from evaluators import metrics as M
+from evaluators.reference import transcript_units
+from evaluators.stats import paired_bootstrap_delta
+from userlm.io import UserError, atomic_write_json, atomic_write_text, cache_dir, sha256_json
+
+DEFAULT_THRESHOLDS = Path(__file__).resolve().parents[1] / "configs" / "compare-thresholds.yaml"
+
+
+def load_thresholds(path: str | None) -> dict:
+    source = Path(path) if path else DEFAULT_THRESHOLDS
+    try:
+        data = yaml.safe_load(source.read_text()) if source.exists() else None
+    except yaml.YAMLError as e:
+        raise UserError(f"{source}: invalid YAML ({str(e).splitlines()[0]})") from None
+    if data is None:  # installed without the configs folder
+        data = {"human_likeness": {"direction": "higher", "max_regression": 0.03}}
+    for metric, spec in data.items():
+        if metric not in STATISTICS:
+            raise UserError(f"{source}: unknown metric '{metric}' (known: {', '.join(STATISTICS)})")
+        if not isinstance(spec, dict) or spec.get("direction") not in ("higher", "lower") \
+                or not isinstance(spec.get("max_regression"), (int, float)):
+            raise UserError(f"{source}: {metric} needs direction: higher|lower and a numeric max_regression")
+    return data
+
+
+def _statistics(p_ai: dict, vectors: dict) -> dict:
+    turns = M.all_turns
+    return {
+        "human_likeness": lambda us: 1 - float(np.mean([p_ai[t] for t in turns(us)])) if turns(us) else np.nan,
+        "ai_voice_rate": lambda us: float(np.mean([p_ai[t] > 0.5 for t in turns(us)])) if turns(us) else np.nan,
+        "role_adherence": M.role_adherence,
+        "termination_rate": M.termination_rate,
+        "distinct_2": lambda us: M.distinct_n(us, 2),
+        "diversity_all": lambda us: M.mean_pairwise_cosine_distance(np.stack([vectors[t] for t in turns(us)]))
+        if len(turns(us)) > 1 else np.nan,
+        "mean_turn_words": M.mean_turn_words,
+    }
+
+
+STATISTICS = _statistics({}, {})
+
+
+def ensure_run(side: str, scenarios: str, sim_overrides: list[str], samples: int | None, seed: int, console) -> Path:
+    """A finished run for `side`: the directory itself if it is a run, else a cached simulation of the adapter."""
+    from simulator.run import SimulationConfig, plan, run_identity, simulate
+    from userlm.config import load_config
+
+    path = Path(side)
+    if (path / "run.json").exists() and (path / "transcripts.jsonl").exists():
+        return path
+    if not (path / "adapter_config.json").exists():
+        raise UserError(f"{side}: neither an adapter directory (from `userlm train`) nor a simulation run")
+    overrides = [*sim_overrides, f"user={side}", f"scenarios={scenarios}", f"seed={seed}"]
+    if samples:
+        overrides.append(f"samples={samples}")
+    cfg = load_config(SimulationConfig, None, overrides)
+    scenario_list, _ = plan(cfg)
+    ident = run_identity(cfg, scenario_list)
+    ident["config"].pop("user")  # the adapter is named by its manifest hash, not its path
+    key = sha256_json({"adapter_manifest": sha256_json(json.loads((path / "manifest.json").read_text())), **ident})
+    cfg.out = str(cache_dir() / "runs" / key[:20])
+    done = Path(cfg.out) / "run.json"
+    if done.exists() and "finished_at" in json.loads(done.read_text()):
+        console.print(f"reusing cached simulation of {side}: {cfg.out}")
+        return Path(cfg.out)
+    simulate(cfg, resume=Path(cfg.out, "transcripts.jsonl").exists(), console=console)
+    return Path(cfg.out)
+
+
+def compare(baseline: str, candidate: str, scenarios: str, out: str, thresholds: str | None = None,
+            samples: int | None = None, seed: int = 0, sim_overrides: list[str] | None = None,
+            classifier: str | None = None, console=None) -> dict:
+    from evaluators.cache import embed
+    from evaluators.classifier import load_classifier
+    from simulator.run import load_transcripts
+
+    limits = load_thresholds(thresholds)
+    runs = [ensure_run(s, scenarios, sim_overrides or [], samples, seed, console) for s in (baseline, candidate)]
+    records = [{(r["scenario_id"], r["sample"]): r for r in load_transcripts(run)} for run in runs]
+    keys = sorted(set(records[0]) & set(records[1]))
+    if not keys:
+        raise UserError("baseline and candidate share no (scenario, sample) conversation to pair")
+    base_units, cand_units = (transcript_units([recs[k] for k in keys]) for recs in records)
+    texts = sorted({t for u in base_units + cand_units for t in u["user_turns"]})
+    clf = load_classifier(classifier, console)
+    stats = _statistics(dict(zip(texts, clf.p_ai(texts))), dict(zip(texts, embed(texts))))
+    rows, regressed = [], []
+    for metric, spec in limits.items():
+        fn = stats[metric]
+        ci = paired_bootstrap_delta(base_units, cand_units, fn)
+        sign = 1 if spec["direction"] == "higher" else -1
+        worst, best = sorted((sign * ci["ci_low"], sign * ci["ci_high"]))  # in "positive = better" units
+        allowed = spec["max_regression"]
+        verdict = "regressed" if best < -allowed else "improved" if worst > 0 else "same"
+        if verdict == "regressed":
+            regressed.append(metric)
+        rows.append({"metric": metric, "direction": spec["direction"], "max_regression": allowed,
+                     "baseline": fn(base_units), "candidate": fn(cand_units), **ci, "verdict": verdict})
+    result = {"baseline": baseline, "candidate": candidate, "baseline_run": str(runs[0]), "candidate_run": str(runs[1]),
+              "paired_conversations": len(keys), "scenarios": scenarios, "seed": seed,
+              "classifier": {"version": clf.version, "test_auroc": clf.manifest["test_auroc"]},
+              "rows": rows, "regressed": regressed, "exit_code": 1 if regressed else 0}
+    out_dir = Path(out)
+    atomic_write_json(out_dir / "compare.json", result)
+    lines = ["| metric | baseline | candidate | delta [95% CI] | allowed | verdict |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['metric']} ({r['direction']} is better) | {r['baseline']:.3f} | {r['candidate']:.3f} | "
+                     f"{r['delta']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | {r['max_regression']} | "
+                     f"**{r['verdict']}** |")
+    verdict = f"REGRESSION in {', '.join(regressed)}" if regressed else "no regression"
+    atomic_write_text(out_dir / "compare.md", f"# {candidate} vs {baseline}\n\n{len(keys)} paired conversations. "
+                      f"Verdict: {verdict}.\n\n" + "\n".join(lines) + "\n")
+    if console:
+        from rich.table import Table
+
+        table = Table(title=f"candidate vs baseline ({len(keys)} paired conversations): {verdict}")
+        for col in ("metric", "baseline", "candidate", "delta [95% CI]", "allowed", "verdict"):
+            table.add_column(col, justify="left" if col == "metric" else "right")
+        color = {"regressed": "red", "improved": "green", "same": "white"}
+        for r in rows:
+            table.add_row(f"{r['metric']} ({r['direction']})", f"{r['baseline']:.3f}", f"{r['candidate']:.3f}",
+                          f"{r['delta']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]", str(r["max_regression"]),
+                          f"[{color[r['verdict']]}]{r['verdict']}[/]")
+        console.print(table)
+    return result
+
+
+def compare_main(args, console) -> int:
+    result = compare(args.baseline, args.candidate, args.scenarios, args.out, args.thresholds, args.samples,
+                     args.seed, args.set, console=console)
+    return result["exit_code"]

@@ -1,0 +1,98 @@
+"""`userlm demo`: the whole job on the embedded defaults, offline, on a CPU. Every stage is reused by its
+hash when it already finished and resumed when it was interrupted."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from userlm.io import sha256_json
+
+SMOKE = Path(__file__).resolve().parents[1] / "scenarios" / "smoke"
+
+
+def _stage(console, name: str, started: float) -> None:
+    console.rule(f"[bold]{name}[/bold] (t = {time.time() - started:.0f} s)")
+
+
+def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> dict:
+    from evaluators.classifier import ClassifierConfig, train_classifier
+    from evaluators.report import write_report
+    from evaluators.run import evaluate_run
+    from simulator.run import SimulationConfig, simulate
+    from trainer.train import TrainConfig, train
+    from userlm.config import load_config
+    from userlm.data.prepare import PrepareConfig, prepare
+
+    work = Path(workdir)
+    started = time.time()
+    data_dir = work / "data"
+
+    _stage(console, "1/5 data: real ShareGPT conversations -> user-model examples", started)
+    data_cfg = PrepareConfig(sources=["sharegpt"], out=str(data_dir))
+    manifest_path = data_dir / "manifest.json"
+    if manifest_path.exists() and json.loads(manifest_path.read_text())["config"] == data_cfg.__dict__:
+        console.print(f"reusing {data_dir}")
+    else:
+        prepare(data_cfg)
+    data_manifest = json.loads(manifest_path.read_text())
+    console.print(f"{data_manifest['counts']['train']['human_targets']:,} human target turns for training")
+
+    _stage(console, "2/5 AI-voice classifier on real human vs AI turns", started)
+    clf_cfg = ClassifierConfig(max_per_class_per_source=300 if quick else 1000, stock_turns=8 if quick else 48,
+                               features="tfidf" if quick else "auto")
+    clf_dir = work / f"classifier-{sha256_json(clf_cfg.__dict__)[:10]}"
+    clf_cfg.out = str(clf_dir)
+    if (clf_dir / "manifest.json").exists():
+        console.print(f"reusing {clf_dir}")
+    else:
+        train_classifier(clf_cfg, console)
+    auroc = json.loads((clf_dir / "manifest.json").read_text())["test_auroc"]
+
+    _stage(console, "3/5 train a user-model adapter (LoRA on SmolLM2-135M)", started)
+    overrides = [f"data_dir={data_dir}", "eval_steps=100000"]
+    if quick:
+        overrides += ["max_steps=6", "max_eval_examples=16", "save_steps=3", "max_length=128"]
+    train_cfg = load_config(TrainConfig, Path(__file__).resolve().parents[1] / "configs" / "embedded-cpu.yaml", overrides)
+    key = sha256_json({"config": train_cfg.__dict__, "data": data_manifest["content_hash"]})[:10]
+    adapter = work / f"adapter-{key}"
+    train_cfg.output_dir = str(adapter)
+    if (adapter / "manifest.json").exists():
+        console.print(f"reusing {adapter}")
+    else:
+        train(train_cfg, resume=adapter.exists())
+    adapter_manifest = json.loads((adapter / "manifest.json").read_text())
+
+    _stage(console, "4/5 simulate: trained user model, untrained base, prompted baseline vs the stock assistant", started)
+    users = {"trained-user-model": str(adapter), "untrained-base": "base:embedded:smollm2-135m-instruct",
+             "prompted-baseline": "prompted:embedded:smollm2-135m-instruct"}
+    sim_overrides = ["samples=2", "max_turns=2"] if quick else ["samples=6"]
+    runs = {}
+    for label, user in users.items():
+        run_dir = work / "runs" / (f"{label}-{key}" if label == "trained-user-model" else label)
+        cfg = load_config(SimulationConfig, None, [f"scenarios={SMOKE}", f"user={user}", f"out={run_dir}", *sim_overrides])
+        console.print(f"[bold]{label}[/bold]: {user}")
+        simulate(cfg, resume=(run_dir / "transcripts.jsonl").exists(), console=console)
+        runs[label] = run_dir
+
+    _stage(console, "5/5 evaluate against real held-out humans, and report", started)
+    for label, run_dir in runs.items():
+        names = "ai_voice,behaviour,diversity" + (",perplexity" if label == "trained-user-model" else "")
+        evaluate_run(str(run_dir), reference=str(data_dir), classifier=str(clf_dir), evaluators=names)
+    md, html = write_report([str(r) for r in runs.values()], str(work / "report"), console=console)
+    summary = {
+        "data_dir": str(data_dir), "classifier": str(clf_dir), "classifier_test_auroc": auroc,
+        "adapter": str(adapter), "adapter_final_eval_loss": adapter_manifest["final_eval_loss"],
+        "runs": {k: str(v) for k, v in runs.items()},
+        "metrics": {k: str(v / "metrics.json") for k, v in runs.items()},
+        "report_md": str(md), "report_html": str(html), "seconds": round(time.time() - started, 1),
+    }
+    from userlm.io import atomic_write_json
+
+    atomic_write_json(work / "demo.json", summary)
+    console.rule("artifacts")
+    for name, value in summary.items():
+        if name != "metrics":
+            console.print(f"{name}: {value}")
+    return summary
