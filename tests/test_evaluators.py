@@ -1,0 +1,112 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from evaluators import metrics as M
+from evaluators.classifier import AIVoiceClassifier, ClassifierConfig, collect_turns, train_classifier
+from evaluators.stats import bootstrap_ci, paired_bootstrap_delta
+
+
+def units(*conversations, ended=False):
+    return [{"scenario_id": "s", "user_turns": list(c), "ended_by_user": ended} for c in conversations]
+
+
+def test_diversity_of_identical_turns_is_zero_and_vendi_counts_distinct_items():
+    v = np.eye(4)[[0, 0, 0]]
+    assert M.mean_pairwise_cosine_distance(v) == pytest.approx(0.0)
+    assert M.vendi_score(v) == pytest.approx(1.0)
+    assert M.vendi_score(np.eye(5)) == pytest.approx(5.0)
+    assert M.mean_pairwise_cosine_distance(np.eye(3)) == pytest.approx(1.0)
+
+
+def test_distinct_n_role_adherence_and_termination():
+    same = units(["a b c"], ["a b c"])
+    assert M.distinct_n(same, 1) == pytest.approx(0.5)
+    assert M.distinct_n(units(["a b c d"]), 2) == pytest.approx(1.0)
+    assert M.role_adherence(units(["Sure! Here is a recipe for you to try.", "my heater is broken"])) == 0.5
+    assert M.acts_as_assistant("How can I help you today?") and not M.acts_as_assistant("can you help me?")
+    assert M.termination_rate(units(["x"], ended=True) + units(["y"])) == 0.5
+
+
+def test_bootstrap_intervals():
+    data = list(np.random.default_rng(0).normal(5, 1, 200))
+    ci = bootstrap_ci(data, lambda xs: float(np.mean(xs)))
+    assert ci["ci_low"] < 5 < ci["ci_high"] and ci["ci_low"] < ci["value"] < ci["ci_high"] and ci["n"] == 200
+    base, cand = list(range(50)), [x + 10 for x in range(50)]
+    delta = paired_bootstrap_delta(base, cand, lambda xs: float(np.mean(xs)))
+    assert delta["delta"] == pytest.approx(10) and delta["ci_low"] == pytest.approx(10)  # paired: no noise
+    set_ci = bootstrap_ci(units(["a b"], ["c d"], ["a b"], ["e f"]), lambda us: M.distinct_n(us, 1), set_based=True)
+    assert set_ci["ci_low"] <= set_ci["value"] <= set_ci["ci_high"]
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    from conftest import OASST2_SAMPLE
+
+    out = tmp_path_factory.mktemp("clf") / "c"
+    sources = ["sharegpt"] + ([str(OASST2_SAMPLE)] if OASST2_SAMPLE.exists() else [])
+    manifest = train_classifier(ClassifierConfig(out=str(out), sources=sources, max_per_class_per_source=400,
+                                                 stock_turns=8, features="auto"))
+    return out, manifest
+
+
+def test_classifier_separates_held_out_human_and_ai_turns(classifier):
+    out, manifest = classifier
+    assert manifest["test_auroc"] >= 0.9, manifest
+    assert set(manifest["validation_auroc"]) == {"embeddings", "tfidf", "both"}
+    assert any(s.startswith("stock:") for s in manifest["counts"]["by_source"])
+    clf = AIVoiceClassifier(out)
+    # Held-out real turns (groups the classifier never trained on): AI turns score higher than human ones.
+    from evaluators.classifier import _group_split
+
+    rows = [r for r in collect_turns(ClassifierConfig(max_per_class_per_source=400, seed=1))
+            if _group_split(r["group"], 0, 0.2)][:300]
+    p = clf.p_ai([r["text"] for r in rows])
+    human = np.mean([s for s, r in zip(p, rows) if r["label"] == 0])
+    ai = np.mean([s for s, r in zip(p, rows) if r["label"] == 1])
+    assert ai > human + 0.3
+
+
+def test_score_texts_cli(classifier, tmp_path):
+    out, _ = classifier
+    src = tmp_path / "texts.jsonl"
+    src.write_text(json.dumps({"text": "Certainly! Here is a comprehensive overview of the topic, covering each "
+                                       "aspect in detail. 1. Introduction 2. Key points 3. Conclusion"}) + "\n"
+                   + json.dumps({"text": "ok thx, but how do i do that on windows lol"}) + "\n")
+    r = subprocess.run([sys.executable, "-m", "workflows.cli", "evaluate", "score-texts", str(src), "--classifier",
+                        str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    scored = [json.loads(line) for line in (tmp_path / "texts.scored.jsonl").read_text().splitlines()]
+    assert scored[0]["p_ai"] > scored[1]["p_ai"]
+    src.write_text('{"txt": "x"}\n')
+    r = subprocess.run([sys.executable, "-m", "workflows.cli", "evaluate", "score-texts", str(src), "--classifier",
+                        str(out)], capture_output=True, text=True)
+    assert r.returncode == 2 and "texts.jsonl:1: field 'text'" in r.stderr
+
+
+def test_evaluate_and_report_a_real_run(classifier, tmp_path):
+    from evaluators.report import write_report
+    from evaluators.run import evaluate_run
+    from simulator.run import SimulationConfig, simulate
+    from userlm.config import load_config
+    from userlm.data.prepare import PrepareConfig, prepare
+
+    clf_dir, _ = classifier
+    data = tmp_path / "data"
+    prepare(PrepareConfig(sources=["sharegpt"], out=str(data), max_trees_per_source=600))
+    run = tmp_path / "run"
+    simulate(load_config(SimulationConfig, None, [f"out={run}", "samples=2", "max_turns=2"]))
+    report = evaluate_run(str(run), reference=str(data), classifier=str(clf_dir),
+                          evaluators="ai_voice,behaviour,diversity")
+    m = report["metrics"]
+    for name in ("human_likeness", "ai_voice_rate", "role_adherence", "termination_rate", "distinct_2",
+                 "diversity_all", "vendi_all", "diversity_ratio_to_human", "turn_length_w1"):
+        assert m[name]["run"]["value"] is not None, name
+    assert 0 <= m["human_likeness"]["reference"]["value"] <= 1
+    for f in ("metrics.json", "metrics.md", "metrics.csv"):
+        assert (run / f).exists()
+    md, html = write_report([str(run)], str(tmp_path / "report"))
+    assert "real humans (reference)" in md.read_text() and "data:image/png;base64" in html.read_text()
