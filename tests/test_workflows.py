@@ -37,29 +37,35 @@ def test_quick_demo_runs_the_whole_job_and_reuses_finished_stages(demo):
     assert r.stdout.count("reusing") >= 3 and r.stdout.count("already done") == 3
 
 
-@pytest.mark.slow
-def test_compare_flags_an_assistant_voiced_candidate_and_passes_an_identical_one(demo, tmp_path):
+@pytest.fixture(scope="module")
+def adapters(tmp_path_factory):
+    """Two real adapters with one recipe: trained on the human turns, and on the AI turns instead."""
     from trainer.train import TrainConfig, train
     from userlm.config import load_config
+    from userlm.data.prepare import PrepareConfig, prepare
 
-    work, _ = demo
-    summary = json.loads((work / "demo.json").read_text())
-    baseline = summary["adapter"]
-    base_cfg = json.loads((Path(baseline) / "manifest.json").read_text())["config"]
-    bad = tmp_path / "assistant-voiced"
-    # Same recipe, but trained on the AI turns instead of the human ones: it should sound like an assistant.
-    train(load_config(TrainConfig, None, [f"{k}={json.dumps(v)}" for k, v in base_cfg.items()
-                                          if k not in ("output_dir", "target_role", "system_prompt")]
-                      + [f"output_dir={bad}", "target_role=assistant"]))
+    work = tmp_path_factory.mktemp("adapters")
+    prepare(PrepareConfig(sources=["sharegpt"], out=str(work / "data"), max_trees_per_source=2000))
+    recipe = [f"data_dir={work / 'data'}", "max_steps=30", "max_length=128", "per_device_train_batch_size=4",
+              "learning_rate=0.001", "eval_steps=100000", "max_eval_examples=8", "save_steps=100", "lora_r=16"]
+    for name, role in (("human-voiced", "user"), ("assistant-voiced", "assistant")):
+        train(load_config(TrainConfig, None, [*recipe, f"output_dir={work / name}", f"target_role={role}"]))
+    return work / "human-voiced", work / "assistant-voiced"
+
+
+@pytest.mark.slow
+def test_compare_flags_an_assistant_voiced_candidate_and_passes_an_identical_one(adapters, tmp_path):
+    baseline, bad = (str(a) for a in adapters)
     thresholds = tmp_path / "thresholds.yaml"
     thresholds.write_text("human_likeness: {direction: higher, max_regression: 0.0}\n"
-                          "ai_voice_rate: {direction: lower, max_regression: 0.0}\n")
+                          "ai_voice_rate: {direction: lower, max_regression: 0.0}\n"
+                          "mean_turn_words: {direction: lower, max_regression: 0.0}\n")
     common = ["--scenarios", str(ROOT / "scenarios" / "smoke"), "--samples", "6", "--thresholds", str(thresholds),
               "--set", "max_turns=2"]
     cli = [sys.executable, "-m", "workflows.cli", "compare"]
-    r = subprocess.run([*cli, baseline, str(bad), "--out", str(tmp_path / "c1"), *common], capture_output=True, text=True)
-    result = json.loads((tmp_path / "c1" / "compare.json").read_text())
+    r = subprocess.run([*cli, baseline, bad, "--out", str(tmp_path / "c1"), *common], capture_output=True, text=True)
     assert r.returncode == 1, (r.stdout[-2000:], r.stderr[-2000:])
+    result = json.loads((tmp_path / "c1" / "compare.json").read_text())
     assert result["regressed"] and result["paired_conversations"] == 12
     r = subprocess.run([*cli, baseline, baseline, "--out", str(tmp_path / "c2"), *common], capture_output=True, text=True)
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])

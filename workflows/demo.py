@@ -40,7 +40,7 @@ def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> d
     console.print(f"{data_manifest['counts']['train']['human_targets']:,} human target turns for training")
 
     _stage(console, "2/5 AI-voice classifier on real human vs AI turns", started)
-    clf_cfg = ClassifierConfig(max_per_class_per_source=300 if quick else 1000, stock_turns=8 if quick else 48,
+    clf_cfg = ClassifierConfig(max_per_class_per_source=300 if quick else 800, stock_turns=8 if quick else 32,
                                features="tfidf" if quick else "auto")
     clf_dir = work / f"classifier-{sha256_json(clf_cfg.__dict__)[:10]}"
     clf_cfg.out = str(clf_dir)
@@ -67,7 +67,7 @@ def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> d
     _stage(console, "4/5 simulate: trained user model, untrained base, prompted baseline vs the stock assistant", started)
     users = {"trained-user-model": str(adapter), "untrained-base": "base:embedded:smollm2-135m-instruct",
              "prompted-baseline": "prompted:embedded:smollm2-135m-instruct"}
-    sim_overrides = ["samples=2", "max_turns=2"] if quick else ["samples=6"]
+    sim_overrides = ["samples=2", "max_turns=2"] if quick else ["samples=5"]
     runs = {}
     for label, user in users.items():
         run_dir = work / "runs" / (f"{label}-{key}" if label == "trained-user-model" else label)
