@@ -173,7 +173,7 @@ def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | N
                  user_model: str | None = None, base_model: str | None = None, evaluators: str | None = None,
                  console=None, reference_limit: int | None = None) -> dict:
     from simulator.run import load_transcripts
-    from trainer.train import library_versions
+    from userlm.provenance import library_versions
 
     run_dir = Path(run_dir)
     run_info_path = run_dir / "run.json"

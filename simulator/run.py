@@ -115,7 +115,7 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from simulator.backends import get_backend
-    from trainer.train import library_versions
+    from userlm.provenance import library_versions
 
     console = console or Console()
     out = Path(cfg.out)

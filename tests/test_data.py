@@ -4,8 +4,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import OASST2_SAMPLE, OASST_EN, msg, needs_shared, write_trees
+
 from userlm.data.prepare import PrepareConfig, prepare, read_split, split_of
 from userlm.data.sources import ReadReport, read_oasst_trees, read_sharegpt, read_source
 from userlm.io import UserError

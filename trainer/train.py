@@ -6,19 +6,18 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import random
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from userlm import END_OF_CONVERSATION, __version__
+from userlm import END_OF_CONVERSATION
 from userlm.chat import USER_MODEL_SYSTEM, encode_for_training
 from userlm.config import to_dict
 from userlm.data.prepare import load_manifest, read_split
 from userlm.io import UserError, atomic_write_json
 from userlm.models import ADAPTER_MANIFEST, identity, load_causal_lm, resolve_quantization
+from userlm.provenance import git_commit, library_versions
 
 
 @dataclass
@@ -57,14 +56,6 @@ class TrainConfig:
     report_to: str = "none"  # e.g. "tensorboard"
 
 
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -73,19 +64,6 @@ def _peak_gpu_memory_gb() -> float | None:
     import torch
 
     return round(torch.cuda.max_memory_allocated() / 2**30, 3) if torch.cuda.is_available() else None
-
-
-def library_versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version(), "userlm": __version__}
-    for name in ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "bitsandbytes",
-                 "sentence-transformers", "vllm"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return out
 
 
 def tokenize_split(tokenizer, examples: list[dict], cfg: TrainConfig):
@@ -190,7 +168,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         "train_tokens": tokens_trained,
         "train_tokens_per_second": round(tokens_trained / result.metrics["train_runtime"], 1),
         "peak_gpu_memory_gb": _peak_gpu_memory_gb(), "model_memory_gb": round(model.get_memory_footprint() / 2**30, 3),
-        "versions": library_versions(), "git_commit": _git_commit(),
+        "versions": library_versions(), "git_commit": git_commit(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(time.time() - started, 1),
     }
     atomic_write_json(out / ADAPTER_MANIFEST, manifest)  # written last: its presence marks a finished adapter

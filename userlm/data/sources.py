@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
