@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from userlm.config import to_dict
-from userlm.data.prepare import PrepareConfig, _keep
+from userlm.data.prepare import PrepareConfig, keep_message
 from userlm.data.sources import ReadReport, read_source
 from userlm.io import UserError, atomic_directory, atomic_write_json, cache_dir, read_jsonl
 from userlm.models import DEFAULT_ASSISTANT, DEFAULT_ENCODER
@@ -51,7 +51,7 @@ def collect_turns(cfg: ClassifierConfig) -> list[dict]:
             stack = [tree.root]
             while stack:
                 msg = stack.pop()
-                if not _keep(msg, keep):
+                if not keep_message(msg, keep):
                     continue
                 stack.extend(msg.children)
                 by_label[int(msg.role == "assistant")].append(

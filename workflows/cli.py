@@ -13,6 +13,8 @@ def _console():
 
 
 def cmd_data_prepare(args) -> int:
+    import json
+
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from userlm.config import load_config
@@ -20,11 +22,11 @@ def cmd_data_prepare(args) -> int:
 
     overrides = list(args.set or [])
     if args.source:
-        overrides.append(f"sources={args.source!r}".replace("'", '"'))
+        overrides.append(f"sources={json.dumps(args.source)}")
     if args.out:
-        overrides.append(f"out={args.out}")
+        overrides.append(f"out={json.dumps(args.out)}")
     if args.lang:
-        overrides.append(f"lang={args.lang!r}".replace("'", '"'))
+        overrides.append(f"lang={json.dumps(args.lang)}")
     if args.branches:
         overrides.append(f"branches={args.branches}")
     if args.seed is not None:

@@ -35,7 +35,7 @@ class PrepareConfig:
     skip_bad: bool = False
 
 
-def _keep(msg: Message, cfg: PrepareConfig) -> bool:
+def keep_message(msg: Message, cfg: PrepareConfig) -> bool:
     if msg.deleted and not cfg.keep_deleted:
         return False
     if msg.review_ok is False and not cfg.keep_unreviewed:
@@ -51,12 +51,12 @@ def _rank_key(msg: Message):
 
 def threads(tree: Tree, cfg: PrepareConfig) -> list[list[Message]]:
     """Root-to-leaf paths over kept messages (a path stops where its children were all filtered)."""
-    if not _keep(tree.root, cfg):
+    if not keep_message(tree.root, cfg):
         return []
     paths, stack = [], [[tree.root]]
     while stack:
         path = stack.pop()
-        children = [c for c in path[-1].children if _keep(c, cfg) and c.role != path[-1].role]
+        children = [c for c in path[-1].children if keep_message(c, cfg) and c.role != path[-1].role]
         if cfg.branches == "best" and children:
             children = [min(children, key=_rank_key)]
         if not children:
