@@ -50,48 +50,75 @@ def naive(backend, convs, user: UserSpec):
     return tokens
 
 
+def batched(backend, convs, user: UserSpec, batch_size: int, continuous: bool, prefix_cache: bool):
+    """The project's loop; returns (tokens, seconds, forward passes)."""
+    backend.continuous, backend.prefix_cache = continuous, prefix_cache
+    passes, tokens, original = [0], [0], backend.model.forward
+
+    def counting_forward(*a, **k):
+        passes[0] += 1
+        return original(*a, **k)
+
+    backend.model.forward = counting_forward
+    sides = Side(backend, "user", lambda s: user_system(user, s)), Side(backend, "assistant", lambda s: None)
+    started = time.perf_counter()
+    run_conversations(convs, *sides, batch_size, on_finish=lambda c: None,
+                      on_step=lambda live, n, turns: tokens.__setitem__(0, tokens[0] + n))
+    seconds = time.perf_counter() - started
+    backend.model.forward = original
+    return tokens[0], seconds, passes[0]
+
+
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default=DEFAULT_ASSISTANT, help="both sides (the prompted baseline talks to it)")
+    parser.add_argument("--quantization", default="none")
+    parser.add_argument("--dtype", default="auto", help="auto: bfloat16 on GPU, float32 on CPU")
     parser.add_argument("--conversations", type=int, default=32)
     parser.add_argument("--naive-conversations", type=int, default=8, help="the naive loop is slow; its rate is per token")
     parser.add_argument("--scenarios", default="scenarios/smoke")
     parser.add_argument("--max-turns", type=int, default=2)
+    parser.add_argument("--only-best", action="store_true", help="skip the ablations (turn batching, no KV reuse)")
     args = parser.parse_args()
     torch.manual_seed(0)
     scenarios = [s.__class__(**{**s.__dict__, "max_turns": args.max_turns}) for s in load_scenarios(args.scenarios)]
-    backend = get_backend("hf", DEFAULT_ASSISTANT, quantization="none", max_batch=args.conversations)
-    user = UserSpec("prompted", DEFAULT_ASSISTANT, PROMPTED_USER_SYSTEM)
-    bandwidth = copy_bandwidth_gbs()
+    backend = get_backend("hf", args.model, quantization=args.quantization, dtype=args.dtype,
+                          max_batch=args.conversations)
+    user = UserSpec("prompted", args.model, PROMPTED_USER_SYSTEM)
+    cuda = backend.device.type == "cuda"
     weight_bytes = sum(p.numel() * p.element_size() for p in backend.model.parameters())
+    if cuda:
+        name = torch.cuda.get_device_name()
+        print(f"machine: {name}, weights {weight_bytes / 1e6:.0f} MB ({next(backend.model.parameters()).dtype}, "
+              f"quantization {args.quantization})")
+    else:
+        bandwidth = copy_bandwidth_gbs()
+        print(f"machine: {torch.get_num_threads()} threads, copy bandwidth {bandwidth:.1f} GB/s; "
+              f"weights {weight_bytes / 1e6:.0f} MB {next(backend.model.parameters()).dtype}")
 
     started = time.perf_counter()
     naive_tokens = naive(backend, conversations(scenarios, args.naive_conversations), user)
     naive_rate = naive_tokens / (time.perf_counter() - started)
-
-    steps = {"n": 0}
-    original = backend.model.forward
-
-    def counting_forward(*a, **k):
-        steps["n"] += 1
-        return original(*a, **k)
-
-    backend.model.forward = counting_forward
-    tokens = {"n": 0}
-    user_side = Side(backend, "user", lambda s: user_system(user, s))
-    assistant_side = Side(backend, "assistant", lambda s: None)
-    started = time.perf_counter()
-    run_conversations(conversations(scenarios, args.conversations), user_side, assistant_side, args.conversations,
-                      on_finish=lambda c: None, on_step=lambda live, n: tokens.__setitem__("n", tokens["n"] + n))
-    seconds = time.perf_counter() - started
-    backend.model.forward = original
-    batched_rate = tokens["n"] / seconds
-    achieved = weight_bytes * steps["n"] / seconds / 1e9
-    print(f"machine: {torch.get_num_threads()} threads, copy bandwidth {bandwidth:.1f} GB/s; weights {weight_bytes / 1e6:.0f} MB fp32")
-    print(f"naive   ({args.naive_conversations} conversations, one at a time): {naive_tokens} tokens, {naive_rate:.1f} tok/s")
-    print(f"batched ({args.conversations} live conversations): {tokens['n']} tokens, {batched_rate:.1f} tok/s, "
-          f"{steps['n']} forward passes in {seconds:.1f} s")
-    print(f"speed-up batched / naive: {batched_rate / naive_rate:.2f}x (goal >= 6x at 32 live conversations)")
-    print(f"weights read per second: {achieved:.1f} GB/s = {achieved / bandwidth:.2f} of the measured copy bandwidth")
+    print(f"naive ({args.naive_conversations} conversations, one at a time, plain generate): {naive_tokens} tokens, "
+          f"{naive_rate:.1f} tok/s")
+    variants = [("batched by turn, prompts re-read each turn", False, False),
+                ("+ continuous batching by token", True, False),
+                ("+ KV cache kept between turns", True, True)]
+    for label, continuous, prefix_cache in variants[-1:] if args.only_best else variants:
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        tokens, seconds, passes = batched(backend, conversations(scenarios, args.conversations), user,
+                                          args.conversations, continuous, prefix_cache)
+        rate = tokens / seconds
+        line = (f"{label}: {tokens} tokens in {seconds:.1f} s = {rate:.1f} tok/s, {rate / naive_rate:.2f}x naive; "
+                f"{passes} forward passes")
+        if cuda:
+            line += f", peak GPU memory {torch.cuda.max_memory_allocated() / 1e9:.2f} GB"
+        else:
+            read = weight_bytes * passes / seconds / 1e9
+            line += f"; weights read {read:.1f} GB/s = {read / bandwidth:.2f} of copy bandwidth"
+        print(line, flush=True)
+    print(f"goal: >= 6x naive at {args.conversations} live conversations on 2 CPU cores")
 
 
 if __name__ == "__main__":

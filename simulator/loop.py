@@ -1,10 +1,10 @@
-"""The conversation loop: every live conversation advances together, one batched generation per side per
-step; finished conversations leave and waiting ones take their place (continuous batching by turn)."""
+"""The conversation loop: scenario -> alternating user / assistant turns -> a finished transcript."""
 
 from __future__ import annotations
 
 import re
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -32,6 +32,10 @@ class Conversation:
     def __post_init__(self):
         if self.scenario.opening and not self.turns:
             self.turns.append({"role": "assistant", "text": self.scenario.opening, "tokens": 0, "latency_s": 0.0})
+
+    @property
+    def key(self) -> str:
+        return f"{self.scenario.id}#{self.sample}"
 
     @property
     def user_turns(self) -> list[str]:
@@ -68,27 +72,39 @@ def add_user_turn(conv: Conversation, text: str, tokens: int, latency: float) ->
 
 
 def run_conversations(pending: list[Conversation], user: Side, assistant: Side, batch_size: int,
-                      on_finish: Callable[[Conversation], None], on_step: Callable[[int, int], None] = lambda *_: None):
-    pending, live = list(pending), []
+                      on_finish: Callable[[Conversation], None], on_step: Callable[[int, int, int], None] = lambda *_: None):
+    """Each live conversation has one generation in flight, on the side whose turn it is. Backends advance a step
+    at a time; a finished turn goes to the other side at once, and a finished conversation's place goes to the
+    next waiting one, so batches stay full (by token on the hf backend, by turn on the others)."""
+    pending, live, asked_at = deque(pending), {}, {}
+    sides = {"user": user, "assistant": assistant}
+    backends = list({id(s.backend): s.backend for s in sides.values()}.values())
+
+    def ask(conv: Conversation, speaker: str) -> None:
+        asked_at[conv.key] = time.perf_counter()
+        sides[speaker].backend.submit((conv.key, speaker), conv.request(sides[speaker]))
+
     while pending or live:
         while pending and len(live) < batch_size:
-            live.append(pending.pop(0))
-        start = time.perf_counter()
-        outputs = user.backend.generate([c.request(user) for c in live])
-        latency = time.perf_counter() - start
-        for conv, out in zip(live, outputs):
-            add_user_turn(conv, out.text, out.tokens, latency)
-        talking = [c for c in live if c.stop_reason is None]
-        start = time.perf_counter()
-        replies = assistant.backend.generate([c.request(assistant) for c in talking]) if talking else []
-        latency = time.perf_counter() - start
-        for conv, out in zip(talking, replies):
-            conv.turns.append({"role": "assistant", "text": out.text.strip(), "tokens": out.tokens,
-                               "latency_s": round(latency, 3)})
-            if len(conv.user_turns) >= conv.scenario.max_turns:
-                conv.stop_reason = "max_turns"
-        on_step(len(live), sum(o.tokens for o in outputs) + sum(o.tokens for o in replies))
-        for conv in live:
-            if conv.stop_reason:
-                on_finish(conv)
-        live = [c for c in live if c.stop_reason is None]
+            conv = pending.popleft()
+            live[conv.key] = conv
+            ask(conv, "user")
+        new_tokens = turns = 0
+        for backend in backends:
+            for (key, speaker), out in backend.step():
+                conv, latency = live[key], time.perf_counter() - asked_at[key]
+                new_tokens, turns = new_tokens + out.tokens, turns + 1
+                if speaker == "user":
+                    add_user_turn(conv, out.text, out.tokens, latency)
+                else:
+                    conv.turns.append({"role": "assistant", "text": out.text.strip(), "tokens": out.tokens,
+                                       "latency_s": round(latency, 3)})
+                    if len(conv.user_turns) >= conv.scenario.max_turns:
+                        conv.stop_reason = "max_turns"
+                if conv.stop_reason:
+                    for b in backends:
+                        b.release(key)
+                    on_finish(live.pop(key))
+                else:
+                    ask(conv, "assistant" if speaker == "user" else "user")
+        on_step(len(live), new_tokens, turns)

@@ -160,9 +160,9 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
             "n_user_turns": len(conv.user_turns), "turns": conv.turns, **common})
         bar.advance(task)
 
-    def step(live: int, new_tokens: int) -> None:
+    def step(live: int, new_tokens: int, new_turns: int) -> None:
         nonlocal tokens, turns
-        tokens, turns = tokens + new_tokens, turns + 2 * live
+        tokens, turns = tokens + new_tokens, turns + new_turns
         rate = time.perf_counter() - started
         bar.update(task, description=f"{live} live, {turns / rate:.1f} turns/s, {tokens / rate:.0f} tok/s")
 
