@@ -15,13 +15,16 @@ from userlm.chat import PROMPTED_USER_SYSTEM, prompt_for
 from userlm.models import DEFAULT_ASSISTANT
 
 
-def copy_bandwidth_gbs() -> float:
-    x = torch.empty(256 * 2**20 // 4, dtype=torch.float32)
+def copy_bandwidth_gbs(device) -> float:
+    x = torch.empty(1024 * 2**20 // 4, dtype=torch.float32, device=device)
     y = torch.empty_like(x)
     y.copy_(x)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
     started = time.perf_counter()
     for _ in range(5):
         y.copy_(x)
+    sync()
     return 2 * x.numel() * 4 * 5 / (time.perf_counter() - started) / 1e9  # bytes read + written
 
 
@@ -87,14 +90,10 @@ def main():
     user = UserSpec("prompted", args.model, PROMPTED_USER_SYSTEM)
     cuda = backend.device.type == "cuda"
     weight_bytes = sum(p.numel() * p.element_size() for p in backend.model.parameters())
-    if cuda:
-        name = torch.cuda.get_device_name()
-        print(f"machine: {name}, weights {weight_bytes / 1e6:.0f} MB ({next(backend.model.parameters()).dtype}, "
-              f"quantization {args.quantization})")
-    else:
-        bandwidth = copy_bandwidth_gbs()
-        print(f"machine: {torch.get_num_threads()} threads, copy bandwidth {bandwidth:.1f} GB/s; "
-              f"weights {weight_bytes / 1e6:.0f} MB {next(backend.model.parameters()).dtype}")
+    bandwidth = copy_bandwidth_gbs(backend.device)
+    where = torch.cuda.get_device_name() if cuda else f"{torch.get_num_threads()} CPU threads"
+    print(f"machine: {where}, copy bandwidth {bandwidth:.1f} GB/s; weights {weight_bytes / 1e6:.0f} MB "
+          f"({next(backend.model.parameters()).dtype}, quantization {args.quantization})")
 
     started = time.perf_counter()
     naive_tokens = naive(backend, conversations(scenarios, args.naive_conversations), user)
@@ -112,11 +111,10 @@ def main():
         rate = tokens / seconds
         line = (f"{label}: {tokens} tokens in {seconds:.1f} s = {rate:.1f} tok/s, {rate / naive_rate:.2f}x naive; "
                 f"{passes} forward passes")
+        read = weight_bytes * passes / seconds / 1e9
+        line += f"; weights read {read:.1f} GB/s = {read / bandwidth:.3f} of copy bandwidth"
         if cuda:
-            line += f", peak GPU memory {torch.cuda.max_memory_allocated() / 1e9:.2f} GB"
-        else:
-            read = weight_bytes * passes / seconds / 1e9
-            line += f"; weights read {read:.1f} GB/s = {read / bandwidth:.2f} of copy bandwidth"
+            line += f"; peak GPU memory {torch.cuda.max_memory_allocated() / 1e9:.2f} GB"
         print(line, flush=True)
     print(f"goal: >= 6x naive at {args.conversations} live conversations on 2 CPU cores")
 

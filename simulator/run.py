@@ -13,7 +13,7 @@ from simulator.loop import Conversation, Side, run_conversations
 from simulator.scenarios import Scenario, load_scenarios, scenarios_hash
 from userlm.chat import PROMPTED_USER_SYSTEM, USER_MODEL_SYSTEM
 from userlm.config import to_dict
-from userlm.io import UserError, append_jsonl, atomic_write_json, read_jsonl, truncate_torn_tail
+from userlm.io import UserError, append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, truncate_torn_tail
 from userlm.models import DEFAULT_ASSISTANT, resolve
 
 
@@ -33,6 +33,8 @@ class SimulationConfig:
     seed: int = 0
     batch_size: int = 32  # live conversations at once
     quantization: str = "none"  # hf backend: none | nf4 | auto
+    # hf backend: auto = bfloat16 on GPU, float32 on CPU; bfloat16 on a CPU with AMX decodes ~1.4x faster
+    dtype: str = "auto"
     openai_base_url: str = "http://127.0.0.1:8000/v1"
     openai_api_key: str = "EMPTY"
     openai_concurrency: int = 8
@@ -78,7 +80,7 @@ def conversation_seed(seed: int, scenario_id: str, sample: int) -> int:
 
 def _backend_options(cfg: SimulationConfig, kind: str) -> dict:
     if kind == "hf":
-        return {"quantization": cfg.quantization, "max_batch": cfg.batch_size}
+        return {"quantization": cfg.quantization, "dtype": cfg.dtype, "max_batch": cfg.batch_size}
     if kind == "vllm":
         return {"tensor_parallel_size": cfg.vllm_tensor_parallel_size,
                 "gpu_memory_utilization": cfg.vllm_gpu_memory_utilization}
@@ -110,70 +112,109 @@ def run_identity(cfg: SimulationConfig, scenarios: list[Scenario]) -> dict:
     return {"config": keep, "scenarios_sha256": scenarios_hash(scenarios)}
 
 
+def _finished_records(out: Path) -> list[dict]:
+    """Conversations already written: the merged file and any shards of an interrupted data-parallel run."""
+    records = []
+    for path in [out / "transcripts.jsonl", *sorted((out / "shards").glob("rank-*.jsonl"))]:
+        if path.exists():
+            truncate_torn_tail(path)
+            records += read_jsonl(path)
+    return records
+
+
+def merge_shards(out: Path, jobs: list[tuple[Scenario, int]]) -> None:
+    """One transcripts.jsonl in plan order, whatever the number of processes that wrote it (each once)."""
+    order = {(s.id, i): n for n, (s, i) in enumerate(jobs)}
+    records = {(r["scenario_id"], r["sample"]): r for r in _finished_records(out)}
+    lines = [json.dumps(records[k], ensure_ascii=False) + "\n" for k in sorted(records, key=lambda k: order.get(k, len(order)))]
+    atomic_write_text(out / "transcripts.jsonl", "".join(lines))
+    for shard in (out / "shards").glob("rank-*.jsonl"):
+        shard.unlink()
+
+
 def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
+    """Under `accelerate launch` / `torchrun` each process takes every N-th conversation on its own GPU and
+    appends to shards/rank-R.jsonl; process 0 merges them when all are done. A conversation's text depends
+    only on its seed, so the split changes nothing, and --resume skips what any process finished."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from simulator.backends import get_backend
+    from userlm import distributed
     from userlm.provenance import library_versions
 
     console = console or Console()
+    rank, world = distributed.rank(), distributed.world_size()
+    if world > 1 and "vllm" in (cfg.backend, cfg.user_backend, cfg.assistant_backend):
+        raise UserError("the vllm backend shards a model over GPUs itself: run one process with "
+                        "vllm_tensor_parallel_size=N, or `vllm serve --data-parallel-size N` with backend=openai")
     out = Path(cfg.out)
-    transcripts = out / "transcripts.jsonl"
     scenarios, jobs = plan(cfg)
     user_kind = cfg.user_backend or cfg.backend
     assistant_kind = cfg.assistant_backend or cfg.backend
     user = parse_user(cfg.user, user_kind)
     ident = run_identity(cfg, scenarios)
     done: set[tuple[str, int]] = set()
-    if transcripts.exists():
+    if (out / "transcripts.jsonl").exists() or any((out / "shards").glob("*.jsonl")):
         if not resume:
             raise UserError(f"{out} already holds transcripts; pass --resume to finish it, or choose another --out")
-        previous = json.loads((out / "run.json").read_text())
-        if previous.get("identity") != ident:
+        if not (out / "run.json").exists():
+            raise UserError(f"{out}: transcripts without run.json; cannot tell which run they belong to")
+        if json.loads((out / "run.json").read_text()).get("identity") != ident:
             raise UserError(f"{out}: --resume with a different config or scenarios than the run it holds")
-        truncate_torn_tail(transcripts)
-        done = {(r["scenario_id"], r["sample"]) for r in read_jsonl(transcripts)}
-    out.mkdir(parents=True, exist_ok=True)
+        distributed.wait_for_everyone()  # every process reads the finished set before any appends to it
+        done = {(r["scenario_id"], r["sample"]) for r in _finished_records(out)}
     run_info = {
         "identity": ident, "config": to_dict(cfg), "user_kind": user.kind,
         "user_model": _identity(user.model, user_kind), "assistant_model": _identity(cfg.assistant, assistant_kind),
         "user_adapter_manifest": user.manifest, "versions": library_versions(),
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "total_conversations": len(jobs),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "total_conversations": len(jobs), "processes": world,
     }
-    atomic_write_json(out / "run.json", run_info)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "run.json", run_info)
+    distributed.wait_for_everyone()
     todo = [Conversation(s, i, conversation_seed(cfg.seed, s.id, i)) for s, i in jobs if (s.id, i) not in done]
-    if not todo:
-        console.print(f"{out}: all {len(jobs)} conversations already done")
-        return out
-    user_side = Side(get_backend(user_kind, user.model, **_backend_options(cfg, user_kind)), "user",
-                     lambda s: user_system(user, s))
-    assistant_side = Side(get_backend(assistant_kind, cfg.assistant, **_backend_options(cfg, assistant_kind)),
-                          "assistant", lambda s: s.assistant_system or None)
-    common = {"user_model": cfg.user, "user_kind": user.kind, "assistant_model": cfg.assistant,
-              "user_adapter_manifest_sha256": run_info["user_model"].get("manifest_sha256")}
+    todo = todo[rank::world]
+    transcripts = out / "transcripts.jsonl" if world == 1 else out / "shards" / f"rank-{rank}.jsonl"
+    transcripts.parent.mkdir(parents=True, exist_ok=True)
     started, tokens, turns = time.perf_counter(), 0, 0
+    if todo:
+        user_side = Side(get_backend(user_kind, user.model, **_backend_options(cfg, user_kind)), "user",
+                         lambda s: user_system(user, s))
+        assistant_side = Side(get_backend(assistant_kind, cfg.assistant, **_backend_options(cfg, assistant_kind)),
+                              "assistant", lambda s: s.assistant_system or None)
+        common = {"user_model": cfg.user, "user_kind": user.kind, "assistant_model": cfg.assistant,
+                  "user_adapter_manifest_sha256": run_info["user_model"].get("manifest_sha256")}
 
-    def finish(conv: Conversation) -> None:
-        append_jsonl(transcripts, {
-            "scenario_id": conv.scenario.id, "sample": conv.sample, "seed": conv.seed, "stop_reason": conv.stop_reason,
-            "n_user_turns": len(conv.user_turns), "turns": conv.turns, **common})
-        bar.advance(task)
+        def finish(conv: Conversation) -> None:
+            append_jsonl(transcripts, {
+                "scenario_id": conv.scenario.id, "sample": conv.sample, "seed": conv.seed,
+                "stop_reason": conv.stop_reason, "n_user_turns": len(conv.user_turns), "turns": conv.turns, **common})
+            bar.advance(task)
 
-    def step(live: int, new_tokens: int, new_turns: int) -> None:
-        nonlocal tokens, turns
-        tokens, turns = tokens + new_tokens, turns + new_turns
-        rate = time.perf_counter() - started
-        bar.update(task, description=f"{live} live, {turns / rate:.1f} turns/s, {tokens / rate:.0f} tok/s")
+        def step(live: int, new_tokens: int, new_turns: int) -> None:
+            nonlocal tokens, turns
+            tokens, turns = tokens + new_tokens, turns + new_turns
+            rate = time.perf_counter() - started
+            bar.update(task, description=f"{live} live, {turns / rate:.1f} turns/s, {tokens / rate:.0f} tok/s")
 
-    with Progress(TextColumn("[bold]simulate[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                  TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("starting", total=len(jobs), completed=len(done))
-        run_conversations(todo, user_side, assistant_side, cfg.batch_size, finish, step)
-    run_info["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    run_info["generated_tokens"] = tokens
-    run_info["seconds"] = round(time.perf_counter() - started, 1)
-    atomic_write_json(out / "run.json", run_info)
+        label = "simulate" if world == 1 else f"simulate {rank}/{world}"
+        with Progress(TextColumn(f"[bold]{label}[/bold]"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
+            task = bar.add_task("starting", total=len(todo))
+            run_conversations(todo, user_side, assistant_side, cfg.batch_size, finish, step)
+    elif rank == 0 and not done and not jobs:
+        console.print(f"{out}: no conversations to run")
+    distributed.wait_for_everyone()
+    if rank == 0:
+        merge_shards(out, jobs)
+        run_info["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        run_info["generated_tokens" if world == 1 else "generated_tokens_process_0"] = tokens
+        run_info["seconds"] = round(time.perf_counter() - started, 1)
+        atomic_write_json(out / "run.json", run_info)
+        if not todo and done:
+            console.print(f"{out}: all {len(jobs)} conversations done")
     return out
 
 

@@ -15,6 +15,7 @@ from userlm import END_OF_CONVERSATION
 from userlm.chat import USER_MODEL_SYSTEM, encode_for_training
 from userlm.config import to_dict
 from userlm.data.prepare import load_manifest, read_split
+from userlm.distributed import wait_for_everyone, world_size
 from userlm.io import UserError, atomic_write_json
 from userlm.models import ADAPTER_MANIFEST, identity, load_causal_lm, resolve_quantization
 from userlm.provenance import git_commit, library_versions
@@ -56,10 +57,6 @@ class TrainConfig:
     report_to: str = "none"  # e.g. "tensorboard"
 
 
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def _peak_gpu_memory_gb() -> float | None:
     import torch
 
@@ -97,7 +94,10 @@ def _sft_args(cfg: TrainConfig, has_eval: bool, quantization: str):
         report_to=[] if cfg.report_to == "none" else [cfg.report_to],
         # Sequences are truncated in tokenize_split; TRL refuses max_length with padding-free batches.
         max_length=None if cfg.batching == "padding_free" else cfg.max_length,
-        bf16=torch.cuda.is_available(), gradient_checkpointing=cfg.gradient_checkpointing,
+        bf16=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available(),  # use_cpu: gloo DDP under accelerate
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        # Non-reentrant checkpointing and no unused-parameter search: what DDP over LoRA adapters needs.
+        gradient_checkpointing_kwargs={"use_reentrant": False}, ddp_find_unused_parameters=False,
         padding_free=cfg.batching == "padding_free", dataset_num_proc=None,
     )
     if cfg.batching == "length_grouped":
@@ -130,6 +130,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     has_checkpoint = checkpoints.exists() and any(checkpoints.glob("checkpoint-*"))
     if out.exists() and any(out.iterdir()) and not resume:
         raise UserError(f"{out} already exists; pass --resume to continue it, or choose another output_dir")
+    wait_for_everyone()  # under `accelerate launch` every process checks before any writes there
     data_manifest = load_manifest(cfg.data_dir)
     quantization = resolve_quantization(cfg.quantization)
     started = time.time()
@@ -150,6 +151,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                          eval_dataset=eval_ds, processing_class=tokenizer, peft_config=_lora_config(cfg))
     result = trainer.train(resume_from_checkpoint=True if (resume and has_checkpoint) else None)
     eval_loss = trainer.evaluate()["eval_loss"] if eval_ds is not None else None
+    if not trainer.is_world_process_zero():
+        return {}
     trainer.model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     target_tokens = sum(sum(label != -100 for label in row) for row in train_ds["labels"])
@@ -164,7 +167,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         "train_examples": len(train_ds), "train_target_tokens": target_tokens,
         "final_train_loss": result.training_loss, "final_eval_loss": eval_loss,
         "final_eval_perplexity": math.exp(eval_loss) if eval_loss is not None else None,
-        "global_step": result.global_step, "train_runtime_s": result.metrics.get("train_runtime"),
+        "global_step": result.global_step, "processes": world_size(),
+        "distributed_type": str(trainer.accelerator.distributed_type).rsplit(".", 1)[-1], "train_runtime_s": result.metrics.get("train_runtime"),
         "train_tokens": tokens_trained,
         "train_tokens_per_second": round(tokens_trained / result.metrics["train_runtime"], 1),
         "peak_gpu_memory_gb": _peak_gpu_memory_gb(), "model_memory_gb": round(model.get_memory_footprint() / 2**30, 3),

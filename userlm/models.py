@@ -172,10 +172,9 @@ def load_causal_lm(ref: str, *, quantization: str = "none", dtype: str = "auto",
     model_ref = resolve(ref)
     quantization = resolve_quantization(quantization)
     cuda = cuda_available()
-    if dtype == "auto":
-        torch_dtype = torch.bfloat16 if cuda else torch.float32
-    else:
-        torch_dtype = getattr(torch, dtype)
+    if dtype not in ("auto", "float32", "bfloat16", "float16"):
+        raise UserError(f"dtype must be auto, float32, bfloat16 or float16, got '{dtype}'")
+    torch_dtype = (torch.bfloat16 if cuda else torch.float32) if dtype == "auto" else getattr(torch, dtype)
     kwargs: dict = {"dtype": torch_dtype}
     if quantization == "nf4":
         from transformers import BitsAndBytesConfig
@@ -187,7 +186,9 @@ def load_causal_lm(ref: str, *, quantization: str = "none", dtype: str = "auto",
             bnb_4bit_compute_dtype=torch.bfloat16 if cuda else torch.float32,
         )
     if cuda:
-        kwargs["device_map"] = {"": 0}
+        from userlm.distributed import local_rank
+
+        kwargs["device_map"] = {"": local_rank()}  # data-parallel launches: one replica per GPU
     try:
         model = AutoModelForCausalLM.from_pretrained(materialize(model_ref), **kwargs)
     except OSError as e:

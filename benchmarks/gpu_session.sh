@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The GPU numbers in results/benchmarks/, on a lent machine that cannot download: wheels for what it lacks
+# travel in .wheels/ and the OASST sample in .gpu/; a model with Qwen2.5-0.5B's shapes is created there.
+# Usage: bash benchmarks/gpu_session.sh STAGE...   stages: setup sim train ddp dp-sim   (logs go to $OUT)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH="/tmp/site:$PWD" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # the host's rule
+MODEL=/tmp/qwen-shape DATA=/tmp/gpu-data
+userlm() { python3 -m workflows.cli "$@"; }
+launch2() { python3 -m accelerate.commands.launch --multi_gpu --num_processes 2 --mixed_precision bf16 "$@"; }
+
+for stage in "$@"; do
+  echo "=== $stage $(date -u +%T)"
+  case $stage in
+    setup)
+      [ -d /tmp/site ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .wheels/*.whl
+      nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+      python3 -c "import torch, transformers, peft, trl, bitsandbytes, accelerate; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'trl', trl.__version__, 'bitsandbytes', bitsandbytes.__version__, 'accelerate', accelerate.__version__)"
+      [ -d $DATA ] || userlm data prepare --source .gpu/oasst2_sample.trees.jsonl --out $DATA
+      [ -d $MODEL ] || python3 benchmarks/random_model.py --shape qwen2.5-0.5b --data $DATA --out $MODEL ;;
+    sim)  # batched loop vs naive, bf16 and 4-bit, 32 and 128 live conversations
+      for q in none nf4; do
+        python3 benchmarks/bench_simulation.py --model $MODEL --dtype bfloat16 --quantization $q --conversations 32 --naive-conversations 4
+        python3 benchmarks/bench_simulation.py --model $MODEL --dtype bfloat16 --quantization $q --conversations 128 --naive-conversations 4 --only-best
+      done 2>&1 | grep -v Warning | tee "$OUT/sim.log" ;;
+    train)  # bf16 LoRA vs 4-bit QLoRA, padded vs padding-free, one GPU
+      for q in none nf4; do for b in padded padding_free; do
+        rm -rf /tmp/adapter-$q-$b
+        userlm train --config configs/gpu-qlora-smoke.yaml --set base_model=$MODEL --set data_dir=$DATA \
+          --set output_dir=/tmp/adapter-$q-$b --set quantization=$q --set batching=$b --set max_steps=30 --set eval_steps=1000 >/dev/null 2>&1
+        python3 -c "import json,sys; m=json.load(open('/tmp/adapter-$q-$b/manifest.json')); print('$q $b', {k: m[k] for k in ('processes','global_step','train_runtime_s','train_tokens','train_tokens_per_second','peak_gpu_memory_gb','model_memory_gb','final_train_loss')})"
+      done; done 2>&1 | tee "$OUT/train.log" ;;
+    ddp)  # the same QLoRA job on both GPUs through accelerate + TRL (DDP)
+      rm -rf /tmp/adapter-ddp
+      launch2 -m workflows.cli train --config configs/gpu-qlora-smoke.yaml --set base_model=$MODEL --set data_dir=$DATA \
+        --set output_dir=/tmp/adapter-ddp --set quantization=nf4 --set batching=padded --set max_steps=30 --set eval_steps=1000 > "$OUT/ddp-train.log" 2>&1
+      tail -3 "$OUT/ddp-train.log"
+      python3 -c "import json; m=json.load(open('/tmp/adapter-ddp/manifest.json')); print('ddp nf4 padded', {k: m[k] for k in ('processes','global_step','train_runtime_s','train_tokens','train_tokens_per_second','peak_gpu_memory_gb','final_train_loss')})" | tee -a "$OUT/train.log" ;;
+    dp-sim)  # data-parallel simulation: 1 process vs 2 (one replica per GPU), then an interrupted run resumed
+      args=(--scenarios scenarios/everyday --samples 8 --max-turns 3 --user base:$MODEL --assistant $MODEL --set dtype=bfloat16 --set batch_size=64)
+      rm -rf /tmp/sim-1 /tmp/sim-2
+      ( time userlm simulate "${args[@]}" --out /tmp/sim-1 ) 2>&1 | grep -E "real|Error" | sed 's/^/1 process: /'
+      ( time launch2 -m workflows.cli simulate "${args[@]}" --out /tmp/sim-2 ) 2>&1 | grep -E "real|Error" | sed 's/^/2 processes: /'
+      python3 - <<'EOF'
+import json
+one = [json.loads(l) for l in open("/tmp/sim-1/transcripts.jsonl")]
+two = [json.loads(l) for l in open("/tmp/sim-2/transcripts.jsonl")]
+key = lambda r: (r["scenario_id"], r["sample"])
+print("conversations", len(one), len(two), "same order:", [key(r) for r in one] == [key(r) for r in two])
+same = sum(a["turns"] == b["turns"] for a, b in zip(one, two))
+print(f"identical transcripts (bf16 GPU numerics differ with batch make-up): {same}/{len(one)}")
+print("processes", json.load(open("/tmp/sim-2/run.json"))["processes"])
+EOF
+      head -n 40 /tmp/sim-2/transcripts.jsonl > /tmp/keep && mv /tmp/keep /tmp/sim-2/transcripts.jsonl  # "crash"
+      launch2 -m workflows.cli simulate "${args[@]}" --out /tmp/sim-2 --resume > "$OUT/dp-resume.log" 2>&1; echo "resume exit $?"
+      python3 -c "import json; r=[json.loads(l) for l in open('/tmp/sim-2/transcripts.jsonl')]; k={(x['scenario_id'],x['sample']) for x in r}; print('after resume', len(r), 'records,', len(k), 'distinct')"
+      ;;
+  esac
+done 2>&1 | tee -a "$OUT/session.log"
