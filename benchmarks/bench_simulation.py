@@ -56,6 +56,7 @@ def naive(backend, convs, user: UserSpec):
 def batched(backend, convs, user: UserSpec, batch_size: int, continuous: bool, prefix_cache: bool):
     """The project's loop; returns (tokens, seconds, forward passes)."""
     backend.continuous, backend.prefix_cache = continuous, prefix_cache
+    backend.seconds.clear()
     passes, tokens, original = [0], [0], backend.model.forward
 
     def counting_forward(*a, **k):
@@ -116,6 +117,7 @@ def main():
         if cuda:
             line += f"; peak GPU memory {torch.cuda.max_memory_allocated() / 1e9:.2f} GB"
         print(line, flush=True)
+        print("    time in: " + ", ".join(f"{k} {v:.1f} s" for k, v in backend.seconds.most_common()), flush=True)
     print(f"goal: >= 6x naive at {args.conversations} live conversations on 2 CPU cores")
 
 

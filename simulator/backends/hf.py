@@ -13,7 +13,8 @@ paged continuous batching (`generate_batch`) decoded 2.4x slower than padded `ge
 from __future__ import annotations
 
 import functools
-from collections import deque
+import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Hashable
 
@@ -97,6 +98,7 @@ class HFBackend(Backend):
         self.cache = None  # the live rows' KV cache, left-padded to a common length
         self.mask = None  # [rows, positions]: 1 where a row has a real token
         self.kept: dict = {}  # key -> (ids, [(keys, values) per layer]) of finished generations
+        self.seconds: Counter = Counter()  # where step() spends its time (prefill, rebuild, decode), for benchmarks
         import inspect
 
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
@@ -136,18 +138,26 @@ class HFBackend(Backend):
             if self.waiting and (self.continuous or not live):
                 joining = []
                 while self.waiting and len(live) + len(joining) < self.max_batch:
+                    started = time.perf_counter()
                     row, kv, logits = self._prefill(*self.waiting.popleft())
                     self._sample([row], logits)
+                    self.seconds["prefill"] += time.perf_counter() - started
                     if self._done(row):
                         finished.append(self._finish(row, kv))
                     else:
                         joining.append((row, kv))
+                started = time.perf_counter()
                 if joining or len(live) < len(self.rows):
                     self._rebuild(joining)
+                self.seconds["rebuild"] += time.perf_counter() - started
             elif len(live) <= 0.75 * len(self.rows):
+                started = time.perf_counter()
                 self._rebuild([])
+                self.seconds["rebuild"] += time.perf_counter() - started
             if self.rows:
+                started = time.perf_counter()
                 finished += self._decode()
+                self.seconds["decode"] += time.perf_counter() - started
         return finished
 
     def _prefill(self, key, request: GenerationRequest):
