@@ -278,7 +278,9 @@ class HFBackend(Backend):
         return self.masked_loglikelihood(encoded)
 
     def masked_loglikelihood(self, encoded: list[tuple[list[int], list[int]]]) -> list[tuple[float, int]]:
-        """Per sequence: (sum log p of tokens whose label is not -100, count)."""
+        """Per sequence: (sum log p of tokens whose label is not -100, count). Logits are computed only at the
+        positions that predict a scored token (the prompt's are never needed): the vocabulary-wide logits were
+        most of the time and memory of scoring."""
         import torch
 
         length = max(len(ids) for ids, _ in encoded)
@@ -286,11 +288,15 @@ class HFBackend(Backend):
         input_ids = torch.tensor([ids + [pad] * (length - len(ids)) for ids, _ in encoded], device=self.device)
         labels = torch.tensor([lab + [-100] * (length - len(lab)) for _, lab in encoded], device=self.device)
         attention = torch.tensor([[1] * len(ids) + [0] * (length - len(ids)) for ids, _ in encoded], device=self.device)
-        with torch.inference_mode():
-            logits = self.model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
         targets = labels[:, 1:]
-        logp = torch.log_softmax(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         mask = targets != -100
+        keep = mask.any(0).nonzero().squeeze(-1)  # positions whose next token is scored in some row
+        if keep.numel() == 0:
+            return [(0.0, 0)] * len(encoded)
+        with torch.inference_mode():
+            logits = self.model(input_ids=input_ids, attention_mask=attention, logits_to_keep=keep).logits.float()
+        targets, mask = targets[:, keep], mask[:, keep]
+        logp = logits.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
         sums = (logp * mask).sum(-1).tolist()
         counts = mask.sum(-1).tolist()
         return list(zip(sums, counts))
