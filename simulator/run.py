@@ -13,7 +13,14 @@ from simulator.loop import Conversation, Side, run_conversations
 from simulator.scenarios import Scenario, load_scenarios, scenarios_hash
 from userlm.chat import PROMPTED_USER_SYSTEM, USER_MODEL_SYSTEM
 from userlm.config import to_dict
-from userlm.io import UserError, append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, truncate_torn_tail
+from userlm.io import (
+    UserError,
+    append_jsonl,
+    atomic_write_json,
+    atomic_write_text,
+    read_jsonl,
+    truncate_torn_tail,
+)
 from userlm.models import DEFAULT_ASSISTANT, resolve
 
 
