@@ -124,6 +124,7 @@ def test_hf_scheduler_matches_generate_keeps_seeds_and_reuses_kv():
     from simulator.scenarios import Sampling
 
     backend = get_backend("hf", "embedded:smollm2-135m-instruct", quantization="none", max_batch=3)
+    assert backend.step() == []  # an idle side of the loop is stepped too
     tok = backend.tokenizer
     chats = [[{"role": "user", "content": f"Tell me about idea {i}{', briefly' * (i % 3)}."}] for i in range(5)]
     greedy = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=24)

@@ -150,7 +150,7 @@ class HFBackend(Backend):
                 if joining or len(live) < len(self.rows):
                     self._rebuild(joining)
                 self.seconds["rebuild"] += time.perf_counter() - started
-            elif len(live) <= 0.75 * len(self.rows):
+            elif self.rows and len(live) <= 0.75 * len(self.rows):
                 started = time.perf_counter()
                 self._rebuild([])
                 self.seconds["rebuild"] += time.perf_counter() - started
@@ -188,6 +188,9 @@ class HFBackend(Backend):
         import torch
 
         keep = [i for i, r in enumerate(self.rows) if r is not None]
+        if not keep and not joining:
+            self.rows, self.cache, self.mask = [], None, None
+            return
         first = int(self.mask[keep].any(0).nonzero()[0]) if keep else 0  # leading columns that only pad
         old = self.mask.shape[1] - first if keep else 0
         width = max([old] + [kv[0][0].shape[-2] for _, kv in joining])
