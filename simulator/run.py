@@ -221,7 +221,7 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
         run_info["seconds"] = round(time.perf_counter() - started, 1)
         atomic_write_json(out / "run.json", run_info)
         if not todo and done:
-            console.print(f"{out}: all {len(jobs)} conversations done")
+            console.print(f"{out}: all {len(jobs)} conversations already done")
     return out
 
 
