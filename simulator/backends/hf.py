@@ -195,24 +195,27 @@ class HFBackend(Backend):
         old = self.mask.shape[1] - first if keep else 0
         width = max([old] + [kv[0][0].shape[-2] for _, kv in joining])
         n_rows = len(keep) + len(joining)
-        layers = []
-        for li in range(len(self.cache.layers) if keep else len(joining[0][1])):
-            k_room = v_room = None
-            for which in (0, 1):
-                source = (self.cache.layers[li].keys, self.cache.layers[li].values)[which] if keep else joining[0][1][li][which]
-                room = source.new_zeros(n_rows, source.shape[1], width + 256, source.shape[-1])
-                if keep:
-                    room[: len(keep), :, width - old: width] = source[keep, :, first:]
-                for j, (_, kv) in enumerate(joining):
-                    part = kv[li][which]
-                    room[len(keep) + j, :, width - part.shape[-2]: width] = part[0]
-                k_room, v_room = (room, v_room) if which == 0 else (k_room, room)
-            layers.append(_growing_layer(k_room, v_room, width))
-        mask = torch.zeros(n_rows, width, dtype=torch.long, device=self.device)
-        if keep:
-            mask[: len(keep), width - old:] = self.mask[keep, first:]
-        for j, (_, kv) in enumerate(joining):
-            mask[len(keep) + j, width - kv[0][0].shape[-2]:] = 1
+
+        def stack(parts):  # [rows, ..., length(, dim)] pieces, right-aligned at `width` in one zeroed buffer
+            room = parts[0].new_zeros(n_rows, *parts[0].shape[1:-2], width + 256, *parts[0].shape[-1:]) \
+                if parts[0].dim() == 4 else parts[0].new_zeros(n_rows, width)
+            row = 0
+            for part in parts:
+                if part.dim() == 4:
+                    room[row: row + part.shape[0], :, width - part.shape[-2]: width] = part
+                else:
+                    room[row: row + part.shape[0], width - part.shape[-1]:] = part
+                row += part.shape[0]
+            return room
+
+        def layer_parts(li, which):
+            live = [(self.cache.layers[li].keys, self.cache.layers[li].values)[which][keep, :, first:]] if keep else []
+            return live + [kv[li][which] for _, kv in joining]
+
+        n_layers = len(self.cache.layers) if keep else len(joining[0][1])
+        layers = [_growing_layer(stack(layer_parts(li, 0)), stack(layer_parts(li, 1)), width) for li in range(n_layers)]
+        mask = stack(([self.mask[keep, first:]] if keep else []) +
+                     [torch.ones(1, kv[0][0].shape[-2], dtype=torch.long, device=self.device) for _, kv in joining])
         from transformers.cache_utils import DynamicCache
 
         self.cache, self.mask = DynamicCache(), mask
