@@ -169,7 +169,6 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
             raise UserError(f"{out}: transcripts without run.json; cannot tell which run they belong to")
         if json.loads((out / "run.json").read_text()).get("identity") != ident:
             raise UserError(f"{out}: --resume with a different config or scenarios than the run it holds")
-        distributed.wait_for_everyone()  # every process reads the finished set before any appends to it
         done = {(r["scenario_id"], r["sample"]) for r in _finished_records(out)}
     run_info = {
         "identity": ident, "config": to_dict(cfg), "user_kind": user.kind,
@@ -180,7 +179,7 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "run.json", run_info)
-    distributed.wait_for_everyone()
+    distributed.wait_for_everyone()  # every process has read the finished set before any appends to it
     todo = [Conversation(s, i, conversation_seed(cfg.seed, s.id, i)) for s, i in jobs if (s.id, i) not in done]
     todo = todo[rank::world]
     transcripts = out / "transcripts.jsonl" if world == 1 else out / "shards" / f"rank-{rank}.jsonl"
