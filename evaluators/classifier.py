@@ -1,99 +1,82 @@
-"""AI-voice classifier: P(AI) for a turn. Trained by the project on real human turns (OASST prompter,
-ShareGPT human) against AI turns (OASST assistant, ShareGPT gpt, and the stock assistant's own outputs)."""
+"""AI-voice classifier: P(AI) for a turn. Trained by the project on prepared data (`userlm data prepare`): human
+turns against AI turns (ShareGPT gpt, OASST assistant, the stock assistant's replies, and the stock model told to
+act as a user), train split only; features picked on validation; every AUROC reported on test.
+
+Stored without pickle: the TF-IDF vocabularies as JSON, idf weights and the logistic-regression coefficients in
+a `.npz` read with `allow_pickle=False`, and a manifest holding every file's sha256. Loading checks the manifest's
+kind and the hashes and refuses anything else, so `--classifier DIR` cannot run code."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from evaluators.classifier_data import SCENARIOS, balanced_weights, data_rows, generated_rows, length_matched
+from evaluators.classifier_eval import auroc, held_out_report, summary_line
 from userlm.config import to_dict
-from userlm.data.prepare import PrepareConfig, keep_message
-from userlm.data.sources import ReadReport, read_source
 from userlm.io import UserError, atomic_directory, atomic_write_json, cache_dir, read_jsonl
 from userlm.models import DEFAULT_ASSISTANT, DEFAULT_ENCODER
+
+KIND, FORMAT = "userlm-ai-voice-classifier", 2
+FILES = ("weights.npz", "vocabulary.json", "train_texts.json")
+WORD = dict(ngram_range=(1, 2), min_df=2, max_features=50000, sublinear_tf=True)
+CHAR = dict(analyzer="char_wb", ngram_range=(2, 4), min_df=2, max_features=50000, sublinear_tf=True, lowercase=False)
 
 
 @dataclass
 class ClassifierConfig:
-    out: str = ""  # default: the cache's default classifier
-    sources: list = field(default_factory=lambda: ["sharegpt"])  # add OASST tree files for prompter/assistant turns
-    max_per_class_per_source: int = 1500
+    out: str = ""  # default: the cache's classifier for the data
+    data: list = field(default_factory=list)  # prepared data dirs; empty = the embedded ShareGPT, prepared by default
+    max_per_class_per_source: int = 1500  # per split
     stock_model: str = DEFAULT_ASSISTANT
-    stock_turns: int = 64  # replies the stock assistant writes to real first human turns (machine-written side)
+    stock_turns: int = 64  # the stock assistant's replies to real first human turns, over all splits
+    adversary_turns: int = 64  # the stock model told to act as a user, over all splits
+    adversary_scenarios: str = str(SCENARIOS)  # intents for adversary opening turns (train split only)
+    length_control: bool = True  # add AI turns cut to paired human lengths, and balance lengths by weights
     encoder: str = DEFAULT_ENCODER
-    features: str = "auto"  # auto (pick by validation AUROC) | embeddings | tfidf | both
-    test_fraction: float = 0.2
+    features: str = "auto"  # auto (pick on validation) | embeddings | tfidf | both
+    held_out_generators: bool = True  # refit without each generated source and report AUROC on it
     seed: int = 0
 
 
-def default_classifier_dir() -> Path:
-    return cache_dir() / "classifiers" / "default"
+def default_data_dir() -> Path:
+    """The embedded ShareGPT conversations prepared with the default recipe (the same split as
+    `userlm data prepare --source sharegpt`)."""
+    from userlm.data.prepare import PrepareConfig, prepare
+
+    out = cache_dir() / "data" / "sharegpt-default"
+    if not (out / "manifest.json").exists():
+        prepare(PrepareConfig(sources=["sharegpt"], out=str(out)))
+    return out
 
 
-def _group_split(group: str, seed: int, fraction: float) -> bool:
-    return int.from_bytes(hashlib.sha256(f"clf{seed}:{group}".encode()).digest()[:8], "big") / 2**64 < fraction
+def default_classifier_dir(data_dir: str | Path | None = None) -> Path:
+    if data_dir is None:
+        return cache_dir() / "classifiers" / "default"
+    from userlm.data.prepare import load_manifest
+
+    return cache_dir() / "classifiers" / f"data-{load_manifest(data_dir)['content_hash'][:16]}"
 
 
-def collect_turns(cfg: ClassifierConfig) -> list[dict]:
-    """[{text, label (1 = AI), source, group}], balanced per source by sampling."""
-    rng = random.Random(cfg.seed)
-    keep = PrepareConfig()
-    rows = []
-    for spec in cfg.sources:
-        by_label = {0: [], 1: []}
-        for tree in read_source(spec, ReadReport(), skip_bad=True):
-            stack = [tree.root]
-            while stack:
-                msg = stack.pop()
-                if not keep_message(msg, keep):
-                    continue
-                stack.extend(msg.children)
-                by_label[int(msg.role == "assistant")].append(
-                    {"text": msg.text.strip(), "source": f"{spec}:{msg.role}", "group": tree.group_id})
-        for label, items in by_label.items():
-            for item in rng.sample(items, min(len(items), cfg.max_per_class_per_source)):
-                rows.append({**item, "label": label})
-    return rows
-
-
-def stock_turns(cfg: ClassifierConfig, rows: list[dict]) -> list[dict]:
-    """The stock assistant's replies to real human turns: the voice a prompted user simulator slips into."""
-    if cfg.stock_turns <= 0:
-        return []
-    from simulator.backends import GenerationRequest, get_backend
-    from simulator.scenarios import Sampling
-
-    rng = random.Random(cfg.seed + 1)
-    prompts = [r for r in rows if r["label"] == 0 and 3 <= len(r["text"].split()) <= 60]
-    prompts = rng.sample(prompts, min(cfg.stock_turns, len(prompts)))
-    backend = get_backend("hf", cfg.stock_model, quantization="none", max_batch=32)
-    sampling = Sampling(temperature=0.7, top_p=0.95, max_new_tokens=96)
-    outs = backend.generate([GenerationRequest([{"role": "user", "content": p["text"]}], sampling, seed=i)
-                             for i, p in enumerate(prompts)])
-    return [{"text": o.text.strip(), "label": 1, "source": f"stock:{cfg.stock_model}", "group": p["group"]}
-            for p, o in zip(prompts, outs) if o.text.strip()]
+def text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 class Featurizer:
-    def __init__(self, kind: str, encoder: str):
-        self.kind, self.encoder, self.tfidf = kind, encoder, None
+    def __init__(self, kind: str, encoder: str, word=None, char=None):
+        self.kind, self.encoder, self.word, self.char = kind, encoder, word, char
 
     def fit(self, texts: list[str]) -> "Featurizer":
         if self.kind in ("tfidf", "both"):
             from sklearn.feature_extraction.text import TfidfVectorizer
-            from sklearn.pipeline import FeatureUnion
 
-            self.tfidf = FeatureUnion([
-                ("word", TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=50000, sublinear_tf=True)),
-                ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, max_features=50000,
-                                         sublinear_tf=True, lowercase=False)),
-            ]).fit([t[:3000] for t in texts])
+            clipped = [t[:3000] for t in texts]
+            self.word, self.char = TfidfVectorizer(**WORD).fit(clipped), TfidfVectorizer(**CHAR).fit(clipped)
         return self
 
     def transform(self, texts: list[str]):
@@ -103,98 +86,185 @@ class Featurizer:
 
         parts = []
         if self.kind in ("tfidf", "both"):
-            parts.append(self.tfidf.transform([t[:3000] for t in texts]))
+            clipped = [t[:3000] for t in texts]
+            parts += [self.word.transform(clipped), self.char.transform(clipped)]
         if self.kind in ("embeddings", "both"):
             parts.append(csr_matrix(embed(texts, self.encoder)))
         return hstack(parts).tocsr()
 
 
-def _fit(kind: str, encoder: str, texts, labels, seed: int):
+class Model:
+    """Featurizer + logistic-regression weights: P(AI) = sigmoid(x . coef + intercept)."""
+
+    def __init__(self, featurizer: Featurizer, coef: np.ndarray, intercept: float):
+        self.featurizer, self.coef, self.intercept = featurizer, coef, intercept
+
+    def p_ai(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros(0)
+        z = self.featurizer.transform(texts) @ self.coef + self.intercept
+        return 1 / (1 + np.exp(-np.asarray(z, dtype=float).ravel()))
+
+
+def fit_model(kind: str, encoder: str, rows: list[dict], length_control: bool, seed: int) -> Model:
     from sklearn.linear_model import LogisticRegression
 
+    texts, labels = [r["text"] for r in rows], [r["label"] for r in rows]
     featurizer = Featurizer(kind, encoder).fit(texts)
-    model = LogisticRegression(C=4.0, max_iter=2000, random_state=seed).fit(featurizer.transform(texts), labels)
-    return featurizer, model
+    weights = balanced_weights(rows) if length_control else None
+    lr = LogisticRegression(C=4.0, max_iter=2000, random_state=seed).fit(featurizer.transform(texts), labels,
+                                                                          sample_weight=weights)
+    return Model(featurizer, lr.coef_[0].astype(np.float64), float(lr.intercept_[0]))
+
+
+def training_rows(rows: list[dict], length_control: bool, seed: int) -> list[dict]:
+    """The train split's turns, plus (with length control) every AI turn cut to a paired human turn's length."""
+    if not length_control:
+        return rows
+    cut = [r for r in length_matched([r for r in rows if r["label"] == 1], [r for r in rows if r["label"] == 0],
+                                     seed) if r["cut"]]
+    seen = {r["text"] for r in rows}
+    return rows + [r for r in cut if r["text"] not in seen and not seen.add(r["text"])]
 
 
 def train_classifier(cfg: ClassifierConfig, console=None) -> dict:
-    from sklearn.metrics import roc_auc_score
-
     say = console.print if console else print
     started = time.time()
-    rows = collect_turns(cfg)
-    rows += stock_turns(cfg, rows)
-    test = [r for r in rows if _group_split(r["group"], cfg.seed, cfg.test_fraction)]
-    train = [r for r in rows if not _group_split(r["group"], cfg.seed, cfg.test_fraction)]
-    if len({r["label"] for r in train}) < 2 or len({r["label"] for r in test}) < 2:
-        raise UserError("classifier data needs human and AI turns in both train and test splits")
-    fit_part = [r for r in train if not _group_split(r["group"], cfg.seed + 7, 0.2)]
-    val_part = [r for r in train if _group_split(r["group"], cfg.seed + 7, 0.2)]
+    data_dirs = [str(d) for d in cfg.data] or [str(default_data_dir())]
+    splits, openings = data_rows(data_dirs, cfg.max_per_class_per_source, cfg.seed)
+    for split, extra in generated_rows(cfg, openings, console).items():
+        splits[split] += extra
+    for split, rows in splits.items():
+        if len({r["label"] for r in rows}) < 2:
+            raise UserError(f"classifier data needs human and AI turns in the {split} split of {', '.join(data_dirs)}")
+    train = training_rows(splits["train"], cfg.length_control, cfg.seed)
+    val, test = splits["validation"], splits["test"]
+    val_cut = length_matched([r for r in val if r["label"]], [r for r in val if not r["label"]], cfg.seed)
     kinds = ["embeddings", "tfidf", "both"] if cfg.features == "auto" else [cfg.features]
-    validation = {}
+    validation, models = {}, {}
     for kind in kinds:
-        featurizer, model = _fit(kind, cfg.encoder, [r["text"] for r in fit_part], [r["label"] for r in fit_part],
-                                 cfg.seed)
-        scores = model.predict_proba(featurizer.transform([r["text"] for r in val_part]))[:, 1]
-        validation[kind] = float(roc_auc_score([r["label"] for r in val_part], scores))
-        say(f"classifier features={kind}: validation AUROC {validation[kind]:.3f}")
-    best = max(validation, key=validation.get)
-    featurizer, model = _fit(best, cfg.encoder, [r["text"] for r in train], [r["label"] for r in train], cfg.seed)
-    test_scores = model.predict_proba(featurizer.transform([r["text"] for r in test]))[:, 1]
-    test_labels = [r["label"] for r in test]
-    per_source = {}
-    humans = [s for s, lab in zip(test_scores, test_labels) if lab == 0]
-    for source in sorted({r["source"] for r in test if r["label"] == 1}):
-        ai = [s for s, r in zip(test_scores, test) if r["source"] == source]
-        per_source[source] = float(roc_auc_score([0] * len(humans) + [1] * len(ai), humans + ai))
-    out = Path(cfg.out) if cfg.out else default_classifier_dir()
+        models[kind] = model = fit_model(kind, cfg.encoder, train, cfg.length_control, cfg.seed)
+        whole = auroc([r["label"] for r in val], model.p_ai([r["text"] for r in val]))
+        humans = [r for r in val if not r["label"]]
+        matched = auroc([0] * len(humans) + [1] * len(val_cut), model.p_ai([r["text"] for r in humans + val_cut]))
+        validation[kind] = {"auroc": whole, "length_matched": matched}
+        say(f"classifier features={kind}: validation AUROC {whole:.3f}, length-matched {matched:.3f}")
+    # Picked on the mean of whole and length-matched validation AUROC: a length shortcut does not win.
+    best = max(validation, key=lambda k: validation[k]["auroc"] + validation[k]["length_matched"])
+    model = models[best]
+    report = held_out_report(test, model.p_ai, cfg.seed)
+    if cfg.held_out_generators:
+        report["held_out_generator"] = held_out_generators(cfg, best, train, test, model)
+    out = Path(cfg.out) if cfg.out else default_classifier_dir(data_dirs[0] if cfg.data else None)
+    counts = {s: {src: sum(r["source"] == src for r in rows) for src in sorted({r["source"] for r in rows})}
+              for s, rows in (("train", train), ("validation", val), ("test", test))}
     manifest = {
-        "kind": "userlm-ai-voice-classifier", "config": to_dict(cfg), "features": best,
-        "validation_auroc": validation, "test_auroc": float(roc_auc_score(test_labels, test_scores)),
-        "test_auroc_by_ai_source_vs_all_humans": per_source,
-        "counts": {"train": len(train), "test": len(test),
-                   "by_source": {s: sum(r["source"] == s for r in rows) for s in sorted({r["source"] for r in rows})}},
-        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(time.time() - started, 1),
+        "kind": KIND, "format": FORMAT, "config": to_dict(cfg), "features": best, "encoder": cfg.encoder,
+        "data": [{"dir": d, "content_hash": json.loads(Path(d, "manifest.json").read_text())["content_hash"]}
+                 for d in data_dirs],
+        "validation": validation, "test": report, "test_auroc": report["overall"]["auroc"],
+        "test_auroc_length_matched": report["length_matched"]["auroc"],
+        "counts": counts, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": round(time.time() - started, 1),
     }
-    import joblib
-
-    with atomic_directory(out) as tmp:
-        joblib.dump({"featurizer": featurizer, "model": model}, tmp / "classifier.joblib")
-        atomic_write_json(tmp / "manifest.json", manifest)
-    say(f"classifier: {best} features, held-out AUROC {manifest['test_auroc']:.3f} -> {out}")
+    save(model, out, manifest, sorted({text_key(r["text"]) for r in train}))
+    say(f"classifier: {best} features, held-out {summary_line(report)} -> {out}")
     return manifest
+
+
+def held_out_generators(cfg: ClassifierConfig, kind: str, train: list[dict], test: list[dict], model: Model) -> dict:
+    """For each generated AI source: AUROC on its held-out turns (against all held-out humans) of a model trained
+    without it, beside the full model's. Tells whether the classifier is a detector of one generator."""
+    out = {}
+    humans = [r["text"] for r in test if r["label"] == 0]
+    for source in sorted({r["source"] for r in train if ":" in r["source"] and r["source"].split(":")[0]
+                          in ("stock", "prompted-user")}):
+        theirs = [r["text"] for r in test if r["source"] == source]
+        if not theirs:
+            continue
+        without = fit_model(kind, cfg.encoder, [r for r in train if r["source"] != source], cfg.length_control, cfg.seed)
+        labels = [0] * len(humans) + [1] * len(theirs)
+        out[source] = {"auroc_trained_without_it": auroc(labels, without.p_ai(humans + theirs)),
+                       "auroc_full_model": auroc(labels, model.p_ai(humans + theirs)), "n_ai": len(theirs)}
+    return out
+
+
+def save(model: Model, out: Path, manifest: dict, train_keys: list[str]) -> None:
+    f = model.featurizer
+    arrays = {"coef": model.coef, "intercept": np.asarray([model.intercept])}
+    vocab = {}
+    for name, vec in (("word", f.word), ("char", f.char)):
+        if vec is not None:
+            arrays[f"{name}_idf"] = vec.idf_
+            vocab[name] = {term: int(i) for term, i in vec.vocabulary_.items()}
+    with atomic_directory(out) as tmp:
+        np.savez(tmp / "weights.npz", **arrays)
+        (tmp / "vocabulary.json").write_text(json.dumps(vocab, ensure_ascii=False))
+        (tmp / "train_texts.json").write_text(json.dumps({"sha256_16": train_keys}))
+        manifest["files"] = {name: hashlib.sha256((tmp / name).read_bytes()).hexdigest() for name in FILES}
+        atomic_write_json(tmp / "manifest.json", manifest)
 
 
 class AIVoiceClassifier:
     def __init__(self, directory: str | Path):
-        import joblib
+        from sklearn.feature_extraction.text import TfidfVectorizer
 
         directory = Path(directory)
-        if not (directory / "manifest.json").exists():
+        path = directory / "manifest.json"
+        if not path.exists():
             raise UserError(f"{directory}: no classifier here; run `userlm evaluate train-classifier`")
-        self.manifest = json.loads((directory / "manifest.json").read_text())
-        loaded = joblib.load(directory / "classifier.joblib")
-        self.featurizer, self.model = loaded["featurizer"], loaded["model"]
-        self.version = hashlib.sha256((directory / "classifier.joblib").read_bytes()).hexdigest()[:16]
+        try:
+            manifest = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise UserError(f"{path}: not valid JSON") from None
+        if manifest.get("kind") != KIND or manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), dict):
+            raise UserError(f"{directory}: not a classifier of this userlm version (format {FORMAT}); "
+                            "retrain it with `userlm evaluate train-classifier`")
+        blobs = {}
+        for name in FILES:
+            data = (directory / name).read_bytes() if (directory / name).exists() else None
+            if data is None or hashlib.sha256(data).hexdigest() != manifest["files"].get(name):
+                raise UserError(f"{directory / name}: missing or its sha256 differs from the manifest's; refusing it")
+            blobs[name] = data
+        self.manifest = manifest
+        import io
+
+        arrays = np.load(io.BytesIO(blobs["weights.npz"]), allow_pickle=False)
+        vocab = json.loads(blobs["vocabulary.json"])
+        vecs = {}
+        for name, params in (("word", WORD), ("char", CHAR)):
+            if name in vocab:
+                vecs[name] = TfidfVectorizer(**{**params, "max_features": None}, vocabulary=vocab[name])
+                vecs[name].idf_ = arrays[f"{name}_idf"]
+        featurizer = Featurizer(manifest["features"], manifest["encoder"], vecs.get("word"), vecs.get("char"))
+        self.model = Model(featurizer, arrays["coef"], float(arrays["intercept"][0]))
+        self.train_keys = set(json.loads(blobs["train_texts.json"])["sha256_16"])
+        self.version = hashlib.sha256(json.dumps(manifest["files"], sort_keys=True).encode()).hexdigest()[:16]
+
+    def trained_on(self, texts: list[str]) -> int:
+        """How many of these texts were in the classifier's training rows (0 for a sound reference)."""
+        return sum(text_key(t.strip()) in self.train_keys for t in set(texts))
 
     def p_ai(self, texts: list[str]) -> np.ndarray:
         from evaluators.cache import VectorCache
 
         if not texts:
             return np.zeros(0)
-        compute = lambda batch: self.model.predict_proba(self.featurizer.transform(batch))[:, 1:2]
+        compute = lambda batch: self.model.p_ai(batch)[:, None]
         return VectorCache(f"p_ai:{self.version}").get_or_compute(texts, compute)[:, 0].astype(float)
 
 
-def load_classifier(directory: str | None = None, console=None) -> AIVoiceClassifier:
-    """The given classifier, or the default one (trained on first use from the embedded ShareGPT data)."""
+def load_classifier(directory: str | None = None, console=None, data_dir: str | None = None) -> AIVoiceClassifier:
+    """The given classifier; else the one trained on `data_dir`'s train split (the reference's data, so that no
+    reference turn was trained on), or the default one on the embedded ShareGPT data; trained on first use."""
     if directory:
         return AIVoiceClassifier(directory)
-    default = default_classifier_dir()
-    if not (default / "manifest.json").exists():
-        (console.print if console else print)("no default AI-voice classifier yet: training it on ShareGPT turns")
-        train_classifier(ClassifierConfig(), console)
-    return AIVoiceClassifier(default)
+    target = default_classifier_dir(data_dir)
+    if not (target / "manifest.json").exists():
+        (console.print if console else print)(
+            f"no AI-voice classifier for {data_dir or 'the embedded ShareGPT data'} yet: training it ({target})")
+        train_classifier(ClassifierConfig(out=str(target), data=[str(data_dir)] if data_dir else []), console)
+    return AIVoiceClassifier(target)
 
 
 def score_texts_file(path: str, out: str | None = None, classifier: str | None = None) -> Path:

@@ -64,12 +64,19 @@ def _both(ctx: Context, name: str, statistic: Callable, set_based: bool = False)
 def ai_voice(ctx: Context) -> dict:
     from evaluators.classifier import load_classifier
 
-    clf = load_classifier(ctx.classifier_dir, ctx.console)
+    clf = load_classifier(ctx.classifier_dir, ctx.console, data_dir=ctx.reference_dir)
     texts = sorted({t for u in ctx.units + (ctx.reference or []) for t in u["user_turns"]})
     p = dict(zip(texts, clf.p_ai(texts)))
     ctx.extra["p_ai"] = p
+    leaked = clf.trained_on(M.all_turns(ctx.reference or []))
+    if leaked and ctx.console:
+        ctx.console.print(f"[red]warning: {leaked} reference turns were in the classifier's training rows[/red]")
+    test = clf.manifest["test"]
     ctx.extra["classifier"] = {"version": clf.version, "features": clf.manifest["features"],
-                               "test_auroc": clf.manifest["test_auroc"]}
+                               "test_auroc": clf.manifest["test_auroc"],
+                               "test_auroc_length_matched": clf.manifest["test_auroc_length_matched"],
+                               "word_count_auroc": test["overall"]["word_count_baseline"],
+                               "reference_turns_in_training": leaked, "test": test}
     likeness = lambda us: 1 - float(np.mean([p[t] for t in M.all_turns(us)])) if M.all_turns(us) else np.nan
     rate = lambda us: float(np.mean([p[t] > 0.5 for t in M.all_turns(us)])) if M.all_turns(us) else np.nan
     return {**_both(ctx, "human_likeness", likeness), **_both(ctx, "ai_voice_rate", rate)}
