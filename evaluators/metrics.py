@@ -7,6 +7,37 @@ import re
 
 import numpy as np
 
+# name -> (direction, description). direction: +1 higher is more human-like, -1 lower is, 0 neither. The one
+# definition that evaluate, report and compare all read.
+METRICS = {
+    "human_likeness": (+1, "1 - mean P(AI) of user turns"),
+    "ai_voice_rate": (-1, "share of user turns the classifier judges AI (P(AI) > 0.5)"),
+    "role_adherence": (+1, "share of user turns that do not act as the assistant"),
+    "termination_rate": (+1, "share of conversations the user ended"),
+    "mean_user_turns": (0, "user turns per conversation"),
+    "mean_turn_words": (0, "words per user turn (no better direction: see turn_length_w1)"),
+    "truncated_share": (-1, "share of user turns cut off at max_new_tokens"),
+    "turn_length_w1": (-1, "Wasserstein distance of user-turn word counts to real humans'"),
+    "conversation_length_w1": (-1, "Wasserstein distance of user turns per conversation to real humans'"),
+    "distinct_1": (+1, "distinct unigrams / unigrams over user turns"),
+    "distinct_2": (+1, "distinct bigrams / bigrams over user turns"),
+    "diversity_all": (+1, "mean pairwise cosine distance of all user-turn embeddings"),
+    "vendi_all": (+1, "Vendi score of all user-turn embeddings"),
+    "diversity_first": (+1, "mean pairwise cosine distance of first turns within a scenario"),
+    "diversity_ratio_to_human": (+1, "diversity_all / real humans' diversity_all (1.0 = as diverse as people)"),
+    "perplexity_real_user_turns": (-1, "user model's perplexity on held-out real human turns"),
+    "perplexity_base_model": (0, "the base model's perplexity on the same turns, for comparison"),
+    "end_f1": (+1, "F1 of ending where real people ended, at every point where they went on or stopped"),
+    "end_precision": (+1, "share of the user model's ends that fall where the person ended"),
+    "end_recall": (+1, "share of real ends where the user model ended"),
+    "end_base_rate": (0, "share of decision points where the real person ended"),
+}
+
+
+def direction_word(metric: str) -> str:
+    return {1: "higher", -1: "lower", 0: "neither"}[METRICS[metric][0]]
+
+
 # Openings and phrases of an assistant's voice: a user turn that uses them is acting as the assistant.
 ASSISTANT_PATTERNS = re.compile(
     r"^\s*(sure|certainly|of course|absolutely|great question)[!,.]|how (can|may) i (help|assist)|"
@@ -40,6 +71,12 @@ def termination_rate(units):
 def mean_turn_words(units):
     turns = all_turns(units)
     return float(np.mean([words(t) for t in turns])) if turns else np.nan
+
+
+def truncated_share(units):
+    """Share of user turns that hit max_new_tokens (units from transcripts carry a `truncated` flag per turn)."""
+    flags = [f for u in units for f in u.get("truncated", [])]
+    return float(np.mean(flags)) if flags else np.nan
 
 
 def mean_user_turns(units):

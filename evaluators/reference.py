@@ -22,4 +22,5 @@ def reference_units(data_dir: str, split: str = "test", limit: int = 300, seed: 
 def transcript_units(records: list[dict]) -> list[dict]:
     return [{"id": f"{r['scenario_id']}#{r['sample']}", "scenario_id": r["scenario_id"],
              "user_turns": [t["text"] for t in r["turns"] if t["role"] == "user"],
+             "truncated": [bool(t.get("truncated", False)) for t in r["turns"] if t["role"] == "user"],
              "ended_by_user": r["stop_reason"] == "user_ended"} for r in records]

@@ -18,25 +18,7 @@ from evaluators.reference import reference_units, transcript_units
 from evaluators.stats import bootstrap_ci
 from userlm.io import UserError, atomic_write_json, atomic_write_text
 
-# name -> (direction, description). direction: +1 higher is more human-like, -1 lower is, 0 neither.
-METRICS = {
-    "human_likeness": (+1, "1 - mean P(AI) of user turns"),
-    "ai_voice_rate": (-1, "share of user turns the classifier judges AI (P(AI) > 0.5)"),
-    "role_adherence": (+1, "share of user turns that do not act as the assistant"),
-    "termination_rate": (+1, "share of conversations the user ended"),
-    "mean_user_turns": (0, "user turns per conversation"),
-    "mean_turn_words": (0, "words per user turn"),
-    "turn_length_w1": (-1, "Wasserstein distance of user-turn word counts to real humans'"),
-    "conversation_length_w1": (-1, "Wasserstein distance of user turns per conversation to real humans'"),
-    "distinct_1": (+1, "distinct unigrams / unigrams over user turns"),
-    "distinct_2": (+1, "distinct bigrams / bigrams over user turns"),
-    "diversity_all": (+1, "mean pairwise cosine distance of all user-turn embeddings"),
-    "vendi_all": (+1, "Vendi score of all user-turn embeddings"),
-    "diversity_first": (+1, "mean pairwise cosine distance of first turns within a scenario"),
-    "diversity_ratio_to_human": (+1, "diversity_all / real humans' diversity_all (1.0 = as diverse as people)"),
-    "perplexity_real_user_turns": (-1, "user model's perplexity on held-out real human turns"),
-    "perplexity_base_model": (0, "the base model's perplexity on the same turns, for comparison"),
-}
+METRICS = M.METRICS  # defined once, in evaluators/metrics.py
 
 
 @dataclass
@@ -50,6 +32,7 @@ class Context:
     user_model: str | None = None
     base_model: str | None = None
     perplexity_examples: int = 48
+    termination_conversations: int = 32
     console: object = None
     extra: dict = field(default_factory=dict)
 
@@ -87,6 +70,7 @@ def behaviour(ctx: Context) -> dict:
     for name, fn in (("role_adherence", M.role_adherence), ("termination_rate", M.termination_rate),
                      ("mean_user_turns", M.mean_user_turns), ("mean_turn_words", M.mean_turn_words)):
         out.update(_both(ctx, name, fn))
+    out["truncated_share"] = {"run": bootstrap_ci(ctx.units, M.truncated_share)}
     for n in (1, 2):
         out.update(_both(ctx, f"distinct_{n}", lambda us, n=n: M.distinct_n(us, n), set_based=True))
     if ctx.reference:
@@ -157,28 +141,78 @@ def _ppl(units) -> float:
     return math.exp(sum(u[0] for u in units) / max(1, sum(u[1] for u in units)))
 
 
-def perplexity(ctx: Context) -> dict:
+def perplexity_setup(model: str) -> tuple[str, str, str | None]:
+    """(model to load, system prompt it was trained or told with, its base model when it is an adapter)."""
+    from simulator.run import parse_user
+
+    user = parse_user(model, "hf")
+    system = user.system_prompt.format(intent="") if user.kind == "prompted" else user.system_prompt
+    return user.model, system, (user.manifest or {}).get("base_model")
+
+
+def perplexity_examples(data_dir: str, split: str = "test", limit: int = 0) -> list[dict]:
+    """Real held-out conversations (examples sampled with seed 0 when `limit` is set)."""
     import random
 
-    from simulator.run import parse_user
-    from userlm.chat import USER_MODEL_SYSTEM
     from userlm.data.prepare import read_split
+
+    examples = read_split(data_dir, split)
+    return random.Random(0).sample(examples, min(limit, len(examples))) if limit else examples
+
+
+def perplexity_of(model: str, data_dir: str, split: str = "test", limit: int = 0, max_length: int = 384,
+                  base_model: str | None = None) -> dict:
+    """`userlm evaluate perplexity`: the same code as the `perplexity` evaluator, on a split of prepared data.
+    Only the targets count (the human turns and the end marker, in the user-model format)."""
+    from userlm.chat import USER_MODEL_SYSTEM
+
+    examples = perplexity_examples(data_dir, split, limit)
+    if not examples:
+        raise UserError(f"{data_dir}: the {split} split holds no example")
+    ref, system, base = perplexity_setup(model)
+    units = perplexity_units(ref, system, examples, max_length)
+    result = {"model": model, "perplexity": _ppl(units), "tokens": sum(u[1] for u in units), "examples": len(units),
+              "split": split, "data_dir": str(data_dir)}
+    base = base_model or base
+    if base:
+        base_units = perplexity_units(base, USER_MODEL_SYSTEM, examples, max_length)
+        result["base"] = {"model": base, "perplexity": _ppl(base_units), "tokens": sum(u[1] for u in base_units)}
+    return result
+
+
+def perplexity(ctx: Context) -> dict:
+    from userlm.chat import USER_MODEL_SYSTEM
 
     if not ctx.reference_dir:
         return {}
-    user = parse_user(ctx.user_model or ctx.run_info["config"]["user"], "hf")
-    system = user.system_prompt.format(intent="") if user.kind == "prompted" else user.system_prompt
-    examples = read_split(ctx.reference_dir, "test")
-    examples = random.Random(0).sample(examples, min(ctx.perplexity_examples, len(examples)))
-    out = {"perplexity_real_user_turns": {"run": bootstrap_ci(perplexity_units(user.model, system, examples), _ppl)}}
-    base = ctx.base_model or (user.manifest or {}).get("base_model")
+    model, system, base = perplexity_setup(ctx.user_model or ctx.run_info["config"]["user"])
+    examples = perplexity_examples(ctx.reference_dir, "test", ctx.perplexity_examples)
+    out = {"perplexity_real_user_turns": {"run": bootstrap_ci(perplexity_units(model, system, examples), _ppl)}}
+    base = ctx.base_model or base
     if base:
         out["perplexity_base_model"] = {"run": bootstrap_ci(perplexity_units(base, USER_MODEL_SYSTEM, examples), _ppl)}
     return out
 
 
+def termination(ctx: Context) -> dict:
+    """End-of-conversation precision/recall/F1 on held-out real conversations with recorded ends (n/a without)."""
+    from evaluators.termination import termination_report
+
+    if not ctx.reference_dir:
+        return {}
+    model, system, _ = perplexity_setup(ctx.user_model or ctx.run_info["config"]["user"])
+    report = termination_report(model, system, perplexity_examples(ctx.reference_dir, "test"),
+                                limit=ctx.termination_conversations)
+    if report is None:
+        if ctx.console:
+            ctx.console.print("termination: n/a (the reference data records no real end of conversation)")
+        return {}
+    return {name: {"run": ci} for name, ci in report.items()}
+
+
 EVALUATORS: dict[str, Callable[[Context], dict]] = {
     "ai_voice": ai_voice, "behaviour": behaviour, "diversity": diversity, "perplexity": perplexity,
+    "termination": termination,
 }
 
 

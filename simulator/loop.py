@@ -56,7 +56,8 @@ def degenerate(text: str) -> bool:
     return len(words) >= 16 and len(set(words)) / len(words) < 0.2
 
 
-def add_user_turn(conv: Conversation, text: str, tokens: int, latency: float) -> None:
+def add_user_turn(conv: Conversation, text: str, tokens: int, latency: float, truncated: bool = False) -> None:
+    """`truncated`: the turn hit max_new_tokens (recorded, so that a cut-off turn is not read as a short one)."""
     text, ended = strip_end_marker(text)
     previous = {t.strip().lower() for t in conv.user_turns}
     if text:
@@ -64,7 +65,8 @@ def add_user_turn(conv: Conversation, text: str, tokens: int, latency: float) ->
             conv.stop_reason = "repeated_turn"
         elif degenerate(text):
             conv.stop_reason = "degenerate_turn"
-        conv.turns.append({"role": "user", "text": text, "tokens": tokens, "latency_s": round(latency, 3)})
+        conv.turns.append({"role": "user", "text": text, "tokens": tokens, "latency_s": round(latency, 3),
+                           "truncated": truncated and not ended})
     if ended:
         conv.stop_reason = "user_ended"
     elif not text:
@@ -95,7 +97,7 @@ def run_conversations(pending: list[Conversation], user: Side, assistant: Side, 
                 conv, latency = live[key], time.perf_counter() - asked_at[key]
                 new_tokens, turns = new_tokens + out.tokens, turns + 1
                 if speaker == "user":
-                    add_user_turn(conv, out.text, out.tokens, latency)
+                    add_user_turn(conv, out.text, out.tokens, latency, out.finish_reason == "length")
                 else:
                     conv.turns.append({"role": "assistant", "text": out.text.strip(), "tokens": out.tokens,
                                        "latency_s": round(latency, 3)})

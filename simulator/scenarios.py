@@ -15,7 +15,7 @@ from userlm.io import UserError
 class Sampling:
     temperature: float = 0.8
     top_p: float = 0.95
-    max_new_tokens: int = 96
+    max_new_tokens: int = 160  # enough for a user turn to finish (cut-off turns are marked `truncated`)
 
 
 @dataclass(frozen=True)

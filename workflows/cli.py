@@ -91,6 +91,23 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_evaluate_perplexity(args) -> int:
+    import json
+
+    from evaluators.run import perplexity_of
+
+    result = perplexity_of(args.model, args.data, args.split, limit=args.limit, max_length=args.max_length,
+                           base_model=args.base_model)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        base = result.get("base")
+        print(f"{args.model}: perplexity {result['perplexity']:.3f} on {result['tokens']:,} target tokens of "
+              f"{result['examples']} {args.split} examples" + (f"; base {base['model']}: {base['perplexity']:.3f}"
+                                                               if base else ""))
+    return 0
+
+
 def cmd_train_classifier(args) -> int:
     from evaluators.classifier import ClassifierConfig, train_classifier
     from userlm.config import load_config
@@ -181,6 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-model", help="base model for perplexity beside it")
     p.add_argument("--evaluators", help="comma-separated names (default: all)")
     p.set_defaults(func=cmd_evaluate)
+    p = ev_sub.add_parser("perplexity", help="perplexity of a model or adapter on real held-out human turns")
+    p.add_argument("--model", required=True, help="adapter dir, model ref, base:MODEL or prompted:MODEL")
+    p.add_argument("--data", required=True, help="prepared data dir")
+    p.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    p.add_argument("--limit", type=int, default=0, help="examples at most, sampled with seed 0 (0 = all)")
+    p.add_argument("--max-length", dest="max_length", type=int, default=384, help="tokens per example at most")
+    p.add_argument("--base-model", dest="base_model", help="score this model beside it (default: an adapter's base)")
+    p.add_argument("--json", action="store_true", help='print {"perplexity", "tokens", "examples", ...}')
+    p.set_defaults(func=cmd_evaluate_perplexity)
     p = ev_sub.add_parser("train-classifier", help="train the AI-voice classifier on real data")
     p.add_argument("--config", help="YAML with ClassifierConfig fields")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
@@ -202,7 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenarios", required=True)
     p.add_argument("--thresholds", help="YAML of per-metric thresholds (default: built in)")
     p.add_argument("--out", default="results/compare")
-    p.add_argument("--reference", help="prepared data dir for the human reference and perplexity")
+    p.add_argument("--reference", help="prepared data dir: real humans for turn_length_w1 and the table, and the "
+                                       "classifier trained on its train split")
+    p.add_argument("--classifier", help="AI-voice classifier dir (default: the one for --reference's data)")
     p.add_argument("--samples", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="simulation config override")
@@ -215,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-EVALUATE_COMMANDS = {"run", "train-classifier", "score-texts", "-h", "--help"}
+EVALUATE_COMMANDS = {"run", "perplexity", "train-classifier", "score-texts", "-h", "--help"}
 
 
 def run(argv: list[str] | None, parser: argparse.ArgumentParser) -> int:

@@ -1,0 +1,94 @@
+"""Termination as the field measures it (UserLM-8b, arXiv 2510.06552, end-of-conversation F1): on held-out real
+conversations that record a real end, at every point where the person either went on or stopped (after each AI
+turn), does the user model end the conversation? Precision, recall and F1 of its ends, beside the real data's
+base rate (the share of points where the person stopped)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_CHARS = 2000  # each message of the context is cut to this many characters (CPU cost); the ending is kept
+
+
+def decision_points(examples: list[dict], limit: int = 32, seed: int = 0) -> list[dict]:
+    """Units: one real conversation each, {"points": [(context messages, person stopped here)]}. A point is an
+    AI turn followed by the person's next turn (went on), or the last AI turn of a conversation with a recorded
+    end (stopped). Conversations are sampled one per tree."""
+    import random
+
+    by_tree: dict = {}
+    for ex in examples:
+        by_tree.setdefault(ex["tree_id"], ex)
+    chosen = sorted(by_tree.values(), key=lambda e: e["id"])
+    chosen = random.Random(seed).sample(chosen, min(limit, len(chosen)))
+    units = []
+    for ex in chosen:
+        msgs = [{"role": m["role"], "content": m["content"][-MAX_CHARS:]} for m in ex["messages"]]
+        points = []
+        for i, m in enumerate(msgs):
+            if m["role"] != "assistant":
+                continue
+            if i + 1 < len(msgs) and msgs[i + 1]["role"] == "user":
+                points.append((msgs[: i + 1], False))
+            elif i + 1 == len(msgs) and ex.get("ends_conversation"):
+                points.append((msgs, True))
+        if points:
+            units.append({"id": ex["id"], "points": points})
+    return units
+
+
+def predict_ends(model: str, system: str, units: list[dict], max_new_tokens: int = 16, seed: int = 0) -> None:
+    """Adds "pred" (the user model ended, i.e. wrote the end marker) beside each unit's points, in place."""
+    from simulator.backends import GenerationRequest, get_backend
+    from simulator.scenarios import Sampling
+    from userlm.chat import speaker_view, strip_end_marker
+
+    backend = get_backend("hf", model, quantization="none", max_batch=16)
+    sampling = Sampling(temperature=0.8, top_p=0.95, max_new_tokens=max_new_tokens)
+    requests = [GenerationRequest(speaker_view(ctx, "user", system), sampling, seed=seed * 100003 + i)
+                for i, (ctx, _) in enumerate(p for u in units for p in u["points"])]
+    outs = iter(backend.generate(requests))
+    for u in units:
+        u["pred"] = [strip_end_marker(next(outs).text)[1] for _ in u["points"]]
+
+
+def _counts(units):
+    tp = sum(p and t for u in units for p, (_, t) in zip(u["pred"], u["points"]))
+    fp = sum(p and not t for u in units for p, (_, t) in zip(u["pred"], u["points"]))
+    fn = sum(t and not p for u in units for p, (_, t) in zip(u["pred"], u["points"]))
+    n = sum(len(u["points"]) for u in units)
+    return tp, fp, fn, n
+
+
+def precision(units):
+    tp, fp, _, _ = _counts(units)
+    return tp / (tp + fp) if tp + fp else np.nan
+
+
+def recall(units):
+    tp, _, fn, _ = _counts(units)
+    return tp / (tp + fn) if tp + fn else np.nan
+
+
+def f1(units):
+    tp, fp, fn, _ = _counts(units)
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else np.nan
+
+
+def base_rate(units):
+    tp, _, fn, n = _counts(units)
+    return (tp + fn) / n if n else np.nan
+
+
+def termination_report(model: str, system: str, examples: list[dict], limit: int = 32) -> dict | None:
+    """{metric: ci} for end_f1/precision/recall/base_rate, or None where the data records no real end."""
+    from evaluators.stats import bootstrap_ci
+
+    if not any(ex.get("ends_conversation") for ex in examples):
+        return None
+    units = decision_points(examples, limit)
+    if not units:
+        return None
+    predict_ends(model, system, units)
+    return {"end_f1": bootstrap_ci(units, f1), "end_precision": bootstrap_ci(units, precision),
+            "end_recall": bootstrap_ci(units, recall), "end_base_rate": bootstrap_ci(units, base_rate)}
