@@ -107,7 +107,7 @@ def generated_rows(cfg, openings: dict, console=None) -> dict:
             jobs.append((split, f"stock:{model}", group, fam, [{"role": "user", "content": first}]))
         prompted = PROMPTED_USER_SYSTEM.format(intent="")
         for first, reply, group, fam in picks[n_stock:]:
-            history = [{"role": "user", "content": first}, {"role": "assistant", "content": reply[:2000]}]
+            history = [{"role": "user", "content": first}, {"role": "assistant", "content": reply[:600]}]
             jobs.append((split, f"prompted-user:{model}", group, fam, speaker_view(history, "user", prompted)))
         intents = scenario_intents(cfg.adversary_scenarios) if n_intents else []
         for i in range(min(n_intents, len(intents) * 4)):

@@ -57,18 +57,77 @@ def plots(reports: list[dict]) -> list[tuple[str, str]]:
     return out
 
 
+def classifier_section(reports: list[dict]) -> str:
+    """Markdown: what the AI-voice classifier's scores are worth, on held-out turns of its data's test split."""
+    info = next((r["classifier"] for r in reports if (r.get("classifier") or {}).get("test")), None)
+    if not info:
+        return ""
+    t = info["test"]
+    cell = lambda x: "n/a" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
+    lines = [f"## The AI-voice classifier on held-out turns ({info['features']} features, version {info['version']})",
+             "", "AUROC of P(AI), beside the AUROC of word count alone (the length shortcut). Length-matched: each "
+             "AI turn cut at a word boundary to the length of a paired human turn.", "",
+             "| held-out turns | AUROC | word count alone | human turns | AI turns |", "|---|---|---|---|---|"]
+    rows = [("all", t["overall"]), ("length-matched", t["length_matched"])]
+    rows += [(f"{name} words", v) for name, v in t["by_length_bucket"].items()]
+    rows += [(f"AI source {name} (vs all humans)", v) for name, v in t["by_ai_source"].items()]
+    rows += [(f"{name}: human vs AI turns", v) for name, v in t["by_data_source"].items()]
+    lines += [f"| {name} | {cell(v['auroc'])} | {cell(v['word_count_baseline'])} | {v['n_human']} | {v['n_ai']} |"
+              for name, v in rows]
+    for name, v in t["by_data_source"].items():
+        lines.append(f"\n{name}, length-matched: AUROC {cell(v['length_matched'])}.")
+    for name, v in (t.get("held_out_generator") or {}).items():
+        lines.append(f"\nHeld-out generator {name}: AUROC {cell(v['auroc_trained_without_it'])} trained without "
+                     f"it ({cell(v['auroc_full_model'])} with it, {v['n_ai']} turns).")
+    lines.append(f"\nCalibration on held-out turns ({t['calibration']['ai_share']:.0%} AI): expected calibration "
+                 f"error {t['calibration']['ece']:.3f} (reliability plot in report.html).")
+    if info.get("reference_turns_in_training") is not None:
+        lines.append(f"Reference turns in the classifier's training rows: {info['reference_turns_in_training']}.")
+    return "\n".join(lines) + "\n"
+
+
+def reliability_plot(reports: list[dict]) -> list[tuple[str, str]]:
+    info = next((r["classifier"] for r in reports if (r.get("classifier") or {}).get("test")), None)
+    if not info:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bins = info["test"]["calibration"]["bins"]
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
+    ax.plot([b["mean_p_ai"] for b in bins], [b["observed_ai_share"] for b in bins], marker="o")
+    for b in bins:
+        ax.annotate(str(b["n"]), (b["mean_p_ai"], b["observed_ai_share"]), fontsize=7, xytext=(3, -9),
+                    textcoords="offset points")
+    ax.set_xlabel("mean P(AI) in bin")
+    ax.set_ylabel("observed share of AI turns")
+    title = "Reliability of P(AI) on held-out turns"
+    ax.set_title(title, fontsize=10)
+    out = [(title, _figure_png(fig))]
+    plt.close(fig)
+    return out
+
+
 def write_report(runs: list[str], out: str, console=None) -> tuple[Path, Path]:
     reports = load_reports(runs)
     out_dir = Path(out)
     stamp = time.strftime("%Y-%m-%d %H:%M")
-    legend = "".join(f"- `{m}` ({'higher' if d > 0 else 'lower' if d < 0 else 'closer to humans'} is more human): {desc}\n"
+    legend = "".join(f"- `{m}` ({'higher is more human' if d > 0 else 'lower is more human' if d < 0 else 'no better direction'}): {desc}\n"
                      for m, (d, desc) in METRICS.items())
+    section = classifier_section(reports)
     md = f"# User-model comparison ({stamp})\n\nValues with 95% bootstrap CIs.\n\n{markdown_table(reports)}\n{legend}"
+    md += f"\n{section}" if section else ""
     atomic_write_text(out_dir / "report.md", md)
     names, rows = table_rows(reports)
     head = "".join(f"<th>{html.escape(n)}</th>" for n in ["run", *names])
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    figures = "".join(f'<h3>{html.escape(t)}</h3><img src="data:image/png;base64,{png}">' for t, png in plots(reports))
+    figures = "".join(f'<h3>{html.escape(t)}</h3><img src="data:image/png;base64,{png}">'
+                      for t, png in plots(reports) + reliability_plot(reports))
+    if section:
+        figures += f"<pre>{html.escape(section)}</pre>"
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>userlm report</title><style>
 body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} td:first-child{{text-align:left;font-weight:600}}
