@@ -119,7 +119,11 @@ def generated_rows(cfg, openings: dict, console=None) -> dict:
     say(f"classifier: generating {len(jobs)} turns with {cfg.stock_model} (replies, and turns told to act as a user)")
     backend = get_backend("hf", cfg.stock_model, quantization="none", max_batch=32)
     sampling = Sampling(temperature=0.7, top_p=0.95, max_new_tokens=96)
+    import time
+
+    started = time.time()
     outs = backend.generate([GenerationRequest(m, sampling, seed=i) for i, (*_, m) in enumerate(jobs)])
+    say(f"classifier: generated {sum(o.tokens for o in outs):,} tokens in {time.time() - started:.0f} s")
     from userlm.chat import strip_end_marker
 
     out = {s: [] for s in SPLITS}
