@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from evaluators import metrics as M
-from evaluators.classifier import AIVoiceClassifier, ClassifierConfig, collect_turns, train_classifier
+from evaluators.classifier import AIVoiceClassifier, ClassifierConfig, train_classifier
 from evaluators.stats import bootstrap_ci, paired_bootstrap_delta
 
 
@@ -45,25 +45,30 @@ def test_bootstrap_intervals():
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
     from conftest import OASST2_SAMPLE
+    from userlm.data.prepare import PrepareConfig, prepare
 
-    out = tmp_path_factory.mktemp("clf") / "c"
-    sources = ["sharegpt"] + ([str(OASST2_SAMPLE)] if OASST2_SAMPLE.exists() else [])
-    manifest = train_classifier(ClassifierConfig(out=str(out), sources=sources, max_per_class_per_source=400,
-                                                 stock_turns=8, features="auto"))
-    return out, manifest
+    work = tmp_path_factory.mktemp("clf")
+    prepare(PrepareConfig(sources=["sharegpt"], out=str(work / "sharegpt"), max_trees_per_source=4000))
+    data = [str(work / "sharegpt")]
+    if OASST2_SAMPLE.exists():
+        prepare(PrepareConfig(sources=[str(OASST2_SAMPLE)], out=str(work / "oasst")))
+        data.append(str(work / "oasst"))
+    manifest = train_classifier(ClassifierConfig(out=str(work / "c"), data=data, max_per_class_per_source=400,
+                                                 stock_turns=8, adversary_turns=8, features="auto",
+                                                 held_out_generators=False))
+    return work / "c", manifest
 
 
 def test_classifier_separates_held_out_human_and_ai_turns(classifier):
-    out, manifest = classifier
-    assert manifest["test_auroc"] >= 0.9, manifest
-    assert set(manifest["validation_auroc"]) == {"embeddings", "tfidf", "both"}
-    assert any(s.startswith("stock:") for s in manifest["counts"]["by_source"])
-    clf = AIVoiceClassifier(out)
-    # Held-out real turns (groups the classifier never trained on): AI turns score higher than human ones.
-    from evaluators.classifier import _group_split
+    from evaluators.classifier_data import data_rows
 
-    rows = [r for r in collect_turns(ClassifierConfig(max_per_class_per_source=400, seed=1))
-            if _group_split(r["group"], 0, 0.2)][:300]
+    out, manifest = classifier
+    assert manifest["test_auroc"] >= 0.9, manifest["test"]["overall"]
+    assert set(manifest["validation"]) == {"embeddings", "tfidf", "both"}
+    assert any(s.startswith("stock:") for s in manifest["counts"]["train"])
+    clf = AIVoiceClassifier(out)
+    # Held-out real turns (the test split of the data it trained on): AI turns score higher than human ones.
+    rows = data_rows([d["dir"] for d in manifest["data"]], cap=150, seed=1)[0]["test"]
     p = clf.p_ai([r["text"] for r in rows])
     human = np.mean([s for s, r in zip(p, rows) if r["label"] == 0])
     ai = np.mean([s for s, r in zip(p, rows) if r["label"] == 1])
@@ -110,3 +115,42 @@ def test_evaluate_and_report_a_real_run(classifier, tmp_path):
         assert (run / f).exists()
     md, html = write_report([str(run)], str(tmp_path / "report"))
     assert "real humans (reference)" in md.read_text() and "data:image/png;base64" in html.read_text()
+
+
+def test_termination_points_and_f1():
+    from evaluators import termination as T
+
+    ex = lambda i, roles, ends: {"id": str(i), "tree_id": str(i), "ends_conversation": ends,
+                                 "messages": [{"role": r, "content": f"{r} {k}"} for k, r in enumerate(roles)]}
+    units = T.decision_points([ex(1, ["user", "assistant", "user", "assistant"], True),
+                               ex(2, ["user", "assistant", "user", "assistant"], False)], limit=10)
+    by_id = {u["id"]: [truth for _, truth in u["points"]] for u in units}
+    assert by_id == {"1": [False, True], "2": [False]}  # no end recorded: the last AI turn is no decision point
+    for u in units:  # a user model that always ends
+        u["pred"] = [True] * len(u["points"])
+    assert T.precision(units) == pytest.approx(1 / 3) and T.recall(units) == 1.0
+    assert T.f1(units) == pytest.approx(0.5) and T.base_rate(units) == pytest.approx(1 / 3)
+    assert T.termination_report("unused", "", [ex(3, ["user", "assistant"], False)]) is None  # n/a: no real end
+
+
+@pytest.mark.slow
+def test_evaluate_perplexity_command_is_the_evaluators_code(tmp_path):
+    from userlm.data.prepare import PrepareConfig, prepare
+
+    data = tmp_path / "data"
+    prepare(PrepareConfig(sources=["sharegpt"], out=str(data), max_trees_per_source=400))
+    r = subprocess.run([sys.executable, "-m", "workflows.cli", "evaluate", "perplexity", "--model",
+                        "base:embedded:smollm2-135m-instruct", "--base-model", "embedded:smollm2-135m-instruct",
+                        "--data", str(data), "--split", "test", "--limit", "6", "--max-length", "192", "--json"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["perplexity"] > 1 and result["tokens"] > 0 and result["examples"] == 6
+    # `base:M` and M as the base model are the same model in the same user-model format: the same perplexity.
+    assert result["base"]["perplexity"] == pytest.approx(result["perplexity"], rel=1e-4)
+    from evaluators.run import _ppl, perplexity_examples, perplexity_units
+    from userlm.chat import USER_MODEL_SYSTEM
+
+    units = perplexity_units("embedded:smollm2-135m-instruct", USER_MODEL_SYSTEM,
+                             perplexity_examples(str(data), "test", 6), 192)
+    assert _ppl(units) == pytest.approx(result["perplexity"], rel=1e-4)

@@ -24,6 +24,8 @@ def small_run(tmp_path, name, *extra, **kw):
 def test_shipped_scenarios_are_valid_and_diverse():
     scenarios = load_scenarios(ROOT / "scenarios")
     assert len(scenarios) >= 20
+    # Enough new tokens for a user turn to finish (a cut-off turn would read as a short, human one).
+    assert all(s.user_sampling.max_new_tokens >= 128 for s in scenarios + load_scenarios(SMOKE))
     assert {"non-english", "role-confusion", "coding", "health", "travel"} <= {t for s in scenarios for t in s.tags}
     assert any(s.opening for s in scenarios) and any(not s.opening for s in scenarios)
 
@@ -58,6 +60,18 @@ def test_stop_reasons():
     conv = Conversation(scenario, 0, 1)
     add_user_turn(conv, "the the the the " * 10, 40, 0.1)
     assert conv.stop_reason == "degenerate_turn"
+
+
+def test_a_turn_cut_at_max_new_tokens_is_marked_truncated_and_counted():
+    from evaluators.metrics import truncated_share
+    from evaluators.reference import transcript_units
+
+    conv = Conversation(load_scenarios(SMOKE)[0], 0, 1)
+    add_user_turn(conv, "i need a recipe with eggs and", 7, 0.1, truncated=True)
+    add_user_turn(conv, "thanks, got it", 4, 0.1)
+    assert [t["truncated"] for t in conv.turns] == [True, False]
+    record = {"scenario_id": "s", "sample": 0, "turns": conv.turns, "stop_reason": "max_turns"}
+    assert truncated_share(transcript_units([record])) == 0.5
 
 
 def test_prompted_baseline_run_is_complete_deterministic_and_resumable(tmp_path):
