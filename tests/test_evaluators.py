@@ -111,10 +111,15 @@ def test_evaluate_and_report_a_real_run(classifier, tmp_path):
                  "diversity_all", "vendi_all", "diversity_ratio_to_human", "turn_length_w1"):
         assert m[name]["run"]["value"] is not None, name
     assert 0 <= m["human_likeness"]["reference"]["value"] <= 1
+    # The reference is the test split of the same ShareGPT trees: none of its turns was trained on.
+    assert report["classifier"]["reference_turns_in_training"] == 0
+    assert report["classifier"]["test"]["length_matched"]["auroc"] is not None
+    assert m["truncated_share"]["run"]["value"] is not None
     for f in ("metrics.json", "metrics.md", "metrics.csv"):
         assert (run / f).exists()
     md, html = write_report([str(run)], str(tmp_path / "report"))
     assert "real humans (reference)" in md.read_text() and "data:image/png;base64" in html.read_text()
+    assert "word count alone" in md.read_text() and "Reliability of P(AI)" in html.read_text()
 
 
 def test_termination_points_and_f1():
