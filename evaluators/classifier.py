@@ -39,7 +39,8 @@ class ClassifierConfig:
     adversary_scenarios: str = str(SCENARIOS)  # intents for adversary opening turns (train split only)
     length_control: bool = True  # add AI turns cut to paired human lengths, and balance lengths by weights
     encoder: str = DEFAULT_ENCODER
-    features: str = "auto"  # auto (pick on validation) | embeddings | tfidf | both
+    features: str = "tfidf"  # tfidf | embeddings | both | auto (pick on validation; MiniLM embeddings reached
+    # validation AUROC 0.78 length-controlled vs 0.95 for TF-IDF on ShareGPT + OASST, and cost minutes on 2 cores)
     held_out_generators: bool = True  # refit without each generated source and report AUROC on it
     seed: int = 0
 

@@ -43,7 +43,7 @@ def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> d
     # Trained on the train split of the same prepared data whose test split is the real-human reference.
     clf_cfg = ClassifierConfig(data=[str(data_dir)], max_per_class_per_source=300 if quick else 800,
                                stock_turns=8 if quick else 32, adversary_turns=8 if quick else 32,
-                               features="tfidf" if quick else "auto", held_out_generators=not quick)
+                               held_out_generators=not quick)
     clf_dir = work / f"classifier-{sha256_json({**clf_cfg.__dict__, 'data': data_manifest['content_hash']})[:10]}"
     clf_cfg.out = str(clf_dir)
     if (clf_dir / "manifest.json").exists():
