@@ -24,8 +24,9 @@ from userlm.models import DEFAULT_ASSISTANT, DEFAULT_ENCODER
 
 KIND, FORMAT = "userlm-ai-voice-classifier", 2
 FILES = ("weights.npz", "vocabulary.json", "train_texts.json")
-WORD = dict(ngram_range=(1, 2), min_df=2, max_features=50000, sublinear_tf=True)
-CHAR = dict(analyzer="char_wb", ngram_range=(2, 4), min_df=2, max_features=50000, sublinear_tf=True, lowercase=False)
+WORD = {"ngram_range": (1, 2), "min_df": 2, "max_features": 50000, "sublinear_tf": True}
+CHAR = {"analyzer": "char_wb", "ngram_range": (2, 4), "min_df": 2, "max_features": 50000, "sublinear_tf": True,
+        "lowercase": False}
 
 
 @dataclass
@@ -72,7 +73,7 @@ class Featurizer:
     def __init__(self, kind: str, encoder: str, word=None, char=None):
         self.kind, self.encoder, self.word, self.char = kind, encoder, word, char
 
-    def fit(self, texts: list[str]) -> "Featurizer":
+    def fit(self, texts: list[str]) -> Featurizer:
         if self.kind in ("tfidf", "both"):
             from sklearn.feature_extraction.text import TfidfVectorizer
 

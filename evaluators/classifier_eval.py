@@ -4,7 +4,7 @@ count alone (the shortcut), plus a reliability table (P(AI) against the observed
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -65,8 +65,8 @@ def classifier_section(reports: list[dict]) -> str:
     t = info["test"]
     cell = lambda x: "n/a" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
     lines = [f"## The AI-voice classifier on held-out turns ({info['features']} features, version {info['version']})",
-             "", "AUROC of P(AI), beside the AUROC of word count alone (the length shortcut). Length-matched: each "
-             "AI turn cut at a word boundary to the length of a paired human turn.", "",
+             "", ("AUROC of P(AI), beside the AUROC of word count alone (the length shortcut). Length-matched: each "
+                  "AI turn cut at a word boundary to the length of a paired human turn."), "",
              "| held-out turns | AUROC | word count alone | human turns | AI turns |", "|---|---|---|---|---|"]
     rows = [("all", t["overall"]), ("length-matched", t["length_matched"])]
     rows += [(f"{name} words", v) for name, v in t["by_length_bucket"].items()]

@@ -8,9 +8,16 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import OASST2_SAMPLE, OASST_EN, needs_shared
-from evaluators.classifier_data import balanced_weights, bucket, cut_to_words, data_rows, length_matched, words
+
+from evaluators.classifier_data import (
+    balanced_weights,
+    bucket,
+    cut_to_words,
+    data_rows,
+    length_matched,
+    words,
+)
 from evaluators.classifier_eval import held_out_report, reliability
 
 

@@ -45,6 +45,7 @@ def test_bootstrap_intervals():
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
     from conftest import OASST2_SAMPLE
+
     from userlm.data.prepare import PrepareConfig, prepare
 
     work = tmp_path_factory.mktemp("clf")
@@ -53,7 +54,7 @@ def classifier(tmp_path_factory):
     if OASST2_SAMPLE.exists():
         prepare(PrepareConfig(sources=[str(OASST2_SAMPLE)], out=str(work / "oasst")))
         data.append(str(work / "oasst"))
-    manifest = train_classifier(ClassifierConfig(out=str(work / "c"), data=data, max_per_class_per_source=400,
+    manifest = train_classifier(ClassifierConfig(out=str(work / "c"), data=data, max_per_class_per_source=250,
                                                  stock_turns=8, adversary_turns=8, features="auto",
                                                  held_out_generators=False))
     return work / "c", manifest
