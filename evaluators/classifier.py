@@ -57,12 +57,14 @@ def default_data_dir() -> Path:
     return out
 
 
-def default_classifier_dir(data_dir: str | Path | None = None) -> Path:
-    if data_dir is None:
+def default_classifier_dir(data_dirs: list | None = None) -> Path:
+    """The cache's classifier for these prepared data directories (keyed by their content hashes)."""
+    if not data_dirs:
         return cache_dir() / "classifiers" / "default"
     from userlm.data.prepare import load_manifest
+    from userlm.io import sha256_json
 
-    return cache_dir() / "classifiers" / f"data-{load_manifest(data_dir)['content_hash'][:16]}"
+    return cache_dir() / "classifiers" / f"data-{sha256_json([load_manifest(d)['content_hash'] for d in data_dirs])[:16]}"
 
 
 def text_key(text: str) -> str:
@@ -157,7 +159,7 @@ def train_classifier(cfg: ClassifierConfig, console=None) -> dict:
     report = held_out_report(test, model.p_ai, cfg.seed)
     if cfg.held_out_generators:
         report["held_out_generator"] = held_out_generators(cfg, best, train, test, model)
-    out = Path(cfg.out) if cfg.out else default_classifier_dir(data_dirs[0] if cfg.data else None)
+    out = Path(cfg.out) if cfg.out else default_classifier_dir(cfg.data)
     counts = {s: {src: sum(r["source"] == src for r in rows) for src in sorted({r["source"] for r in rows})}
               for s, rows in (("train", train), ("validation", val), ("test", test))}
     manifest = {
@@ -261,7 +263,7 @@ def load_classifier(directory: str | None = None, console=None, data_dir: str | 
     reference turn was trained on), or the default one on the embedded ShareGPT data; trained on first use."""
     if directory:
         return AIVoiceClassifier(directory)
-    target = default_classifier_dir(data_dir)
+    target = default_classifier_dir([str(data_dir)] if data_dir else None)
     if not (target / "manifest.json").exists():
         (console.print if console else print)(
             f"no AI-voice classifier for {data_dir or 'the embedded ShareGPT data'} yet: training it ({target})")

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-MAX_CHARS = 2000  # each message of the context is cut to this many characters (CPU cost); the ending is kept
+# The context a decision is made on: the last MAX_MESSAGES messages, each cut to its last MAX_CHARS characters
+# (CPU cost, and the model's context window; the decision rests mostly on the latest exchange).
+MAX_MESSAGES, MAX_CHARS = 6, 2000
 
 
 def decision_points(examples: list[dict], limit: int = 32, seed: int = 0) -> list[dict]:
@@ -29,9 +31,9 @@ def decision_points(examples: list[dict], limit: int = 32, seed: int = 0) -> lis
             if m["role"] != "assistant":
                 continue
             if i + 1 < len(msgs) and msgs[i + 1]["role"] == "user":
-                points.append((msgs[: i + 1], False))
+                points.append((msgs[max(0, i + 1 - MAX_MESSAGES): i + 1], False))
             elif i + 1 == len(msgs) and ex.get("ends_conversation"):
-                points.append((msgs, True))
+                points.append((msgs[-MAX_MESSAGES:], True))
         if points:
             units.append({"id": ex["id"], "points": points})
     return units
