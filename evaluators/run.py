@@ -203,10 +203,11 @@ def termination(ctx: Context) -> dict:
     model, system, _ = perplexity_setup(ctx.user_model or ctx.run_info["config"]["user"])
     report = termination_report(model, system, perplexity_examples(ctx.reference_dir, "test"),
                                 limit=ctx.termination_conversations)
-    if report is None:
+    if report is None:  # shown as n/a: the data cannot say where people stopped (OASST)
         if ctx.console:
             ctx.console.print("termination: n/a (the reference data records no real end of conversation)")
-        return {}
+        empty = {"value": None, "ci_low": None, "ci_high": None, "n": 0, "note": "no real ends in the reference"}
+        return {name: {"run": dict(empty)} for name in ("end_f1", "end_precision", "end_recall", "end_base_rate")}
     return {name: {"run": ci} for name, ci in report.items()}
 
 
