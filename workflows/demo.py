@@ -50,7 +50,11 @@ def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> d
         console.print(f"reusing {clf_dir}")
     else:
         train_classifier(clf_cfg, console)
-    auroc = json.loads((clf_dir / "manifest.json").read_text())["test_auroc"]
+    clf_manifest = json.loads((clf_dir / "manifest.json").read_text())
+    auroc = clf_manifest["test_auroc"]
+    console.print(f"classifier on held-out turns: AUROC {auroc}, length-matched "
+                  f"{clf_manifest['test_auroc_length_matched']}, word count alone "
+                  f"{clf_manifest['test']['overall']['word_count_baseline']}")
 
     _stage(console, "3/5 train a user-model adapter (LoRA on SmolLM2-135M)", started)
     overrides = [f"data_dir={data_dir}", "eval_steps=100000"]
@@ -85,6 +89,8 @@ def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> d
     md, html = write_report([str(r) for r in runs.values()], str(work / "report"), console=console)
     summary = {
         "data_dir": str(data_dir), "classifier": str(clf_dir), "classifier_test_auroc": auroc,
+        "classifier_test_auroc_length_matched": clf_manifest["test_auroc_length_matched"],
+        "classifier_word_count_auroc": clf_manifest["test"]["overall"]["word_count_baseline"],
         "adapter": str(adapter), "adapter_final_eval_loss": adapter_manifest["final_eval_loss"],
         "runs": {k: str(v) for k, v in runs.items()},
         "metrics": {k: str(v / "metrics.json") for k, v in runs.items()},
