@@ -258,13 +258,21 @@ class AIVoiceClassifier:
         return VectorCache(f"p_ai:{self.version}").get_or_compute(texts, compute)[:, 0].astype(float)
 
 
+def _current(directory: Path) -> bool:
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return manifest.get("kind") == KIND and manifest.get("format") == FORMAT
+
+
 def load_classifier(directory: str | None = None, console=None, data_dir: str | None = None) -> AIVoiceClassifier:
     """The given classifier; else the one trained on `data_dir`'s train split (the reference's data, so that no
     reference turn was trained on), or the default one on the embedded ShareGPT data; trained on first use."""
     if directory:
         return AIVoiceClassifier(directory)
     target = default_classifier_dir([str(data_dir)] if data_dir else None)
-    if not (target / "manifest.json").exists():
+    if not _current(target):  # absent, or cached by an older version (e.g. a pickled classifier.joblib)
         (console.print if console else print)(
             f"no AI-voice classifier for {data_dir or 'the embedded ShareGPT data'} yet: training it ({target})")
         train_classifier(ClassifierConfig(out=str(target), data=[str(data_dir)] if data_dir else []), console)

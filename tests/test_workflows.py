@@ -61,13 +61,14 @@ def test_compare_flags_an_assistant_voiced_candidate_and_passes_an_identical_one
     thresholds.write_text("human_likeness: {max_regression: 0.0}\nai_voice_rate: {max_regression: 0.0}\n"
                           "role_adherence: {max_regression: 0.0}\n")
     common = ["--scenarios", str(ROOT / "scenarios" / "smoke"), "--samples", "6", "--thresholds", str(thresholds),
-              "--set", "max_turns=2"]
+              "--set", "max_turns=2", "--reference", str(Path(baseline).parent / "data")]
     cli = [sys.executable, "-m", "workflows.cli", "compare"]
     r = subprocess.run([*cli, baseline, bad, "--out", str(tmp_path / "c1"), *common], capture_output=True, text=True)
     assert r.returncode == 1, (r.stdout[-2000:], r.stderr[-2000:])
     result = json.loads((tmp_path / "c1" / "compare.json").read_text())
     assert set(result["regressed"]) & {"human_likeness", "ai_voice_rate"}, result["rows"]
-    assert result["paired_conversations"] == 12
+    assert result["paired_conversations"] == 12 and result["reference"]
+    assert all("real_humans" in row for row in result["rows"])  # --reference is honoured
     r = subprocess.run([*cli, baseline, baseline, "--out", str(tmp_path / "c2"), *common], capture_output=True, text=True)
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
     assert "reusing cached simulation" in r.stdout  # the baseline's simulation was cached by manifest hash
