@@ -118,8 +118,8 @@ def compare(baseline: str, candidate: str, scenarios: str, out: str, thresholds:
     base_units, cand_units = (transcript_units([recs[k] for k in keys]) for recs in records)
     texts = sorted({t for u in base_units + cand_units + real for t in u["user_turns"]})
     clf = load_classifier(classifier, console, data_dir=reference)
-    stats = _statistics(dict(zip(texts, clf.p_ai(texts))), dict(zip(texts, embed(texts))),
-                        [M.words(t) for t in M.all_turns(real)])
+    vectors = dict(zip(texts, embed(texts))) if "diversity_all" in limits else {}  # MiniLM only when needed
+    stats = _statistics(dict(zip(texts, clf.p_ai(texts))), vectors, [M.words(t) for t in M.all_turns(real)])
     rows, regressed = [], []
     for metric, spec in limits.items():
         if metric in skipped:
@@ -151,7 +151,7 @@ def compare(baseline: str, candidate: str, scenarios: str, out: str, thresholds:
     out_dir = Path(out)
     atomic_write_json(out_dir / "compare.json", result)
     cells = [_cells(r) for r in rows]
-    lines = ["| metric | baseline | candidate | delta [95% CI] | real humans | allowed | verdict |", "|---|" * 7]
+    lines = ["| metric | baseline | candidate | delta [95% CI] | real humans | allowed | verdict |", "|" + "---|" * 7]
     lines += ["| " + " | ".join(c) + " |" for c in cells]
     verdict = f"REGRESSION in {', '.join(regressed)}" if regressed else "no regression"
     atomic_write_text(out_dir / "compare.md", f"# {candidate} vs {baseline}\n\n{len(keys)} paired conversations. "
