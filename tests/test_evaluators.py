@@ -160,3 +160,16 @@ def test_evaluate_perplexity_command_is_the_evaluators_code(tmp_path):
     units = perplexity_units("embedded:smollm2-135m-instruct", USER_MODEL_SYSTEM,
                              perplexity_examples(str(data), "test", 6), 192)
     assert _ppl(units) == pytest.approx(result["perplexity"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_termination_of_a_real_model_on_real_ends(tmp_path):
+    from evaluators.termination import termination_report
+    from userlm.chat import USER_MODEL_SYSTEM
+    from userlm.data.prepare import PrepareConfig, prepare, read_split
+
+    prepare(PrepareConfig(sources=["sharegpt"], out=str(tmp_path / "d"), max_trees_per_source=300))
+    examples = read_split(tmp_path / "d", "test")
+    report = termination_report("embedded:smollm2-135m-instruct", USER_MODEL_SYSTEM, examples, limit=4)
+    assert set(report) == {"end_f1", "end_precision", "end_recall", "end_base_rate"}
+    assert 0 < report["end_base_rate"]["value"] < 1 and report["end_base_rate"]["n"] == 4
