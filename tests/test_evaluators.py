@@ -168,8 +168,8 @@ def test_termination_of_a_real_model_on_real_ends(tmp_path):
     from userlm.chat import USER_MODEL_SYSTEM
     from userlm.data.prepare import PrepareConfig, prepare, read_split
 
-    prepare(PrepareConfig(sources=["sharegpt"], out=str(tmp_path / "d"), max_trees_per_source=300))
-    examples = read_split(tmp_path / "d", "test")
+    prepare(PrepareConfig(sources=["sharegpt"], out=str(tmp_path / "d"), max_trees_per_source=1000))
+    examples = [ex for ex in read_split(tmp_path / "d", "test") if len(ex["messages"]) >= 4]  # went on, then ended
     report = termination_report("embedded:smollm2-135m-instruct", USER_MODEL_SYSTEM, examples, limit=4)
     assert set(report) == {"end_f1", "end_precision", "end_recall", "end_base_rate"}
     assert 0 < report["end_base_rate"]["value"] < 1 and report["end_base_rate"]["n"] == 4
