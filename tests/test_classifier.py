@@ -146,7 +146,9 @@ def test_stored_classifier_cannot_run_code_and_is_checked_against_its_manifest(t
     (bad / "manifest.json").write_text(json.dumps({"kind": "something else"}))
     with pytest.raises(UserError, match="not a classifier"):
         AIVoiceClassifier(bad)
-    r = subprocess.run([sys.executable, "-m", "workflows.cli", "evaluate", "score-texts", str(bad / "manifest.json"),
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text('{"text": "hello"}\n')
+    r = subprocess.run([sys.executable, "-m", "workflows.cli", "evaluate", "score-texts", str(texts),
                         "--classifier", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2 and "not a classifier" in r.stderr
 
