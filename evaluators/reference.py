@@ -15,8 +15,9 @@ def reference_units(data_dir: str, split: str = "test", limit: int = 300, seed: 
         by_tree.setdefault(ex["tree_id"], ex)
     examples = list(by_tree.values())
     examples = random.Random(seed).sample(examples, min(limit, len(examples)))
+    # None where the source does not record where people stopped (OASST): termination is then n/a.
     return [{"id": ex["id"], "scenario_id": "real", "user_turns": [m["content"] for m in ex["messages"] if m["role"] == "user"],
-             "ended_by_user": bool(ex["ends_conversation"])} for ex in examples]
+             "ended_by_user": bool(ex["ends_conversation"]) if ex.get("end_recorded") else None} for ex in examples]
 
 
 def transcript_units(records: list[dict]) -> list[dict]:
