@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import OASST2_SAMPLE, OASST_EN, msg, needs_shared, write_trees
+from conftest import OASST2_SAMPLE, OASST_EN, msg, needs_shared, sharegpt_file, write_trees
 
 from userlm.data.prepare import PrepareConfig, prepare, read_split, split_of
 from userlm.data.sources import ReadReport, read_oasst_trees, read_sharegpt, read_source
@@ -61,15 +61,9 @@ def test_branching_tree_threads_targets_and_best_branch(tmp_path, branching_tree
     assert len(read_split(best, "train")) == 1
 
 
-def _sharegpt(path, records):
-    path.write_text(json.dumps([{"id": i, "conversations": [{"from": f, "value": v} for f, v in turns]}
-                                for i, turns in records]))
-    return str(path)
-
-
 def test_sharegpt_parts_rejoin_into_one_conversation_with_one_end(tmp_path):
     h, g = "human", "gpt"
-    src = _sharegpt(tmp_path / "parts.json", [
+    src = sharegpt_file(tmp_path / "parts.json", [
         ("c_0", [(h, "first question"), (g, "answer one"), (h, "second question"), (g, "answer two")]),
         ("c_3", [(g, "answer two"), (h, "third question"), (g, "answer three")]),  # repeats the turn it follows
         ("c_6", [(h, "fourth question"), (g, "answer four")]),  # starts right after
@@ -98,7 +92,7 @@ def test_duplicates_are_trained_once_and_linked_conversations_share_a_split(tmp_
     long_turn = "please write me a short poem about the sea and the sky"
     records = [(f"dup{i}", [(h, "Hello there!"), (g, f"reply {i}"), (h, "and  MORE  please")]) for i in range(3)]
     records += [(f"link{i}", [(h, long_turn + "!" * i), (g, f"poem {i}"), (h, f"thanks {i}")]) for i in range(40)]
-    src = _sharegpt(tmp_path / "d.json", records)
+    src = sharegpt_file(tmp_path / "d.json", records)
     out = tmp_path / "o"
     manifest = prepare(PrepareConfig(sources=[src], out=str(out), test_fraction=0.3, validation_fraction=0.3))
     by_split = {s: [e["tree_id"] for e in read_split(out, s)] for s in ("train", "validation", "test")}
@@ -112,7 +106,7 @@ def test_duplicates_are_trained_once_and_linked_conversations_share_a_split(tmp_
 
 
 def test_end_markers_setting_is_checked_and_never_means_none(tmp_path):
-    src = _sharegpt(tmp_path / "e.json", [("a", [("human", "hi"), ("gpt", "hello")])])
+    src = sharegpt_file(tmp_path / "e.json", [("a", [("human", "hi"), ("gpt", "hello")])])
     m = prepare(PrepareConfig(sources=[src], out=str(tmp_path / "n"), end_markers="never", test_fraction=0,
                               validation_fraction=0))
     assert m["counts"]["train"]["end_targets"] == 0
