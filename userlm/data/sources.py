@@ -37,6 +37,9 @@ class Tree:
     source: str
     root: Message
     group_id: str = ""  # trees of one group always land in the same split
+    records_end: bool = False  # does the source record where the person stopped? (a chat log does, OASST not)
+    tree_state: str | None = None  # OASST's collection state (`ready_for_export` when finished)
+    part: dict | None = None  # ShareGPT part of a cut conversation: offset, raw length, first and last raw turn
 
     def __post_init__(self):
         self.group_id = self.group_id or self.tree_id
@@ -49,6 +52,8 @@ class ReadReport:
     dropped_bytes: int = 0
     empty_records: int = 0
     duplicate_trees: int = 0
+    parts_joined: int = 0  # ShareGPT parts appended to the conversation they were cut from
+    part_breaks: int = 0  # parts that did not continue their predecessor (kept as separate segments)
     notes: list[str] = field(default_factory=list)
 
 
@@ -107,7 +112,7 @@ def read_oasst_trees(path: str | Path, report: ReadReport, skip_bad: bool = Fals
                     report.skipped_records += 1
                     continue
                 raise UserError(f"{path}:{number}: {e}") from None
-            yield Tree(tree_id, f"oasst:{path.name}", root)
+            yield Tree(tree_id, f"oasst:{path.name}", root, tree_state=obj.get("tree_state"))
 
 
 def trees_from_message_rows(rows: Iterable[dict], source: str, report: ReadReport, skip_bad: bool) -> Iterator[Tree]:
@@ -115,6 +120,7 @@ def trees_from_message_rows(rows: Iterable[dict], source: str, report: ReadRepor
     by_id: dict[str, Message] = {}
     parents: dict[str, str | None] = {}
     tree_of: dict[str, str] = {}
+    state_of: dict[str, str | None] = {}
     for number, row in enumerate(rows, 1):
         try:
             for name in ("message_id", "role", "text", "message_tree_id"):
@@ -131,6 +137,7 @@ def trees_from_message_rows(rows: Iterable[dict], source: str, report: ReadRepor
         by_id[msg.id] = msg
         parents[msg.id] = row.get("parent_id")
         tree_of[msg.id] = str(row["message_tree_id"])
+        state_of[msg.id] = row.get("tree_state")
     roots = []
     for mid, msg in by_id.items():
         parent = parents[mid]
@@ -141,7 +148,7 @@ def trees_from_message_rows(rows: Iterable[dict], source: str, report: ReadRepor
         else:
             report.skipped_records += 1  # orphan: its parent was filtered out of the table
     for root in roots:
-        yield Tree(tree_of[root.id], source, root)
+        yield Tree(tree_of[root.id], source, root, tree_state=state_of[root.id])
 
 
 def _load_table(spec: str):
@@ -177,9 +184,13 @@ def _sharegpt_tree(obj: dict, index: int) -> Tree | None:
     for parent, child in zip(merged, merged[1:]):
         parent.children.append(child)
     record_id = str(obj.get("id", index))
-    # The "split" ShareGPT release cuts long conversations into parts "<id>_0", "<id>_1", ...
-    group = record_id.rsplit("_", 1)[0] if re.fullmatch(r".+_\d+", record_id) else record_id
-    return Tree(record_id, "sharegpt", merged[0], group)
+    # The "split" ShareGPT release cuts long conversations into parts "<id>_<offset>" (offset = index of the
+    # part's first turn in the whole conversation); `sharegpt_parts.join_parts` puts them back together.
+    cut = re.fullmatch(r"(.+)_(\d+)", record_id)
+    group = cut.group(1) if cut else record_id
+    raw = [(t["from"], str(t["value"]).strip()) for t in turns]
+    part = {"offset": int(cut.group(2)) if cut else None, "length": len(turns), "first": raw[0], "last": raw[-1]}
+    return Tree(record_id, "sharegpt", merged[0], group, records_end=True, part=part)
 
 
 def read_sharegpt(path: str | Path, report: ReadReport, skip_bad: bool = False) -> Iterator[Tree]:
