@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
 import time
@@ -15,7 +14,7 @@ from userlm.chat import USER_MODEL_SYSTEM, encode_for_training
 from userlm.config import to_dict
 from userlm.data.prepare import load_manifest, read_split
 from userlm.distributed import wait_for_everyone, world_size
-from userlm.io import UserError, atomic_write_json
+from userlm.io import UserError, atomic_write_json, read_json
 from userlm.models import ADAPTER_MANIFEST, identity, load_causal_lm, resolve_quantization
 from userlm.provenance import git_commit, library_versions
 
@@ -182,4 +181,4 @@ def read_adapter_manifest(adapter_dir: str | Path) -> dict:
     path = Path(adapter_dir) / ADAPTER_MANIFEST
     if not path.exists():
         raise UserError(f"{adapter_dir}: no {ADAPTER_MANIFEST}; not a finished `userlm train` output")
-    return json.loads(path.read_text())
+    return read_json(path, "adapter manifest")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,20 +31,88 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
+# `--overwrite` sets this for the command it is given to: replace a directory this project did not write.
+overwrite_allowed: ContextVar[bool] = ContextVar("overwrite_allowed", default=False)
+
+
+def written_by_userlm(path: str | Path) -> bool:
+    """A directory this project wrote: it holds a manifest.json (or userlm_source.json) of one of our kinds."""
+    path = Path(path)
+    for name in ("manifest.json", "userlm_source.json", "run.json"):
+        try:
+            obj = json.loads((path / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            continue
+        if isinstance(obj, dict) and (str(obj.get("kind", "")).startswith("userlm-") or name == "userlm_source.json"
+                                      or (name == "run.json" and "identity" in obj and "config" in obj)):
+            return True
+    return False
+
+
+def check_replaceable(path: str | Path, what: str = "output directory") -> None:
+    """Refuse (one line) to replace anything but a missing or empty directory or one this project wrote."""
+    path = Path(path)
+    resolved = path.resolve()
+    if resolved == Path.cwd().resolve() or resolved in Path.cwd().resolve().parents or resolved == resolved.parent:
+        raise UserError(f"{path}: refusing to replace the working directory or one above it; choose a new {what}")
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_symlink() or not path.is_dir():
+        raise UserError(f"{path}: exists and is not a directory; choose another {what}")
+    if (path / ".git").exists():
+        raise UserError(f"{path}: holds a .git folder; refusing to replace it, choose another {what}")
+    if not any(path.iterdir()) or written_by_userlm(path) or overwrite_allowed.get():
+        return
+    raise UserError(f"{path}: exists and was not written by userlm (no userlm manifest.json); "
+                    f"choose another {what}, or pass --overwrite to replace it")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_partials(path: str | Path) -> list[Path]:
+    """Remove `.NAME.partial-PID-*` scratch directories left by killed runs (their process is gone)."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.partial-*"):
+        m = re.fullmatch(rf"\.{re.escape(path.name)}\.partial-(\d+)-\w+", tmp.name)
+        if tmp.is_dir() and not tmp.is_symlink() and (m is None or not _pid_alive(int(m.group(1)))):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
 @contextmanager
 def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Yield a scratch directory that replaces `path` only if the block finishes."""
+    """Yield a scratch directory that replaces `path` only if the block finishes.
+
+    `path` must be missing, empty, or a directory this project wrote (see `check_replaceable`); scratch
+    directories of killed runs are removed first."""
     path = Path(path)
+    check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-"))
+    clean_partials(path)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-{os.getpid()}-"))
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    old = None
     if path.exists():
-        shutil.rmtree(path)
+        check_replaceable(path)  # again: something may have appeared there while we worked
+        old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-{os.getpid()}-old"))
+        os.replace(path, old / "old")
     os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def append_jsonl(path: str | Path, record: dict) -> None:
@@ -53,23 +123,71 @@ def append_jsonl(path: str | Path, record: dict) -> None:
         os.fsync(f.fileno())
 
 
+def _line_of(data: bytes | str, offset: int) -> int:
+    return data.count(b"\n" if isinstance(data, bytes) else "\n", 0, offset) + 1
+
+
+def read_json(path: str | Path, what: str = "file", required: dict[str, type | tuple] | None = None) -> dict:
+    """One JSON object from a file this project wrote (run.json, manifest.json, metrics.json); anything wrong
+    with it is a UserError naming file, line and field. `required` maps field names to their types."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected a JSON {what}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}:{_line_of(data, e.start)}: {what} is not UTF-8 text") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: {what} is not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise UserError(f"{path}:1: {what} is nested too deeply") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}:1: {what} must be a JSON object, got {type(obj).__name__}")
+    for name, kind in (required or {}).items():
+        if name not in obj:
+            raise UserError(f"{path}: {what} field '{name}' is missing")
+        if not isinstance(obj[name], kind) or (isinstance(obj[name], bool) and bool not in (
+                kind if isinstance(kind, tuple) else (kind,))):
+            names = "/".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise UserError(f"{path}: {what} field '{name}' must be {names}, got {type(obj[name]).__name__}")
+    return obj
+
+
 def read_jsonl(path: str | Path, *, tolerate_torn_tail: bool = False) -> Iterator[dict]:
-    """Yield records; a bad line is a UserError naming file and line.
+    """Yield records; a bad line (not UTF-8, not JSON, not an object) is a UserError naming file and line.
 
     With `tolerate_torn_tail`, an unterminated last line (a write cut off by a kill) is dropped instead.
     """
     path = Path(path)
-    with open(path, encoding="utf-8") as f:
-        lines = f.readlines()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
+    try:
+        lines = path.read_bytes().split(b"\n")
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected a JSONL file") from None
+    for index, raw in enumerate(lines):
+        number = index + 1
+        if not raw.strip():
             continue
+        torn = tolerate_torn_tail and index == len(lines) - 1  # no newline after it
         try:
-            record = json.loads(line)
+            record = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            if torn:
+                return
+            raise UserError(f"{path}:{number}: not UTF-8 text (byte {e.start + 1} of the line)") from None
         except json.JSONDecodeError as e:
-            if tolerate_torn_tail and number == len(lines) and not line.endswith("\n"):
+            if torn:
                 return
             raise UserError(f"{path}:{number}: invalid JSON ({e.msg})") from None
+        except RecursionError:
+            raise UserError(f"{path}:{number}: JSON nested too deeply") from None
         if not isinstance(record, dict):
             raise UserError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
         yield record

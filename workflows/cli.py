@@ -13,27 +13,14 @@ def _console():
 
 
 def cmd_data_prepare(args) -> int:
-    import json
-
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from userlm.config import load_config
     from userlm.data.prepare import PrepareConfig, prepare
 
-    overrides = list(args.set or [])
-    if args.source:
-        overrides.append(f"sources={json.dumps(args.source)}")
-    if args.out:
-        overrides.append(f"out={json.dumps(args.out)}")
-    if args.lang:
-        overrides.append(f"lang={json.dumps(args.lang)}")
-    if args.branches:
-        overrides.append(f"branches={args.branches}")
-    if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
-    if args.skip_bad:
-        overrides.append("skip_bad=true")
-    cfg = load_config(PrepareConfig, args.config, overrides)
+    cfg = load_config(PrepareConfig, args.config, args.set, {
+        "sources": args.source, "out": args.out, "lang": args.lang, "branches": args.branches, "seed": args.seed,
+        "skip_bad": True if args.skip_bad else None})
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as bar:
         task = bar.add_task("reading trees", total=None)
         manifest = prepare(cfg, progress=lambda n: bar.update(task, description=f"{n:,} trees"))
@@ -73,12 +60,8 @@ def cmd_simulate(args) -> int:
     from simulator.run import SimulationConfig, simulate
     from userlm.config import load_config
 
-    overrides = list(args.set or [])
-    for name in ("scenarios", "user", "assistant", "out", "backend", "samples", "seed", "max_turns"):
-        value = getattr(args, name, None)
-        if value is not None:
-            overrides.append(f"{name}={value}")
-    cfg = load_config(SimulationConfig, args.config, overrides)
+    names = ("scenarios", "user", "assistant", "out", "backend", "samples", "seed", "max_turns")
+    cfg = load_config(SimulationConfig, args.config, args.set, {name: getattr(args, name, None) for name in names})
     simulate(cfg, resume=args.resume)
     return 0
 
@@ -96,6 +79,10 @@ def cmd_train_classifier(args) -> int:
     from userlm.config import load_config
 
     cfg = load_config(ClassifierConfig, args.config, args.set)
+    if cfg.out:
+        from userlm.io import check_replaceable
+
+        check_replaceable(cfg.out)  # before training, not after
     train_classifier(cfg, console=_console())
     return 0
 
@@ -139,11 +126,25 @@ def _add_simulate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML with SimulationConfig fields")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
     p.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
+    _add_overwrite_arg(p)
+    _add_threads_arg(p)
     p.set_defaults(func=cmd_simulate)
+
+
+def _add_overwrite_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an output directory that userlm did not write (default: refuse)")
+
+
+def _add_threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=argparse.SUPPRESS,
+                   help="CPU threads for torch (default: the cores available to this process, shared among the "
+                        "processes of a launch on this host; env USERLM_THREADS)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="userlm", description="Build and judge user models (LLMs that play the human).")
+    _add_threads_arg(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="prepare conversation data").add_subparsers(dest="data_command", required=True)
@@ -156,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="count and skip malformed records instead of stopping")
     p.add_argument("--config", help="YAML with PrepareConfig fields")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    _add_overwrite_arg(p)
     p.set_defaults(func=cmd_data_prepare)
     p = data.add_parser("stats", help="describe a prepared directory")
     p.add_argument("dir")
@@ -184,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = ev_sub.add_parser("train-classifier", help="train the AI-voice classifier on real data")
     p.add_argument("--config", help="YAML with ClassifierConfig fields")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    _add_overwrite_arg(p)
     p.set_defaults(func=cmd_train_classifier)
     p = ev_sub.add_parser("score-texts", help="P(AI) for each {\"text\": ...} line of a JSONL file")
     p.add_argument("file")
@@ -212,28 +215,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="work/demo")
     p.add_argument("--quick", action="store_true", help="a few-minute variant")
     p.set_defaults(func=cmd_demo)
+    for leaf in _leaf_parsers(parser):
+        if leaf.get_default("func") not in (cmd_simulate, cmd_data_stats, cmd_report):
+            _add_threads_arg(leaf)
     return parser
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                yield from _leaf_parsers(child) if any(
+                    isinstance(a, argparse._SubParsersAction) for a in child._actions) else [child]
 
 
 EVALUATE_COMMANDS = {"run", "train-classifier", "score-texts", "-h", "--help"}
 
 
 def run(argv: list[str] | None, parser: argparse.ArgumentParser) -> int:
-    from userlm.io import UserError
+    """Exit 0 on success, 2 on any error (one line on stderr, no traceback; USERLM_TRACEBACK=1 shows it),
+    130 on Ctrl-C; `compare` returns 1 for a regression."""
+    import os
+
+    from userlm.io import UserError, overwrite_allowed
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) > 1 and argv[0] == "evaluate" and argv[1] not in EVALUATE_COMMANDS:
         argv.insert(1, "run")
     args = parser.parse_args(argv)
+    token = overwrite_allowed.set(bool(getattr(args, "overwrite", False)))
     try:
+        from userlm.threads import configure_threads
+
+        configure_threads(getattr(args, "threads", None))
         return args.func(args)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished work is saved; run the same command again (with --resume) to continue",
               file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - any error is one line and exit 2, never a traceback
+        if os.environ.get("USERLM_TRACEBACK"):
+            import traceback
+
+            traceback.print_exc()
+        elif isinstance(e, OSError) and e.filename is not None:
+            print(f"error: {e.filename}: {e.strerror or _one_line(str(e))}", file=sys.stderr)
+        else:
+            print(f"error: unexpected {type(e).__name__}: {_one_line(str(e))} "
+                  f"(a bug; USERLM_TRACEBACK=1 shows where)", file=sys.stderr)
+        return 2
+    finally:
+        overwrite_allowed.reset(token)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:500] or "(no message)"
 
 
 def main(argv: list[str] | None = None) -> int:

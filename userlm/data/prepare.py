@@ -12,7 +12,7 @@ from pathlib import Path
 from userlm import END_OF_CONVERSATION, __version__
 from userlm.config import to_dict
 from userlm.data.sources import Message, ReadReport, Tree, read_source
-from userlm.io import UserError, atomic_directory, atomic_write_json, sha256_file
+from userlm.io import UserError, atomic_directory, atomic_write_json, read_json, sha256_file
 
 SPLITS = ("train", "validation", "test")
 
@@ -160,7 +160,7 @@ def load_manifest(data_dir: str | Path) -> dict:
     path = Path(data_dir) / "manifest.json"
     if not path.exists():
         raise UserError(f"{data_dir}: not a prepared data directory (no manifest.json); run `userlm data prepare`")
-    return json.loads(path.read_text())
+    return read_json(path, "data manifest", {"counts": dict, "content_hash": str})
 
 
 def read_split(data_dir: str | Path, split: str) -> list[dict]:
