@@ -95,6 +95,8 @@ def load_scenarios(path: str | Path) -> list[Scenario]:
         except yaml.YAMLError as e:
             raise UserError(f"{file}: invalid YAML ({str(e).splitlines()[0]})") from None
         items = loaded if isinstance(loaded, list) else [loaded]
+        if not items:
+            raise UserError(f"{file}: holds an empty list; a scenario file needs at least one scenario")
         for i, item in enumerate(items):
             scenario = parse_scenario(item, f"{file}" if len(items) == 1 else f"{file}: item {i}")
             if scenario.id in seen:

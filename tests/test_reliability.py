@@ -160,3 +160,110 @@ def test_exit_codes_in_a_real_process(tmp_path, source):
     assert run_cli("data", "prepare", "--source", source, "--out", tmp_path / "ok").returncode == 0
     r = run_cli("data", "stats", tmp_path / "nothing")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+# 2. no silent drops
+
+
+def _sharegpt(records):
+    return json.dumps([{"id": f"c{i}", "conversations": [{"from": "human", "value": t},
+                                                         {"from": "gpt", "value": "ok"}]}
+                       for i, t in enumerate(records)], indent=1)
+
+
+def test_sharegpt_malformed_middle_record_is_an_error_not_the_end_of_the_file(tmp_path, capsys):
+    from userlm.data.sources import ReadReport, read_sharegpt
+
+    text = _sharegpt(["one", "two", "three", "four"])
+    bad = text.replace('"two"', '"two" oops', 1)  # invalid JSON inside record 2, records 3 and 4 follow
+    path = tmp_path / "s.json"
+    path.write_text(bad)
+    code, err = cli(capsys, "data", "prepare", "--source", path, "--out", tmp_path / "o")
+    assert code == 2 and not (tmp_path / "o").exists()
+    one_line_error(err, "s.json:", "record 2")
+    report = ReadReport()
+    assert [t.root.text for t in read_sharegpt(path, report, skip_bad=True)] == ["one", "three", "four"]
+    assert report.skipped_records == 1 and report.dropped_bytes == 0
+    # wrong fields in the middle: also named, also skippable
+    path.write_text(text.replace('"two"', '["two"]', 1))
+    code, err = cli(capsys, "data", "prepare", "--source", path, "--out", tmp_path / "o")
+    assert code == 2
+    one_line_error(err, "record 2", "conversations[0].value")
+    assert cli(capsys, "data", "prepare", "--source", path, "--out", tmp_path / "o", "--skip-bad")[0] == 0
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["sources"][0]["skipped_records"] == 1 and manifest["sources"][0]["trees"] == 3
+
+
+def test_sharegpt_cut_off_tail_is_tolerated_and_counted(tmp_path, capsys):
+    text = _sharegpt(["one", "two", "three"])
+    path = tmp_path / "cut.json"
+    path.write_text(text[: text.index('"three"') + 4])
+    out = tmp_path / "o"
+    assert cli(capsys, "data", "prepare", "--source", path, "--out", out)[0] == 0
+    src = json.loads((out / "manifest.json").read_text())["sources"][0]
+    assert src["trees"] == 2 and src["dropped_bytes"] > 0 and src["skipped_records"] == 0
+
+
+def test_string_false_deleted_is_named_not_a_silent_drop(tmp_path, capsys):
+    tree = json.loads(json.dumps(TREE))
+    tree["prompt"]["deleted"] = "false"
+    src = write_trees(tmp_path / "s.trees.jsonl", [tree])
+    code, err = cli(capsys, "data", "prepare", "--source", src, "--out", tmp_path / "o")
+    assert code == 2
+    one_line_error(err, "s.trees.jsonl:1", "prompt.deleted")
+
+
+@pytest.mark.parametrize("content", ["", "[]", "[\n]\n"])
+def test_empty_sources_are_errors(tmp_path, capsys, content):
+    for name in ("e.json", "e.trees.jsonl", "e.jsonl"):
+        if name != "e.json" and content.strip():
+            continue
+        path = tmp_path / name
+        path.write_text(content)
+        code, err = cli(capsys, "data", "prepare", "--source", path, "--out", tmp_path / "o")
+        assert code == 2 and not (tmp_path / "o").exists()
+        one_line_error(err, name)
+
+
+def test_empty_scenario_list_and_non_positive_samples_are_errors(tmp_path, capsys):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("[]\n")
+    code, err = cli(capsys, "simulate", "--scenarios", empty, "--out", tmp_path / "r")
+    assert code == 2
+    one_line_error(err, "empty.yaml")
+    for samples in ("0", "-1"):
+        code, err = cli(capsys, "simulate", "--scenarios", SMOKE_SCENARIOS, "--samples", samples,
+                        "--out", tmp_path / "r")
+        assert code == 2
+        one_line_error(err, "samples")
+    assert not (tmp_path / "r").exists()
+
+
+def _unfinished_run(run_dir):
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({
+        "kind": "userlm-simulation-run", "identity": {}, "total_conversations": 8,
+        "config": {"user": "prompted:embedded:smollm2-135m-instruct", "assistant": "embedded:smollm2-135m-instruct"}}))
+    turn = {"role": "user", "text": "hi"}
+    (run_dir / "transcripts.jsonl").write_text("".join(json.dumps(
+        {"scenario_id": "s", "sample": i, "stop_reason": "max_turns", "turns": [turn]}) + "\n" for i in range(2)))
+    return run_dir
+
+
+def test_evaluate_and_compare_refuse_unfinished_runs(tmp_path, capsys):
+    run_dir = _unfinished_run(tmp_path / "run")
+    code, err = cli(capsys, "evaluate", run_dir)
+    assert code == 2
+    one_line_error(err, "unfinished", "2 of 8")
+    assert not (run_dir / "metrics.json").exists()
+    code, err = cli(capsys, "compare", run_dir, run_dir, "--scenarios", SMOKE_SCENARIOS, "--out", tmp_path / "c")
+    assert code == 2
+    one_line_error(err, "unfinished")
+
+
+def test_mistyped_thresholds_path_is_an_error(tmp_path, capsys):
+    run_dir = _unfinished_run(tmp_path / "run")
+    code, err = cli(capsys, "compare", run_dir, run_dir, "--scenarios", SMOKE_SCENARIOS,
+                    "--thresholds", tmp_path / "tresholds.yaml", "--out", tmp_path / "c")
+    assert code == 2
+    one_line_error(err, "tresholds.yaml")

@@ -144,6 +144,9 @@ def prepare(cfg: PrepareConfig, progress=None) -> dict:
         finally:
             for f in files.values():
                 f.close()
+        if not any(c["examples"] for c in counts.values()):
+            raise UserError(f"no examples: every conversation of {', '.join(cfg.sources)} was filtered out "
+                            f"(lang, deleted, review or synthetic filters); nothing written to {out}")
         hashes = {s: sha256_file(tmp / f"{s}.jsonl") for s in SPLITS}
         manifest = {
             "kind": "userlm-prepared-data", "userlm_version": __version__, "config": to_dict(cfg),
