@@ -147,7 +147,7 @@ def _finished_records(out: Path) -> list[dict]:
     for path in [out / "transcripts.jsonl", *sorted((out / "shards").glob("rank-*.jsonl"))]:
         if path.exists():
             truncate_torn_tail(path)
-            records += read_jsonl(path)
+            records += [_check_transcript(r, f"{path}: record {i}") for i, r in enumerate(read_jsonl(path), 1)]
     return records
 
 
