@@ -267,3 +267,102 @@ def test_mistyped_thresholds_path_is_an_error(tmp_path, capsys):
                     "--thresholds", tmp_path / "tresholds.yaml", "--out", tmp_path / "c")
     assert code == 2
     one_line_error(err, "tresholds.yaml")
+
+
+# 3. tracebacks from untrusted input
+
+
+@pytest.mark.parametrize("field,value", [("role", ["prompter"]), ("replies", 5), ("lang", ["en"]), ("text", 3)])
+def test_wrong_json_types_name_line_and_field(tmp_path, capsys, field, value):
+    tree = json.loads(json.dumps(TREE))
+    tree["prompt"][field] = value
+    src = write_trees(tmp_path / "t.trees.jsonl", [TREE, tree])
+    code, err = cli(capsys, "data", "prepare", "--source", src, "--out", tmp_path / "o")
+    assert code == 2
+    one_line_error(err, "t.trees.jsonl:2", f"prompt.{field}")
+    assert cli(capsys, "data", "prepare", "--source", src, "--out", tmp_path / "o", "--skip-bad")[0] == 0
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["sources"][0]["skipped_records"] == 1
+
+
+def test_non_utf8_and_deep_nesting_in_data_scenarios_and_transcripts(tmp_path, capsys):
+    good = json.dumps(TREE) + "\n"
+    src = tmp_path / "u.trees.jsonl"
+    src.write_bytes(good.encode() + b'{"prompt": "\xff\xfe"}\n' + b"[" * 3000 + b"]" * 3000 + b"\n")
+    code, err = cli(capsys, "data", "prepare", "--source", src, "--out", tmp_path / "o")
+    assert code == 2
+    one_line_error(err, "u.trees.jsonl:2", "UTF-8")
+    assert cli(capsys, "data", "prepare", "--source", src, "--out", tmp_path / "o", "--skip-bad")[0] == 0
+    assert json.loads((tmp_path / "o" / "manifest.json").read_text())["sources"][0]["skipped_records"] == 2
+    share = tmp_path / "s.json"
+    share.write_bytes(_sharegpt(["one", "two", "three"]).replace('"two"', '"tw\udcff"').encode(
+        "utf-8", "surrogateescape"))
+    code, err = cli(capsys, "data", "prepare", "--source", share, "--out", tmp_path / "o2")
+    assert code == 2
+    one_line_error(err, "s.json:", "record 2", "UTF-8")
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_bytes(b"id: a\ndescription: \xff\n")
+    code, err = cli(capsys, "simulate", "--scenarios", scenario, "--out", tmp_path / "r")
+    assert code == 2
+    one_line_error(err, "bad.yaml:2", "UTF-8")
+    scenario.write_text("id: a\ndescription: b\ntags: " + "[" * 3000 + "]" * 3000 + "\n")
+    code, err = cli(capsys, "simulate", "--scenarios", scenario, "--out", tmp_path / "r")
+    assert code == 2
+    one_line_error(err, "bad.yaml")
+    run_dir = _unfinished_run(tmp_path / "run")
+    with open(run_dir / "transcripts.jsonl", "ab") as f:
+        f.write(b'{"scenario_id": "s", "sample": 9, "stop_reason": "x", "turns": [{"role": "user", "text": "\xff"}]}\n')
+    code, err = cli(capsys, "evaluate", run_dir)
+    assert code == 2
+    one_line_error(err, "transcripts.jsonl:3", "UTF-8")
+
+
+def test_truncated_and_fake_gzip(tmp_path, capsys):
+    import gzip
+
+    whole = gzip.compress((json.dumps(TREE) + "\n").encode() * 50)
+    gz = tmp_path / "t.trees.jsonl.gz"
+    gz.write_bytes(whole[: len(whole) // 2])
+    code, err = cli(capsys, "data", "prepare", "--source", gz, "--out", tmp_path / "o")
+    assert code == 2
+    one_line_error(err, "t.trees.jsonl.gz", "gzip")
+    gz.write_bytes((json.dumps(TREE) + "\n").encode())  # plain text named .gz
+    code, err = cli(capsys, "data", "prepare", "--source", gz, "--out", tmp_path / "o")
+    assert code == 2
+    one_line_error(err, "t.trees.jsonl.gz:1", "gzip")
+
+
+def test_bad_line_in_flat_jsonl_table(tmp_path, capsys):
+    rows = [{"message_id": "p1", "parent_id": None, "message_tree_id": "t1", "role": "prompter", "text": "Hi"},
+            {"message_id": "a1", "parent_id": "p1", "message_tree_id": "t1", "role": "assistant", "text": "Hello"}]
+    flat = tmp_path / "m.jsonl"
+    flat.write_text(json.dumps(rows[0]) + "\n{oops\n" + json.dumps(rows[1]) + "\n")
+    code, err = cli(capsys, "data", "prepare", "--source", flat, "--out", tmp_path / "o")
+    assert code == 2
+    one_line_error(err, "m.jsonl:2", "invalid JSON")
+    assert cli(capsys, "data", "prepare", "--source", flat, "--out", tmp_path / "o", "--skip-bad")[0] == 0
+
+
+def test_corrupt_run_and_metrics_json(tmp_path, capsys):
+    run_dir = _unfinished_run(tmp_path / "run")
+    (run_dir / "run.json").write_text('{"config": ')
+    code, err = cli(capsys, "evaluate", run_dir)
+    assert code == 2
+    one_line_error(err, "run.json:1", "not valid JSON")
+    (run_dir / "run.json").write_text('{"finished_at": "x"}')
+    code, err = cli(capsys, "evaluate", run_dir)
+    assert code == 2
+    one_line_error(err, "run.json", "'config'")
+    (run_dir / "metrics.json").write_text('{"label": "x", "metrics": [1]}')
+    code, err = cli(capsys, "report", run_dir, "--out", tmp_path / "rep")
+    assert code == 2
+    one_line_error(err, "metrics.json", "'metrics'")
+
+
+def test_bad_scheduler_fails_before_the_model_loads(tmp_path, capsys, source):
+    data = tmp_path / "data"
+    assert cli(capsys, "data", "prepare", "--source", source, "--out", data)[0] == 0
+    code, err = cli(capsys, "train", "--set", f"data_dir={data}", "--set", f"output_dir={tmp_path / 'a'}",
+                    "--set", "lr_scheduler_type=bogus")
+    assert code == 2
+    one_line_error(err, "lr_scheduler_type", "bogus")
+    assert not (tmp_path / "a").exists()
