@@ -366,3 +366,58 @@ def test_bad_scheduler_fails_before_the_model_loads(tmp_path, capsys, source):
     assert code == 2
     one_line_error(err, "lr_scheduler_type", "bogus")
     assert not (tmp_path / "a").exists()
+
+
+# 4. command-line values parsed by their declared type, not as YAML
+
+
+def test_option_values_are_not_yaml(tmp_path, capsys, source, monkeypatch):
+    from trainer.train import TrainConfig
+    from userlm.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    assert cli(capsys, "data", "prepare", "--source", source, "--out", "runs/run #1")[0] == 0
+    assert (tmp_path / "runs" / "run #1" / "manifest.json").exists() and not (tmp_path / "runs" / "run").exists()
+    assert cli(capsys, "data", "prepare", "--source", source, "--set", "out=sets/run #2", "--set", "greeting=no")[0] == 0
+    manifest = json.loads((tmp_path / "sets" / "run #2" / "manifest.json").read_text())
+    assert manifest["config"]["greeting"] == "no"  # a string field stays a string (YAML would say False)
+    foreign = tmp_path / "r #1"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("x")
+    code, err = cli(capsys, "simulate", "--scenarios", SMOKE_SCENARIOS, "--out", foreign)
+    assert code == 2 and "r #1:" in one_line_error(err)
+    cfg = load_config(TrainConfig, None, ["learning_rate=5e-4", "max_train_examples=null", "gradient_checkpointing=yes"])
+    assert (cfg.learning_rate, cfg.max_train_examples, cfg.gradient_checkpointing) == (5e-4, None, True)
+    (tmp_path / "c.yaml").write_text("learning_rate: 5e-4\n")
+    assert load_config(TrainConfig, tmp_path / "c.yaml").learning_rate == 5e-4
+    code, err = cli(capsys, "train", "--set", "learning_rate=fast")
+    assert code == 2
+    one_line_error(err, "learning_rate", "fast")
+
+
+# 6. torch threads from the cores available to this process, per process of a launch, overridable
+
+
+def _threads_in_subprocess(env_extra, *argv):
+    env = {k: v for k, v in os.environ.items() if k not in (
+        "OMP_NUM_THREADS", "MKL_NUM_THREADS", "USERLM_THREADS", "LOCAL_WORLD_SIZE", "WORLD_SIZE")}
+    code = ("import sys; from userlm.threads import configure_threads; "
+            "n = configure_threads(int(sys.argv[1]) if len(sys.argv) > 1 else None); "
+            "import torch; print(n, torch.get_num_threads())")
+    r = subprocess.run([sys.executable, "-c", code, *argv], env={**env, **env_extra}, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return tuple(map(int, r.stdout.split()))
+
+
+def test_thread_count_follows_available_cores_launch_and_override(capsys):
+    from userlm.threads import available_cores
+
+    cores = available_cores()
+    assert cores <= len(os.sched_getaffinity(0))
+    assert _threads_in_subprocess({}) == (cores, cores)
+    assert _threads_in_subprocess({"LOCAL_WORLD_SIZE": "2"}) == (max(1, cores // 2),) * 2
+    assert _threads_in_subprocess({"USERLM_THREADS": "1"}) == (1, 1)
+    assert _threads_in_subprocess({"USERLM_THREADS": "2", "OMP_NUM_THREADS": "2"}, "1") == (1, 1)  # --threads wins
+    code, err = cli(capsys, "data", "prepare", "--threads", "0", "--source", "x")
+    assert code == 2
+    one_line_error(err, "threads")
