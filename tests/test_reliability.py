@@ -421,3 +421,14 @@ def test_thread_count_follows_available_cores_launch_and_override(capsys):
     code, err = cli(capsys, "data", "prepare", "--threads", "0", "--source", "x")
     assert code == 2
     one_line_error(err, "threads")
+
+
+def test_prepare_never_replaces_another_kind_of_userlm_output(tmp_path, capsys, source):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "manifest.json").write_text('{"kind": "userlm-adapter"}')
+    (adapter / "adapter_model.safetensors").write_text("hours of training")
+    code, err = cli(capsys, "data", "prepare", "--source", source, "--out", adapter)
+    assert code == 2
+    one_line_error(err, adapter, "userlm-adapter")
+    assert (adapter / "adapter_model.safetensors").exists()

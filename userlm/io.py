@@ -35,22 +35,32 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 overwrite_allowed: ContextVar[bool] = ContextVar("overwrite_allowed", default=False)
 
 
-def written_by_userlm(path: str | Path) -> bool:
-    """A directory this project wrote: it holds a manifest.json (or userlm_source.json) of one of our kinds."""
+def userlm_kind(path: str | Path) -> str | None:
+    """What this project wrote in directory `path` (its manifest's `kind`), or None if it did not write it."""
     path = Path(path)
     for name in ("manifest.json", "userlm_source.json", "run.json"):
         try:
             obj = json.loads((path / name).read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError):
             continue
-        if isinstance(obj, dict) and (str(obj.get("kind", "")).startswith("userlm-") or name == "userlm_source.json"
-                                      or (name == "run.json" and "identity" in obj and "config" in obj)):
-            return True
-    return False
+        if not isinstance(obj, dict):
+            continue
+        if str(obj.get("kind", "")).startswith("userlm-"):
+            return obj["kind"]
+        if name == "userlm_source.json":
+            return "userlm-model-cache"
+        if name == "run.json" and "identity" in obj and "config" in obj:
+            return "userlm-simulation-run"
+    return None
 
 
-def check_replaceable(path: str | Path, what: str = "output directory") -> None:
-    """Refuse (one line) to replace anything but a missing or empty directory or one this project wrote."""
+def written_by_userlm(path: str | Path) -> bool:
+    return userlm_kind(path) is not None
+
+
+def check_replaceable(path: str | Path, what: str = "output directory", kind: str | None = None) -> None:
+    """Refuse (one line) to replace anything but a missing or empty directory or one this project wrote (of
+    the same `kind`, when given); `--overwrite` lifts the last two rules, never the first ones."""
     path = Path(path)
     resolved = path.resolve()
     if resolved == Path.cwd().resolve() or resolved in Path.cwd().resolve().parents or resolved == resolved.parent:
@@ -61,10 +71,15 @@ def check_replaceable(path: str | Path, what: str = "output directory") -> None:
         raise UserError(f"{path}: exists and is not a directory; choose another {what}")
     if (path / ".git").exists():
         raise UserError(f"{path}: holds a .git folder; refusing to replace it, choose another {what}")
-    if not any(path.iterdir()) or written_by_userlm(path) or overwrite_allowed.get():
+    if not any(path.iterdir()) or overwrite_allowed.get():
         return
-    raise UserError(f"{path}: exists and was not written by userlm (no userlm manifest.json); "
-                    f"choose another {what}, or pass --overwrite to replace it")
+    existing = userlm_kind(path)
+    if existing is None:
+        raise UserError(f"{path}: exists and was not written by userlm (no userlm manifest.json); "
+                        f"choose another {what}, or pass --overwrite to replace it")
+    if kind is not None and existing != kind:
+        raise UserError(f"{path}: holds a {existing} written by userlm, not a {kind}; choose another {what}, "
+                        f"or pass --overwrite to replace it")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -90,13 +105,13 @@ def clean_partials(path: str | Path) -> list[Path]:
 
 
 @contextmanager
-def atomic_directory(path: str | Path) -> Iterator[Path]:
+def atomic_directory(path: str | Path, kind: str | None = None) -> Iterator[Path]:
     """Yield a scratch directory that replaces `path` only if the block finishes.
 
-    `path` must be missing, empty, or a directory this project wrote (see `check_replaceable`); scratch
-    directories of killed runs are removed first."""
+    `path` must be missing, empty, or a directory this project wrote, of the same kind as the one written
+    (see `check_replaceable`); scratch directories of killed runs are removed first."""
     path = Path(path)
-    check_replaceable(path)
+    check_replaceable(path, kind=kind)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_partials(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-{os.getpid()}-"))
@@ -107,7 +122,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         raise
     old = None
     if path.exists():
-        check_replaceable(path)  # again: something may have appeared there while we worked
+        check_replaceable(path, kind=kind or userlm_kind(tmp))  # again, knowing what we wrote
         old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-{os.getpid()}-old"))
         os.replace(path, old / "old")
     os.replace(tmp, path)

@@ -82,7 +82,7 @@ def cmd_train_classifier(args) -> int:
     if cfg.out:
         from userlm.io import check_replaceable
 
-        check_replaceable(cfg.out)  # before training, not after
+        check_replaceable(cfg.out, kind="userlm-ai-voice-classifier")  # before training, not after
     train_classifier(cfg, console=_console())
     return 0
 

@@ -109,7 +109,7 @@ def prepare(cfg: PrepareConfig, progress=None) -> dict:
     langs = set(cfg.lang)
     seen_trees: set[str] = set()
     out = Path(cfg.out)
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, kind="userlm-prepared-data") as tmp:
         files = {s: open(tmp / f"{s}.jsonl", "w", encoding="utf-8") for s in SPLITS}
         try:
             for spec in cfg.sources:
