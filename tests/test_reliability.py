@@ -432,3 +432,21 @@ def test_prepare_never_replaces_another_kind_of_userlm_output(tmp_path, capsys, 
     assert code == 2
     one_line_error(err, adapter, "userlm-adapter")
     assert (adapter / "adapter_model.safetensors").exists()
+
+
+def test_report_compare_and_score_texts_never_overwrite_a_users_file(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name, argv in (("report.md", ["report", tmp_path / "run", "--out", out]),
+                       ("compare.json", ["compare", "a", "b", "--scenarios", SMOKE_SCENARIOS, "--out", out])):
+        (out / name).write_text("my notes")
+        code, err = cli(capsys, *argv)
+        assert code == 2
+        one_line_error(err, name, "--overwrite")
+        assert (out / name).read_text() == "my notes"
+    texts = tmp_path / "t.jsonl"
+    texts.write_text('{"text": "hi"}\n')
+    (tmp_path / "t.scored.jsonl").write_text("mine\n")
+    code, err = cli(capsys, "evaluate", "score-texts", texts)
+    assert code == 2 and (tmp_path / "t.scored.jsonl").read_text() == "mine\n"
+    one_line_error(err, "t.scored.jsonl")

@@ -87,23 +87,55 @@ def cmd_train_classifier(args) -> int:
     return 0
 
 
+# Files a command writes into a directory it did not create, and a string each of them holds: one that lacks
+# it was not written by userlm and is not overwritten without --overwrite.
+OWN_FILE_MARKERS = {"report.md": "# User-model comparison (", "report.html": "<title>userlm report</title>",
+                    "compare.json": '"paired_conversations"', "compare.md": "paired conversations. Verdict:"}
+
+
+def _check_own_files(paths) -> None:
+    from pathlib import Path
+
+    from userlm.io import UserError, overwrite_allowed
+
+    for path in map(Path, paths):
+        if overwrite_allowed.get() or not path.exists():
+            continue
+        if path.is_dir():
+            raise UserError(f"{path}: is a directory; choose another --out")
+        head = path.read_bytes()[:65536].decode("utf-8", errors="ignore")
+        marker = OWN_FILE_MARKERS.get(path.name, '"p_ai"')
+        if marker not in head:
+            raise UserError(f"{path}: exists and was not written by userlm; choose another --out, "
+                            f"or pass --overwrite to replace it")
+
+
 def cmd_score_texts(args) -> int:
+    from pathlib import Path
+
     from evaluators.classifier import score_texts_file
 
+    _check_own_files([args.out or Path(args.file).with_suffix(".scored.jsonl")])
     score_texts_file(args.file, args.out, classifier=args.classifier)
     return 0
 
 
 def cmd_report(args) -> int:
+    from pathlib import Path
+
     from evaluators.report import write_report
 
+    _check_own_files([Path(args.out) / "report.md", Path(args.out) / "report.html"])
     write_report(args.runs, args.out, console=_console())
     return 0
 
 
 def cmd_compare(args) -> int:
+    from pathlib import Path
+
     from workflows.compare import compare_main
 
+    _check_own_files([Path(args.out) / "compare.json", Path(args.out) / "compare.md"])
     return compare_main(args, console=_console())
 
 
@@ -192,11 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--out", help="output JSONL (default: FILE.scored.jsonl)")
     p.add_argument("--classifier")
+    _add_overwrite_arg(p)
     p.set_defaults(func=cmd_score_texts)
 
     p = sub.add_parser("report", help="compare evaluated runs in markdown + HTML")
     p.add_argument("runs", nargs="+")
     p.add_argument("--out", default="results/report")
+    _add_overwrite_arg(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("compare", help="regression check: is CANDIDATE worse than BASELINE? (exit 1 if so)")
@@ -209,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="simulation config override")
+    _add_overwrite_arg(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("demo", help="the whole job on the embedded defaults, offline")
