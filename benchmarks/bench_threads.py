@@ -30,8 +30,13 @@ if __name__ == "__main__":
     n = int(float(sys.argv[1]) * 20000) if len(sys.argv) > 1 else 40000
     cores = available_cores()
     print(f"{cores} cores available; {n:,} matmuls a process")
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
     alone = run(1, {"OMP_NUM_THREADS": str(cores)}, n)[0]
     print(f"one process, {cores} threads: {alone:.2f} s")
+    for label, env in [(f"{cores} threads, OMP_WAIT_POLICY=PASSIVE",
+                        {"OMP_NUM_THREADS": str(cores), "OMP_WAIT_POLICY": "PASSIVE"}),
+                       ("1 thread", {"OMP_NUM_THREADS": "1"})]:
+        print(f"one process, {label}: {run(1, env, n)[0]:.2f} s")
     for label, env in [(f"{cores} threads each, OMP default wait", {"OMP_NUM_THREADS": str(cores)}),
                        (f"{cores} threads each, OMP_WAIT_POLICY=PASSIVE",
                         {"OMP_NUM_THREADS": str(cores), "OMP_WAIT_POLICY": "PASSIVE"}),
