@@ -416,6 +416,7 @@ def test_thread_count_follows_available_cores_launch_and_override(capsys):
     assert cores <= len(os.sched_getaffinity(0))
     assert _threads_in_subprocess({}) == (cores, cores)
     assert _threads_in_subprocess({"LOCAL_WORLD_SIZE": "2"}) == (max(1, cores // 2),) * 2
+    assert _threads_in_subprocess({"LOCAL_WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}) == (max(1, cores // 2),) * 2
     assert _threads_in_subprocess({"USERLM_THREADS": "1"}) == (1, 1)
     assert _threads_in_subprocess({"USERLM_THREADS": "2", "OMP_NUM_THREADS": "2"}, "1") == (1, 1)  # --threads wins
     code, err = cli(capsys, "data", "prepare", "--threads", "0", "--source", "x")

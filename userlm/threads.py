@@ -56,8 +56,12 @@ def configure_threads(requested: int | str | None = None) -> int:
     """Pick the thread count and apply it; an explicit OMP_NUM_THREADS is kept unless overridden here."""
     explicit = requested is not None or os.environ.get("USERLM_THREADS")
     n = choose_threads(requested)
-    if not explicit and os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        n = int(os.environ["OMP_NUM_THREADS"])
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    # torchrun (and so accelerate launch) sets OMP_NUM_THREADS=1 for every process of a multi-process launch;
+    # that 1 is replaced by this process's share of the cores. Any other value the user set is kept.
+    launched = local_processes() > 1 and omp == "1"
+    if not explicit and omp.isdigit() and int(omp) > 0 and not launched:
+        n = int(omp)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(n)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
