@@ -68,7 +68,8 @@ def check_replaceable(path: str | Path, what: str = "output directory", kind: st
     if not path.exists() and not path.is_symlink():
         return
     if path.is_symlink() or not path.is_dir():
-        raise UserError(f"{path}: exists and is not a directory; choose another {what}")
+        kind_of = "a symbolic link" if path.is_symlink() else "not a directory"
+        raise UserError(f"{path}: exists and is {kind_of}; refusing to replace it, choose another {what}")
     if (path / ".git").exists():
         raise UserError(f"{path}: holds a .git folder; refusing to replace it, choose another {what}")
     if not any(path.iterdir()) or overwrite_allowed.get():
