@@ -34,7 +34,9 @@ def role_adherence(units):
 
 
 def termination_rate(units):
-    return float(np.mean([u["ended_by_user"] for u in units]))
+    """nan (n/a) where no unit records whether the person ended (OASST reference)."""
+    ends = [u["ended_by_user"] for u in units if u["ended_by_user"] is not None]
+    return float(np.mean(ends)) if ends else np.nan
 
 
 def mean_turn_words(units):

@@ -4,22 +4,30 @@ from __future__ import annotations
 
 import random
 
+from userlm.data.intents import load_intents
 from userlm.data.prepare import read_split
 
 
-def reference_units(data_dir: str, split: str = "test", limit: int = 300, seed: int = 0) -> list[dict]:
-    examples = read_split(data_dir, split)
-    # One thread per tree, so branching trees do not weigh more than linear ones.
+def reference_units(data_dir: str, split: str = "test", limit: int = 300, seed: int = 0,
+                    with_intents_only: bool = False) -> list[dict]:
+    """One thread per tree (branching trees do not weigh more than linear ones), a seeded sample of `limit`.
+    Each unit carries the conversation's written intent where `userlm data intents` wrote one;
+    `with_intents_only` keeps only those (the reference for the intent metrics)."""
+    intents = load_intents(data_dir, required=False)
     by_tree = {}
-    for ex in examples:
-        by_tree.setdefault(ex["tree_id"], ex)
+    for ex in read_split(data_dir, split):
+        if not with_intents_only or ex["id"] in intents:
+            by_tree.setdefault(ex["tree_id"], ex)
     examples = list(by_tree.values())
     examples = random.Random(seed).sample(examples, min(limit, len(examples)))
-    return [{"id": ex["id"], "scenario_id": "real", "user_turns": [m["content"] for m in ex["messages"] if m["role"] == "user"],
-             "ended_by_user": bool(ex["ends_conversation"])} for ex in examples]
+    # ended_by_user is None where the source does not record where people stopped (OASST): termination n/a.
+    return [{"id": ex["id"], "scenario_id": "real", "intent": intents.get(ex["id"], ""),
+             "user_turns": [m["content"] for m in ex["messages"] if m["role"] == "user"],
+             "ended_by_user": bool(ex["ends_conversation"]) if ex.get("end_recorded") else None} for ex in examples]
 
 
 def transcript_units(records: list[dict]) -> list[dict]:
     return [{"id": f"{r['scenario_id']}#{r['sample']}", "scenario_id": r["scenario_id"],
+             "intent": r.get("scenario_intent", ""),
              "user_turns": [t["text"] for t in r["turns"] if t["role"] == "user"],
              "ended_by_user": r["stop_reason"] == "user_ended"} for r in records]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from simulator.loop import Conversation, Side, run_conversations
 from simulator.scenarios import Scenario, load_scenarios, scenarios_hash
-from userlm.chat import PROMPTED_USER_SYSTEM, USER_MODEL_SYSTEM
+from userlm.chat import PROMPTED_USER_SYSTEM, USER_MODEL_SYSTEM, user_model_system
 from userlm.config import to_dict
 from userlm.io import (
     UserError,
@@ -79,9 +79,14 @@ def user_system(user: UserSpec, scenario: Scenario) -> str:
                                  if scenario.intent else "") if x)
     if user.kind == "prompted":
         return PROMPTED_USER_SYSTEM.format(intent=about + " " if about else "")
-    if user.manifest and user.manifest.get("trained_with_intent") and about:
-        return f"{user.system_prompt} {about}"
+    if user_sees_intent(user):
+        return user_model_system(user.system_prompt, scenario.intent, scenario.persona)
     return user.system_prompt
+
+
+def user_sees_intent(user: UserSpec) -> bool:
+    """Prompted baselines and user models trained with intents are told the scenario's intent and persona."""
+    return user.kind == "prompted" or bool(user.manifest and user.manifest.get("trained_with_intent"))
 
 
 def conversation_seed(seed: int, scenario_id: str, sample: int) -> int:
@@ -216,10 +221,15 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
         common = {"user_model": cfg.user, "user_kind": user.kind, "assistant_model": cfg.assistant,
                   "user_adapter_manifest_sha256": run_info["user_model"].get("manifest_sha256")}
 
+        sees_intent = user_sees_intent(user)
+
         def finish(conv: Conversation) -> None:
+            told = sees_intent and bool(conv.scenario.intent or conv.scenario.persona)
             append_jsonl(transcripts, {
                 "scenario_id": conv.scenario.id, "sample": conv.sample, "seed": conv.seed,
-                "stop_reason": conv.stop_reason, "n_user_turns": len(conv.user_turns), "turns": conv.turns, **common})
+                "stop_reason": conv.stop_reason, "n_user_turns": len(conv.user_turns), "turns": conv.turns,
+                # the scenario's intent (what the conversation should pursue) and whether the user was told it
+                "scenario_intent": conv.scenario.intent, "user_told_intent": told, **common})
             bar.advance(task)
 
         def step(live: int, new_tokens: int, new_turns: int) -> None:

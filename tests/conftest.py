@@ -41,3 +41,37 @@ def branching_tree():
             msg("p2", "prompter", "And a soft one?", [msg("a3", "assistant", "6 minutes.", rank=0)])], rank=0),
         msg("a2", "assistant", "Use a pan.", rank=1),
     ])}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """Qwen2's real architecture, tiny and random, with a byte-level BPE tokenizer trained on the shipped
+    scenarios' text by benchmarks/random_model.py (as on the GPU machine, which cannot download weights):
+    a real model for the fast tier, loaded in well under a second."""
+    import importlib.util
+
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("random_model", root / "benchmarks" / "random_model.py")
+    random_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(random_model)
+    texts = [p.read_text(encoding="utf-8") for p in sorted((root / "scenarios").rglob("*.yaml"))]
+    tokenizer = random_model.build_tokenizer(texts, vocab_size=600)
+    config = Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=len(tokenizer), max_position_embeddings=4096,
+                         tie_word_embeddings=True, initializer_range=0.3,  # peaked logits: no near-ties in argmax
+                         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"))
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny-qwen2")
+    AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
+def sharegpt_file(path: Path, records: list[tuple[str, list[tuple[str, str]]]]) -> str:
+    """A ShareGPT JSON file from (id, [(from, value), ...]) records."""
+    path.write_text(json.dumps([{"id": i, "conversations": [{"from": f, "value": v} for f, v in turns]}
+                                for i, turns in records]))
+    return str(path)

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import OASST2_SAMPLE, OASST_EN, msg, needs_shared, write_trees
+from conftest import OASST2_SAMPLE, OASST_EN, msg, needs_shared, sharegpt_file, write_trees
 
 from userlm.data.prepare import PrepareConfig, prepare, read_split, split_of
 from userlm.data.sources import ReadReport, read_oasst_trees, read_sharegpt, read_source
@@ -38,7 +38,14 @@ def test_truncated_sharegpt_file_keeps_whole_records(tmp_path):
 def test_branching_tree_threads_targets_and_best_branch(tmp_path, branching_tree):
     src = write_trees(tmp_path / "x.trees.jsonl", [branching_tree])
     out = tmp_path / "all"
+    # OASST records no conversation ends: no end targets, and a thread that would train nothing is left out.
     prepare(PrepareConfig(sources=[str(src)], out=str(out), test_fraction=0, validation_fraction=0))
+    (only,) = read_split(out, "train")
+    assert [m["target"] for m in only["messages"]] == [True, False, True, False]
+    assert not only["ends_conversation"] and not only["end_recorded"]
+
+    prepare(PrepareConfig(sources=[str(src)], out=str(out), end_markers="always", test_fraction=0,
+                          validation_fraction=0))
     examples = read_split(out, "train")
     assert len(examples) == 2
     long, short = sorted(examples, key=lambda e: -len(e["messages"]))
@@ -49,8 +56,100 @@ def test_branching_tree_threads_targets_and_best_branch(tmp_path, branching_tree
     assert long["ends_conversation"] and short["ends_conversation"]
 
     best = tmp_path / "best"
-    prepare(PrepareConfig(sources=[str(src)], out=str(best), branches="best", test_fraction=0, validation_fraction=0))
+    prepare(PrepareConfig(sources=[str(src)], out=str(best), branches="best", end_markers="always",
+                          test_fraction=0, validation_fraction=0))
     assert len(read_split(best, "train")) == 1
+
+
+def test_sharegpt_parts_rejoin_into_one_conversation_with_one_end(tmp_path):
+    h, g = "human", "gpt"
+    src = sharegpt_file(tmp_path / "parts.json", [
+        ("c_0", [(h, "first question"), (g, "answer one"), (h, "second question"), (g, "answer two")]),
+        ("c_3", [(g, "answer two"), (h, "third question"), (g, "answer three")]),  # repeats the turn it follows
+        ("c_6", [(h, "fourth question"), (g, "answer four")]),  # starts right after
+        ("c_9", [(h, "a later question"), (g, "a later answer")]),  # turn 8 is missing: a break
+        ("solo", [(h, "one question"), (g, "one answer")]),
+    ])
+    out = tmp_path / "o"
+    manifest = prepare(PrepareConfig(sources=[src], out=str(out), test_fraction=0, validation_fraction=0))
+    examples = {e["tree_id"]: e for e in read_split(out, "train")}
+    whole = examples["c_0"]
+    assert [m["content"] for m in whole["messages"] if m["role"] == "user"] == [
+        "first question", "second question", "third question", "fourth question"]
+    assert [m["content"] for m in whole["messages"]].count("answer two") == 1
+    # The person went on after c_0..c_5 (the break), so no end there; the segment after the break does
+    # not open the conversation, so its first human turn is context, and only the last segment ends.
+    assert not whole["ends_conversation"] and all(m["target"] for m in whole["messages"] if m["role"] == "user")
+    later = examples["c_9"]
+    assert later["ends_conversation"] and [m["target"] for m in later["messages"]] == [False, False]
+    assert examples["solo"]["ends_conversation"]
+    info = manifest["sources"][0]
+    assert info["parts_joined"] == 2 and info["part_breaks"] == 1 and info["records_end"]
+
+
+def test_duplicates_are_trained_once_and_linked_conversations_share_a_split(tmp_path):
+    h, g = "human", "gpt"
+    long_turn = "please write me a short poem about the sea and the sky"
+    records = [(f"dup{i}", [(h, "Hello there!"), (g, f"reply {i}"), (h, "and  MORE  please")]) for i in range(3)]
+    records += [(f"link{i}", [(h, long_turn + "!" * i), (g, f"poem {i}"), (h, f"thanks {i}")]) for i in range(40)]
+    src = sharegpt_file(tmp_path / "d.json", records)
+    out = tmp_path / "o"
+    manifest = prepare(PrepareConfig(sources=[src], out=str(out), test_fraction=0.3, validation_fraction=0.3))
+    by_split = {s: [e["tree_id"] for e in read_split(out, s)] for s in ("train", "validation", "test")}
+    kept = [t for ids in by_split.values() for t in ids]
+    assert sum(t.startswith("dup") for t in kept) == 1 and manifest["dedup"]["exact_duplicates_dropped"] == 2
+    assert sum(any(t.startswith("link") for t in ids) for ids in by_split.values()) == 1
+    assert manifest["dedup"]["conversations_in_linked_units"] == 43  # 40 linked + the 3 copies
+    off = prepare(PrepareConfig(sources=[src], out=str(tmp_path / "off"), dedup=False, test_fraction=0,
+                                validation_fraction=0))
+    assert off["counts"]["train"]["trees"] == 43
+
+
+def test_end_markers_setting_is_checked_and_never_means_none(tmp_path):
+    src = sharegpt_file(tmp_path / "e.json", [("a", [("human", "hi"), ("gpt", "hello")])])
+    m = prepare(PrepareConfig(sources=[src], out=str(tmp_path / "n"), end_markers="never", test_fraction=0,
+                              validation_fraction=0))
+    assert m["counts"]["train"]["end_targets"] == 0
+    with pytest.raises(UserError, match="end_markers"):
+        prepare(PrepareConfig(sources=[src], out=str(tmp_path / "x"), end_markers="sometimes"))
+
+
+def test_embedded_sharegpt_one_end_per_conversation_and_no_leak_across_splits(tmp_path):
+    from userlm.data.dedup import normalise
+
+    out = tmp_path / "sg"
+    manifest = prepare(PrepareConfig(sources=["sharegpt"], out=str(out)))
+    splits = {s: read_split(out, s) for s in ("train", "validation", "test")}
+    examples = [e for exs in splits.values() for e in exs]
+    # hRPPgZT is cut into parts _0, _11 and _17 in the release: one conversation, one end.
+    (whole,) = [e for e in examples if e["tree_id"].startswith("hRPPgZT")]
+    assert whole["ends_conversation"] and sum(e["ends_conversation"] for e in examples) <= len(examples)
+    assert len({e["tree_id"] for e in examples}) == len(examples)
+    assert manifest["sources"][0]["parts_joined"] > 8000
+    # Continuation parts no longer open conversations: every example starts with its conversation's start.
+    assert not any(e["tree_id"].rsplit("_", 1)[-1] not in ("0",) and "_" in e["tree_id"] and
+                   e["tree_id"].rsplit("_", 1)[-1].isdigit() for e in examples)
+
+    def long_turns(exs):
+        return {normalise(m["content"]) for e in exs for m in e["messages"]
+                if m["role"] == "user" and len(normalise(m["content"]).split()) >= 8}
+
+    train, validation, test = (long_turns(splits[s]) for s in ("train", "validation", "test"))
+    assert test and validation
+    assert not test & train and not test & validation and not validation & train
+
+
+@needs_shared
+def test_real_oasst_has_no_end_targets_by_default_and_counts_what_filters_dropped(tmp_path):
+    m = prepare(PrepareConfig(sources=[str(OASST2_SAMPLE), str(OASST_EN)], out=str(tmp_path / "o")))
+    assert sum(c.get("end_targets", 0) for c in m["counts"].values()) == 0
+    assert not any(e["ends_conversation"] for e in _all_examples(tmp_path / "o"))
+    sample = m["sources"][0]
+    # 338 of the 401 sample trees are not ready_for_export (still growing, halted, aborted, ...)
+    assert sum(n for k, n in sample["dropped_trees"].items() if k.startswith("tree_state:")) == 338
+    assert m["sources"][1]["dropped_messages"]["synthetic"] > 0
+    kept = prepare(PrepareConfig(sources=[str(OASST2_SAMPLE)], out=str(tmp_path / "k"), keep_unfinished_trees=True))
+    assert kept["sources"][0]["trees"] > sample["trees"]
 
 
 def test_filters_drop_deleted_unreviewed_synthetic_and_other_languages(tmp_path):
@@ -121,7 +220,8 @@ def test_gzip_trees_and_flat_message_table(tmp_path, branching_tree):
 
 @needs_shared
 def test_real_oasst_splits_are_by_tree_and_deterministic(tmp_path):
-    cfg = dict(sources=[str(OASST2_SAMPLE), str(OASST_EN)], validation_fraction=0.1, test_fraction=0.1, seed=3)
+    cfg = dict(sources=[str(OASST2_SAMPLE), str(OASST_EN)], validation_fraction=0.1, test_fraction=0.1, seed=3,
+               keep_unfinished_trees=True)
     a = prepare(PrepareConfig(out=str(tmp_path / "a"), **cfg))
     b = prepare(PrepareConfig(out=str(tmp_path / "b"), **cfg))
     assert a["content_hash"] == b["content_hash"]

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from userlm import END_OF_CONVERSATION
-from userlm.chat import USER_MODEL_SYSTEM, encode_for_training
+from userlm.chat import USER_MODEL_SYSTEM, encode_for_training, user_model_system
 from userlm.config import to_dict
+from userlm.data.intents import load_intents
 from userlm.data.prepare import load_manifest, read_split
 from userlm.distributed import wait_for_everyone, world_size
 from userlm.io import UserError, atomic_write_json, read_json
@@ -28,6 +29,10 @@ class TrainConfig:
     # negative control that should sound like an assistant (used to test regression checks).
     target_role: str = "user"
     system_prompt: str = USER_MODEL_SYSTEM
+    # Condition on each conversation's written intent (`userlm data intents`) in the system prompt: "none",
+    # "always" (every example that has one), or "mixed" (a seeded share of them, so one adapter works both ways).
+    intent: str = "none"
+    intent_share: float = 0.5
     quantization: str = "auto"  # auto = NF4 (QLoRA) when CUDA + bitsandbytes are present, else none
     dtype: str = "auto"  # auto = bfloat16 on CUDA, float32 on CPU
     lora_r: int = 16
@@ -61,14 +66,27 @@ def _peak_gpu_memory_gb() -> float | None:
     return round(torch.cuda.max_memory_allocated() / 2**30, 3) if torch.cuda.is_available() else None
 
 
-def tokenize_split(tokenizer, examples: list[dict], cfg: TrainConfig):
+def example_systems(examples: list[dict], cfg: TrainConfig, intents: dict[str, str]) -> list[str]:
+    """Each example's system prompt: with its intent where cfg.intent says so, built by the same function
+    the simulator uses for a scenario's intent."""
+    rng = random.Random(f"intent:{cfg.seed}")
+    systems = []
+    for ex in examples:
+        draw = rng.random()  # drawn for every example, so the choice does not depend on which have intents
+        intent = intents.get(ex["id"], "")
+        use = cfg.intent == "always" or (cfg.intent == "mixed" and draw < cfg.intent_share)
+        systems.append(user_model_system(cfg.system_prompt, intent if use else ""))
+    return systems
+
+
+def tokenize_split(tokenizer, examples: list[dict], cfg: TrainConfig, systems: list[str] | None = None):
     """Examples -> a datasets.Dataset of input_ids/labels, dropping those left with no target token."""
     import datasets
 
     rows = []
-    for ex in examples:
-        enc = encode_for_training(tokenizer, ex, speaker=cfg.target_role, system=cfg.system_prompt,
-                                  max_length=cfg.max_length)
+    for i, ex in enumerate(examples):
+        system = systems[i] if systems else cfg.system_prompt
+        enc = encode_for_training(tokenizer, ex, speaker=cfg.target_role, system=system, max_length=cfg.max_length)
         if any(label != -100 for label in enc["labels"]):
             rows.append(enc)
     if not rows:
@@ -123,8 +141,10 @@ def check_config(cfg: TrainConfig) -> None:
 
     from userlm.models import resolve
 
-    choices = {"target_role": ("user", "assistant"), "batching": ("length_grouped", "padding_free", "padded"),
-               "dtype": ("auto", "float32", "bfloat16", "float16"),
+    if not 0 <= cfg.intent_share <= 1:
+        raise UserError(f"intent_share must be in [0, 1], got {cfg.intent_share}")
+    choices = {"target_role": ("user", "assistant"), "intent": ("none", "always", "mixed"),
+               "batching": ("length_grouped", "padding_free", "padded"), "dtype": ("auto", "float32", "bfloat16", "float16"),
                "lr_scheduler_type": tuple(t.value for t in SchedulerType)}
     for name, allowed in choices.items():
         if getattr(cfg, name) not in allowed:
@@ -161,8 +181,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if needed is not None and needed < len(train_examples):
         train_examples = random.Random(cfg.seed).sample(train_examples, needed)
     eval_examples = read_split(cfg.data_dir, "validation")[: cfg.max_eval_examples]
-    train_ds = tokenize_split(tokenizer, train_examples, cfg)
-    eval_ds = tokenize_split(tokenizer, eval_examples, cfg) if eval_examples else None
+    intents = load_intents(cfg.data_dir) if cfg.intent != "none" else {}
+    train_systems = example_systems(train_examples, cfg, intents)
+    with_intent = sum(s != cfg.system_prompt for s in train_systems)
+    if cfg.intent != "none" and not with_intent:
+        raise UserError(f"{cfg.data_dir}: intent={cfg.intent} but no training example has a usable intent; "
+                        f"run `userlm data intents {cfg.data_dir}` for the train split")
+    train_ds = tokenize_split(tokenizer, train_examples, cfg, train_systems)
+    eval_ds = tokenize_split(tokenizer, eval_examples, cfg, example_systems(eval_examples, cfg, intents)) \
+        if eval_examples else None
     if cfg.gradient_checkpointing:
         model.config.use_cache = False
     trainer = SFTTrainer(model=model, args=_sft_args(cfg, eval_ds is not None, quantization), train_dataset=train_ds,
@@ -181,7 +208,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         "kind": "userlm-adapter", "base_model": cfg.base_model, "base_identity": identity(cfg.base_model),
         "data_dir": cfg.data_dir, "data_content_hash": data_manifest["content_hash"], "config": to_dict(cfg),
         "quantization": quantization, "target_role": cfg.target_role, "system_prompt": cfg.system_prompt,
-        "trained_with_intent": False, "end_marker": END_OF_CONVERSATION,
+        "trained_with_intent": cfg.intent != "none", "intent_mode": cfg.intent,
+        "train_examples_with_intent": with_intent, "end_marker": END_OF_CONVERSATION,
         "train_examples": len(train_ds), "train_target_tokens": target_tokens,
         "final_train_loss": result.training_loss, "final_eval_loss": eval_loss,
         "final_eval_perplexity": math.exp(eval_loss) if eval_loss is not None else None,

@@ -25,6 +25,19 @@ CHATML_TEMPLATE = (
 OTHER = {"user": "assistant", "assistant": "user"}
 
 
+def user_model_system(base: str, intent: str = "", persona: str = "") -> str:
+    """The user model's system prompt, with the conversation's intent (and persona) when it has one.
+    Training (examples with written intents) and simulation (a scenario's intent) both build it here, so an
+    intent-trained model sees the same wording in both."""
+    parts = [base]
+    if persona:
+        parts.append(f"You are {persona.strip().rstrip('.')}.")
+    if intent:
+        intent = intent.strip()
+        parts.append(intent if intent.lower().startswith("you ") else f"Your goal: {intent.rstrip('.')}.")
+    return " ".join(parts)
+
+
 def speaker_view(conversation: list[dict], speaker: str, system: str | None = None) -> list[dict]:
     """Messages as `speaker` sees them: its own turns in the assistant slot, the other side's in the user slot."""
     messages = [{"role": "system", "content": system}] if system else []

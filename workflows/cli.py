@@ -34,6 +34,38 @@ def cmd_data_prepare(args) -> int:
     return 0
 
 
+def cmd_data_intents(args) -> int:
+    import json
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from userlm.config import load_config
+    from workflows.intents import IntentsConfig, write_intents
+
+    overrides = [f"data_dir={json.dumps(args.data_dir)}", *(args.set or [])]
+    for flag, name in ((args.model, "model"), (args.backend, "backend"), (args.limit, "limit")):
+        if flag is not None:
+            overrides.append(f"{name}={json.dumps(flag)}")
+    if args.split_limit:
+        limits = {}
+        for item in args.split_limit:
+            split, _, n = item.partition("=")
+            if not n.isdigit():
+                from userlm.io import UserError
+
+                raise UserError(f"--split-limit {item!r}: expected SPLIT=N")
+            limits[split] = int(n)
+        overrides.append(f"split_limits={json.dumps(limits)}")
+    cfg = load_config(IntentsConfig, args.config, overrides)
+    with Progress(TextColumn("[bold]intents[/bold]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+        task = bar.add_task("", total=None)
+        summary = write_intents(cfg, progress=lambda n, total: bar.update(task, completed=n, total=total))
+    print(f"{summary['examples']} examples: {summary['written_now']} written, {summary['from_cache']} from cache; "
+          f"usable {summary['usable']}, flagged {summary['flagged'] or 'none'}; mean {summary['mean_words']} words "
+          f"(writer {summary['writer']}) -> {cfg.data_dir}/intents.jsonl")
+    return 0
+
+
 def cmd_data_stats(args) -> int:
     import json
 
@@ -191,6 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     _add_overwrite_arg(p)
     p.set_defaults(func=cmd_data_prepare)
+    p = data.add_parser("intents", help="an instruct model writes each conversation's high-level intent")
+    p.add_argument("data_dir", help="a prepared data directory")
+    p.add_argument("--model", help="the writer (default: the embedded assistant; a hub id or a served model)")
+    p.add_argument("--backend", choices=["hf", "openai", "vllm"])
+    p.add_argument("--limit", type=int, help="examples per split (a seeded sample; default: all)")
+    p.add_argument("--split-limit", action="append", metavar="SPLIT=N", help="cap one split (repeatable)")
+    p.add_argument("--config", help="YAML with IntentsConfig fields")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_data_intents)
     p = data.add_parser("stats", help="describe a prepared directory")
     p.add_argument("dir")
     p.add_argument("--json", action="store_true")

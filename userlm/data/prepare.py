@@ -11,6 +11,8 @@ from pathlib import Path
 
 from userlm import END_OF_CONVERSATION, __version__
 from userlm.config import to_dict
+from userlm.data.dedup import group_items
+from userlm.data.sharegpt_parts import join_parts
 from userlm.data.sources import Message, ReadReport, Tree, read_source
 from userlm.io import UserError, atomic_directory, atomic_write_json, read_json, sha256_file
 
@@ -25,8 +27,14 @@ class PrepareConfig:
     keep_deleted: bool = False
     keep_unreviewed: bool = False  # keep messages whose review_result is false
     keep_synthetic: bool = False
+    keep_unfinished_trees: bool = False  # OASST trees whose tree_state is not ready_for_export
     branches: str = "all"  # "all" root-to-leaf paths, or "best" (lowest rank at each step)
     dedup_prefix_targets: bool = True  # a human turn shared by several threads is a target in the first only
+    # Where an end-of-conversation target goes: "auto" only for sources that record where the person stopped
+    # (chat logs such as ShareGPT; OASST trees stop growing for reasons of collection), "always", "never".
+    end_markers: str = "auto"
+    dedup: bool = True  # drop exact repeats; conversations sharing a long human turn share a split
+    dedup_min_words: int = 8
     greeting: str = ""  # assistant greeting placed before a conversation the human opens ("" = empty context)
     seed: int = 0
     validation_fraction: float = 0.05
@@ -35,28 +43,43 @@ class PrepareConfig:
     skip_bad: bool = False
 
 
-def keep_message(msg: Message, cfg: PrepareConfig) -> bool:
+FINISHED_TREE = "ready_for_export"
+
+
+def drop_reason(msg: Message, cfg: PrepareConfig) -> str | None:
     if msg.deleted and not cfg.keep_deleted:
-        return False
+        return "deleted"
     if msg.review_ok is False and not cfg.keep_unreviewed:
-        return False
+        return "unreviewed"
     if msg.synthetic and not cfg.keep_synthetic:
-        return False
-    return bool(msg.text.strip())
+        return "synthetic"
+    return None if msg.text.strip() else "empty"
+
+
+def keep_message(msg: Message, cfg: PrepareConfig) -> bool:
+    return drop_reason(msg, cfg) is None
 
 
 def _rank_key(msg: Message):
     return (msg.rank is None, msg.rank if msg.rank is not None else 0)
 
 
-def threads(tree: Tree, cfg: PrepareConfig) -> list[list[Message]]:
-    """Root-to-leaf paths over kept messages (a path stops where its children were all filtered)."""
-    if not keep_message(tree.root, cfg):
+def threads(tree: Tree, cfg: PrepareConfig, dropped: Counter | None = None) -> list[list[Message]]:
+    """Root-to-leaf paths over kept messages (a path stops where its children were all filtered).
+    `dropped` counts the filtered messages by reason (each the top of a pruned branch)."""
+    dropped = Counter() if dropped is None else dropped
+    if reason := drop_reason(tree.root, cfg):
+        dropped[reason] += 1
         return []
     paths, stack = [], [[tree.root]]
     while stack:
         path = stack.pop()
-        children = [c for c in path[-1].children if keep_message(c, cfg) and c.role != path[-1].role]
+        children = []
+        for child in path[-1].children:
+            if reason := drop_reason(child, cfg):
+                dropped[reason] += 1
+            elif child.role != path[-1].role:
+                children.append(child)
         if cfg.branches == "best" and children:
             children = [min(children, key=_rank_key)]
         if not children:
@@ -66,29 +89,42 @@ def threads(tree: Tree, cfg: PrepareConfig) -> list[list[Message]]:
     return paths
 
 
-def tree_examples(tree: Tree, cfg: PrepareConfig) -> list[dict]:
+def end_recorded(tree: Tree, cfg: PrepareConfig) -> bool:
+    return {"always": True, "never": False}.get(cfg.end_markers, tree.records_end)
+
+
+def tree_examples(tree: Tree, cfg: PrepareConfig, dropped: Counter | None = None) -> list[dict]:
+    """One example a thread. Examples that would train nothing (every human turn already a target in an
+    earlier thread, and no end) are left out."""
     examples, targeted = [], set()
-    for path in threads(tree, cfg):
+    recorded = end_recorded(tree, cfg)
+    # A ShareGPT segment cut from the middle of a conversation: its first human turn had context we lack.
+    opens = tree.part is None or tree.part.get("opens", True)
+    for path in threads(tree, cfg, dropped):
         messages = []
-        if cfg.greeting and path[0].role == "user":
+        if cfg.greeting and path[0].role == "user" and opens:
             messages.append({"role": "assistant", "content": cfg.greeting, "target": False})
-        for msg in path:
+        for i, msg in enumerate(path):
             is_target = msg.role == "user" and not (cfg.dedup_prefix_targets and msg.id in targeted)
+            is_target = is_target and (opens or i > 0)
             if msg.role == "user":
                 targeted.add(msg.id)
             messages.append({"role": msg.role, "content": msg.text.strip(), "target": is_target})
+        ends = recorded and path[-1].role == "assistant"
+        if not ends and not any(m["target"] for m in messages):
+            continue
         examples.append({
             "id": f"{tree.tree_id}:{path[-1].id}", "tree_id": tree.tree_id, "source": tree.source,
             "lang": tree.root.lang or "und", "messages": messages,
-            "ends_conversation": path[-1].role == "assistant",
+            "ends_conversation": ends, "end_recorded": recorded,
         })
     return examples
 
 
-def split_of(tree_id: str, cfg: PrepareConfig) -> str:
-    """Deterministic from (seed, tree id) alone, so a tree never straddles splits and adding sources
-    does not reshuffle existing trees."""
-    u = int.from_bytes(hashlib.sha256(f"{cfg.seed}:{tree_id}".encode()).digest()[:8], "big") / 2**64
+def split_of(unit: str, cfg: PrepareConfig) -> str:
+    """Deterministic from (seed, split unit) alone, so a unit never straddles splits and adding sources
+    does not reshuffle existing ones (unless a new conversation links them)."""
+    u = int.from_bytes(hashlib.sha256(f"{cfg.seed}:{unit}".encode()).digest()[:8], "big") / 2**64
     if u < cfg.test_fraction:
         return "test"
     if u < cfg.test_fraction + cfg.validation_fraction:
@@ -96,51 +132,77 @@ def split_of(tree_id: str, cfg: PrepareConfig) -> str:
     return "train"
 
 
-def prepare(cfg: PrepareConfig, progress=None) -> dict:
+def _check(cfg: PrepareConfig) -> None:
     if cfg.branches not in ("all", "best"):
         raise UserError(f"branches must be 'all' or 'best', got '{cfg.branches}'")
+    if cfg.end_markers not in ("auto", "always", "never"):
+        raise UserError(f"end_markers must be 'auto', 'always' or 'never', got '{cfg.end_markers}'")
     if not cfg.sources:
         raise UserError("no sources given")
     if not 0 <= cfg.validation_fraction + cfg.test_fraction < 1:
         raise UserError("validation_fraction + test_fraction must be in [0, 1)")
+
+
+def _read(spec: str, cfg: PrepareConfig, seen_trees: set, progress) -> tuple[list, dict]:
+    """(tree, examples) pairs of one source and what each filter dropped."""
+    report, dropped_trees, dropped_messages = ReadReport(), Counter(), Counter()
+    kept, langs = [], set(cfg.lang)
+    for tree in join_parts(read_source(spec, report, cfg.skip_bad), report):
+        if cfg.max_trees_per_source is not None and len(kept) >= cfg.max_trees_per_source:
+            break
+        if langs and tree.root.lang and tree.root.lang not in langs:
+            dropped_trees["language"] += 1
+            continue
+        if tree.tree_state not in (None, FINISHED_TREE) and not cfg.keep_unfinished_trees:
+            dropped_trees[f"tree_state:{tree.tree_state}"] += 1
+            continue
+        if tree.tree_id in seen_trees:  # the same tree exported in two sources
+            report.duplicate_trees += 1
+            continue
+        seen_trees.add(tree.tree_id)
+        examples = tree_examples(tree, cfg, dropped_messages)
+        if not examples:
+            dropped_trees["nothing_to_train"] += 1
+            continue
+        kept.append((tree, examples))
+        if progress:
+            progress(len(kept))
+    info = {"source": spec, "trees": len(kept), "records_end": any(t.records_end for t, _ in kept),
+            "skipped_records": report.skipped_records, "empty_records": report.empty_records,
+            "duplicate_trees": report.duplicate_trees, "parts_joined": report.parts_joined,
+            "part_breaks": report.part_breaks, "dropped_trees": dict(dropped_trees),
+            "dropped_messages": dict(dropped_messages), "dropped_bytes": report.dropped_bytes,
+            "notes": report.notes}
+    return kept, info
+
+
+def prepare(cfg: PrepareConfig, progress=None) -> dict:
+    _check(cfg)
     started = time.time()
     counts = {s: Counter() for s in SPLITS}
-    source_info = []
-    langs = set(cfg.lang)
-    seen_trees: set[str] = set()
+    kept, source_info, seen_trees = [], [], set()
+    for spec in cfg.sources:
+        trees, info = _read(spec, cfg, seen_trees, progress)
+        kept += trees
+        source_info.append(info)
+    items = [(tree.tree_id, tree.group_id,
+              [[m["content"] for m in ex["messages"] if m["role"] == "user"] for ex in examples])
+             for tree, examples in kept]
+    groups = group_items(items if cfg.dedup else [], cfg.dedup_min_words)
     out = Path(cfg.out)
     with atomic_directory(out, kind="userlm-prepared-data") as tmp:
         files = {s: open(tmp / f"{s}.jsonl", "w", encoding="utf-8") for s in SPLITS}
         try:
-            for spec in cfg.sources:
-                report = ReadReport()
-                n_trees = 0
-                for tree in read_source(spec, report, cfg.skip_bad):
-                    if cfg.max_trees_per_source is not None and n_trees >= cfg.max_trees_per_source:
-                        break
-                    if langs and tree.root.lang and tree.root.lang not in langs:
-                        continue
-                    if tree.tree_id in seen_trees:  # the same tree exported in two sources
-                        report.duplicate_trees += 1
-                        continue
-                    seen_trees.add(tree.tree_id)
-                    examples = tree_examples(tree, cfg)
-                    if not examples:
-                        continue
-                    n_trees += 1
-                    split = split_of(tree.group_id, cfg)
-                    counts[split]["trees"] += 1
-                    for ex in examples:
-                        files[split].write(json.dumps(ex, ensure_ascii=False) + "\n")
-                        counts[split]["examples"] += 1
-                        counts[split]["human_targets"] += sum(m["target"] for m in ex["messages"])
-                        counts[split]["end_targets"] += ex["ends_conversation"]
-                    if progress:
-                        progress(n_trees)
-                source_info.append({"source": spec, "trees": n_trees, "skipped_records": report.skipped_records,
-                                    "empty_records": report.empty_records,
-                                    "duplicate_trees": report.duplicate_trees,
-                                    "dropped_bytes": report.dropped_bytes, "notes": report.notes})
+            for tree, examples in kept:
+                if tree.tree_id in groups.duplicates:
+                    continue
+                split = split_of(groups.unit_of.get(tree.tree_id, tree.group_id), cfg)
+                counts[split]["trees"] += 1
+                for ex in examples:
+                    files[split].write(json.dumps(ex, ensure_ascii=False) + "\n")
+                    counts[split]["examples"] += 1
+                    counts[split]["human_targets"] += sum(m["target"] for m in ex["messages"])
+                    counts[split]["end_targets"] += ex["ends_conversation"]
         finally:
             for f in files.values():
                 f.close()
@@ -151,7 +213,10 @@ def prepare(cfg: PrepareConfig, progress=None) -> dict:
         manifest = {
             "kind": "userlm-prepared-data", "userlm_version": __version__, "config": to_dict(cfg),
             "sources": source_info, "counts": {s: dict(c) for s, c in counts.items()},
-            "end_marker": END_OF_CONVERSATION, "file_sha256": hashes,
+            "end_marker": END_OF_CONVERSATION,
+            "dedup": {"exact_duplicates_dropped": len(groups.duplicates), "linked_units": groups.linked_units,
+                      "conversations_in_linked_units": groups.linked_items, "min_words": cfg.dedup_min_words},
+            "file_sha256": hashes,
             "content_hash": hashlib.sha256("".join(hashes[s] for s in SPLITS).encode()).hexdigest(),
             "seconds": round(time.time() - started, 2),
         }

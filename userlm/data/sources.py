@@ -38,6 +38,9 @@ class Tree:
     source: str
     root: Message
     group_id: str = ""  # trees of one group always land in the same split
+    records_end: bool = False  # does the source record where the person stopped? (a chat log does, OASST not)
+    tree_state: str | None = None  # OASST's collection state (`ready_for_export` when finished)
+    part: dict | None = None  # ShareGPT part of a cut conversation: offset, raw length, first and last raw turn
 
     def __post_init__(self):
         self.group_id = self.group_id or self.tree_id
@@ -50,6 +53,8 @@ class ReadReport:
     dropped_bytes: int = 0
     empty_records: int = 0
     duplicate_trees: int = 0
+    parts_joined: int = 0  # ShareGPT parts appended to the conversation they were cut from
+    part_breaks: int = 0  # parts that did not continue their predecessor (kept as separate segments)
     notes: list[str] = field(default_factory=list)
 
 
@@ -148,12 +153,13 @@ def read_oasst_trees(path: str | Path, report: ReadReport, skip_bad: bool = Fals
             except RecursionError:
                 raise BadRecord("prompt.replies", "nested too deeply") from None
             tree_id = str(_typed(obj, "message_tree_id", (str, int), "") or root.id)
+            tree_state = _typed(obj, "tree_state", (str,), "")
         except BadRecord as e:
             if skip_bad:
                 report.skipped_records += 1
                 continue
             raise UserError(f"{path}:{number}: {e}") from None
-        yield Tree(tree_id, f"oasst:{path.name}", root)
+        yield Tree(tree_id, f"oasst:{path.name}", root, tree_state=tree_state)
 
 
 def trees_from_message_rows(rows: Iterable[dict], source: str, report: ReadReport, skip_bad: bool) -> Iterator[Tree]:
@@ -161,6 +167,7 @@ def trees_from_message_rows(rows: Iterable[dict], source: str, report: ReadRepor
     by_id: dict[str, Message] = {}
     parents: dict[str, str | None] = {}
     tree_of: dict[str, str] = {}
+    state_of: dict[str, str | None] = {}
     for number, row in enumerate(rows, 1):
         try:
             if not isinstance(row, dict):
@@ -170,6 +177,7 @@ def trees_from_message_rows(rows: Iterable[dict], source: str, report: ReadRepor
             msg = Message(**_message_fields(row, ""))
             tree_id = str(_typed(row, "message_tree_id", (str, int), ""))
             parent = _typed(row, "parent_id", (str, int), "")
+            state = _typed(row, "tree_state", (str,), "")
         except BadRecord as e:
             if skip_bad:
                 report.skipped_records += 1
@@ -178,6 +186,7 @@ def trees_from_message_rows(rows: Iterable[dict], source: str, report: ReadRepor
         by_id[msg.id] = msg
         parents[msg.id] = None if parent is None else str(parent)
         tree_of[msg.id] = tree_id
+        state_of[msg.id] = state
     roots = []
     for mid, msg in by_id.items():
         parent = parents[mid]
@@ -188,7 +197,7 @@ def trees_from_message_rows(rows: Iterable[dict], source: str, report: ReadRepor
         else:
             report.skipped_records += 1  # orphan: its parent was filtered out of the table
     for root in roots:
-        yield Tree(tree_of[root.id], source, root)
+        yield Tree(tree_of[root.id], source, root, tree_state=state_of[root.id])
 
 
 def _load_table(spec: str):
@@ -239,9 +248,13 @@ def _sharegpt_tree(obj: dict, index: int) -> Tree | None:
         return None
     for parent, child in zip(merged, merged[1:]):
         parent.children.append(child)
-    # The "split" ShareGPT release cuts long conversations into parts "<id>_0", "<id>_1", ...
-    group = record_id.rsplit("_", 1)[0] if re.fullmatch(r".+_\d+", record_id) else record_id
-    return Tree(record_id, "sharegpt", merged[0], group)
+    # The "split" ShareGPT release cuts long conversations into parts "<id>_<offset>" (offset = index of the
+    # part's first turn in the whole conversation); `sharegpt_parts.join_parts` puts them back together.
+    cut = re.fullmatch(r"(.+)_(\d+)", record_id)
+    group = cut.group(1) if cut else record_id
+    raw = [(t["from"], t["value"].strip() if isinstance(t["value"], str) else "") for t in turns]
+    part = {"offset": int(cut.group(2)) if cut else None, "length": len(turns), "first": raw[0], "last": raw[-1]}
+    return Tree(record_id, "sharegpt", merged[0], group, records_end=True, part=part)
 
 
 # A JSON string (group 1 is None when the text ends inside it) or a bracket: enough to find where a value ends.

@@ -55,6 +55,15 @@ def print_stats(stats: dict, console) -> None:
         table.add_row(f"human turns ({lang})", *(f"{s[sp]['turns_by_lang'].get(lang, 0):,}" for sp in SPLITS))
     console.print(table)
     for src in stats["manifest"]["sources"]:
-        console.print(f"[dim]{src['source']}: {src['trees']:,} trees, {src['skipped_records']} skipped, "
+        dropped = {**src.get("dropped_trees", {}), **{f"message:{k}": v for k, v in src.get("dropped_messages", {}).items()}}
+        console.print(f"[dim]{src['source']}: {src['trees']:,} conversations, {src['skipped_records']} skipped, "
                       f"{src['empty_records']} empty, {src['duplicate_trees']} duplicate trees, "
-                      f"{src['dropped_bytes']:,} bytes dropped[/dim]")
+                      f"{src.get('parts_joined', 0):,} parts joined, {src['dropped_bytes']:,} bytes dropped; "
+                      f"end targets: {'recorded ends' if src.get('records_end') else 'none (no recorded ends)'}"
+                      + (f"; dropped: {', '.join(f'{k} {v:,}' for k, v in sorted(dropped.items()))}" if dropped else "")
+                      + "[/dim]")
+    dedup = stats["manifest"].get("dedup")
+    if dedup:
+        console.print(f"[dim]dedup: {dedup['exact_duplicates_dropped']:,} exact duplicates dropped; "
+                      f"{dedup['conversations_in_linked_units']:,} conversations in {dedup['linked_units']:,} units "
+                      f"linked by a shared human turn of {dedup['min_words']}+ words (one split each)[/dim]")

@@ -1,0 +1,120 @@
+"""Intents: the writer command (cache, resume, bad output), training with intents (none/always/mixed, the
+same system prompt the simulator builds), and the simulator telling intent-trained users their scenario."""
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import sharegpt_file
+
+from userlm.chat import user_model_system
+from userlm.data.intents import INTENTS_FILE, check_intent, clean_intent, load_intents
+from userlm.data.prepare import PrepareConfig, prepare, read_split
+from userlm.io import append_jsonl
+
+SMOKE = Path(__file__).resolve().parents[1] / "scenarios" / "smoke"
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    records = [(f"c{i}", [("human", f"hey, can you help me plan a trip to city {i} for {i + 2} days"),
+                          ("gpt", f"Sure! Here is a plan for city {i}."),
+                          ("human", f"cheaper please, i only have {100 * i} dollars")]) for i in range(12)]
+    out = tmp_path / "data"
+    prepare(PrepareConfig(sources=[sharegpt_file(tmp_path / "s.json", records)], out=str(out),
+                          validation_fraction=0.2, test_fraction=0.2))
+    return out
+
+
+def test_intent_checks_flag_empty_long_copied_and_third_person():
+    first = "please write me a poem about the sea at night with rhymes"
+    assert check_intent("", first) == ["empty"]
+    assert check_intent("You want a poem about the night sea that rhymes.", first) == []
+    assert "copied" in check_intent("You want: please write me a poem about the sea at night", first)
+    assert "too_long" in check_intent("You want " + "very " * 70 + "much", first)
+    assert "not_second_person" in check_intent("The user wants a poem.", first)
+    assert "echoes_prompt" in check_intent("You want to plan a week of cheap vegetarian meals for about 40 dollars",
+                                           first)
+    assert clean_intent('Intent: "You want a poem."\n\nSure, anything else?') == "You want a poem."
+
+
+def test_intents_command_caches_resumes_and_flags_bad_output(data_dir, tiny_model):
+    from workflows.intents import IntentsConfig, write_intents
+
+    cfg = IntentsConfig(data_dir=str(data_dir), model=tiny_model, batch_size=2, max_new_tokens=8)
+    total = sum(len(read_split(data_dir, s)) for s in ("train", "validation", "test"))
+
+    def stop_after_first_batch(written, _todo):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_intents(cfg, progress=stop_after_first_batch)
+    lines = (data_dir / INTENTS_FILE).read_text().splitlines()
+    assert len(lines) == 2  # the first batch is on disk
+    summary = write_intents(cfg)
+    assert summary["written_now"] == total - 2 and summary["from_cache"] == 2
+    records = [json.loads(line) for line in (data_dir / INTENTS_FILE).read_text().splitlines()]
+    assert len(records) == total == len({r["key"] for r in records})
+    assert {r["writer"] for r in records} == {tiny_model}
+    # A random model writes nonsense: every intent is flagged, and none is used.
+    assert all(r["flags"] for r in records) and summary["usable"] == 0 and not load_intents(data_dir)
+    again = write_intents(cfg)
+    assert again["written_now"] == 0 and again["from_cache"] == total
+    capped = write_intents(IntentsConfig(data_dir=str(data_dir), model=tiny_model, split_limits={"train": 3},
+                                         splits=["train"]))
+    assert capped["examples"] == 3 and capped["written_now"] == 0
+
+
+def _give_intents(data_dir, split="train"):
+    for ex in read_split(data_dir, split):
+        append_jsonl(data_dir / INTENTS_FILE, {"example_id": ex["id"], "split": split, "key": ex["id"],
+                                               "writer": "test", "intent": f"You want a cheap plan for {ex['id']}.",
+                                               "flags": []})
+
+
+def test_training_systems_none_always_mixed_match_the_simulator(data_dir):
+    from simulator.run import UserSpec, user_system
+    from simulator.scenarios import Scenario
+    from trainer.train import TrainConfig, example_systems
+    from userlm.chat import USER_MODEL_SYSTEM
+
+    _give_intents(data_dir)
+    intents = load_intents(data_dir)
+    examples = read_split(data_dir, "train") * 20
+    assert set(example_systems(examples, TrainConfig(intent="none"), intents)) == {USER_MODEL_SYSTEM}
+    always = example_systems(examples, TrainConfig(intent="always"), intents)
+    assert all(intents[ex["id"]] in s for ex, s in zip(examples, always))
+    mixed = example_systems(examples, TrainConfig(intent="mixed", intent_share=0.5), intents)
+    share = sum(s != USER_MODEL_SYSTEM for s in mixed) / len(mixed)
+    assert 0.35 < share < 0.65
+    assert mixed == example_systems(examples, TrainConfig(intent="mixed", intent_share=0.5), intents)  # seeded
+    # The simulator tells an intent-trained user its scenario's intent in exactly the training wording.
+    scenario = Scenario(id="s", description="d", intent=intents[examples[0]["id"]])
+    user = UserSpec("adapter", "x", USER_MODEL_SYSTEM, {"trained_with_intent": True})
+    assert user_system(user, scenario) == always[0] == user_model_system(USER_MODEL_SYSTEM, scenario.intent)
+    assert user_system(UserSpec("adapter", "x", USER_MODEL_SYSTEM, {}), scenario) == USER_MODEL_SYSTEM
+
+
+def test_intent_trained_adapter_is_told_the_scenario_intent(data_dir, tiny_model, tmp_path):
+    from simulator.run import SimulationConfig, simulate
+    from trainer.train import TrainConfig, train
+    from userlm.io import UserError
+
+    with pytest.raises(UserError, match="data intents"):
+        train(TrainConfig(base_model=tiny_model, data_dir=str(data_dir), output_dir=str(tmp_path / "none"),
+                          intent="mixed", max_steps=1))
+    _give_intents(data_dir)
+    _give_intents(data_dir, "validation")
+    adapter = tmp_path / "adapter"
+    manifest = train(TrainConfig(base_model=tiny_model, data_dir=str(data_dir), output_dir=str(adapter),
+                                 intent="mixed", max_steps=2, per_device_train_batch_size=2, max_length=96,
+                                 lora_r=4, eval_steps=10, save_steps=10, logging_steps=1))
+    assert manifest["trained_with_intent"] and manifest["intent_mode"] == "mixed"
+    assert 0 < manifest["train_examples_with_intent"] <= manifest["train_examples"]
+    runs = {}
+    for name, user in (("trained", str(adapter)), ("base", f"base:{tiny_model}")):
+        out = simulate(SimulationConfig(scenarios=str(SMOKE), user=user, assistant=tiny_model,
+                                        out=str(tmp_path / name), samples=1, max_turns=1))
+        runs[name] = [json.loads(line) for line in (out / "transcripts.jsonl").read_text().splitlines()]
+    assert all(r["user_told_intent"] and r["scenario_intent"] for r in runs["trained"])
+    assert not any(r["user_told_intent"] for r in runs["base"])

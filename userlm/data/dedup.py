@@ -1,0 +1,66 @@
+"""Duplicates and near-duplicates before splitting, so that no held-out human turn was trained on.
+
+Conversations are linked when they share a long human turn (after normalising case, white space and the
+punctuation at the ends): ShareGPT holds many copies of one conversation, and templated prompts
+("I want you to act as ...") reappear in many. Linked conversations form one split unit. A conversation
+whose human turns are exactly those of an earlier one is dropped, so duplicates are trained once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+_EDGES = re.compile(r"^[\W_]+|[\W_]+$")
+
+
+def normalise(text: str) -> str:
+    return _EDGES.sub("", " ".join(text.lower().split()))
+
+
+@dataclass
+class Groups:
+    unit_of: dict[str, str] = field(default_factory=dict)  # item -> split unit (its smallest member key)
+    duplicates: set[str] = field(default_factory=set)  # items whose human turns repeat an earlier item's
+    linked_units: int = 0  # units holding more than one original group
+    linked_items: int = 0  # items in such units
+
+
+def group_items(items: list[tuple[str, str, list[list[str]]]], min_words: int = 8) -> Groups:
+    """items: (item key, original group, human turns of each thread), in a stable order."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(a: str, b: str) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)  # the smallest key names the unit: stable, order-free
+
+    groups = Groups()
+    seen_signatures: dict[tuple, str] = {}
+    owner_of_turn: dict[str, str] = {}
+    for key, group, threads in items:
+        union(f"g:{group}", f"g:{group}")
+        normalised = [tuple(normalise(t) for t in thread) for thread in threads]
+        signature = tuple(sorted(normalised))
+        if signature in seen_signatures:
+            groups.duplicates.add(key)
+            union(f"g:{group}", f"g:{seen_signatures[signature]}")
+        else:
+            seen_signatures[signature] = group
+        for turn in {t for thread in normalised for t in thread if len(t.split()) >= min_words}:
+            union(f"g:{group}", f"g:{owner_of_turn.setdefault(turn, group)}")
+    members: dict[str, set[str]] = {}
+    for key, group, _ in items:
+        root = find(f"g:{group}")
+        groups.unit_of[key] = root[2:]
+        members.setdefault(root, set()).add(group)
+    linked = {r for r, m in members.items() if len(m) > 1}
+    groups.linked_units = len(linked)
+    groups.linked_items = sum(find(f"g:{g}") in linked for _, g, _ in items)
+    return groups

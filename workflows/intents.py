@@ -1,0 +1,100 @@
+"""`userlm data intents DATA_DIR`: an instruct model writes each prepared conversation's intent.
+
+Batched through any backend (hf, openai-compatible servers such as `vllm serve`, vllm), cached by content
+hash (writer + prompt), appended as each batch finishes so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from userlm.data.intents import (
+    INTENTS_FILE,
+    INTENTS_SUMMARY,
+    check_intent,
+    clean_intent,
+    first_human_turn,
+    intent_key,
+    pick,
+    read_intent_records,
+    writer_messages,
+)
+from userlm.data.prepare import SPLITS, load_manifest, read_split
+from userlm.io import UserError, append_jsonl, atomic_write_json
+from userlm.models import DEFAULT_ASSISTANT
+
+
+@dataclass
+class IntentsConfig:
+    data_dir: str = "work/data"
+    model: str = DEFAULT_ASSISTANT  # the writer: any instruct model, or a served one with backend=openai
+    backend: str = "hf"
+    backend_options: dict = field(default_factory=dict)  # e.g. {"base_url": "http://127.0.0.1:8000/v1"}
+    splits: list = field(default_factory=lambda: list(SPLITS))
+    limit: int | None = None  # examples per split (a seeded sample, the one `userlm train` takes), None = all
+    split_limits: dict = field(default_factory=dict)  # per-split caps over `limit`, e.g. {"train": 200}
+    seed: int = 0
+    batch_size: int = 16
+    max_new_tokens: int = 64
+    max_words: int = 60  # longer intents are flagged too_long
+    max_copied: float = 0.5  # intents whose word trigrams come from the first turn this much are flagged copied
+
+
+def _wanted(cfg: IntentsConfig) -> list[tuple[str, dict]]:
+    unknown = set(cfg.splits) - set(SPLITS) | set(cfg.split_limits) - set(SPLITS)
+    if unknown:
+        raise UserError(f"unknown split(s) {sorted(unknown)} (known: {', '.join(SPLITS)})")
+    out = []
+    for split in cfg.splits:
+        limit = cfg.split_limits.get(split, cfg.limit)
+        if limit is not None and limit < 0:
+            raise UserError(f"limit for {split} must be >= 0, got {limit}")
+        out += [(split, ex) for ex in pick(read_split(cfg.data_dir, split), limit, cfg.seed)]
+    return out
+
+
+def write_intents(cfg: IntentsConfig, progress=None) -> dict:
+    from simulator.backends import GenerationRequest, get_backend
+    from simulator.scenarios import Sampling
+
+    load_manifest(cfg.data_dir)
+    wanted = _wanted(cfg)
+    path = Path(cfg.data_dir) / INTENTS_FILE
+    done = {r["key"] for r in read_intent_records(cfg.data_dir)}
+    todo = [(split, ex, writer_messages(ex)) for split, ex in wanted]
+    todo = [(split, ex, msgs, intent_key(cfg.model, msgs)) for split, ex, msgs in todo]
+    todo = [t for t in todo if t[3] not in done]
+    started, written = time.time(), 0
+    if todo:
+        backend = get_backend(cfg.backend, cfg.model, **cfg.backend_options)
+        greedy = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=cfg.max_new_tokens)
+        for start in range(0, len(todo), cfg.batch_size):
+            batch = todo[start:start + cfg.batch_size]
+            outs = backend.generate([GenerationRequest(msgs, greedy, seed=0) for _, _, msgs, _ in batch])
+            for (split, ex, _, key), out in zip(batch, outs):
+                intent = clean_intent(out.text)
+                append_jsonl(path, {"example_id": ex["id"], "split": split, "key": key, "writer": cfg.model,
+                                    "intent": intent, "flags": check_intent(intent, first_human_turn(ex),
+                                                                            cfg.max_words, cfg.max_copied)})
+                written += 1
+            if progress:
+                progress(written, len(todo))
+    return _summarise(cfg, wanted, written, time.time() - started)
+
+
+def _summarise(cfg: IntentsConfig, wanted: list, written: int, seconds: float) -> dict:
+    keys = {intent_key(cfg.model, writer_messages(ex)) for _, ex in wanted}
+    mine = [r for r in read_intent_records(cfg.data_dir) if r["key"] in keys]
+    flags = Counter(f for r in mine for f in r["flags"])
+    summary = {
+        "writer": cfg.model, "backend": cfg.backend, "config": {k: v for k, v in vars(cfg).items()},
+        "examples": len(wanted), "written_now": written, "from_cache": len(wanted) - written,
+        "usable": sum(not r["flags"] for r in mine), "flagged": dict(flags),
+        "by_split": dict(Counter(r["split"] for r in mine)), "seconds": round(seconds, 1),
+        "mean_words": round(sum(len(r["intent"].split()) for r in mine) / len(mine), 1) if mine else None,
+    }
+    atomic_write_json(Path(cfg.data_dir) / INTENTS_SUMMARY, summary)
+    return summary
