@@ -35,17 +35,12 @@ def cmd_data_prepare(args) -> int:
 
 
 def cmd_data_intents(args) -> int:
-    import json
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from userlm.config import load_config
     from workflows.intents import IntentsConfig, write_intents
 
-    overrides = [f"data_dir={json.dumps(args.data_dir)}", *(args.set or [])]
-    for flag, name in ((args.model, "model"), (args.backend, "backend"), (args.limit, "limit")):
-        if flag is not None:
-            overrides.append(f"{name}={json.dumps(flag)}")
+    limits = None
     if args.split_limit:
         limits = {}
         for item in args.split_limit:
@@ -55,8 +50,9 @@ def cmd_data_intents(args) -> int:
 
                 raise UserError(f"--split-limit {item!r}: expected SPLIT=N")
             limits[split] = int(n)
-        overrides.append(f"split_limits={json.dumps(limits)}")
-    cfg = load_config(IntentsConfig, args.config, overrides)
+    cfg = load_config(IntentsConfig, args.config, args.set, {
+        "data_dir": args.data_dir, "model": args.model, "backend": args.backend, "limit": args.limit,
+        "split_limits": limits})
     with Progress(TextColumn("[bold]intents[/bold]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         task = bar.add_task("", total=None)
         summary = write_intents(cfg, progress=lambda n, total: bar.update(task, completed=n, total=total))
