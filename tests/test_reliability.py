@@ -237,6 +237,14 @@ def test_empty_scenario_list_and_non_positive_samples_are_errors(tmp_path, capsy
         assert code == 2
         one_line_error(err, "samples")
     assert not (tmp_path / "r").exists()
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "manifest.json").write_text('{"kind": "userlm-adapter", "base_model": "embedded:smollm2-135m-instruct"}')
+    code, err = cli(capsys, "compare", adapter, adapter, "--scenarios", SMOKE_SCENARIOS, "--samples", "0",
+                    "--out", tmp_path / "c")
+    assert code == 2
+    one_line_error(err, "samples")
 
 
 def _unfinished_run(run_dir):

@@ -66,7 +66,7 @@ def ensure_run(side: str, scenarios: str, sim_overrides: list[str], samples: int
         raise UserError(f"{side}: neither an adapter directory (from `userlm train`) nor a simulation run")
     read_json(path / "manifest.json", "adapter manifest (is it a finished `userlm train` output?)")
     overrides = [*sim_overrides, f"user={side}", f"scenarios={scenarios}", f"seed={seed}"]
-    if samples:
+    if samples is not None:
         overrides.append(f"samples={samples}")
     cfg = load_config(SimulationConfig, None, overrides)
     scenario_list, _ = plan(cfg)
