@@ -5,6 +5,7 @@ file. Seeded and bounded; no model is loaded."""
 import copy
 import gzip
 import json
+import os
 import random
 from pathlib import Path
 
@@ -18,6 +19,16 @@ from workflows.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 DEEP = "__DEEP__"
 VALUES = [None, 5, -1, 0, 2.5, 1e308, True, "false", "", "x" * 300, [], {}, ["a", 1], {"a": [1]}, DEEP]
+
+
+@pytest.fixture(autouse=True)
+def _keep_thread_settings(monkeypatch):
+    """The CLI sets OMP_NUM_THREADS etc. for its process; run in-process here, they must not leak to later tests."""
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY"):
+        if key in os.environ:
+            monkeypatch.setenv(key, os.environ[key])
+        else:
+            monkeypatch.delenv(key, raising=False)
 
 
 def _paths(obj, prefix=()):

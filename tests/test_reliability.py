@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,16 @@ from workflows.cli import build_parser, main, run
 SMOKE_SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios" / "smoke"
 TREE = {"message_tree_id": "t1", "prompt": msg("p1", "prompter", "How do I boil an egg?", [
     msg("a1", "assistant", "Boil it for 8 minutes.", [msg("p2", "prompter", "And a soft one?")])])}
+
+
+@pytest.fixture(autouse=True)
+def _keep_thread_settings(monkeypatch):
+    """The CLI sets OMP_NUM_THREADS etc. for its process; run in-process here, they must not leak to later tests."""
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY"):
+        if key in os.environ:
+            monkeypatch.setenv(key, os.environ[key])
+        else:
+            monkeypatch.delenv(key, raising=False)
 
 
 def cli(capsys, *argv):
@@ -156,7 +165,7 @@ def test_corrupt_manifest_is_exit_2_naming_file_and_line(tmp_path, capsys, sourc
 
 def test_exit_codes_in_a_real_process(tmp_path, source):
     run_cli = lambda *a: subprocess.run([sys.executable, "-m", "workflows.cli", *map(str, a)],
-                                        capture_output=True, text=True)
+                                        capture_output=True, text=True, check=False)
     assert run_cli("data", "prepare", "--source", source, "--out", tmp_path / "ok").returncode == 0
     r = run_cli("data", "stats", tmp_path / "nothing")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
@@ -412,7 +421,7 @@ def _threads_in_subprocess(env_extra, *argv):
     code = ("import sys; from userlm.threads import configure_threads; "
             "n = configure_threads(int(sys.argv[1]) if len(sys.argv) > 1 else None); "
             "import torch; print(n, torch.get_num_threads())")
-    r = subprocess.run([sys.executable, "-c", code, *argv], env={**env, **env_extra}, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code, *argv], env={**env, **env_extra}, capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     return tuple(map(int, r.stdout.split()))
 
