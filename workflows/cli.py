@@ -21,6 +21,9 @@ def cmd_data_prepare(args) -> int:
     cfg = load_config(PrepareConfig, args.config, args.set, {
         "sources": args.source, "out": args.out, "lang": args.lang, "branches": args.branches, "seed": args.seed,
         "skip_bad": True if args.skip_bad else None})
+    from userlm.io import check_replaceable
+
+    check_replaceable(cfg.out, kind="userlm-prepared-data")  # before reading the sources, not after
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as bar:
         task = bar.add_task("reading trees", total=None)
         manifest = prepare(cfg, progress=lambda n: bar.update(task, description=f"{n:,} trees"))
