@@ -22,6 +22,16 @@ CHATML_TEMPLATE = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n'}}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+# Gemma's turn format, for Gemma base models whose GGUF carries no template. The system prompt is a user turn
+# of its own (so that a conversation the user model opens still renders prefix by prefix); <end_of_turn> is a
+# real token, so the model learns to stop on it.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else 'user') + '\n' }}"
+    "{{ message['content'] + '<end_of_turn>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>")
 OTHER = {"user": "assistant", "assistant": "user"}
 
 
@@ -46,9 +56,20 @@ def speaker_view(conversation: list[dict], speaker: str, system: str | None = No
     return messages
 
 
+def _has_token(tokenizer, token: str) -> bool:
+    return tokenizer.convert_tokens_to_ids(token) not in (None, tokenizer.unk_token_id)
+
+
 def ensure_chat_template(tokenizer) -> None:
     if not getattr(tokenizer, "chat_template", None):
-        tokenizer.chat_template = CHATML_TEMPLATE
+        tokenizer.chat_template = GEMMA_TEMPLATE if _has_token(tokenizer, "<start_of_turn>") else CHATML_TEMPLATE
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """The tokens that end a turn: EOS and whichever end-of-turn token the chat format has."""
+    ids = {tokenizer.eos_token_id, *(tokenizer.convert_tokens_to_ids(t) for t in END_OF_TURN_TOKENS
+                                     if _has_token(tokenizer, t))}
+    return sorted(i for i in ids if isinstance(i, int))
 
 
 def render(tokenizer, messages: list[dict], add_generation_prompt: bool) -> str:

