@@ -5,12 +5,11 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import time
 from pathlib import Path
 
 from evaluators.run import METRICS, markdown_table, print_metrics, table_rows
-from userlm.io import UserError, atomic_write_text
+from userlm.io import UserError, atomic_write_text, read_json
 
 
 def load_reports(runs: list[str]) -> list[dict]:
@@ -19,7 +18,11 @@ def load_reports(runs: list[str]) -> list[dict]:
         path = Path(run) / "metrics.json"
         if not path.exists():
             raise UserError(f"{run}: no metrics.json; run `userlm evaluate {run}` first")
-        reports.append(json.loads(path.read_text()))
+        report = read_json(path, "metrics.json", {"label": str, "metrics": dict})
+        for metric, sides in report["metrics"].items():
+            if not isinstance(sides, dict) or not all(isinstance(v, dict) for v in sides.values()):
+                raise UserError(f"{path}: field 'metrics.{metric}' must map run/reference to numbers with CIs")
+        reports.append(report)
     return reports
 
 

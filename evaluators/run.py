@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -225,15 +224,12 @@ def register(name: str, fn: Callable[[Context], dict]) -> None:
 def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | None = None,
                  user_model: str | None = None, base_model: str | None = None, evaluators: str | None = None,
                  console=None, reference_limit: int | None = None) -> dict:
-    from simulator.run import load_transcripts
+    from simulator.run import load_run
     from userlm.provenance import library_versions
 
     run_dir = Path(run_dir)
-    run_info_path = run_dir / "run.json"
-    if not run_info_path.exists():
-        raise UserError(f"{run_dir}: no run.json; not a simulation run directory")
-    run_info = json.loads(run_info_path.read_text())
-    units = transcript_units(load_transcripts(run_dir))
+    run_info, records = load_run(run_dir)  # a finished run only; errors name file, line and field
+    units = transcript_units(records)
     if not units:
         raise UserError(f"{run_dir}: transcripts.jsonl holds no conversation")
     names = [n.strip() for n in evaluators.split(",")] if evaluators else list(EVALUATORS)

@@ -18,8 +18,11 @@ from userlm.io import (
     append_jsonl,
     atomic_write_json,
     atomic_write_text,
+    overwrite_allowed,
+    read_json,
     read_jsonl,
     truncate_torn_tail,
+    written_by_userlm,
 )
 from userlm.models import DEFAULT_ASSISTANT, resolve
 
@@ -65,7 +68,7 @@ def parse_user(spec: str, backend: str) -> UserSpec:
     if spec.startswith("base:"):
         return UserSpec("base", spec.split(":", 1)[1], USER_MODEL_SYSTEM)
     if backend != "openai" and resolve(spec).kind == "adapter":
-        manifest = json.loads((Path(spec) / "manifest.json").read_text())
+        manifest = read_json(Path(spec) / "manifest.json", "adapter manifest")
         return UserSpec("adapter", spec, manifest.get("system_prompt", USER_MODEL_SYSTEM), manifest)
     return UserSpec("base", spec, USER_MODEL_SYSTEM)
 
@@ -109,10 +112,14 @@ def _identity(ref: str, backend: str) -> dict:
 
 
 def plan(cfg: SimulationConfig) -> tuple[list[Scenario], list[tuple[Scenario, int]]]:
+    for name in ("samples", "max_turns", "batch_size"):
+        value = getattr(cfg, name)
+        if value is not None and value < 1:
+            raise UserError(f"{name} must be >= 1, got {value}")
     scenarios = load_scenarios(cfg.scenarios)
-    if cfg.max_turns:
+    if cfg.max_turns is not None:
         scenarios = [dataclasses.replace(s, max_turns=cfg.max_turns) for s in scenarios]
-    if cfg.samples:
+    if cfg.samples is not None:
         scenarios = [dataclasses.replace(s, samples=cfg.samples) for s in scenarios]
     jobs = [(s, i) for s in scenarios for i in range(s.samples)]
     return scenarios, jobs
@@ -124,13 +131,28 @@ def run_identity(cfg: SimulationConfig, scenarios: list[Scenario]) -> dict:
     return {"config": keep, "scenarios_sha256": scenarios_hash(scenarios)}
 
 
+def check_run_dir(out: Path) -> None:
+    """Write only into a missing or empty directory or a run this project wrote (unless --overwrite)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a directory; choose another --out")
+    if not out.exists() or overwrite_allowed.get():
+        return
+    if (out / "run.json").exists() and not written_by_userlm(out):
+        raise UserError(f"{out}/run.json: not a run.json written by `simulate`; choose another --out, "
+                        f"or pass --overwrite to replace it")
+    ours = {"run.json", "transcripts.jsonl", "shards", "metrics.json", "metrics.md", "metrics.csv"}
+    if any(p.name not in ours and not p.name.startswith(".") for p in out.iterdir()) and not written_by_userlm(out):
+        raise UserError(f"{out}: exists, is not empty and is not a simulation run; choose another --out, "
+                        f"or pass --overwrite to write into it")
+
+
 def _finished_records(out: Path) -> list[dict]:
     """Conversations already written: the merged file and any shards of an interrupted data-parallel run."""
     records = []
     for path in [out / "transcripts.jsonl", *sorted((out / "shards").glob("rank-*.jsonl"))]:
         if path.exists():
             truncate_torn_tail(path)
-            records += read_jsonl(path)
+            records += [_check_transcript(r, f"{path}: record {i}") for i, r in enumerate(read_jsonl(path), 1)]
     return records
 
 
@@ -167,16 +189,17 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
     user = parse_user(cfg.user, user_kind)
     ident = run_identity(cfg, scenarios)
     done: set[tuple[str, int]] = set()
+    check_run_dir(out)
     if (out / "transcripts.jsonl").exists() or any((out / "shards").glob("*.jsonl")):
         if not resume:
             raise UserError(f"{out} already holds transcripts; pass --resume to finish it, or choose another --out")
         if not (out / "run.json").exists():
             raise UserError(f"{out}: transcripts without run.json; cannot tell which run they belong to")
-        if json.loads((out / "run.json").read_text()).get("identity") != ident:
+        if read_json(out / "run.json", "run.json").get("identity") != ident:
             raise UserError(f"{out}: --resume with a different config or scenarios than the run it holds")
         done = {(r["scenario_id"], r["sample"]) for r in _finished_records(out)}
     run_info = {
-        "identity": ident, "config": to_dict(cfg), "user_kind": user.kind,
+        "kind": "userlm-simulation-run", "identity": ident, "config": to_dict(cfg), "user_kind": user.kind,
         "user_model": _identity(user.model, user_kind), "assistant_model": _identity(cfg.assistant, assistant_kind),
         "user_adapter_manifest": user.manifest, "versions": library_versions(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "total_conversations": len(jobs), "processes": world,
@@ -234,8 +257,37 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
     return out
 
 
+def _check_transcript(record: dict, where: str) -> dict:
+    for name, kind in (("scenario_id", str), ("sample", int), ("stop_reason", str), ("turns", list)):
+        if not isinstance(record.get(name), kind) or isinstance(record.get(name), bool):
+            raise UserError(f"{where}: field '{name}' must be {kind.__name__}, got {record.get(name)!r:.60}")
+    for i, turn in enumerate(record["turns"]):
+        if not isinstance(turn, dict) or not isinstance(turn.get("role"), str) or not isinstance(turn.get("text"), str):
+            raise UserError(f"{where}: field 'turns[{i}]' needs a string 'role' and 'text'")
+    return record
+
+
 def load_transcripts(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / "transcripts.jsonl"
     if not path.exists():
         raise UserError(f"{run_dir}: no transcripts.jsonl; run `simulate` first")
-    return list(read_jsonl(path, tolerate_torn_tail=True))
+    return [_check_transcript(r, f"{path}: record {i}")
+            for i, r in enumerate(read_jsonl(path, tolerate_torn_tail=True), 1)]
+
+
+def load_run(run_dir: str | Path, allow_unfinished: bool = False) -> tuple[dict, list[dict]]:
+    """run.json and the transcripts of a finished run; an unfinished one is a UserError unless allowed."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "run.json").exists():
+        raise UserError(f"{run_dir}: no run.json; not a simulation run directory")
+    info = read_json(run_dir / "run.json", "run.json", {"config": dict})
+    for name in ("user", "assistant"):
+        if not isinstance(info["config"].get(name), str):
+            raise UserError(f"{run_dir / 'run.json'}: field 'config.{name}' must be a string")
+    records = load_transcripts(run_dir)
+    total = info.get("total_conversations")
+    if not allow_unfinished and ("finished_at" not in info or (isinstance(total, int) and len(records) < total)):
+        raise UserError(f"{run_dir}: unfinished run ({len(records)} of {total} conversations"
+                        f"{'' if 'finished_at' in info else ', no finished_at'}); finish it with "
+                        f"`simulate ... --resume`")
+    return info, records

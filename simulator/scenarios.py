@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def _sampling(value: dict, where: str) -> Sampling:
     for key, v in value.items():
         if key not in known:
             raise UserError(f"{where}.{key}: unknown sampling field (known: {', '.join(known)})")
-        if not isinstance(v, (int, float)) or isinstance(v, bool):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
             raise UserError(f"{where}.{key}: must be a number, got {v!r}")
     s = Sampling(**{k: (int(v) if k == "max_new_tokens" else float(v)) for k, v in value.items()})
     if s.temperature < 0 or not 0 < s.top_p <= 1 or s.max_new_tokens < 1:
@@ -77,6 +78,8 @@ def parse_scenario(obj, where: str) -> Scenario:
             values[key] = _sampling(values[key], f"{where}: {key}")
     if values.get("max_turns", 1) < 1 or values.get("samples", 1) < 1:
         raise UserError(f"{where}: max_turns and samples must be >= 1")
+    if not all(isinstance(t, str) for t in values.get("tags", ())):
+        raise UserError(f"{where}: field 'tags' must be a list of strings")
     values["tags"] = tuple(values.get("tags", ()))
     return Scenario(**values, source=where.split(":")[0])
 
@@ -90,11 +93,21 @@ def load_scenarios(path: str | Path) -> list[Scenario]:
         raise UserError(f"{path}: no .yaml scenario files")
     scenarios, seen = [], {}
     for file in files:
+        data = file.read_bytes()
         try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+            loaded = yaml.safe_load(data.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            raise UserError(f"{file}:{line}: not UTF-8 text") from None
         except yaml.YAMLError as e:
-            raise UserError(f"{file}: invalid YAML ({str(e).splitlines()[0]})") from None
+            mark = getattr(e, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark is not None else ""
+            raise UserError(f"{file}{line}: invalid YAML ({' '.join(str(e).split())[:200]})") from None
+        except RecursionError:
+            raise UserError(f"{file}: YAML nested too deeply") from None
         items = loaded if isinstance(loaded, list) else [loaded]
+        if not items:
+            raise UserError(f"{file}: holds an empty list; a scenario file needs at least one scenario")
         for i, item in enumerate(items):
             scenario = parse_scenario(item, f"{file}" if len(items) == 1 else f"{file}: item {i}")
             if scenario.id in seen:

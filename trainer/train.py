@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
 import time
@@ -16,7 +15,7 @@ from userlm.config import to_dict
 from userlm.data.intents import load_intents
 from userlm.data.prepare import load_manifest, read_split
 from userlm.distributed import wait_for_everyone, world_size
-from userlm.io import UserError, atomic_write_json
+from userlm.io import UserError, atomic_write_json, read_json
 from userlm.models import ADAPTER_MANIFEST, identity, load_causal_lm, resolve_quantization
 from userlm.provenance import git_commit, library_versions
 
@@ -136,16 +135,34 @@ def _lora_config(cfg: TrainConfig):
                       target_modules=modules if modules == "all-linear" else [m.strip() for m in modules.split(",")])
 
 
+def check_config(cfg: TrainConfig) -> None:
+    """Every option a one-line error before anything is loaded, not after the model is."""
+    from transformers import SchedulerType
+
+    from userlm.models import resolve
+
+    if not 0 <= cfg.intent_share <= 1:
+        raise UserError(f"intent_share must be in [0, 1], got {cfg.intent_share}")
+    choices = {"target_role": ("user", "assistant"), "intent": ("none", "always", "mixed"),
+               "batching": ("length_grouped", "padding_free", "padded"), "dtype": ("auto", "float32", "bfloat16", "float16"),
+               "lr_scheduler_type": tuple(t.value for t in SchedulerType)}
+    for name, allowed in choices.items():
+        if getattr(cfg, name) not in allowed:
+            raise UserError(f"{name} must be one of {', '.join(allowed)}; got '{getattr(cfg, name)}'")
+    for name in ("lora_r", "max_length", "per_device_train_batch_size", "per_device_eval_batch_size",
+                 "gradient_accumulation_steps", "eval_steps", "save_steps", "logging_steps"):
+        if getattr(cfg, name) < 1:
+            raise UserError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if not cfg.learning_rate > 0 or not 0 <= cfg.lora_dropout < 1 or cfg.warmup_steps < 0:
+        raise UserError("need learning_rate > 0, 0 <= lora_dropout < 1 and warmup_steps >= 0")
+    resolve(cfg.base_model)
+
+
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
     """Train, save adapter + tokenizer + manifest.json into cfg.output_dir; return the manifest."""
     from trl import SFTTrainer
 
-    if cfg.target_role not in ("user", "assistant"):
-        raise UserError(f"target_role must be 'user' or 'assistant', got '{cfg.target_role}'")
-    if cfg.intent not in ("none", "always", "mixed"):
-        raise UserError(f"intent must be 'none', 'always' or 'mixed', got '{cfg.intent}'")
-    if not 0 <= cfg.intent_share <= 1:
-        raise UserError(f"intent_share must be in [0, 1], got {cfg.intent_share}")
+    check_config(cfg)
     out = Path(cfg.output_dir)
     checkpoints = out / "checkpoints"
     has_checkpoint = checkpoints.exists() and any(checkpoints.glob("checkpoint-*"))
@@ -212,4 +229,4 @@ def read_adapter_manifest(adapter_dir: str | Path) -> dict:
     path = Path(adapter_dir) / ADAPTER_MANIFEST
     if not path.exists():
         raise UserError(f"{adapter_dir}: no {ADAPTER_MANIFEST}; not a finished `userlm train` output")
-    return json.loads(path.read_text())
+    return read_json(path, "adapter manifest")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,20 +31,104 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
-@contextmanager
-def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Yield a scratch directory that replaces `path` only if the block finishes."""
+# `--overwrite` sets this for the command it is given to: replace a directory this project did not write.
+overwrite_allowed: ContextVar[bool] = ContextVar("overwrite_allowed", default=False)
+
+
+def userlm_kind(path: str | Path) -> str | None:
+    """What this project wrote in directory `path` (its manifest's `kind`), or None if it did not write it."""
     path = Path(path)
+    for name in ("manifest.json", "userlm_source.json", "run.json"):
+        try:
+            obj = json.loads((path / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            continue
+        if not isinstance(obj, dict):
+            continue
+        if str(obj.get("kind", "")).startswith("userlm-"):
+            return obj["kind"]
+        if name == "userlm_source.json":
+            return "userlm-model-cache"
+        if name == "run.json" and "identity" in obj and "config" in obj:
+            return "userlm-simulation-run"
+    return None
+
+
+def written_by_userlm(path: str | Path) -> bool:
+    return userlm_kind(path) is not None
+
+
+def check_replaceable(path: str | Path, what: str = "output directory", kind: str | None = None) -> None:
+    """Refuse (one line) to replace anything but a missing or empty directory or one this project wrote (of
+    the same `kind`, when given); `--overwrite` lifts the last two rules, never the first ones."""
+    path = Path(path)
+    resolved = path.resolve()
+    if resolved == Path.cwd().resolve() or resolved in Path.cwd().resolve().parents or resolved == resolved.parent:
+        raise UserError(f"{path}: refusing to replace the working directory or one above it; choose a new {what}")
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_symlink() or not path.is_dir():
+        kind_of = "a symbolic link" if path.is_symlink() else "not a directory"
+        raise UserError(f"{path}: exists and is {kind_of}; refusing to replace it, choose another {what}")
+    if (path / ".git").exists():
+        raise UserError(f"{path}: holds a .git folder; refusing to replace it, choose another {what}")
+    if not any(path.iterdir()) or overwrite_allowed.get():
+        return
+    existing = userlm_kind(path)
+    if existing is None:
+        raise UserError(f"{path}: exists and was not written by userlm (no userlm manifest.json); "
+                        f"choose another {what}, or pass --overwrite to replace it")
+    if kind is not None and existing != kind:
+        raise UserError(f"{path}: holds a {existing} written by userlm, not a {kind}; choose another {what}, "
+                        f"or pass --overwrite to replace it")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_partials(path: str | Path) -> list[Path]:
+    """Remove `.NAME.partial-PID-*` scratch directories left by killed runs (their process is gone)."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.partial-*"):
+        m = re.fullmatch(rf"\.{re.escape(path.name)}\.partial-(\d+)-\w+", tmp.name)
+        if tmp.is_dir() and not tmp.is_symlink() and (m is None or not _pid_alive(int(m.group(1)))):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
+@contextmanager
+def atomic_directory(path: str | Path, kind: str | None = None) -> Iterator[Path]:
+    """Yield a scratch directory that replaces `path` only if the block finishes.
+
+    `path` must be missing, empty, or a directory this project wrote, of the same kind as the one written
+    (see `check_replaceable`); scratch directories of killed runs are removed first."""
+    path = Path(path)
+    check_replaceable(path, kind=kind)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-"))
+    clean_partials(path)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-{os.getpid()}-"))
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    old = None
     if path.exists():
-        shutil.rmtree(path)
+        check_replaceable(path, kind=kind or userlm_kind(tmp))  # again, knowing what we wrote
+        old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-{os.getpid()}-old"))
+        os.replace(path, old / "old")
     os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def append_jsonl(path: str | Path, record: dict) -> None:
@@ -53,23 +139,71 @@ def append_jsonl(path: str | Path, record: dict) -> None:
         os.fsync(f.fileno())
 
 
+def _line_of(data: bytes | str, offset: int) -> int:
+    return data.count(b"\n" if isinstance(data, bytes) else "\n", 0, offset) + 1
+
+
+def read_json(path: str | Path, what: str = "file", required: dict[str, type | tuple] | None = None) -> dict:
+    """One JSON object from a file this project wrote (run.json, manifest.json, metrics.json); anything wrong
+    with it is a UserError naming file, line and field. `required` maps field names to their types."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected a JSON {what}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}:{_line_of(data, e.start)}: {what} is not UTF-8 text") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: {what} is not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise UserError(f"{path}:1: {what} is nested too deeply") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}:1: {what} must be a JSON object, got {type(obj).__name__}")
+    for name, kind in (required or {}).items():
+        if name not in obj:
+            raise UserError(f"{path}: {what} field '{name}' is missing")
+        if not isinstance(obj[name], kind) or (isinstance(obj[name], bool) and bool not in (
+                kind if isinstance(kind, tuple) else (kind,))):
+            names = "/".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise UserError(f"{path}: {what} field '{name}' must be {names}, got {type(obj[name]).__name__}")
+    return obj
+
+
 def read_jsonl(path: str | Path, *, tolerate_torn_tail: bool = False) -> Iterator[dict]:
-    """Yield records; a bad line is a UserError naming file and line.
+    """Yield records; a bad line (not UTF-8, not JSON, not an object) is a UserError naming file and line.
 
     With `tolerate_torn_tail`, an unterminated last line (a write cut off by a kill) is dropped instead.
     """
     path = Path(path)
-    with open(path, encoding="utf-8") as f:
-        lines = f.readlines()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
+    try:
+        lines = path.read_bytes().split(b"\n")
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected a JSONL file") from None
+    for index, raw in enumerate(lines):
+        number = index + 1
+        if not raw.strip():
             continue
+        torn = tolerate_torn_tail and index == len(lines) - 1  # no newline after it
         try:
-            record = json.loads(line)
+            record = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            if torn:
+                return
+            raise UserError(f"{path}:{number}: not UTF-8 text (byte {e.start + 1} of the line)") from None
         except json.JSONDecodeError as e:
-            if tolerate_torn_tail and number == len(lines) and not line.endswith("\n"):
+            if torn:
                 return
             raise UserError(f"{path}:{number}: invalid JSON ({e.msg})") from None
+        except RecursionError:
+            raise UserError(f"{path}:{number}: JSON nested too deeply") from None
         if not isinstance(record, dict):
             raise UserError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
         yield record

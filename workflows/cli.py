@@ -13,27 +13,17 @@ def _console():
 
 
 def cmd_data_prepare(args) -> int:
-    import json
-
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from userlm.config import load_config
     from userlm.data.prepare import PrepareConfig, prepare
 
-    overrides = list(args.set or [])
-    if args.source:
-        overrides.append(f"sources={json.dumps(args.source)}")
-    if args.out:
-        overrides.append(f"out={json.dumps(args.out)}")
-    if args.lang:
-        overrides.append(f"lang={json.dumps(args.lang)}")
-    if args.branches:
-        overrides.append(f"branches={args.branches}")
-    if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
-    if args.skip_bad:
-        overrides.append("skip_bad=true")
-    cfg = load_config(PrepareConfig, args.config, overrides)
+    cfg = load_config(PrepareConfig, args.config, args.set, {
+        "sources": args.source, "out": args.out, "lang": args.lang, "branches": args.branches, "seed": args.seed,
+        "skip_bad": True if args.skip_bad else None})
+    from userlm.io import check_replaceable
+
+    check_replaceable(cfg.out, kind="userlm-prepared-data")  # before reading the sources, not after
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as bar:
         task = bar.add_task("reading trees", total=None)
         manifest = prepare(cfg, progress=lambda n: bar.update(task, description=f"{n:,} trees"))
@@ -48,17 +38,12 @@ def cmd_data_prepare(args) -> int:
 
 
 def cmd_data_intents(args) -> int:
-    import json
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from userlm.config import load_config
     from workflows.intents import IntentsConfig, write_intents
 
-    overrides = [f"data_dir={json.dumps(args.data_dir)}", *(args.set or [])]
-    for flag, name in ((args.model, "model"), (args.backend, "backend"), (args.limit, "limit")):
-        if flag is not None:
-            overrides.append(f"{name}={json.dumps(flag)}")
+    limits = None
     if args.split_limit:
         limits = {}
         for item in args.split_limit:
@@ -68,8 +53,9 @@ def cmd_data_intents(args) -> int:
 
                 raise UserError(f"--split-limit {item!r}: expected SPLIT=N")
             limits[split] = int(n)
-        overrides.append(f"split_limits={json.dumps(limits)}")
-    cfg = load_config(IntentsConfig, args.config, overrides)
+    cfg = load_config(IntentsConfig, args.config, args.set, {
+        "data_dir": args.data_dir, "model": args.model, "backend": args.backend, "limit": args.limit,
+        "split_limits": limits})
     with Progress(TextColumn("[bold]intents[/bold]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         task = bar.add_task("", total=None)
         summary = write_intents(cfg, progress=lambda n, total: bar.update(task, completed=n, total=total))
@@ -105,12 +91,8 @@ def cmd_simulate(args) -> int:
     from simulator.run import SimulationConfig, simulate
     from userlm.config import load_config
 
-    overrides = list(args.set or [])
-    for name in ("scenarios", "user", "assistant", "out", "backend", "samples", "seed", "max_turns"):
-        value = getattr(args, name, None)
-        if value is not None:
-            overrides.append(f"{name}={value}")
-    cfg = load_config(SimulationConfig, args.config, overrides)
+    names = ("scenarios", "user", "assistant", "out", "backend", "samples", "seed", "max_turns")
+    cfg = load_config(SimulationConfig, args.config, args.set, {name: getattr(args, name, None) for name in names})
     simulate(cfg, resume=args.resume)
     return 0
 
@@ -145,27 +127,63 @@ def cmd_train_classifier(args) -> int:
     from userlm.config import load_config
 
     cfg = load_config(ClassifierConfig, args.config, args.set)
+    if cfg.out:
+        from userlm.io import check_replaceable
+
+        check_replaceable(cfg.out, kind="userlm-ai-voice-classifier")  # before training, not after
     train_classifier(cfg, console=_console())
     return 0
 
 
+# Files a command writes into a directory it did not create, and a string each of them holds: one that lacks
+# it was not written by userlm and is not overwritten without --overwrite.
+OWN_FILE_MARKERS = {"report.md": "# User-model comparison (", "report.html": "<title>userlm report</title>",
+                    "compare.json": '"paired_conversations"', "compare.md": "paired conversations. Verdict:"}
+
+
+def _check_own_files(paths) -> None:
+    from pathlib import Path
+
+    from userlm.io import UserError, overwrite_allowed
+
+    for path in map(Path, paths):
+        if overwrite_allowed.get() or not path.exists():
+            continue
+        if path.is_dir():
+            raise UserError(f"{path}: is a directory; choose another --out")
+        head = path.read_bytes()[:65536].decode("utf-8", errors="ignore")
+        marker = OWN_FILE_MARKERS.get(path.name, '"p_ai"')
+        if marker not in head:
+            raise UserError(f"{path}: exists and was not written by userlm; choose another --out, "
+                            f"or pass --overwrite to replace it")
+
+
 def cmd_score_texts(args) -> int:
+    from pathlib import Path
+
     from evaluators.classifier import score_texts_file
 
+    _check_own_files([args.out or Path(args.file).with_suffix(".scored.jsonl")])
     score_texts_file(args.file, args.out, classifier=args.classifier)
     return 0
 
 
 def cmd_report(args) -> int:
+    from pathlib import Path
+
     from evaluators.report import write_report
 
+    _check_own_files([Path(args.out) / "report.md", Path(args.out) / "report.html"])
     write_report(args.runs, args.out, console=_console())
     return 0
 
 
 def cmd_compare(args) -> int:
+    from pathlib import Path
+
     from workflows.compare import compare_main
 
+    _check_own_files([Path(args.out) / "compare.json", Path(args.out) / "compare.md"])
     return compare_main(args, console=_console())
 
 
@@ -188,11 +206,25 @@ def _add_simulate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML with SimulationConfig fields")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
     p.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
+    _add_overwrite_arg(p)
+    _add_threads_arg(p)
     p.set_defaults(func=cmd_simulate)
+
+
+def _add_overwrite_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an output directory that userlm did not write (default: refuse)")
+
+
+def _add_threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=argparse.SUPPRESS,
+                   help="CPU threads for torch (default: the cores available to this process, shared among the "
+                        "processes of a launch on this host; env USERLM_THREADS)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="userlm", description="Build and judge user models (LLMs that play the human).")
+    _add_threads_arg(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="prepare conversation data").add_subparsers(dest="data_command", required=True)
@@ -205,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true", help="count and skip malformed records instead of stopping")
     p.add_argument("--config", help="YAML with PrepareConfig fields")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    _add_overwrite_arg(p)
     p.set_defaults(func=cmd_data_prepare)
     p = data.add_parser("intents", help="an instruct model writes each conversation's high-level intent")
     p.add_argument("data_dir", help="a prepared data directory")
@@ -251,16 +284,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = ev_sub.add_parser("train-classifier", help="train the AI-voice classifier on real data")
     p.add_argument("--config", help="YAML with ClassifierConfig fields")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    _add_overwrite_arg(p)
     p.set_defaults(func=cmd_train_classifier)
     p = ev_sub.add_parser("score-texts", help="P(AI) for each {\"text\": ...} line of a JSONL file")
     p.add_argument("file")
     p.add_argument("--out", help="output JSONL (default: FILE.scored.jsonl)")
     p.add_argument("--classifier")
+    _add_overwrite_arg(p)
     p.set_defaults(func=cmd_score_texts)
 
     p = sub.add_parser("report", help="compare evaluated runs in markdown + HTML")
     p.add_argument("runs", nargs="+")
     p.add_argument("--out", default="results/report")
+    _add_overwrite_arg(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("compare", help="regression check: is CANDIDATE worse than BASELINE? (exit 1 if so)")
@@ -275,34 +311,71 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="simulation config override")
+    _add_overwrite_arg(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("demo", help="the whole job on the embedded defaults, offline")
     p.add_argument("--workdir", default="work/demo")
     p.add_argument("--quick", action="store_true", help="a few-minute variant")
     p.set_defaults(func=cmd_demo)
+    for leaf in _leaf_parsers(parser):
+        if leaf.get_default("func") not in (cmd_simulate, cmd_data_stats, cmd_report):
+            _add_threads_arg(leaf)
     return parser
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                yield from _leaf_parsers(child) if any(
+                    isinstance(a, argparse._SubParsersAction) for a in child._actions) else [child]
 
 
 EVALUATE_COMMANDS = {"run", "perplexity", "train-classifier", "score-texts", "-h", "--help"}
 
 
 def run(argv: list[str] | None, parser: argparse.ArgumentParser) -> int:
-    from userlm.io import UserError
+    """Exit 0 on success, 2 on any error (one line on stderr, no traceback; USERLM_TRACEBACK=1 shows it),
+    130 on Ctrl-C; `compare` returns 1 for a regression."""
+    import os
+
+    from userlm.io import UserError, overwrite_allowed
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) > 1 and argv[0] == "evaluate" and argv[1] not in EVALUATE_COMMANDS:
         argv.insert(1, "run")
     args = parser.parse_args(argv)
+    token = overwrite_allowed.set(bool(getattr(args, "overwrite", False)))
     try:
+        from userlm.threads import configure_threads
+
+        configure_threads(getattr(args, "threads", None))
         return args.func(args)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished work is saved; run the same command again (with --resume) to continue",
               file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - any error is one line and exit 2, never a traceback
+        if os.environ.get("USERLM_TRACEBACK"):
+            import traceback
+
+            traceback.print_exc()
+        elif isinstance(e, OSError) and e.filename is not None:
+            print(f"error: {e.filename}: {e.strerror or _one_line(str(e))}", file=sys.stderr)
+        else:
+            print(f"error: unexpected {type(e).__name__}: {_one_line(str(e))} "
+                  f"(a bug; USERLM_TRACEBACK=1 shows where)", file=sys.stderr)
+        return 2
+    finally:
+        overwrite_allowed.reset(token)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:500] or "(no message)"
 
 
 def main(argv: list[str] | None = None) -> int:

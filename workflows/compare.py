@@ -4,7 +4,6 @@ adapter manifest hash, scenario hash, seed and backend config) and compared with
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import yaml
 from evaluators import metrics as M
 from evaluators.reference import reference_units, transcript_units
 from evaluators.stats import paired_bootstrap_delta
-from userlm.io import UserError, atomic_write_json, atomic_write_text, cache_dir, sha256_json
+from userlm.io import UserError, atomic_write_json, atomic_write_text, cache_dir, read_json, sha256_json
 
 DEFAULT_THRESHOLDS = Path(__file__).resolve().parents[1] / "configs" / "compare-thresholds.yaml"
 
@@ -28,7 +27,7 @@ def load_thresholds(path: str | None) -> dict:
     """{metric: {"max_regression": x}}; each metric's direction is the one in evaluators.metrics.METRICS (a
     `direction` given in the file must agree with it)."""
     source = Path(path) if path else DEFAULT_THRESHOLDS
-    if path and not source.exists():
+    if path and not source.is_file():
         raise UserError(f"{source}: thresholds file not found")
     try:
         data = yaml.safe_load(source.read_text()) if source.exists() else None
@@ -72,25 +71,27 @@ STATISTICS = _statistics({}, {})
 
 def ensure_run(side: str, scenarios: str, sim_overrides: list[str], samples: int | None, seed: int, console) -> Path:
     """A finished run for `side`: the directory itself if it is a run, else a cached simulation of the adapter."""
-    from simulator.run import SimulationConfig, plan, run_identity, simulate
+    from simulator.run import SimulationConfig, load_run, plan, run_identity, simulate
     from userlm.config import load_config
 
     path = Path(side)
     if (path / "run.json").exists() and (path / "transcripts.jsonl").exists():
+        load_run(path)  # a finished run, or a one-line error
         return path
     if not (path / "adapter_config.json").exists():
         raise UserError(f"{side}: neither an adapter directory (from `userlm train`) nor a simulation run")
+    read_json(path / "manifest.json", "adapter manifest (is it a finished `userlm train` output?)")
     overrides = [*sim_overrides, f"user={side}", f"scenarios={scenarios}", f"seed={seed}"]
-    if samples:
+    if samples is not None:
         overrides.append(f"samples={samples}")
     cfg = load_config(SimulationConfig, None, overrides)
     scenario_list, _ = plan(cfg)
     ident = run_identity(cfg, scenario_list)
     ident["config"].pop("user")  # the adapter is named by its manifest hash, not its path
-    key = sha256_json({"adapter_manifest": sha256_json(json.loads((path / "manifest.json").read_text())), **ident})
+    key = sha256_json({"adapter_manifest": sha256_json(read_json(path / "manifest.json", "adapter manifest")), **ident})
     cfg.out = str(cache_dir() / "runs" / key[:20])
     done = Path(cfg.out) / "run.json"
-    if done.exists() and "finished_at" in json.loads(done.read_text()):
+    if done.exists() and "finished_at" in read_json(done, "run.json"):
         console.print(f"reusing cached simulation of {side}: {cfg.out}")
         return Path(cfg.out)
     simulate(cfg, resume=Path(cfg.out, "transcripts.jsonl").exists(), console=console)

@@ -14,7 +14,7 @@ from userlm.config import to_dict
 from userlm.data.dedup import group_items
 from userlm.data.sharegpt_parts import join_parts
 from userlm.data.sources import Message, ReadReport, Tree, read_source
-from userlm.io import UserError, atomic_directory, atomic_write_json, sha256_file
+from userlm.io import UserError, atomic_directory, atomic_write_json, read_json, sha256_file
 
 SPLITS = ("train", "validation", "test")
 
@@ -190,7 +190,7 @@ def prepare(cfg: PrepareConfig, progress=None) -> dict:
              for tree, examples in kept]
     groups = group_items(items if cfg.dedup else [], cfg.dedup_min_words)
     out = Path(cfg.out)
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, kind="userlm-prepared-data") as tmp:
         files = {s: open(tmp / f"{s}.jsonl", "w", encoding="utf-8") for s in SPLITS}
         try:
             for tree, examples in kept:
@@ -206,6 +206,9 @@ def prepare(cfg: PrepareConfig, progress=None) -> dict:
         finally:
             for f in files.values():
                 f.close()
+        if not any(c["examples"] for c in counts.values()):
+            raise UserError(f"no examples: every conversation of {', '.join(cfg.sources)} was filtered out "
+                            f"(lang, deleted, review or synthetic filters); nothing written to {out}")
         hashes = {s: sha256_file(tmp / f"{s}.jsonl") for s in SPLITS}
         manifest = {
             "kind": "userlm-prepared-data", "userlm_version": __version__, "config": to_dict(cfg),
@@ -225,7 +228,7 @@ def load_manifest(data_dir: str | Path) -> dict:
     path = Path(data_dir) / "manifest.json"
     if not path.exists():
         raise UserError(f"{data_dir}: not a prepared data directory (no manifest.json); run `userlm data prepare`")
-    return json.loads(path.read_text())
+    return read_json(path, "data manifest", {"counts": dict, "content_hash": str})
 
 
 def read_split(data_dir: str | Path, split: str) -> list[dict]:
