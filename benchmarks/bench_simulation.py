@@ -1,6 +1,10 @@
 """Batched self-play loop vs a naive loop (one conversation at a time, plain `generate`), same models,
 scenarios and token budget, measured side by side in one run. Also the share of the memory-bandwidth limit
-that decoding reaches: bytes of weights read per decode step x decode steps/s over measured copy bandwidth."""
+that decoding reaches: bytes of weights read per decode step x decode steps/s over measured copy bandwidth.
+
+`--schedulers dynamic,static --conversations 32,128` compares the hf backend's two schedulers on one loaded
+model: `dynamic` (the CPU default: per-request prefill, a KV cache rebuilt as rows join and leave) and
+`static` (the CUDA default: fixed slots, batched prefill, decode replayed as a CUDA graph)."""
 
 import argparse
 import time
@@ -54,23 +58,16 @@ def naive(backend, convs, user: UserSpec):
 
 
 def batched(backend, convs, user: UserSpec, batch_size: int, continuous: bool, prefix_cache: bool):
-    """The project's loop; returns (tokens, seconds, forward passes)."""
+    """The project's loop; returns (tokens, seconds). Forward passes are in backend.counts."""
     backend.continuous, backend.prefix_cache = continuous, prefix_cache
     backend.seconds.clear()
-    passes, tokens, original = [0], [0], backend.model.forward
-
-    def counting_forward(*a, **k):
-        passes[0] += 1
-        return original(*a, **k)
-
-    backend.model.forward = counting_forward
+    backend.counts.clear()
+    tokens = [0]
     sides = Side(backend, "user", lambda s: user_system(user, s)), Side(backend, "assistant", lambda s: None)
     started = time.perf_counter()
     run_conversations(convs, *sides, batch_size, on_finish=lambda c: None,
                       on_step=lambda live, n, turns: tokens.__setitem__(0, tokens[0] + n))
-    seconds = time.perf_counter() - started
-    backend.model.forward = original
-    return tokens[0], seconds, passes[0]
+    return tokens[0], time.perf_counter() - started
 
 
 def main():
@@ -78,47 +75,80 @@ def main():
     parser.add_argument("--model", default=DEFAULT_ASSISTANT, help="both sides (the prompted baseline talks to it)")
     parser.add_argument("--quantization", default="none")
     parser.add_argument("--dtype", default="auto", help="auto: bfloat16 on GPU, float32 on CPU")
-    parser.add_argument("--conversations", type=int, default=32)
-    parser.add_argument("--naive-conversations", type=int, default=8, help="the naive loop is slow; its rate is per token")
+    parser.add_argument("--conversations", default="32", help="live conversations; a comma list runs each")
+    parser.add_argument("--naive-conversations", type=int, default=8,
+                        help="the naive loop is slow; its rate is per token (0 skips it)")
     parser.add_argument("--scenarios", default="scenarios/smoke")
     parser.add_argument("--max-turns", type=int, default=2)
     parser.add_argument("--only-best", action="store_true", help="skip the ablations (turn batching, no KV reuse)")
+    parser.add_argument("--schedulers", default="default",
+                        help="default (the backend's own for the device), or a comma list of dynamic, static")
     args = parser.parse_args()
     torch.manual_seed(0)
+    counts = [int(n) for n in args.conversations.split(",")]
     scenarios = [s.__class__(**{**s.__dict__, "max_turns": args.max_turns}) for s in load_scenarios(args.scenarios)]
+    # the static engine is built whatever is compared, and switched off for the dynamic runs (one model load)
     backend = get_backend("hf", args.model, quantization=args.quantization, dtype=args.dtype,
-                          max_batch=args.conversations)
+                          max_batch=max(counts), static_cache=args.schedulers != "default" or "auto")
+    engine = backend.slots
+    schedulers = (["static" if engine else "dynamic"] if args.schedulers == "default"
+                  else args.schedulers.split(","))
     user = UserSpec("prompted", args.model, PROMPTED_USER_SYSTEM)
     cuda = backend.device.type == "cuda"
     weight_bytes = sum(p.numel() * p.element_size() for p in backend.model.parameters())
     bandwidth = copy_bandwidth_gbs(backend.device)
+    floor_ms = weight_bytes / bandwidth / 1e6
     where = torch.cuda.get_device_name() if cuda else f"{torch.get_num_threads()} CPU threads"
     print(f"machine: {where}, copy bandwidth {bandwidth:.1f} GB/s; weights {weight_bytes / 1e6:.0f} MB "
-          f"({next(backend.model.parameters()).dtype}, quantization {args.quantization})")
+          f"({next(backend.model.parameters()).dtype}, quantization {args.quantization}); "
+          f"memory floor of a decode step (weights once) {floor_ms:.2f} ms", flush=True)
 
-    started = time.perf_counter()
-    naive_tokens = naive(backend, conversations(scenarios, args.naive_conversations), user)
-    naive_rate = naive_tokens / (time.perf_counter() - started)
-    print(f"naive ({args.naive_conversations} conversations, one at a time, plain generate): {naive_tokens} tokens, "
-          f"{naive_rate:.1f} tok/s")
+    naive_rate = None
+    if args.naive_conversations:
+        backend.slots = None
+        started = time.perf_counter()
+        naive_tokens = naive(backend, conversations(scenarios, args.naive_conversations), user)
+        naive_rate = naive_tokens / (time.perf_counter() - started)
+        print(f"naive ({args.naive_conversations} conversations, one at a time, plain generate): {naive_tokens} "
+              f"tokens, {naive_rate:.1f} tok/s", flush=True)
     variants = [("batched by turn, prompts re-read each turn", False, False),
                 ("+ continuous batching by token", True, False),
                 ("+ KV cache kept between turns", True, True)]
-    for label, continuous, prefix_cache in variants[-1:] if args.only_best else variants:
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        tokens, seconds, passes = batched(backend, conversations(scenarios, args.conversations), user,
-                                          args.conversations, continuous, prefix_cache)
-        rate = tokens / seconds
-        line = (f"{label}: {tokens} tokens in {seconds:.1f} s = {rate:.1f} tok/s, {rate / naive_rate:.2f}x naive; "
-                f"{passes} forward passes")
-        read = weight_bytes * passes / seconds / 1e9
-        line += f"; weights read {read:.1f} GB/s = {read / bandwidth:.3f} of copy bandwidth"
-        if cuda:
-            line += f"; peak GPU memory {torch.cuda.max_memory_allocated() / 1e9:.2f} GB"
-        print(line, flush=True)
-        print("    time in: " + ", ".join(f"{k} {v:.1f} s" for k, v in backend.seconds.most_common()), flush=True)
-    print(f"goal: >= 6x naive at {args.conversations} live conversations on 2 CPU cores")
+    rates = {}
+    for n in counts:
+        for scheduler in schedulers:
+            backend.slots = engine if scheduler == "static" else None
+            for label, continuous, prefix_cache in variants[-1:] if args.only_best else variants:
+                if cuda:
+                    torch.cuda.synchronize()
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats()
+                tokens, seconds = batched(backend, conversations(scenarios, n), user, n, continuous, prefix_cache)
+                rate = tokens / seconds
+                rates[(n, scheduler)] = rate
+                decode_s, steps = backend.seconds["decode"], backend.counts["decode"]
+                step_ms = 1000 * decode_s / max(steps, 1)
+                capture = backend.seconds["capture"]
+                line = (f"[{scheduler}, {n} live] {label}: {tokens} tokens in {seconds:.1f} s = {rate:.1f} tok/s"
+                        + (f", {rate / naive_rate:.2f}x naive" if naive_rate else "")
+                        + f"; {steps} decode steps at {step_ms:.2f} ms = {floor_ms / step_ms:.3f} of the memory floor"
+                        + f"; {backend.counts['prefill']} prefill passes in {backend.seconds['prefill']:.1f} s")
+                if capture:
+                    line += (f"; {backend.counts['graphs']} CUDA graphs captured in {capture:.1f} s "
+                             f"({tokens / (seconds - capture):.1f} tok/s without)")
+                if engine is not None and engine.graph_error:
+                    line += f"; graphs off: {engine.graph_error}"
+                if cuda:
+                    line += f"; peak GPU memory {torch.cuda.max_memory_allocated() / 1e9:.2f} GB"
+                print(line, flush=True)
+                print("    time in: " + ", ".join(f"{k} {v:.1f} s" for k, v in backend.seconds.most_common()),
+                      flush=True)
+            if scheduler == "static":
+                engine.reset()
+        if "static" in schedulers and "dynamic" in schedulers:
+            print(f"static / dynamic at {n} live conversations: "
+                  f"{rates[(n, 'static')] / rates[(n, 'dynamic')]:.2f}x", flush=True)
+    backend.slots = engine
 
 
 if __name__ == "__main__":

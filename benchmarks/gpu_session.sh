@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The GPU numbers in results/benchmarks/, on a lent machine that cannot download: wheels for what it lacks
 # travel in .wheels/ and the OASST sample in .gpu/; a model with Qwen2.5-0.5B's shapes is created there.
-# Usage: bash benchmarks/gpu_session.sh STAGE...   stages: setup sim train ddp dp-sim   (logs go to $OUT)
+# Usage: bash benchmarks/gpu_session.sh STAGE...   (logs go to $OUT)
+# stages: setup sim train ddp dp-sim; issue 16: setup7b sched sched7b train7b
+# .wheels/ (trl, datasets, dill, multiprocess for the GPU's Python, bitsandbytes: `pip download --no-deps`) and
+# .gpu/ are git-ignored, so name both in the device tool's `carry`. .gpu/sharegpt (train7b) is 1,200 train +
+# 64 validation lines drawn with random.seed(0) from `userlm data prepare --source sharegpt`, plus its manifest.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="/tmp/site:$PWD" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # the host's rule
-MODEL=/tmp/qwen-shape DATA=/tmp/gpu-data
+MODEL=/tmp/qwen-shape DATA=/tmp/gpu-data MODEL7B=/tmp/qwen7b-shape
 userlm() { python3 -m workflows.cli "$@"; }
 launch2() { python3 -m accelerate.commands.launch --multi_gpu --num_processes 2 --mixed_precision bf16 "$@"; }
 
@@ -15,16 +19,35 @@ for stage in "$@"; do
   echo "=== $stage $(date -u +%T)"
   case $stage in
     setup)
-      [ -d /tmp/site ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .wheels/*.whl
+      [ -d /tmp/site/bitsandbytes ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .wheels/*.whl
       nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
       python3 -c "import torch, transformers, peft, trl, bitsandbytes, accelerate; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'trl', trl.__version__, 'bitsandbytes', bitsandbytes.__version__, 'accelerate', accelerate.__version__)"
       [ -d $DATA ] || userlm data prepare --source .gpu/oasst2_sample.trees.jsonl --out $DATA
       [ -d $MODEL ] || python3 benchmarks/random_model.py --shape qwen2.5-0.5b --data $DATA --out $MODEL ;;
+    setup7b)
+      [ -d $MODEL7B ] || python3 benchmarks/random_model.py --shape qwen2.5-7b --data $DATA --out $MODEL7B
+      [ -d /tmp/sharegpt ] || cp -r .gpu/sharegpt /tmp/sharegpt ;;
+    sched|sched7b)  # issue 16: the dynamic scheduler vs the static-slot/CUDA-graph one, bf16 and NF4, 32 and 128 live
+      m=$MODEL; [ $stage = sched7b ] && m=$MODEL7B
+      for q in ${QUANTS:-none nf4}; do
+        python3 -W ignore benchmarks/bench_simulation.py --model $m --dtype bfloat16 --quantization $q \
+          --conversations 32,128 --naive-conversations 0 --only-best --schedulers dynamic,static 2>&1 \
+          | grep -v "Loading weights\|it/s\]" | tee -a "$OUT/$stage.log"
+      done ;;
+    train7b)  # issue 16: the reference config at its true size (7B shapes), ShareGPT's length mix, padded vs padding-free
+      for b in padded padding_free; do
+        rm -rf /tmp/adapter7b-$b
+        userlm train --config configs/qwen2.5-7b-qlora.yaml --set base_model=$MODEL7B --set data_dir=/tmp/sharegpt \
+          --set output_dir=/tmp/adapter7b-$b --set batching=$b --set max_steps=${STEPS7B:-4} --set eval_steps=100000 \
+          --set save_steps=100000 --set logging_steps=1 --set report_to=none > "$OUT/train7b-$b.log" 2>&1 \
+          || grep -v "it/s\]\|s/it\]\|examples/s" "$OUT/train7b-$b.log" | tail -8
+        python3 -c "import json,sys; m=json.load(open('/tmp/adapter7b-$b/manifest.json')); print('7b $b', {k: m.get(k) for k in ('global_step','train_runtime_s','train_tokens','train_tokens_per_second','peak_gpu_memory_gb','model_memory_gb','final_train_loss')})"
+      done 2>&1 | tee "$OUT/train7b.log" ;;
     sim)  # batched loop vs naive in bf16 (with the ablations), then 4-bit; printed straight to the log
       python3 -W ignore benchmarks/bench_simulation.py --model $MODEL --dtype bfloat16 --conversations 32 --naive-conversations 2 >> "$OUT/sim.log" 2>&1
       python3 -W ignore benchmarks/bench_simulation.py --model $MODEL --dtype bfloat16 --quantization nf4 --conversations 32 --naive-conversations 1 --only-best >> "$OUT/sim.log" 2>&1 ;;
     train)  # bf16 LoRA vs 4-bit QLoRA, padded vs padding-free, one GPU
-      for q in none nf4; do for b in padded padding_free; do
+      for q in ${QUANTS:-none nf4}; do for b in padded padding_free; do
         rm -rf /tmp/adapter-$q-$b
         userlm train --config configs/gpu-qlora-smoke.yaml --set base_model=$MODEL --set data_dir=$DATA \
           --set output_dir=/tmp/adapter-$q-$b --set quantization=$q --set batching=$b --set max_steps=30 --set eval_steps=1000 > "$OUT/train-$q-$b.log" 2>&1 \

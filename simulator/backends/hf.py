@@ -8,6 +8,9 @@ paged continuous batching (`generate_batch`) decoded 2.4x slower than padded `ge
 - keeps each conversation's KV cache between turns and feeds only the tokens its next prompt adds;
 - samples each row from its own seeded generator, so a conversation's text depends on its seed and not on
   which other conversations share its batch (also what makes sharded and resumed runs reproducible).
+On CUDA the same interface runs on `static_cache.py` instead (fixed slots, batched prefill, decode replayed
+as a CUDA graph): this scheduler is launch-bound there (~30-80 ms a pass at any batch). `static_cache=True`
+selects it on the CPU too, where it is no faster and stays off by default.
 """
 
 from __future__ import annotations
@@ -84,7 +87,8 @@ class HFBackend(Backend):
     name = "hf"
 
     def __init__(self, model: str, quantization: str = "none", dtype: str = "auto", max_batch: int = 32,
-                 prefix_cache: bool = True, continuous: bool = True):
+                 prefix_cache: bool = True, continuous: bool = True, static_cache: str | bool = "auto",
+                 cuda_graphs: bool = True):
         from userlm.models import load_causal_lm
 
         self.model_ref = model
@@ -99,11 +103,22 @@ class HFBackend(Backend):
         self.mask = None  # [rows, positions]: 1 where a row has a real token
         self.kept: dict = {}  # key -> (ids, [(keys, values) per layer]) of finished generations
         self.seconds: Counter = Counter()  # where step() spends its time (prefill, rebuild, decode), for benchmarks
+        self.counts: Counter = Counter()  # forward passes by kind (a replayed CUDA graph calls no forward())
         import inspect
 
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         # transformers renamed `past_key_values` to `cache` (5.24 warns on the old name; 5.17 knows only it)
         self.cache_arg = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+        # The GPU engine (static_cache.py): fixed slots, batched prefill, decode replayed as a CUDA graph. On by
+        # default only on CUDA, where the dynamic scheduler below is launch-bound; on the CPU the dynamic one
+        # is as fast and stays the default (the demo's numbers), the static one selectable for tests.
+        if static_cache == "auto":
+            static_cache = self.device.type == "cuda"
+        self.slots = None
+        if static_cache in (True, "true", "on", 1):
+            from simulator.backends.static_cache import SlotEngine
+
+            self.slots = SlotEngine(self, max_batch, graphs=cuda_graphs)
 
     @property
     def device(self):
@@ -131,6 +146,9 @@ class HFBackend(Backend):
     def step(self) -> list[tuple[Hashable, Generation]]:
         """Admit waiting requests into free rows (prefill), then one decode step for every live row."""
         import torch
+
+        if self.slots is not None:
+            return self.slots.step()
 
         finished = []
         with torch.inference_mode():
@@ -160,20 +178,26 @@ class HFBackend(Backend):
                 self.seconds["decode"] += time.perf_counter() - started
         return finished
 
+    def _prompt(self, key, request: GenerationRequest):
+        """(token ids of the prompt, how many of them the previous turn left cached, that turn's keys/values)."""
+        ids = self.tokenizer(render(self.tokenizer, request.messages, add_generation_prompt=True),
+                             add_special_tokens=False)["input_ids"]
+        reused, old_kv = 0, []
+        if key in self.kept:
+            old_ids, old_kv = self.kept.pop(key)
+            while reused < min(len(old_ids), len(ids) - 1) and old_ids[reused] == ids[reused]:
+                reused += 1
+        return ids, reused, old_kv
+
     def _prefill(self, key, request: GenerationRequest):
         """One request alone (no padding): its prompt, minus whatever prefix its previous turn left cached."""
         import torch
         from transformers.cache_utils import DynamicCache
 
-        ids = self.tokenizer(render(self.tokenizer, request.messages, add_generation_prompt=True),
-                             add_special_tokens=False)["input_ids"]
-        reused, past = 0, []
-        if key in self.kept:
-            old_ids, old_kv = self.kept.pop(key)
-            while reused < min(len(old_ids), len(ids) - 1) and old_ids[reused] == ids[reused]:
-                reused += 1
-            past = [(k[:, :, :reused], v[:, :, :reused]) for k, v in old_kv] if reused else []
+        ids, reused, old_kv = self._prompt(key, request)
+        past = [(k[:, :, :reused], v[:, :, :reused]) for k, v in old_kv] if reused else []
         cache = DynamicCache(ddp_cache_data=past) if past else DynamicCache()
+        self.counts["prefill"] += 1
         feed = torch.tensor([ids[reused:]], device=self.device)
         positions = torch.arange(reused, len(ids), device=self.device).unsqueeze(0)
         out = self.model(input_ids=feed, position_ids=positions, use_cache=True, logits_to_keep=1,
@@ -226,6 +250,7 @@ class HFBackend(Backend):
         """One token for every row; rows that finish are marked dead (None) until the next rebuild."""
         import torch
 
+        self.counts["decode"] += 1
         live = [r is not None for r in self.rows]
         feed = torch.tensor([[r.generated[-1] if r else 0] for r in self.rows], device=self.device)
         positions = torch.tensor([[len(r.ids) if r else 0] for r in self.rows], device=self.device)

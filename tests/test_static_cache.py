@@ -1,0 +1,94 @@
+"""The hf backend's static-slot engine (the GPU default, `simulator/backends/static_cache.py`) on the CPU:
+greedy tokens equal to the dynamic scheduler's, with more requests than slots (token-level joining and
+leaving), different budgets, and a second turn that reuses the first turn's KV cache."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """Qwen2's real architecture, tiny and random, with a byte-level BPE tokenizer trained on the shipped
+    scenarios' text by benchmarks/random_model.py (as on the GPU machine, which cannot download weights)."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    spec = importlib.util.spec_from_file_location("random_model", ROOT / "benchmarks" / "random_model.py")
+    random_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(random_model)
+    texts = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "scenarios").rglob("*.yaml"))]
+    tokenizer = random_model.build_tokenizer(texts, vocab_size=600)
+    config = Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=len(tokenizer), max_position_embeddings=4096,
+                         tie_word_embeddings=True, initializer_range=0.3,  # peaked logits: no near-ties in argmax
+                         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"))
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny-qwen2")
+    AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
+def run_both(model, drive):
+    from simulator.backends.hf import HFBackend
+
+    dynamic = HFBackend(model, max_batch=3, static_cache=False)
+    static = HFBackend(model, max_batch=3, static_cache=True)
+    assert dynamic.slots is None and static.slots is not None
+    return drive(dynamic), drive(static), static
+
+
+def test_static_slots_match_dynamic_scheduler_greedy(tiny_model):
+    from simulator.backends import GenerationRequest
+    from simulator.scenarios import Sampling
+
+    chats = [[{"role": "user", "content": f"Tell me about idea {i}{', briefly' * (i % 3)}."}] for i in range(5)]
+
+    def drive(backend):
+        reqs = [GenerationRequest(c, Sampling(temperature=0.0, top_p=1.0, max_new_tokens=8 + 5 * i), seed=i)
+                for i, c in enumerate(chats)]  # 5 requests, 3 slots, different lengths: rows join and leave
+        outs = backend.generate(reqs)
+        # a second turn that reuses the first turn's cache, while another conversation's first turn joins
+        backend.submit(("a", "user"), GenerationRequest(chats[0], Sampling(0.0, 1.0, 12), seed=1))
+        first = []
+        while not first:
+            first = backend.step()
+        follow = chats[0] + [{"role": "assistant", "content": first[0][1].text}, {"role": "user", "content": "Why?"}]
+        backend.submit(("a", "user"), GenerationRequest(follow, Sampling(0.0, 1.0, 12), seed=1))
+        backend.submit(("b", "user"), GenerationRequest(chats[3], Sampling(0.0, 1.0, 20), seed=2))
+        assert len(backend.kept[("a", "user")][0]) > 10  # the first turn's tokens stay cached
+        done = {}
+        while len(done) < 2:
+            done.update(backend.step())
+        backend.release("a")
+        backend.release("b")
+        return [(o.text, o.tokens, o.finish_reason) for o in outs] + \
+            [(first[0][1].text, first[0][1].tokens)] + [(done[k].text, done[k].tokens) for k in sorted(done)]
+
+    dynamic, static, backend = run_both(tiny_model, drive)
+    assert any(t[1] > 1 for t in dynamic)
+    assert static == dynamic
+    assert backend.counts["prefill"] < backend.counts["decode"]
+    assert not backend.kept and backend.slots.live() == 0
+
+
+def test_static_slots_keep_per_conversation_seeds(tiny_model):
+    """A sampled row's text depends on its seed, not on its batch-mates (nor on the engine)."""
+    from simulator.backends import GenerationRequest
+    from simulator.scenarios import Sampling
+
+    chats = [[{"role": "user", "content": f"Plan a trip number {i}."}] for i in range(4)]
+    hot = Sampling(temperature=0.9, top_p=0.9, max_new_tokens=10)
+
+    def drive(backend):
+        alone = backend.generate([GenerationRequest(chats[0], hot, seed=7)])[0].text
+        crowded = backend.generate([GenerationRequest(c, hot, seed=7 if i == 0 else i) for i, c in enumerate(chats)])
+        assert crowded[0].text == alone
+        return alone
+
+    dynamic, static, _ = run_both(tiny_model, drive)
+    assert static == dynamic
