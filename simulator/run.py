@@ -45,6 +45,8 @@ class SimulationConfig:
     quantization: str = "none"  # hf backend: none | nf4 | auto
     # hf backend: auto = bfloat16 on GPU, float32 on CPU; bfloat16 on a CPU with AMX decodes ~1.4x faster
     dtype: str = "auto"
+    # hf backend: the static-slot engine (fixed slots, batched prefill, decode as a CUDA graph); auto = on CUDA
+    static_cache: str = "auto"
     openai_base_url: str = "http://127.0.0.1:8000/v1"
     openai_api_key: str = "EMPTY"
     openai_concurrency: int = 8
@@ -95,7 +97,8 @@ def conversation_seed(seed: int, scenario_id: str, sample: int) -> int:
 
 def _backend_options(cfg: SimulationConfig, kind: str) -> dict:
     if kind == "hf":
-        return {"quantization": cfg.quantization, "dtype": cfg.dtype, "max_batch": cfg.batch_size}
+        return {"quantization": cfg.quantization, "dtype": cfg.dtype, "max_batch": cfg.batch_size,
+                "static_cache": cfg.static_cache}
     if kind == "vllm":
         return {"tensor_parallel_size": cfg.vllm_tensor_parallel_size,
                 "gpu_memory_utilization": cfg.vllm_gpu_memory_utilization}

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Hashable
 
 from simulator.backends.base import Backend, Generation, GenerationRequest
-from userlm.chat import render
+from userlm.chat import render, stop_token_ids
+from userlm.io import UserError
 
 
 def sample_next(logits, temperatures, top_ps, uniforms):
@@ -95,8 +96,7 @@ class HFBackend(Backend):
         self.model, self.tokenizer = load_causal_lm(model, quantization=quantization, dtype=dtype)
         self.max_batch = max_batch
         self.prefix_cache, self.continuous = prefix_cache, continuous  # off only to measure what they gain
-        self.stop_ids = sorted({i for i in (self.tokenizer.eos_token_id,
-                                            self.tokenizer.convert_tokens_to_ids("<|im_end|>")) if isinstance(i, int)})
+        self.stop_ids = stop_token_ids(self.tokenizer)
         self.waiting: deque = deque()
         self.rows: list[_Row] = []
         self.cache = None  # the live rows' KV cache, left-padded to a common length
@@ -112,10 +112,12 @@ class HFBackend(Backend):
         # The GPU engine (static_cache.py): fixed slots, batched prefill, decode replayed as a CUDA graph. On by
         # default only on CUDA, where the dynamic scheduler below is launch-bound; on the CPU the dynamic one
         # is as fast and stays the default (the demo's numbers), the static one selectable for tests.
+        if static_cache not in ("auto", "on", "off", True, False):
+            raise UserError(f"static_cache must be auto, on or off, got {static_cache!r}")
         if static_cache == "auto":
             static_cache = self.device.type == "cuda"
         self.slots = None
-        if static_cache in (True, "true", "on", 1):
+        if static_cache in (True, "on"):
             from simulator.backends.static_cache import SlotEngine
 
             self.slots = SlotEngine(self, max_batch, graphs=cuda_graphs)
