@@ -27,6 +27,13 @@ METRICS = {
     "diversity_ratio_to_human": (+1, "diversity_all / real humans' diversity_all (1.0 = as diverse as people)"),
     "perplexity_real_user_turns": (-1, "user model's perplexity on held-out real human turns"),
     "perplexity_base_model": (0, "the base model's perplexity on the same turns, for comparison"),
+    "perplexity_with_intent": (-1, "perplexity on held-out real human turns with their written intents in the "
+                                   "system prompt (the examples that have one)"),
+    "perplexity_without_intent": (-1, "the same examples' perplexity without the intent"),
+    "intent_adherence": (+1, "share of other intents a conversation's user turns are less similar to than to its "
+                             "own (0.5 = chance)"),
+    "intent_decomposition": (0, "share of the intent's content words the first user turn already says "
+                                "(real people reveal bit by bit: compare with their row)"),
     "end_f1": (+1, "F1 of ending where real people ended, at every point where they went on or stopped"),
     "end_precision": (+1, "share of the user model's ends that fall where the person ended"),
     "end_recall": (+1, "share of real ends where the user model ended"),

@@ -108,9 +108,10 @@ def diversity(ctx: Context) -> dict:
     return out
 
 
-def perplexity_units(model_ref: str, system: str, examples: list[dict], max_length: int = 384,
+def perplexity_units(model_ref: str, system: str | list[str], examples: list[dict], max_length: int = 384,
                      batch_tokens: int | None = None) -> list[tuple]:
-    """Per example (sum NLL, tokens) of the human turns (and end marker) in the user model's flipped format.
+    """Per example (sum NLL, tokens) of the human turns (and end marker) in the user model's flipped format,
+    under one system prompt or one per example.
     Batches are cut from the examples sorted by length, up to `batch_tokens` padded tokens each: 16k on a GPU;
     on the CPU, where one sequence of a few hundred tokens already keeps the cores busy, padding only costs
     (benchmarks/bench_evaluation.py), so 512 there."""
@@ -119,9 +120,10 @@ def perplexity_units(model_ref: str, system: str, examples: list[dict], max_leng
 
     backend = get_backend("hf", model_ref, quantization="none", max_batch=16)
     batch_tokens = batch_tokens or (16384 if backend.device.type == "cuda" else 512)
+    systems = [system] * len(examples) if isinstance(system, str) else system
     encoded = []
-    for ex in examples:
-        enc = encode_for_training(backend.tokenizer, ex, speaker="user", system=system, max_length=max_length)
+    for ex, ex_system in zip(examples, systems):
+        enc = encode_for_training(backend.tokenizer, ex, speaker="user", system=ex_system, max_length=max_length)
         if any(label != -100 for label in enc["labels"]):
             encoded.append((enc["input_ids"], enc["labels"]))
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
@@ -176,7 +178,29 @@ def perplexity_of(model: str, data_dir: str, split: str = "test", limit: int = 0
     if base:
         base_units = perplexity_units(base, USER_MODEL_SYSTEM, examples, max_length)
         result["base"] = {"model": base, "perplexity": _ppl(base_units), "tokens": sum(u[1] for u in base_units)}
+    with_intents = intent_perplexities(ref, system, data_dir, split, limit, max_length)
+    if with_intents:  # the split's examples that have written intents, with and without them
+        result["intent"] = {"examples": len(with_intents["perplexity_with_intent"]),
+                            **{name: _ppl(units) for name, units in with_intents.items()}}
     return result
+
+
+def intent_perplexities(model: str, system: str, data_dir: str, split: str = "test", limit: int = 0,
+                        max_length: int = 384) -> dict:
+    """Perplexity with and without the written intent in the system prompt, on the same examples (those of
+    the split that `userlm data intents` gave a usable intent): does the model use its intent?"""
+    from userlm.chat import user_model_system
+    from userlm.data.intents import load_intents
+
+    intents = load_intents(data_dir, required=False)
+    examples = [ex for ex in perplexity_examples(data_dir, split) if ex["id"] in intents]
+    if limit:
+        examples = examples[:limit]
+    if not examples:
+        return {}
+    with_intent = [user_model_system(system, intents[ex["id"]]) for ex in examples]
+    return {"perplexity_with_intent": perplexity_units(model, with_intent, examples, max_length),
+            "perplexity_without_intent": perplexity_units(model, system, examples, max_length)}
 
 
 def perplexity(ctx: Context) -> dict:
@@ -190,6 +214,32 @@ def perplexity(ctx: Context) -> dict:
     base = ctx.base_model or base
     if base:
         out["perplexity_base_model"] = {"run": bootstrap_ci(perplexity_units(base, USER_MODEL_SYSTEM, examples), _ppl)}
+    if (ctx.run_info.get("user_adapter_manifest") or {}).get("trained_with_intent"):
+        for name, units in intent_perplexities(model, system, ctx.reference_dir, "test",
+                                               ctx.perplexity_examples).items():
+            out[name] = {"run": bootstrap_ci(units, _ppl)}
+    return out
+
+
+def intent(ctx: Context) -> dict:
+    """Intent adherence and decomposition of the run, beside real held-out people with their written intents."""
+    from evaluators.cache import embed
+    from evaluators.intent import mean_of, score_units
+
+    def embedder(texts):
+        return embed(texts, ctx.encoder)
+
+    if not any(u.get("intent") for u in ctx.units):
+        return {}
+    score_units(ctx.units, embedder)
+    reference = reference_units(ctx.reference_dir, limit=max(30, len(ctx.units)), with_intents_only=True) \
+        if ctx.reference_dir else []
+    score_units(reference, embedder)
+    out = {}
+    for name in ("intent_adherence", "intent_decomposition"):
+        out[name] = {"run": bootstrap_ci(ctx.units, mean_of(name))}
+        if reference:
+            out[name]["reference"] = bootstrap_ci(reference, mean_of(name))
     return out
 
 
@@ -212,7 +262,7 @@ def termination(ctx: Context) -> dict:
 
 EVALUATORS: dict[str, Callable[[Context], dict]] = {
     "ai_voice": ai_voice, "behaviour": behaviour, "diversity": diversity, "perplexity": perplexity,
-    "termination": termination,
+    "termination": termination, "intent": intent,
 }
 
 

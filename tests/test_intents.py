@@ -118,3 +118,28 @@ def test_intent_trained_adapter_is_told_the_scenario_intent(data_dir, tiny_model
         runs[name] = [json.loads(line) for line in (out / "transcripts.jsonl").read_text().splitlines()]
     assert all(r["user_told_intent"] and r["scenario_intent"] for r in runs["trained"])
     assert not any(r["user_told_intent"] for r in runs["base"])
+    _give_intents(data_dir, "test")
+    from evaluators.run import evaluate_run, perplexity_of
+
+    report = evaluate_run(str(tmp_path / "trained"), reference=str(data_dir), evaluators="intent,perplexity")
+    metrics = report["metrics"]
+    assert 0 <= metrics["intent_adherence"]["reference"]["value"] <= 1
+    assert metrics["perplexity_with_intent"]["run"]["n"] == metrics["perplexity_without_intent"]["run"]["n"] > 0
+    result = perplexity_of(str(adapter), str(data_dir), "test")
+    assert result["intent"]["examples"] == len(read_split(data_dir, "test"))
+
+
+def test_intent_metrics_tell_a_pursued_intent_from_another_and_a_pasted_one():
+    from evaluators.cache import embed
+    from evaluators.intent import decomposition, mean_of, score_units
+
+    meals = "a week of cheap vegetarian dinners for two people"
+    bug = "fix a Python KeyError when counting words in a dictionary"
+    units = [{"intent": meals, "user_turns": ["what can i cook this week without meat, on a budget?"]},
+             {"intent": bug, "user_turns": ["my python script crashes with KeyError in counts[word] += 1"]},
+             {"intent": bug, "user_turns": ["any vegetarian recipes for dinner?"]}]  # pursues the other intent
+    score_units(units, lambda texts: embed(texts))
+    assert [u["intent_adherence"] for u in units] == [1.0, 1.0, 0.0]
+    assert mean_of("intent_adherence")(units) == pytest.approx(2 / 3)
+    assert decomposition(meals, f"i want {meals}") == 1.0
+    assert decomposition(meals, "hi, can you help me with food?") < 0.3

@@ -119,6 +119,10 @@ def cmd_evaluate_perplexity(args) -> int:
         print(f"{args.model}: perplexity {result['perplexity']:.3f} on {result['tokens']:,} target tokens of "
               f"{result['examples']} {args.split} examples" + (f"; base {base['model']}: {base['perplexity']:.3f}"
                                                                if base else ""))
+        if "intent" in result:
+            i = result["intent"]
+            print(f"on the {i['examples']} examples with written intents: {i['perplexity_with_intent']:.3f} with "
+                  f"the intent, {i['perplexity_without_intent']:.3f} without")
     return 0
 
 
