@@ -30,6 +30,9 @@ def test_quick_demo_runs_the_whole_job_and_reuses_finished_stages(demo):
     assert "real humans (reference)" in report and "prompted-baseline" in report
     trained = json.loads(Path(summary["metrics"]["trained-user-model"]).read_text())["metrics"]
     assert trained["perplexity_real_user_turns"]["run"]["value"] > 0
+    # The trained user was told its scenarios' intents; intent metrics sit beside real people's.
+    assert "reference" in trained["intent_adherence"] and trained["perplexity_with_intent"]["run"]["n"] > 0
+    assert summary["intents"]["examples"] == 24 + 8 and "intent_adherence" in report
     # A second run reuses every stage instead of redoing it.
     r = subprocess.run([sys.executable, "-m", "workflows.cli", "demo", "--quick", "--workdir", str(work)],
                        capture_output=True, text=True, timeout=900)

@@ -7,13 +7,23 @@ import json
 import time
 from pathlib import Path
 
-from userlm.io import sha256_json
+from userlm.io import sha256_file, sha256_json
 
 SMOKE = Path(__file__).resolve().parents[1] / "scenarios" / "smoke"
 
 
 def _stage(console, name: str, started: float) -> None:
     console.rule(f"[bold]{name}[/bold] (t = {time.time() - started:.0f} s)")
+
+
+def cached_stage(console, out: Path, run, done_file: str = "manifest.json") -> Path:
+    """Run `run()` unless `out` already holds its finished output (named by its config's hash); an interrupted
+    stage resumes inside `run` (training checkpoints, appended transcripts)."""
+    if (out / done_file).exists():
+        console.print(f"reusing {out}")
+    else:
+        run()
+    return out
 
 
 def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> dict:
@@ -24,12 +34,13 @@ def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> d
     from trainer.train import TrainConfig, train
     from userlm.config import load_config
     from userlm.data.prepare import PrepareConfig, prepare
+    from workflows.intents import IntentsConfig, write_intents
 
     work = Path(workdir)
     started = time.time()
     data_dir = work / "data"
 
-    _stage(console, "1/5 data: real ShareGPT conversations -> user-model examples", started)
+    _stage(console, "1/6 data: real ShareGPT conversations -> user-model examples", started)
     data_cfg = PrepareConfig(sources=["sharegpt"], out=str(data_dir))
     manifest_path = data_dir / "manifest.json"
     if manifest_path.exists() and json.loads(manifest_path.read_text())["config"] == data_cfg.__dict__:
@@ -39,38 +50,43 @@ def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> d
     data_manifest = json.loads(manifest_path.read_text())
     console.print(f"{data_manifest['counts']['train']['human_targets']:,} human target turns for training")
 
-    _stage(console, "2/5 AI-voice classifier on real human vs AI turns", started)
+    overrides = [f"data_dir={data_dir}", "eval_steps=100000", "intent=mixed"]
+    if quick:
+        overrides += ["max_steps=6", "max_eval_examples=16", "save_steps=3", "max_length=128"]
+    train_cfg = load_config(TrainConfig, Path(__file__).resolve().parents[1] / "configs" / "embedded-cpu.yaml", overrides)
+
+    _stage(console, "2/6 intents: the embedded assistant writes what each person wanted", started)
+    # Only what the demo trains on (the trainer's own seeded sample) and a slice of the test split.
+    trained = train_cfg.max_steps * train_cfg.per_device_train_batch_size * train_cfg.gradient_accumulation_steps \
+        if train_cfg.max_steps > 0 else train_cfg.max_train_examples
+    intents = write_intents(IntentsConfig(data_dir=str(data_dir), splits=["train", "test"], seed=train_cfg.seed,
+                                          split_limits={"train": trained, "test": 8 if quick else 40}, batch_size=32))
+    console.print(f"{intents['examples']} intents ({intents['from_cache']} cached): {intents['usable']} usable, "
+                  f"flagged {intents['flagged'] or 'none'}")
+
+    _stage(console, "3/6 AI-voice classifier on real human vs AI turns", started)
     # Trained on the train split of the same prepared data whose test split is the real-human reference.
     clf_cfg = ClassifierConfig(data=[str(data_dir)], max_per_class_per_source=300 if quick else 800,
                                stock_turns=8 if quick else 32, adversary_turns=8 if quick else 32,
                                held_out_generators=not quick)
     clf_dir = work / f"classifier-{sha256_json({**clf_cfg.__dict__, 'data': data_manifest['content_hash']})[:10]}"
     clf_cfg.out = str(clf_dir)
-    if (clf_dir / "manifest.json").exists():
-        console.print(f"reusing {clf_dir}")
-    else:
-        train_classifier(clf_cfg, console)
+    cached_stage(console, clf_dir, lambda: train_classifier(clf_cfg, console))
     clf_manifest = json.loads((clf_dir / "manifest.json").read_text())
     auroc = clf_manifest["test_auroc"]
     console.print(f"classifier on held-out turns: AUROC {auroc}, length-matched "
                   f"{clf_manifest['test_auroc_length_matched']}, word count alone "
                   f"{clf_manifest['test']['overall']['word_count_baseline']}")
 
-    _stage(console, "3/5 train a user-model adapter (LoRA on SmolLM2-135M)", started)
-    overrides = [f"data_dir={data_dir}", "eval_steps=100000"]
-    if quick:
-        overrides += ["max_steps=6", "max_eval_examples=16", "save_steps=3", "max_length=128"]
-    train_cfg = load_config(TrainConfig, Path(__file__).resolve().parents[1] / "configs" / "embedded-cpu.yaml", overrides)
-    key = sha256_json({"config": train_cfg.__dict__, "data": data_manifest["content_hash"]})[:10]
+    _stage(console, "4/6 train a user-model adapter (LoRA on SmolLM2-135M, intents in half the examples)", started)
+    intents_hash = sha256_file(data_dir / "intents.jsonl")
+    key = sha256_json({"config": train_cfg.__dict__, "data": data_manifest["content_hash"], "intents": intents_hash})[:10]
     adapter = work / f"adapter-{key}"
     train_cfg.output_dir = str(adapter)
-    if (adapter / "manifest.json").exists():
-        console.print(f"reusing {adapter}")
-    else:
-        train(train_cfg, resume=adapter.exists())
+    cached_stage(console, adapter, lambda: train(train_cfg, resume=adapter.exists()))
     adapter_manifest = json.loads((adapter / "manifest.json").read_text())
 
-    _stage(console, "4/5 simulate: trained user model, untrained base, prompted baseline vs the stock assistant", started)
+    _stage(console, "5/6 simulate: trained user model, untrained base, prompted baseline vs the stock assistant", started)
     users = {"trained-user-model": str(adapter), "untrained-base": "base:embedded:smollm2-135m-instruct",
              "prompted-baseline": "prompted:embedded:smollm2-135m-instruct"}
     sim_overrides = ["samples=2", "max_turns=2"] if quick else ["samples=5"]
@@ -82,13 +98,13 @@ def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> d
         simulate(cfg, resume=(run_dir / "transcripts.jsonl").exists(), console=console)
         runs[label] = run_dir
 
-    _stage(console, "5/5 evaluate against real held-out humans, and report", started)
+    _stage(console, "6/6 evaluate against real held-out humans, and report", started)
     for label, run_dir in runs.items():
-        names = "ai_voice,behaviour,diversity" + (",perplexity" if label == "trained-user-model" else "")
+        names = "ai_voice,behaviour,diversity,intent" + (",perplexity" if label == "trained-user-model" else "")
         evaluate_run(str(run_dir), reference=str(data_dir), classifier=str(clf_dir), evaluators=names)
     md, html = write_report([str(r) for r in runs.values()], str(work / "report"), console=console)
     summary = {
-        "data_dir": str(data_dir), "classifier": str(clf_dir), "classifier_test_auroc": auroc,
+        "data_dir": str(data_dir), "intents": intents, "classifier": str(clf_dir), "classifier_test_auroc": auroc,
         "classifier_test_auroc_length_matched": clf_manifest["test_auroc_length_matched"],
         "classifier_word_count_auroc": clf_manifest["test"]["overall"]["word_count_baseline"],
         "adapter": str(adapter), "adapter_final_eval_loss": adapter_manifest["final_eval_loss"],
@@ -101,6 +117,6 @@ def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> d
     atomic_write_json(work / "demo.json", summary)
     console.rule("artifacts")
     for name, value in summary.items():
-        if name != "metrics":
+        if name not in ("metrics", "intents"):
             console.print(f"{name}: {value}")
     return summary
