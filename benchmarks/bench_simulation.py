@@ -4,7 +4,10 @@ that decoding reaches: bytes of weights read per decode step x decode steps/s ov
 
 `--schedulers dynamic,static --conversations 32,128` compares the hf backend's two schedulers on one loaded
 model: `dynamic` (the CPU default: per-request prefill, a KV cache rebuilt as rows join and leave) and
-`static` (the CUDA default: fixed slots, batched prefill, decode replayed as a CUDA graph)."""
+`static` (the CUDA default: fixed slots, batched prefill, decode replayed as a CUDA graph, sampling inside the
+graph), and `static-host`, the same engine sampling on the host after each replay (as before 2026-11-26's
+follow-up). `--verify-sampling` adds an untimed static run at the largest count that also runs `sample_next`
+on every decode step's logits and counts the rows whose token differs."""
 
 import argparse
 import time
@@ -82,7 +85,12 @@ def main():
     parser.add_argument("--max-turns", type=int, default=2)
     parser.add_argument("--only-best", action="store_true", help="skip the ablations (turn batching, no KV reuse)")
     parser.add_argument("--schedulers", default="default",
-                        help="default (the backend's own for the device), or a comma list of dynamic, static")
+                        help="default (the backend's own for the device), or a comma list of dynamic, static, "
+                             "static-host")
+    parser.add_argument("--verify-sampling", action="store_true")
+    parser.add_argument("--logit-scale", type=float, default=1.0,
+                        help="multiply the output embeddings: a random model's flat next-token distributions "
+                             "become peaked like a trained model's (the nucleus fits the 128 most likely tokens)")
     args = parser.parse_args()
     torch.manual_seed(0)
     counts = [int(n) for n in args.conversations.split(",")]
@@ -91,6 +99,9 @@ def main():
     backend = get_backend("hf", args.model, quantization=args.quantization, dtype=args.dtype,
                           max_batch=max(counts), static_cache=args.schedulers != "default" or "auto")
     engine = backend.slots
+    if args.logit_scale != 1.0:
+        with torch.no_grad():
+            backend.model.get_output_embeddings().weight.mul_(args.logit_scale)
     schedulers = (["static" if engine else "dynamic"] if args.schedulers == "default"
                   else args.schedulers.split(","))
     user = UserSpec("prompted", args.model, PROMPTED_USER_SYSTEM)
@@ -117,7 +128,10 @@ def main():
     rates = {}
     for n in counts:
         for scheduler in schedulers:
-            backend.slots = engine if scheduler == "static" else None
+            backend.slots = engine if scheduler.startswith("static") else None
+            if engine is not None:
+                engine.gpu_sampling = scheduler != "static-host"
+                engine.sorted_steps = 0
             for label, continuous, prefix_cache in variants[-1:] if args.only_best else variants:
                 if cuda:
                     torch.cuda.synchronize()
@@ -136,6 +150,8 @@ def main():
                 if capture:
                     line += (f"; {backend.counts['graphs']} CUDA graphs captured in {capture:.1f} s "
                              f"({tokens / (seconds - capture):.1f} tok/s without)")
+                if backend.slots is not None and engine.gpu_sampling:
+                    line += f"; {engine.sorted_steps} steps sorted the vocabulary"
                 if engine is not None and engine.graph_error:
                     line += f"; graphs off: {engine.graph_error}"
                 if cuda:
@@ -143,11 +159,21 @@ def main():
                 print(line, flush=True)
                 print("    time in: " + ", ".join(f"{k} {v:.1f} s" for k, v in backend.seconds.most_common()),
                       flush=True)
-            if scheduler == "static":
+            if scheduler.startswith("static"):
                 engine.reset()
-        if "static" in schedulers and "dynamic" in schedulers:
-            print(f"static / dynamic at {n} live conversations: "
-                  f"{rates[(n, 'static')] / rates[(n, 'dynamic')]:.2f}x", flush=True)
+        for other in ("dynamic", "static-host"):
+            if "static" in schedulers and other in schedulers:
+                print(f"static / {other} at {n} live conversations: "
+                      f"{rates[(n, 'static')] / rates[(n, other)]:.2f}x", flush=True)
+    if args.verify_sampling and engine is not None:
+        backend.slots, engine.gpu_sampling, engine.verify = engine, True, True
+        engine.verified = engine.mismatches = engine.sorted_steps = 0
+        batched(backend, conversations(scenarios, max(counts)), user, max(counts), True, True)
+        print(f"verify sampling ({max(counts)} live): {engine.mismatches} of {engine.verified} sampled rows differ "
+              f"from sample_next on the same logits and uniforms; {engine.sorted_steps} of "
+              f"{backend.counts['decode']} steps sorted the vocabulary", flush=True)
+        engine.verify = False
+        engine.reset()
     backend.slots = engine
 
 

@@ -2,7 +2,7 @@
 # The GPU numbers in results/benchmarks/, on a lent machine that cannot download: wheels for what it lacks
 # travel in .wheels/ and the OASST sample in .gpu/; a model with Qwen2.5-0.5B's shapes is created there.
 # Usage: bash benchmarks/gpu_session.sh STAGE...   (logs go to $OUT)
-# stages: setup sim train ddp dp-sim; issue 16: setup7b sched sched7b train7b
+# stages: setup sim train ddp dp-sim; issue 16: setup7b sched sched7b train7b; its follow-up: gsample gsample7b
 # .wheels/ (trl, datasets, dill, multiprocess for the GPU's Python, bitsandbytes: `pip download --no-deps`) and
 # .gpu/ are git-ignored, so name both in the device tool's `carry`. .gpu/sharegpt (train7b) is 1,200 train +
 # 64 validation lines drawn with random.seed(0) from `userlm data prepare --source sharegpt`, plus its manifest.
@@ -34,6 +34,15 @@ for stage in "$@"; do
           --conversations 32,128 --naive-conversations 0 --only-best --schedulers dynamic,static 2>&1 \
           | grep -v "Loading weights\|it/s\]" | tee -a "$OUT/$stage.log"
       done ;;
+    gsample|gsample7b)  # issue 16 follow-up: the static engine sampling on the host (before) vs inside its graph
+      m=$MODEL; [ $stage = gsample7b ] && m=$MODEL7B
+      for q in ${QUANTS:-none}; do
+        python3 -W ignore benchmarks/bench_simulation.py --model $m --dtype bfloat16 --quantization $q \
+          --conversations 32,128 --naive-conversations 0 --only-best --schedulers static-host,static,static-host,static \
+          --verify-sampling ${SIMARGS:-} 2>&1 | grep -v "Loading weights\|it/s\]" | tee -a "$OUT/$stage.log"
+      done ;;
+    gsample-alone)  # sampling alone at the decode step's shapes
+      python3 benchmarks/bench_sampling.py 2>&1 | tee -a "$OUT/$stage.log" ;;
     train7b)  # issue 16: the reference config at its true size (7B shapes), ShareGPT's length mix, padded vs padding-free
       for b in padded padding_free; do
         rm -rf /tmp/adapter7b-$b

@@ -92,3 +92,27 @@ def test_static_slots_keep_per_conversation_seeds(tiny_model):
 
     dynamic, static, _ = run_both(tiny_model, drive)
     assert static == dynamic
+
+
+def test_gpu_sampling_halves_equal_sample_next():
+    """The static engine's sampling (`sample_head` in the graph, `sample_sorted` only for a wide batch) gives
+    `sample_next`'s tokens for the same uniforms: peaked and flat rows, greedy rows, idle rows (top_p 0)."""
+    import torch
+
+    from simulator.backends.hf import sample_head, sample_next, sample_sorted
+
+    g = torch.Generator().manual_seed(0)
+    for scale, top_p in ((8.0, 0.9), (0.5, 0.9), (8.0, 1.0), (3.0, 0.5)):
+        logits = torch.randn(6, 1000, generator=g) * scale
+        temps = torch.tensor([0.7, 1.0, 0.0, 1.3, 0.0, 0.9])
+        top_ps = torch.tensor([top_p, top_p, 1.0, top_p, 0.0, top_p])  # row 4: an idle slot
+        for _ in range(20):
+            u = torch.rand(6, generator=g)
+            live = torch.tensor([0, 1, 2, 3, 5])
+            want = sample_next(logits[live], temps[live], top_ps[live], u[live])
+            head, wide, greedy, probs = sample_head(logits, temps, top_ps, u)
+            got = sample_sorted(probs[live], greedy[live], top_ps[live], u[live]) if bool(wide) else head[live]
+            assert torch.equal(got, want)
+            assert head[2] == logits[2].argmax() and head[4] == logits[4].argmax()
+            wide_live = bool(sample_head(logits[live], temps[live], top_ps[live], u[live])[1])
+            assert bool(wide) == wide_live  # an idle row never decides the sort

@@ -10,7 +10,11 @@ Here:
   captured once per (b, Lb) as a CUDA graph, then replayed (one launch instead of ~15 a layer);
 - joining requests are prefilled together, left-padded to a common length, straight into their slots; the
   tokens a conversation's previous turn left cached are copied into its slot first, so only new tokens are fed;
-- rows sample exactly as in `hf.py` (per-row seeded generators), finished rows keep their KV for the next turn.
+- rows sample exactly as in `hf.py` (per-row seeded generators), finished rows keep their KV for the next turn;
+  a decode step samples on the GPU inside its graph (`sample_head`: each row's uniform, temperature and top-p
+  are static inputs, its uniform drawn on the host from the row's generator beforehand), and only a batch
+  whose nucleus is wider than the 128 most likely tokens sorts the vocabulary after the replay
+  (`sample_sorted`), the same two paths and the same decision as `sample_next`.
 Padding never reaches a real row: padded queries write their keys to a spare position past the last one
 (`trash`), which no mask ever includes."""
 
@@ -122,6 +126,15 @@ class SlotEngine:
         self.slot_index = torch.arange(n, device=self.device)
         self.true = torch.ones((), dtype=torch.bool, device=self.device)
         self.staging = torch.zeros(3, n, dtype=torch.long, pin_memory=self.device.type == "cuda")
+        # sampling's static inputs: an idle slot has temperature 0 and top_p 0 (greedy, never widens the nucleus)
+        self.gpu_sampling = True  # False: sample on the host after the replay (as before; benchmarks compare)
+        self.temperatures = torch.zeros(n, dtype=torch.float32, device=self.device)
+        self.top_ps = torch.zeros(n, dtype=torch.float32, device=self.device)
+        self.uniforms = torch.zeros(n, dtype=torch.float32, device=self.device)
+        self.staging_f = torch.zeros(3, n, dtype=torch.float32, pin_memory=self.device.type == "cuda")
+        self.sorted_steps = 0  # decode steps whose nucleus was wider than the head (the full sort ran)
+        self.verify = False  # benchmarks: also run `sample_next` on each step's logits and count the differences
+        self.verified = self.mismatches = 0
 
     # ---- buffers ----------------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -308,17 +321,49 @@ class SlotEngine:
         self.tokens[:, 0].copy_(moved[0])
         self.positions[:, 0].copy_(moved[1])
         self.writes.copy_(moved[2])
+        index = [i for i, r in enumerate(self.rows[:b]) if r is not None]
+        rows = [self.rows[i] for i in index]
+        if self.gpu_sampling:  # each row's next uniform, drawn now from its generator (as `_sample` would after)
+            temps, top_ps, uniforms = [0.0] * self.slots, [0.0] * self.slots, [0.0] * self.slots
+            for i, r in zip(index, rows):
+                temps[i], top_ps[i] = r.sampling.temperature, r.sampling.top_p
+                uniforms[i] = torch.rand(1, generator=r.generator).item()
+            self.staging_f.copy_(torch.tensor([temps, top_ps, uniforms], dtype=torch.float32))
+            moved_f = self.staging_f.to(self.device, non_blocking=True)
+            self.temperatures.copy_(moved_f[0])
+            self.top_ps.copy_(moved_f[1])
+            self.uniforms.copy_(moved_f[2])
         started = time.perf_counter()
-        logits = self._run_decode(b, lb)
+        out = self._run_decode(b, lb)
         if self.device.type == "cuda":  # split the step's time between the model and the host (sampling)
             torch.cuda.synchronize()
         self.backend.seconds["decode forward"] += time.perf_counter() - started
         self.backend.counts["decode"] += 1
-        index = [i for i, r in enumerate(self.rows[:b]) if r is not None]
-        rows = [self.rows[i] for i in index]
         for r in rows:
             r.ids.append(r.generated[-1])
-        self.backend._sample(rows, logits[index])
+        if self.gpu_sampling:
+            logits, picked, greedy, probs = out
+            picked = picked.tolist()  # b tokens, then whether the nucleus was wider than the head
+            if picked[-1]:
+                from simulator.backends.hf import sample_sorted
+
+                self.sorted_steps += 1
+                at = slice(None) if len(index) == len(greedy) else torch.tensor(index, device=self.device)
+                picked = sample_sorted(probs[at], greedy[at], self.top_ps[: len(greedy)][at],
+                                       self.uniforms[: len(greedy)][at]).tolist()
+            else:
+                picked = [picked[i] for i in index]
+            if self.verify:
+                from simulator.backends.hf import sample_next
+
+                at = torch.tensor(index, device=self.device)
+                want = sample_next(logits[at].float(), self.temperatures[at], self.top_ps[at], self.uniforms[at])
+                self.verified += len(index)
+                self.mismatches += sum(a != b for a, b in zip(picked, want.tolist()))
+            for r, token in zip(rows, picked):
+                r.generated.append(token)
+        else:
+            self.backend._sample(rows, out[index])
         finished = []
         for i, r in zip(index, rows):
             if self.backend._done(r):
@@ -326,22 +371,32 @@ class SlotEngine:
         return finished
 
     def _decode_pass(self, b: int, lb: int):
-        """The step that is captured: mark each row's new position, then one token for slots [0, b)."""
+        """The step that is captured: mark each row's new position, then one token for slots [0, b): the logits,
+        or with `gpu_sampling` (logits, [b tokens from the head, wide], greedy, probs) (see `sample_head`)."""
+        import torch
+
+        from simulator.backends.hf import sample_head
+
         # the value is a device tensor: a Python `True` would be copied from the host, which a capture forbids
         self.mask.index_put_((self.slot_index[:b], self.writes[:b]), self.true)
         self.mode = ("decode", b, lb)
         try:
-            return self._forward(input_ids=self.tokens[:b], position_ids=self.positions[:b],
-                                 attention_mask=self.mask[:b, None, None, :lb])
+            logits = self._forward(input_ids=self.tokens[:b], position_ids=self.positions[:b],
+                                   attention_mask=self.mask[:b, None, None, :lb])
         finally:
             self.mode = None
+        if not self.gpu_sampling:
+            return logits
+        tokens, wide, greedy, probs = sample_head(logits.float(), self.temperatures[:b], self.top_ps[:b],
+                                                  self.uniforms[:b])
+        return logits, torch.cat([tokens, wide.long().view(1)]), greedy, probs
 
     def _run_decode(self, b: int, lb: int):
         import torch
 
         if not (self.use_graphs and self.device.type == "cuda"):
             return self._decode_pass(b, lb)
-        graph = self.graphs.get((b, lb))
+        graph = self.graphs.get((b, lb, self.gpu_sampling))
         if graph is None:
             try:
                 graph = self._capture(b, lb)
@@ -353,7 +408,7 @@ class SlotEngine:
                 print(f"hf backend: CUDA graph capture failed, decoding eagerly ({self.graph_error})\n"
                       + "".join(traceback.format_exc(limit=-6)), flush=True)
                 return self._decode_pass(b, lb)
-            self.graphs[(b, lb)] = graph
+            self.graphs[(b, lb, self.gpu_sampling)] = graph
         graph[0].replay()
         return graph[1]
 
