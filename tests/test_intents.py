@@ -8,7 +8,7 @@ import pytest
 from conftest import sharegpt_file
 
 from userlm.chat import user_model_system
-from userlm.data.intents import INTENTS_FILE, check_intent, clean_intent, load_intents
+from userlm.data.intents import INTENTS_FILE, check_intent, clean_intent, gets_intent, load_intents
 from userlm.data.prepare import PrepareConfig, prepare, read_split
 from userlm.io import append_jsonl
 
@@ -63,6 +63,10 @@ def test_intents_command_caches_resumes_and_flags_bad_output(data_dir, tiny_mode
     capped = write_intents(IntentsConfig(data_dir=str(data_dir), model=tiny_model, split_limits={"train": 3},
                                          splits=["train"]))
     assert capped["examples"] == 3 and capped["written_now"] == 0
+    # share < 1: only the examples a mixed training run with that share would give their intent
+    half = write_intents(IntentsConfig(data_dir=str(data_dir), model=tiny_model, splits=["train"], share=0.5))
+    train = read_split(data_dir, "train")
+    assert half["examples"] == sum(gets_intent(ex["id"], 0, 0.5) for ex in train) < len(train)
 
 
 def _give_intents(data_dir, split="train"):
@@ -78,16 +82,16 @@ def test_training_systems_none_always_mixed_match_the_simulator(data_dir):
     from trainer.train import TrainConfig, example_systems
     from userlm.chat import USER_MODEL_SYSTEM
 
-    _give_intents(data_dir)
-    intents = load_intents(data_dir)
-    examples = read_split(data_dir, "train") * 20
+    examples = [{**ex, "id": f"{ex['id']}#{i}"} for ex in read_split(data_dir, "train") for i in range(40)]
+    intents = {ex["id"]: f"You want a cheap plan for {ex['id']}." for ex in examples}
     assert set(example_systems(examples, TrainConfig(intent="none"), intents)) == {USER_MODEL_SYSTEM}
     always = example_systems(examples, TrainConfig(intent="always"), intents)
     assert all(intents[ex["id"]] in s for ex, s in zip(examples, always))
     mixed = example_systems(examples, TrainConfig(intent="mixed", intent_share=0.5), intents)
     share = sum(s != USER_MODEL_SYSTEM for s in mixed) / len(mixed)
-    assert 0.35 < share < 0.65
-    assert mixed == example_systems(examples, TrainConfig(intent="mixed", intent_share=0.5), intents)  # seeded
+    assert 0.4 < share < 0.6
+    # seeded per example: the same choice in any order
+    assert mixed[::-1] == example_systems(examples[::-1], TrainConfig(intent="mixed", intent_share=0.5), intents)
     # The simulator tells an intent-trained user its scenario's intent in exactly the training wording.
     scenario = Scenario(id="s", description="d", intent=intents[examples[0]["id"]])
     user = UserSpec("adapter", "x", USER_MODEL_SYSTEM, {"trained_with_intent": True})

@@ -12,7 +12,7 @@ from pathlib import Path
 from userlm import END_OF_CONVERSATION
 from userlm.chat import USER_MODEL_SYSTEM, encode_for_training, user_model_system
 from userlm.config import to_dict
-from userlm.data.intents import load_intents
+from userlm.data.intents import gets_intent, load_intents
 from userlm.data.prepare import load_manifest, read_split
 from userlm.distributed import wait_for_everyone, world_size
 from userlm.io import UserError, atomic_write_json, read_json
@@ -69,13 +69,10 @@ def _peak_gpu_memory_gb() -> float | None:
 def example_systems(examples: list[dict], cfg: TrainConfig, intents: dict[str, str]) -> list[str]:
     """Each example's system prompt: with its intent where cfg.intent says so, built by the same function
     the simulator uses for a scenario's intent."""
-    rng = random.Random(f"intent:{cfg.seed}")
     systems = []
     for ex in examples:
-        draw = rng.random()  # drawn for every example, so the choice does not depend on which have intents
-        intent = intents.get(ex["id"], "")
-        use = cfg.intent == "always" or (cfg.intent == "mixed" and draw < cfg.intent_share)
-        systems.append(user_model_system(cfg.system_prompt, intent if use else ""))
+        use = cfg.intent == "always" or (cfg.intent == "mixed" and gets_intent(ex["id"], cfg.seed, cfg.intent_share))
+        systems.append(user_model_system(cfg.system_prompt, intents.get(ex["id"], "") if use else ""))
     return systems
 
 

@@ -56,11 +56,13 @@ def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> d
     train_cfg = load_config(TrainConfig, Path(__file__).resolve().parents[1] / "configs" / "embedded-cpu.yaml", overrides)
 
     _stage(console, "2/6 intents: the embedded assistant writes what each person wanted", started)
-    # Only what the demo trains on (the trainer's own seeded sample) and a slice of the test split.
+    # Only what the demo trains on (the trainer's own seeded sample, and of it the share that gets its intent)
+    # and a slice of the test split.
     trained = train_cfg.max_steps * train_cfg.per_device_train_batch_size * train_cfg.gradient_accumulation_steps \
         if train_cfg.max_steps > 0 else train_cfg.max_train_examples
     intents = write_intents(IntentsConfig(data_dir=str(data_dir), splits=["train", "test"], seed=train_cfg.seed,
-                                          split_limits={"train": trained, "test": 8 if quick else 40}, batch_size=32))
+                                          share=train_cfg.intent_share, batch_size=32, max_new_tokens=48,
+                                          split_limits={"train": trained, "test": 8 if quick else 32}))
     console.print(f"{intents['examples']} intents ({intents['from_cache']} cached): {intents['usable']} usable, "
                   f"flagged {intents['flagged'] or 'none'}")
 

@@ -17,6 +17,7 @@ from userlm.data.intents import (
     check_intent,
     clean_intent,
     first_human_turn,
+    gets_intent,
     intent_key,
     pick,
     read_intent_records,
@@ -37,6 +38,9 @@ class IntentsConfig:
     limit: int | None = None  # examples per split (a seeded sample, the one `userlm train` takes), None = all
     split_limits: dict = field(default_factory=dict)  # per-split caps over `limit`, e.g. {"train": 200}
     seed: int = 0
+    # Below 1: only the seeded share of examples a `userlm train` run with intent=mixed, the same seed and
+    # intent_share=share gives an intent (the others would never read theirs).
+    share: float = 1.0
     batch_size: int = 16
     max_new_tokens: int = 64
     max_words: int = 60  # longer intents are flagged too_long
@@ -52,7 +56,8 @@ def _wanted(cfg: IntentsConfig) -> list[tuple[str, dict]]:
         limit = cfg.split_limits.get(split, cfg.limit)
         if limit is not None and limit < 0:
             raise UserError(f"limit for {split} must be >= 0, got {limit}")
-        out += [(split, ex) for ex in pick(read_split(cfg.data_dir, split), limit, cfg.seed)]
+        out += [(split, ex) for ex in pick(read_split(cfg.data_dir, split), limit, cfg.seed)
+                if split != "train" or cfg.share >= 1 or gets_intent(ex["id"], cfg.seed, cfg.share)]
     return out
 
 

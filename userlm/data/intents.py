@@ -95,6 +95,13 @@ def pick(examples: list[dict], limit: int | None, seed: int) -> list[dict]:
     return random.Random(seed).sample(examples, limit)
 
 
+def gets_intent(example_id: str, seed: int, share: float) -> bool:
+    """Whether a `mixed` run gives this example its intent: a seeded draw per example id, so the choice does not
+    depend on the order or sample of examples (and `userlm data intents --set share=...` can write just those)."""
+    u = int.from_bytes(hashlib.sha256(f"intent:{seed}:{example_id}".encode()).digest()[:8], "big") / 2**64
+    return u < share
+
+
 def read_intent_records(data_dir: str | Path) -> list[dict]:
     path = Path(data_dir) / INTENTS_FILE
     if not path.exists():
