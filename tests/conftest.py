@@ -75,3 +75,13 @@ def sharegpt_file(path: Path, records: list[tuple[str, list[tuple[str, str]]]]) 
     path.write_text(json.dumps([{"id": i, "conversations": [{"from": f, "value": v} for f, v in turns]}
                                 for i, turns in records]))
     return str(path)
+
+
+@pytest.fixture
+def keep_thread_settings(monkeypatch):
+    """The CLI sets OMP_NUM_THREADS etc. for its process; tests that run it in-process must not leak them."""
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY"):
+        if key in os.environ:
+            monkeypatch.setenv(key, os.environ[key])
+        else:
+            monkeypatch.delenv(key, raising=False)

@@ -5,7 +5,6 @@ file. Seeded and bounded; no model is loaded."""
 import copy
 import gzip
 import json
-import os
 import random
 from pathlib import Path
 
@@ -21,14 +20,7 @@ DEEP = "__DEEP__"
 VALUES = [None, 5, -1, 0, 2.5, 1e308, True, "false", "", "x" * 300, [], {}, ["a", 1], {"a": [1]}, DEEP]
 
 
-@pytest.fixture(autouse=True)
-def _keep_thread_settings(monkeypatch):
-    """The CLI sets OMP_NUM_THREADS etc. for its process; run in-process here, they must not leak to later tests."""
-    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY"):
-        if key in os.environ:
-            monkeypatch.setenv(key, os.environ[key])
-        else:
-            monkeypatch.delenv(key, raising=False)
+pytestmark = pytest.mark.usefixtures("keep_thread_settings")
 
 
 def _paths(obj, prefix=()):

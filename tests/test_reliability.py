@@ -17,14 +17,7 @@ TREE = {"message_tree_id": "t1", "prompt": msg("p1", "prompter", "How do I boil 
     msg("a1", "assistant", "Boil it for 8 minutes.", [msg("p2", "prompter", "And a soft one?")])])}
 
 
-@pytest.fixture(autouse=True)
-def _keep_thread_settings(monkeypatch):
-    """The CLI sets OMP_NUM_THREADS etc. for its process; run in-process here, they must not leak to later tests."""
-    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY"):
-        if key in os.environ:
-            monkeypatch.setenv(key, os.environ[key])
-        else:
-            monkeypatch.delenv(key, raising=False)
+pytestmark = pytest.mark.usefixtures("keep_thread_settings")
 
 
 def cli(capsys, *argv):

@@ -2,35 +2,9 @@
 greedy tokens equal to the dynamic scheduler's, with more requests than slots (token-level joining and
 leaving), different budgets, and a second turn that reuses the first turn's KV cache."""
 
-import importlib.util
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """Qwen2's real architecture, tiny and random, with a byte-level BPE tokenizer trained on the shipped
-    scenarios' text by benchmarks/random_model.py (as on the GPU machine, which cannot download weights)."""
-    import torch
-    from transformers import AutoModelForCausalLM, Qwen2Config
-
-    spec = importlib.util.spec_from_file_location("random_model", ROOT / "benchmarks" / "random_model.py")
-    random_model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(random_model)
-    texts = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "scenarios").rglob("*.yaml"))]
-    tokenizer = random_model.build_tokenizer(texts, vocab_size=600)
-    config = Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, vocab_size=len(tokenizer), max_position_embeddings=4096,
-                         tie_word_embeddings=True, initializer_range=0.3,  # peaked logits: no near-ties in argmax
-                         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"))
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("tiny-qwen2")
-    AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return str(out)
 
 
 def run_both(model, drive):
