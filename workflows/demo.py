@@ -61,7 +61,7 @@ def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> d
     trained = train_cfg.max_steps * train_cfg.per_device_train_batch_size * train_cfg.gradient_accumulation_steps \
         if train_cfg.max_steps > 0 else train_cfg.max_train_examples
     intents = write_intents(IntentsConfig(data_dir=str(data_dir), splits=["train", "test"], seed=train_cfg.seed,
-                                          share=train_cfg.intent_share, batch_size=32, max_new_tokens=48,
+                                          share=train_cfg.intent_share, batch_size=32,
                                           split_limits={"train": trained, "test": 8 if quick else 32}))
     console.print(f"{intents['examples']} intents ({intents['from_cache']} cached): {intents['usable']} usable, "
                   f"flagged {intents['flagged'] or 'none'}")

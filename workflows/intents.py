@@ -70,7 +70,7 @@ def write_intents(cfg: IntentsConfig, progress=None) -> dict:
     path = Path(cfg.data_dir) / INTENTS_FILE
     done = {r["key"] for r in read_intent_records(cfg.data_dir)}
     todo = [(split, ex, writer_messages(ex)) for split, ex in wanted]
-    todo = [(split, ex, msgs, intent_key(cfg.model, msgs)) for split, ex, msgs in todo]
+    todo = [(split, ex, msgs, intent_key(cfg.model, msgs, cfg.max_new_tokens)) for split, ex, msgs in todo]
     todo = [t for t in todo if t[3] not in done]
     started, written = time.time(), 0
     if todo:
@@ -91,7 +91,7 @@ def write_intents(cfg: IntentsConfig, progress=None) -> dict:
 
 
 def _summarise(cfg: IntentsConfig, wanted: list, written: int, seconds: float) -> dict:
-    keys = {intent_key(cfg.model, writer_messages(ex)) for _, ex in wanted}
+    keys = {intent_key(cfg.model, writer_messages(ex), cfg.max_new_tokens) for _, ex in wanted}
     mine = [r for r in read_intent_records(cfg.data_dir) if r["key"] in keys]
     flags = Counter(f for r in mine for f in r["flags"])
     summary = {

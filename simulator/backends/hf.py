@@ -25,7 +25,6 @@ from simulator.backends.base import Backend, Generation, GenerationRequest
 from userlm.chat import render, stop_token_ids
 from userlm.io import UserError
 
-
 NUCLEUS_HEAD = 128  # the nucleus is looked for among this many most likely tokens before sorting everything
 
 
