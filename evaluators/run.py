@@ -69,6 +69,8 @@ def behaviour(ctx: Context) -> dict:
     for name, fn in (("role_adherence", M.role_adherence), ("termination_rate", M.termination_rate),
                      ("mean_user_turns", M.mean_user_turns), ("mean_turn_words", M.mean_turn_words)):
         out.update(_both(ctx, name, fn))
+    if ctx.reference and all(u["ended_by_user"] is None for u in ctx.reference):
+        out["termination_rate"]["reference"]["note"] = "n/a: the reference source records no conversation ends"
     out["truncated_share"] = {"run": bootstrap_ci(ctx.units, M.truncated_share)}
     for n in (1, 2):
         out.update(_both(ctx, f"distinct_{n}", lambda us, n=n: M.distinct_n(us, n), set_based=True))

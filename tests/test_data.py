@@ -264,3 +264,20 @@ def test_help_does_not_import_torch():
     code = "import sys; from workflows.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.strip() == "False"
+
+
+def test_reference_termination_is_na_where_the_source_records_no_end(tmp_path, branching_tree):
+    import math
+
+    from evaluators.reference import reference_units
+    from evaluators.run import Context, behaviour
+
+    src = write_trees(tmp_path / "x.trees.jsonl", [branching_tree])
+    prepare(PrepareConfig(sources=[str(src)], out=str(tmp_path / "o"), test_fraction=1.0 - 1e-9,
+                          validation_fraction=0))
+    reference = reference_units(str(tmp_path / "o"))
+    assert reference and all(u["ended_by_user"] is None for u in reference)
+    units = [{"user_turns": ["hi"], "ended_by_user": True, "truncated": [False]}]
+    result = behaviour(Context(units=units, reference=reference, run_info={}))["termination_rate"]
+    assert result["run"]["value"] == 1.0
+    assert math.isnan(result["reference"]["value"]) and "no conversation ends" in result["reference"]["note"]
