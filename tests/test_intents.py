@@ -61,10 +61,16 @@ def test_intents_command_caches_resumes_and_flags_bad_output(data_dir, tiny_mode
     again = write_intents(cfg)
     assert again["written_now"] == 0 and again["from_cache"] == total
     capped = write_intents(IntentsConfig(data_dir=str(data_dir), model=tiny_model, split_limits={"train": 3},
-                                         splits=["train"]))
+                                         splits=["train"], max_new_tokens=8))
     assert capped["examples"] == 3 and capped["written_now"] == 0
     # share < 1: only the examples a mixed training run with that share would give their intent
-    half = write_intents(IntentsConfig(data_dir=str(data_dir), model=tiny_model, splits=["train"], share=0.5))
+    half = write_intents(IntentsConfig(data_dir=str(data_dir), model=tiny_model, splits=["train"], share=0.5,
+                                       max_new_tokens=8))
+    assert half["written_now"] == 0
+    # the budget is part of the cache key: another budget writes anew
+    other = write_intents(IntentsConfig(data_dir=str(data_dir), model=tiny_model, split_limits={"train": 1},
+                                        splits=["train"], max_new_tokens=9))
+    assert other["written_now"] == 1
     train = read_split(data_dir, "train")
     assert half["examples"] == sum(gets_intent(ex["id"], 0, 0.5) for ex in train) < len(train)
 
