@@ -26,18 +26,23 @@ def bootstrap_ci(units: Sequence, statistic: Callable[[list], float], n: int = N
     for _ in range(n):
         idx = rng.integers(0, len(units), len(units))
         draws.append(statistic([units[i] for i in (np.unique(idx) if set_based else idx)]))
+    low, high = _interval(value, draws, level, set_based)
+    return {"value": value, "ci_low": low, "ci_high": high, "n": len(units)}
+
+
+def _interval(estimate: float, draws: list, level: float, set_based: bool) -> tuple[float, float]:
+    """Percentile interval of the finite draws; for set-based statistics estimate +- z * their standard error."""
     draws = np.asarray([d for d in draws if d is not None and np.isfinite(d)], dtype=float)
     alpha = (1 - level) / 2
     if not len(draws):
-        low = high = np.nan
-    elif set_based:
+        return np.nan, np.nan
+    if set_based:
         from scipy.stats import norm
 
         half = norm.ppf(1 - alpha) * draws.std(ddof=1)
-        low, high = value - half, value + half
-    else:
-        low, high = np.quantile(draws, [alpha, 1 - alpha])
-    return {"value": value, "ci_low": float(low), "ci_high": float(high), "n": len(units)}
+        return float(estimate - half), float(estimate + half)
+    low, high = np.quantile(draws, [alpha, 1 - alpha])
+    return float(low), float(high)
 
 
 def paired_bootstrap_delta(base: Sequence, cand: Sequence, statistic: Callable[[list], float], n: int = N_BOOTSTRAP,
@@ -55,15 +60,5 @@ def paired_bootstrap_delta(base: Sequence, cand: Sequence, statistic: Callable[[
         if set_based:
             idx = np.unique(idx)
         draws.append(statistic([cand[i] for i in idx]) - statistic([base[i] for i in idx]))
-    draws = np.asarray([d for d in draws if d is not None and np.isfinite(d)], dtype=float)
-    alpha = (1 - level) / 2
-    if not len(draws) or not np.isfinite(delta):
-        low = high = np.nan
-    elif set_based:
-        from scipy.stats import norm
-
-        half = norm.ppf(1 - alpha) * draws.std(ddof=1)
-        low, high = delta - half, delta + half
-    else:
-        low, high = np.quantile(draws, [alpha, 1 - alpha])
-    return {"delta": delta, "ci_low": float(low), "ci_high": float(high), "n": len(base)}
+    low, high = _interval(delta, draws, level, set_based) if np.isfinite(delta) else (np.nan, np.nan)
+    return {"delta": delta, "ci_low": low, "ci_high": high, "n": len(base)}
