@@ -45,7 +45,7 @@ def group_items(items: list[tuple[str, str, list[list[str]]]], min_words: int = 
     seen_signatures: dict[tuple, str] = {}
     owner_of_turn: dict[str, str] = {}
     for key, group, threads in items:
-        union(f"g:{group}", f"g:{group}")
+        find(f"g:{group}")  # every group is a unit, linked or not
         normalised = [tuple(normalise(t) for t in thread) for thread in threads]
         signature = tuple(sorted(normalised))
         if signature in seen_signatures:
