@@ -75,6 +75,20 @@ def test_intents_command_caches_resumes_and_flags_bad_output(data_dir, tiny_mode
     assert half["examples"] == sum(gets_intent(ex["id"], 0, 0.5) for ex in train) < len(train)
 
 
+def test_examples_with_one_writer_prompt_each_get_their_intent(tmp_path, tiny_model):
+    from workflows.intents import IntentsConfig, write_intents
+
+    long = " ".join(f"word{i}" for i in range(70))  # the writer sees each turn's first 60 words
+    src = sharegpt_file(tmp_path / "s.json", [("a", [("human", long + " apples")]), ("b", [("human", long + " pears")])])
+    out = tmp_path / "data"
+    prepare(PrepareConfig(sources=[src], out=str(out), test_fraction=0, validation_fraction=0))
+    summary = write_intents(IntentsConfig(data_dir=str(out), model=tiny_model, max_new_tokens=4))
+    records = [json.loads(line) for line in (out / INTENTS_FILE).read_text().splitlines()]
+    assert summary["written_now"] == 1 and summary["from_cache"] == 1
+    assert sorted(r["example_id"].split(":")[0] for r in records) == ["a", "b"]
+    assert len({r["intent"] for r in records}) == 1
+
+
 def _give_intents(data_dir, split="train"):
     for ex in read_split(data_dir, split):
         append_jsonl(data_dir / INTENTS_FILE, {"example_id": ex["id"], "split": split, "key": ex["id"],

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from userlm.config import to_dict
 from userlm.data.intents import (
     INTENTS_FILE,
     INTENTS_SUMMARY,
@@ -66,13 +67,30 @@ def write_intents(cfg: IntentsConfig, progress=None) -> dict:
     from simulator.scenarios import Sampling
 
     load_manifest(cfg.data_dir)
-    wanted = _wanted(cfg)
     path = Path(cfg.data_dir) / INTENTS_FILE
-    done = {r["key"] for r in read_intent_records(cfg.data_dir)}
-    todo = [(split, ex, writer_messages(ex)) for split, ex in wanted]
-    todo = [(split, ex, msgs, intent_key(cfg.model, msgs, cfg.max_new_tokens)) for split, ex, msgs in todo]
-    todo = [t for t in todo if t[3] not in done]
+    wanted = [(split, ex, msgs, intent_key(cfg.model, msgs, cfg.max_new_tokens))
+              for split, ex in _wanted(cfg) for msgs in [writer_messages(ex)]]
+    records = read_intent_records(cfg.data_dir)
+    cached = {r["key"]: r for r in records}
+    have = {(r["example_id"], r["key"]) for r in records}
     started, written = time.time(), 0
+
+    def record(split: str, ex: dict, key: str, intent: str) -> None:
+        flags = check_intent(intent, first_human_turn(ex), cfg.max_words, cfg.max_copied)
+        append_jsonl(path, {"example_id": ex["id"], "split": split, "key": key, "writer": cfg.model,
+                            "intent": intent, "flags": flags})
+
+    todo, copies = [], []  # copies: examples whose writer prompt another example has: its intent, their id
+    planned = set()
+    for split, ex, msgs, key in wanted:
+        if (ex["id"], key) in have:
+            continue
+        if key in cached or key in planned:
+            copies.append((split, ex, key))
+        else:
+            planned.add(key)
+            todo.append((split, ex, msgs, key))
+    written_intents = {key: r["intent"] for key, r in cached.items()}
     if todo:
         backend = get_backend(cfg.backend, cfg.model, **cfg.backend_options)
         greedy = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=cfg.max_new_tokens)
@@ -80,22 +98,22 @@ def write_intents(cfg: IntentsConfig, progress=None) -> dict:
             batch = todo[start:start + cfg.batch_size]
             outs = backend.generate([GenerationRequest(msgs, greedy, seed=0) for _, _, msgs, _ in batch])
             for (split, ex, _, key), out in zip(batch, outs):
-                intent = clean_intent(out.text)
-                append_jsonl(path, {"example_id": ex["id"], "split": split, "key": key, "writer": cfg.model,
-                                    "intent": intent, "flags": check_intent(intent, first_human_turn(ex),
-                                                                            cfg.max_words, cfg.max_copied)})
+                written_intents[key] = clean_intent(out.text)
+                record(split, ex, key, written_intents[key])
                 written += 1
             if progress:
                 progress(written, len(todo))
+    for split, ex, key in copies:
+        record(split, ex, key, written_intents[key])
     return _summarise(cfg, wanted, written, time.time() - started)
 
 
 def _summarise(cfg: IntentsConfig, wanted: list, written: int, seconds: float) -> dict:
-    keys = {intent_key(cfg.model, writer_messages(ex), cfg.max_new_tokens) for _, ex in wanted}
-    mine = [r for r in read_intent_records(cfg.data_dir) if r["key"] in keys]
+    pairs = {(ex["id"], key) for _, ex, _, key in wanted}
+    mine = [r for r in read_intent_records(cfg.data_dir) if (r["example_id"], r["key"]) in pairs]
     flags = Counter(f for r in mine for f in r["flags"])
     summary = {
-        "writer": cfg.model, "backend": cfg.backend, "config": {k: v for k, v in vars(cfg).items()},
+        "writer": cfg.model, "backend": cfg.backend, "config": to_dict(cfg),
         "examples": len(wanted), "written_now": written, "from_cache": len(wanted) - written,
         "usable": sum(not r["flags"] for r in mine), "flagged": dict(flags),
         "by_split": dict(Counter(r["split"] for r in mine)), "seconds": round(seconds, 1),

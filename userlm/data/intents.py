@@ -44,10 +44,9 @@ def writer_messages(example: dict, max_words_per_turn: int = 60, max_turns: int 
             {"role": "user", "content": WRITER_PROMPT.format(turns=turns)}]
 
 
-def intent_key(writer: str, messages: list[dict], max_new_tokens: int = 64) -> str:
+def intent_key(writer: str, messages: list[dict], max_new_tokens: int) -> str:
     """The cache key: the same writer on the same prompt and budget gives the same intent (greedy decoding)."""
-    extra = [] if max_new_tokens == 64 else [max_new_tokens]  # keys written before the budget was part of them
-    return hashlib.sha256(json.dumps([writer, messages, *extra], sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([writer, messages, max_new_tokens], sort_keys=True).encode()).hexdigest()
 
 
 def clean_intent(text: str) -> str:
