@@ -86,7 +86,7 @@ def main():
     parser.add_argument("--only-best", action="store_true", help="skip the ablations (turn batching, no KV reuse)")
     parser.add_argument("--schedulers", default="default",
                         help="default (the backend's own for the device), or a comma list of dynamic, static, "
-                             "static-host")
+                             "static-host, static-compiled (decode's norms and rotary fused by torch.compile)")
     parser.add_argument("--verify-sampling", action="store_true")
     parser.add_argument("--logit-scale", type=float, default=1.0,
                         help="multiply the output embeddings: a random model's flat next-token distributions "
@@ -131,6 +131,7 @@ def main():
             backend.slots = engine if scheduler.startswith("static") else None
             if engine is not None:
                 engine.gpu_sampling = scheduler != "static-host"
+                engine.compile_decode = scheduler == "static-compiled"
                 engine.sorted_steps = 0
             for label, continuous, prefix_cache in variants[-1:] if args.only_best else variants:
                 if cuda:
@@ -161,7 +162,7 @@ def main():
                       flush=True)
             if scheduler.startswith("static"):
                 engine.reset()
-        for other in ("dynamic", "static-host"):
+        for other in ("dynamic", "static-host", "static-compiled"):
             if "static" in schedulers and other in schedulers:
                 print(f"static / {other} at {n} live conversations: "
                       f"{rates[(n, 'static')] / rates[(n, other)]:.2f}x", flush=True)

@@ -2,7 +2,8 @@
 # The GPU numbers in results/benchmarks/, on a lent machine that cannot download: wheels for what it lacks
 # travel in .wheels/ and the OASST sample in .gpu/; a model with Qwen2.5-0.5B's shapes is created there.
 # Usage: bash benchmarks/gpu_session.sh STAGE...   (logs go to $OUT)
-# stages: setup sim train ddp dp-sim; issue 16: setup7b sched sched7b train7b; its follow-up: gsample gsample7b
+# stages: setup sim train ddp dp-sim; issue 16: setup7b sched sched7b train7b; its follow-ups: gsample gsample7b,
+# compile compile7b gpu-tests
 # .wheels/ (trl, datasets, dill, multiprocess for the GPU's Python, bitsandbytes: `pip download --no-deps`) and
 # .gpu/ are git-ignored, so name both in the device tool's `carry`. .gpu/sharegpt (train7b) is 1,200 train +
 # 64 validation lines drawn with random.seed(0) from `userlm data prepare --source sharegpt`, plus its manifest.
@@ -41,6 +42,34 @@ for stage in "$@"; do
           --conversations 32,128 --naive-conversations 0 --only-best --schedulers static-host,static,static-host,static \
           --verify-sampling ${SIMARGS:-} 2>&1 | grep -v "Loading weights\|it/s\]" | tee -a "$OUT/$stage.log"
       done ;;
+    compile|compile7b)  # issue 16, last step: the decode graph with torch.compile-fused norms and rotary, alternating
+      m=$MODEL; [ $stage = compile7b ] && m=$MODEL7B
+      for q in ${QUANTS:-none}; do
+        python3 -W ignore benchmarks/bench_simulation.py --model $m --dtype bfloat16 --quantization $q --conversations 32,128 \
+          --naive-conversations 0 --only-best --schedulers static,static-compiled,static,static-compiled ${SIMARGS:-} 2>&1 \
+          | grep -v "Loading weights\|it/s\]" | tee -a "$OUT/$stage.log"
+      done ;;
+    gpu-tests)  # the static engine's tests on CUDA (graphs on), then on this machine's CPU
+      python3 -m pytest -q -p no:cacheprovider --tb=short tests/test_static_cache.py 2>&1 | grep -v DEBUG | tail -40 | tee -a "$OUT/$stage.log"
+      CUDA_VISIBLE_DEVICES= python3 -m pytest -q -p no:cacheprovider --tb=short tests/test_static_cache.py 2>&1 | grep -v DEBUG | tail -40 | tee -a "$OUT/$stage.log" ;;
+    peft-sim)  # the GPU default (static slots, graphs, compiled decode) with a peft adapter on an NF4 base
+      rm -rf /tmp/adapter-peft /tmp/run-peft
+      userlm train --config configs/gpu-qlora-smoke.yaml --set base_model=$MODEL --set data_dir=$DATA \
+        --set output_dir=/tmp/adapter-peft --set quantization=nf4 --set max_steps=2 --set eval_steps=1000 > "$OUT/peft-train.log" 2>&1 \
+        || tail -8 "$OUT/peft-train.log"
+      userlm simulate --scenarios scenarios/smoke --user /tmp/adapter-peft --assistant $MODEL --samples 4 --max-turns 2 \
+        --set quantization=nf4 --out /tmp/run-peft 2>&1 | grep -v "it/s\]" | tail -12 | tee "$OUT/$stage.log"
+      python3 -c "import json; rows=[json.loads(l) for l in open('/tmp/run-peft/transcripts.jsonl')]; print(len(rows), 'conversations,', sum(len(r['turns']) for r in rows), 'turns')" | tee -a "$OUT/$stage.log"
+      python3 - <<'PY' 2>&1 | grep -v "it/s\]" | tail -4 | tee -a "$OUT/$stage.log"
+from simulator.backends import GenerationRequest, get_backend
+from simulator.scenarios import Sampling
+b = get_backend("hf", "/tmp/adapter-peft", quantization="nf4", max_batch=8)
+out = b.generate([GenerationRequest([{"role": "user", "content": f"Hi {i}"}], Sampling(0.9, 0.9, 24), seed=i) for i in range(8)])
+e = b.slots
+print("adapter on NF4:", sum(g.tokens for g in out), "tokens; graphs", e.use_graphs, "compiled", e.compile_decode,
+      "fused pieces", len(e.fused or []), "graph error", e.graph_error, "graphs captured", b.counts["graphs"])
+PY
+      ;;
     gsample-alone)  # sampling alone at the decode step's shapes
       python3 benchmarks/bench_sampling.py 2>&1 | tee -a "$OUT/$stage.log" ;;
     train7b)  # issue 16: the reference config at its true size (7B shapes), ShareGPT's length mix, padded vs padding-free

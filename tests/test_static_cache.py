@@ -11,7 +11,8 @@ def run_both(model, drive):
     from simulator.backends.hf import HFBackend
 
     dynamic = HFBackend(model, max_batch=3, static_cache=False)
-    static = HFBackend(model, max_batch=3, static_cache=True)
+    # the same kernels as the dynamic scheduler; the compiled decode (the CUDA default) is tested on its own below
+    static = HFBackend(model, max_batch=3, static_cache=True, compile_decode="off")
     assert dynamic.slots is None and static.slots is not None
     return drive(dynamic), drive(static), static
 
@@ -90,3 +91,29 @@ def test_gpu_sampling_halves_equal_sample_next():
             assert head[2] == logits[2].argmax() and head[4] == logits[4].argmax()
             wide_live = bool(sample_head(logits[live], temps[live], top_ps[live], u[live])[1])
             assert bool(wide) == wide_live  # an idle row never decides the sort
+
+
+def test_compiled_decode_matches_eager_decode(tiny_model):
+    """`compile_decode` swaps inductor-fused RMSNorms and rotary embeddings into the decode step only: greedy
+    tokens stay those of the eager engine, and the model's own modules are left as they were."""
+    import torch
+
+    from simulator.backends import GenerationRequest
+    from simulator.backends.hf import HFBackend
+    from simulator.scenarios import Sampling
+
+    chats = [[{"role": "user", "content": f"Tell me about idea {i}."}] for i in range(3)]
+    reqs = [GenerationRequest(c, Sampling(temperature=0.0, top_p=1.0, max_new_tokens=12), seed=i)
+            for i, c in enumerate(chats)]
+    # float32 on any device: in bf16 a fused kernel's rounding may flip a near-tie
+    eager = HFBackend(tiny_model, max_batch=4, static_cache=True, dtype="float32")
+    compiled = HFBackend(tiny_model, max_batch=4, static_cache=True, compile_decode=True, dtype="float32")
+    want = [g.text for g in eager.generate(reqs)]
+    assert [g.text for g in compiled.generate(reqs)] == want
+    hot = Sampling(temperature=0.9, top_p=0.9, max_new_tokens=10)  # a row's text still depends only on its seed
+    alone = compiled.generate([GenerationRequest(chats[0], hot, seed=7)])[0].text
+    crowded = compiled.generate([GenerationRequest(c, hot, seed=7 if i == 0 else i) for i, c in enumerate(chats)])
+    assert crowded[0].text == alone
+    parts = compiled.slots.fused
+    assert {name for _, name, _ in parts} == {"forward", "apply_rotary_pos_emb"}
+    assert all("forward" not in owner.__dict__ for owner, name, _ in parts if isinstance(owner, torch.nn.Module))

@@ -120,7 +120,7 @@ class HFBackend(Backend):
 
     def __init__(self, model: str, quantization: str = "none", dtype: str = "auto", max_batch: int = 32,
                  prefix_cache: bool = True, continuous: bool = True, static_cache: str | bool = "auto",
-                 cuda_graphs: bool = True):
+                 cuda_graphs: bool = True, compile_decode: str | bool = "auto"):
         from userlm.models import load_causal_lm
 
         self.model_ref = model
@@ -145,13 +145,19 @@ class HFBackend(Backend):
         # is as fast and stays the default (the demo's numbers), the static one selectable for tests.
         if static_cache not in ("auto", "on", "off", True, False):
             raise UserError(f"static_cache must be auto, on or off, got {static_cache!r}")
+        if compile_decode not in ("auto", "on", "off", True, False):
+            raise UserError(f"compile_decode must be auto, on or off, got {compile_decode!r}")
         if static_cache == "auto":
             static_cache = self.device.type == "cuda"
         self.slots = None
         if static_cache in (True, "on"):
             from simulator.backends.static_cache import SlotEngine
 
-            self.slots = SlotEngine(self, max_batch, graphs=cuda_graphs)
+            if compile_decode == "auto":  # inductor's GPU kernels need triton; on the CPU graphs are off anyway
+                import importlib.util
+
+                compile_decode = self.device.type == "cuda" and importlib.util.find_spec("triton") is not None
+            self.slots = SlotEngine(self, max_batch, graphs=cuda_graphs, compile_decode=compile_decode in (True, "on"))
 
     @property
     def device(self):

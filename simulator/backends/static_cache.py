@@ -15,6 +15,10 @@ Here:
   are static inputs, its uniform drawn on the host from the row's generator beforehand), and only a batch
   whose nucleus is wider than the 128 most likely tokens sorts the vocabulary after the replay
   (`sample_sorted`), the same two paths and the same decision as `sample_next`.
+With `compile_decode`, the RMSNorms and the rotary embedding of the decode step run as kernels fused by
+`torch.compile` (inductor), captured into the same graph: at 7B's shapes the graph is otherwise ~45 kernels a
+layer, two thirds of them small elementwise ones that cost more than the weights' read (results/benchmarks/).
+Only the decode step is compiled (fixed shapes per bucket); prefill stays eager.
 Padding never reaches a real row: padded queries write their keys to a spare position past the last one
 (`trash`), which no mask ever includes."""
 
@@ -95,7 +99,7 @@ class SlotKV(list):
 
 
 class SlotEngine:
-    def __init__(self, backend, slots: int, graphs: bool, prefill_tokens: int = 16384):
+    def __init__(self, backend, slots: int, graphs: bool, prefill_tokens: int = 16384, compile_decode: bool = False):
         import torch
 
         _register_attention()
@@ -114,6 +118,7 @@ class SlotEngine:
         self.length = 0  # positions per slot; buffers are allocated on first use and doubled when a row needs more
         self.keys = self.values = self.mask = None
         self.rows: list = [None] * slots
+        self.drawn: dict[int, float] = {}  # slot -> its row's next uniform, drawn while the GPU ran the last step
         self.graphs: dict = {}
         self.pool = None
         self.cache = _slot_cache_class()(self)
@@ -135,6 +140,51 @@ class SlotEngine:
         self.sorted_steps = 0  # decode steps whose nucleus was wider than the head (the full sort ran)
         self.verify = False  # benchmarks: also run `sample_next` on each step's logits and count the differences
         self.verified = self.mismatches = 0
+        self.compile_decode, self.fused = compile_decode, None
+
+    def _fused_parts(self) -> list:
+        """(owner, attribute, compiled) for each piece `compile_decode` swaps in during the decode step: every
+        RMSNorm module's forward, the modeling module's `apply_rotary_pos_emb`, and an MLP's forward where its
+        projections are plain `nn.Linear` (the activation fuses with the product; peft's and bitsandbytes'
+        layers stay eager), so only architecture-independent elementwise code is traced."""
+        import sys
+
+        import torch
+        import torch._dynamo
+
+        config = torch._dynamo.config  # one graph per batch bucket (1..slots) and piece, not 8
+        config.recompile_limit = max(getattr(config, "recompile_limit", 8), 64)
+        parts, seen = [], set()
+        for m in self.model.modules():
+            cls = type(m)
+            plain = all(type(c) is torch.nn.Linear for c in m.children() if isinstance(c, torch.nn.Linear)) \
+                and not any(hasattr(c, "base_layer") for c in m.modules())  # no peft, no bitsandbytes inside
+            if cls.__name__.endswith("RMSNorm") or (cls.__name__.endswith("MLP") and plain):
+                parts.append((m, "forward", torch.compile(m.forward)))
+            module = sys.modules.get(cls.__module__)
+            if module is not None and id(module) not in seen and hasattr(module, "apply_rotary_pos_emb"):
+                seen.add(id(module))
+                parts.append((module, "apply_rotary_pos_emb", torch.compile(module.apply_rotary_pos_emb)))
+        return parts
+
+    @contextlib.contextmanager
+    def _compiled(self):
+        if not self.compile_decode:
+            yield
+            return
+        if self.fused is None:
+            self.fused = self._fused_parts()
+        saved = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in self.fused]
+        for owner, name, fn in self.fused:
+            setattr(owner, name, fn)
+        try:
+            yield
+        finally:
+            for owner, name, old in saved:
+                if old is None:
+                    delattr(owner, name)  # the instance attribute goes; the class's forward shows again
+                else:
+                    setattr(owner, name, old)
 
     # ---- buffers ----------------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -327,7 +377,8 @@ class SlotEngine:
             temps, top_ps, uniforms = [0.0] * self.slots, [0.0] * self.slots, [0.0] * self.slots
             for i, r in zip(index, rows):
                 temps[i], top_ps[i] = r.sampling.temperature, r.sampling.top_p
-                uniforms[i] = torch.rand(1, generator=r.generator).item()
+                drawn = self.drawn.pop(i, None)
+                uniforms[i] = torch.rand(1, generator=r.generator).item() if drawn is None else drawn
             self.staging_f.copy_(torch.tensor([temps, top_ps, uniforms], dtype=torch.float32))
             moved_f = self.staging_f.to(self.device, non_blocking=True)
             self.temperatures.copy_(moved_f[0])
@@ -335,6 +386,10 @@ class SlotEngine:
             self.uniforms.copy_(moved_f[2])
         started = time.perf_counter()
         out = self._run_decode(b, lb)
+        if self.gpu_sampling:  # the replay runs asynchronously: draw each row's next uniform meanwhile. Its
+            # generator is its own and is dropped with it, so a draw for a row that ends now changes nothing.
+            for i, r in zip(index, rows):
+                self.drawn[i] = torch.rand(1, generator=r.generator).item()
         if self.device.type == "cuda":  # split the step's time between the model and the host (sampling)
             torch.cuda.synchronize()
         self.backend.seconds["decode forward"] += time.perf_counter() - started
@@ -381,8 +436,11 @@ class SlotEngine:
         self.mask.index_put_((self.slot_index[:b], self.writes[:b]), self.true)
         self.mode = ("decode", b, lb)
         try:
-            logits = self._forward(input_ids=self.tokens[:b], position_ids=self.positions[:b],
-                                   attention_mask=self.mask[:b, None, None, :lb])
+            mask = self.mask[:b, None, None, :lb]
+            if self.compile_decode:  # the additive mask once a step, not converted from booleans in every layer
+                mask = torch.zeros(mask.shape, dtype=self.dtype, device=self.device).masked_fill_(~mask, float("-inf"))
+            with self._compiled():
+                logits = self._forward(input_ids=self.tokens[:b], position_ids=self.positions[:b], attention_mask=mask)
         finally:
             self.mode = None
         if not self.gpu_sampling:
@@ -396,11 +454,17 @@ class SlotEngine:
 
         if not (self.use_graphs and self.device.type == "cuda"):
             return self._decode_pass(b, lb)
-        graph = self.graphs.get((b, lb, self.gpu_sampling))
+        graph = self.graphs.get((b, lb, self.gpu_sampling, self.compile_decode))
         if graph is None:
             try:
                 graph = self._capture(b, lb)
             except Exception as e:  # noqa: BLE001 - any kernel that cannot be captured (a quantized matmul, say): stay eager
+                if self.compile_decode:  # torch.compile is the likelier culprit (no triton, say): drop it first
+                    self.compile_decode, self.graph_error = False, f"compile off: {type(e).__name__}"
+                    torch.cuda.synchronize()
+                    print(f"hf backend: torch.compile of the decode step failed ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}); capturing it uncompiled", flush=True)
+                    return self._run_decode(b, lb)
                 self.use_graphs, self.graph_error = False, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 torch.cuda.synchronize()
                 import traceback
@@ -408,7 +472,7 @@ class SlotEngine:
                 print(f"hf backend: CUDA graph capture failed, decoding eagerly ({self.graph_error})\n"
                       + "".join(traceback.format_exc(limit=-6)), flush=True)
                 return self._decode_pass(b, lb)
-            self.graphs[(b, lb, self.gpu_sampling)] = graph
+            self.graphs[(b, lb, self.gpu_sampling, self.compile_decode)] = graph
         graph[0].replay()
         return graph[1]
 
@@ -440,6 +504,7 @@ class SlotEngine:
         if self.backend.prefix_cache:
             kv = SlotKV(self.keys[:, slot, :, :n].clone(), self.values[:, slot, :, :n].clone())
         self.rows[slot] = None
+        self.drawn.pop(slot, None)
         self.mask[slot, :] = False
         self.mask[slot, 0] = True
         return self.backend._finish(row, kv)
