@@ -4,6 +4,8 @@ leaving), different budgets, and a second turn that reuses the first turn's KV c
 
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -93,6 +95,7 @@ def test_gpu_sampling_halves_equal_sample_next():
             assert bool(wide) == wide_live  # an idle row never decides the sort
 
 
+@pytest.mark.slow  # inductor compiles C++ on the CPU: about a minute
 def test_compiled_decode_matches_eager_decode(tiny_model):
     """`compile_decode` swaps inductor-fused RMSNorms and rotary embeddings into the decode step only: greedy
     tokens stay those of the eager engine, and the model's own modules are left as they were."""
