@@ -60,6 +60,7 @@ def classifier(tmp_path_factory):
     return work / "c", manifest
 
 
+@pytest.mark.slow
 def test_classifier_separates_held_out_human_and_ai_turns(classifier):
     from evaluators.classifier_data import data_rows
 
@@ -76,6 +77,7 @@ def test_classifier_separates_held_out_human_and_ai_turns(classifier):
     assert ai > human + 0.3
 
 
+@pytest.mark.slow
 def test_score_texts_cli(classifier, tmp_path):
     out, _ = classifier
     src = tmp_path / "texts.jsonl"
@@ -93,6 +95,7 @@ def test_score_texts_cli(classifier, tmp_path):
     assert r.returncode == 2 and "texts.jsonl:1: field 'text'" in r.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_and_report_a_real_run(classifier, tmp_path):
     from evaluators.report import write_report
     from evaluators.run import evaluate_run

@@ -74,6 +74,7 @@ def test_a_turn_cut_at_max_new_tokens_is_marked_truncated_and_counted():
     assert truncated_share(transcript_units([record])) == 0.5
 
 
+@pytest.mark.slow
 def test_prompted_baseline_run_is_complete_deterministic_and_resumable(tmp_path):
     out, cfg = small_run(tmp_path, "a")
     records = load_transcripts(out)
@@ -107,6 +108,7 @@ def test_prompted_baseline_run_is_complete_deterministic_and_resumable(tmp_path)
         small_run(tmp_path, "a", "seed=5", resume=True)
 
 
+@pytest.mark.slow
 def test_openai_backend_against_a_real_loopback_server(tmp_path):
     from loopback_openai_server import serve
 
@@ -128,6 +130,7 @@ def test_openai_backend_unreachable_is_one_line_error(tmp_path):
                   "openai_timeout_s=2", "user=prompted:m", "assistant=m")
 
 
+@pytest.mark.slow
 def test_hf_scheduler_matches_generate_keeps_seeds_and_reuses_kv():
     """The token-level scheduler against transformers' own greedy `generate`; a row's sampled text does not
     depend on its batch-mates; a turn that reuses the conversation's KV cache equals one computed afresh."""
@@ -173,6 +176,7 @@ def test_hf_scheduler_matches_generate_keeps_seeds_and_reuses_kv():
     assert fresh.generate([GenerationRequest(follow_up, greedy, seed=1)])[0].text == second[0][1].text
 
 
+@pytest.mark.slow
 def test_data_parallel_simulation_under_accelerate_launch(tmp_path):
     """Two processes (gloo on the CPU) split the conversations, write shards, and process 0 merges them in plan
     order, as a one-process run orders them; --resume after a crash keeps what was written and finishes each

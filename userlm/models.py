@@ -11,6 +11,7 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -222,14 +223,18 @@ def load_causal_lm(ref: str, *, quantization: str = "none", dtype: str = "auto",
         from userlm.distributed import local_rank
 
         kwargs["device_map"] = {"": local_rank()}  # data-parallel launches: one replica per GPU
-    try:
-        model = AutoModelForCausalLM.from_pretrained(materialize(model_ref), **kwargs)
-    except OSError as e:
-        raise UserError(f"cannot load model '{ref}': {str(e).splitlines()[0]}") from None
-    if model_ref.kind == "adapter":
-        from peft import PeftModel
+    from userlm.quiet import no_weight_loading_bars
 
-        model = PeftModel.from_pretrained(model, model_ref.location, is_trainable=trainable)
+    local = model_ref.kind != "hub" and (model_ref.kind != "adapter" or model_ref.base.kind != "hub")
+    with no_weight_loading_bars() if local else contextlib.nullcontext():
+        try:
+            model = AutoModelForCausalLM.from_pretrained(materialize(model_ref), **kwargs)
+        except OSError as e:
+            raise UserError(f"cannot load model '{ref}': {str(e).splitlines()[0]}") from None
+        if model_ref.kind == "adapter":
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, model_ref.location, is_trainable=trainable)
     if not trainable:
         model.eval()
     return model, load_tokenizer(ref)

@@ -355,6 +355,9 @@ def run(argv: list[str] | None, parser: argparse.ArgumentParser) -> int:
         from userlm.threads import configure_threads
 
         configure_threads(getattr(args, "threads", None))
+        from userlm.quiet import quiet_library_noise
+
+        quiet_library_noise()  # the log shows the command's stages, not known library warnings
         return args.func(args)
     except UserError as e:
         print(f"error: {_one_line(str(e))}", file=sys.stderr)

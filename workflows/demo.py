@@ -60,9 +60,15 @@ def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> d
     # and a slice of the test split.
     trained = train_cfg.max_steps * train_cfg.per_device_train_batch_size * train_cfg.gradient_accumulation_steps \
         if train_cfg.max_steps > 0 else train_cfg.max_train_examples
-    intents = write_intents(IntentsConfig(data_dir=str(data_dir), splits=["train", "test"], seed=train_cfg.seed,
-                                          share=train_cfg.intent_share, batch_size=32,
-                                          split_limits={"train": trained, "test": 8 if quick else 32}))
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]intents[/bold]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:  # a few minutes on 2 cores: show that it moves
+        task = bar.add_task("", total=None)
+        intents = write_intents(IntentsConfig(data_dir=str(data_dir), splits=["train", "test"], seed=train_cfg.seed,
+                                              share=train_cfg.intent_share, batch_size=32,
+                                              split_limits={"train": trained, "test": 8 if quick else 32}),
+                                progress=lambda n, total: bar.update(task, completed=n, total=total))
     console.print(f"{intents['examples']} intents ({intents['from_cache']} cached): {intents['usable']} usable, "
                   f"flagged {intents['flagged'] or 'none'}")
 
@@ -103,6 +109,7 @@ def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> d
     _stage(console, "6/6 evaluate against real held-out humans, and report", started)
     for label, run_dir in runs.items():
         names = "ai_voice,behaviour,diversity,intent" + (",perplexity" if label == "trained-user-model" else "")
+        console.print(f"evaluating {label}: {names.replace(',', ', ')}")
         evaluate_run(str(run_dir), reference=str(data_dir), classifier=str(clf_dir), evaluators=names)
     md, html = write_report([str(r) for r in runs.values()], str(work / "report"), console=console)
     summary = {
