@@ -24,7 +24,8 @@ from userlm.io import (
     truncate_torn_tail,
     written_by_userlm,
 )
-from userlm.models import DEFAULT_ASSISTANT, resolve
+from userlm.models import DEFAULT_ASSISTANT, identity, resolve
+from userlm.provenance import library_versions
 
 
 @dataclass
@@ -107,11 +108,7 @@ def _backend_options(cfg: SimulationConfig, kind: str) -> dict:
 
 
 def _identity(ref: str, backend: str) -> dict:
-    if backend == "openai":
-        return {"ref": ref, "kind": "served"}
-    from userlm.models import identity
-
-    return identity(ref)
+    return {"ref": ref, "kind": "served"} if backend == "openai" else identity(ref)
 
 
 def plan(cfg: SimulationConfig) -> tuple[list[Scenario], list[tuple[Scenario, int]]]:
@@ -229,8 +226,6 @@ def finished_conversations(out: Path, ident: dict, resume: bool) -> set[tuple[st
 
 
 def start_run_info(cfg: SimulationConfig, user: UserSpec, ident: dict, total: int, world: int) -> dict:
-    from userlm.provenance import library_versions
-
     return {
         "kind": "userlm-simulation-run", "identity": ident, "config": to_dict(cfg), "user_kind": user.kind,
         "user_model": _identity(user.model, cfg.user_backend or cfg.backend),
@@ -269,8 +264,8 @@ def run_todo(cfg: SimulationConfig, user: UserSpec, run_info: dict, todo: list[C
     def step(live: int, new_tokens: int, new_turns: int) -> None:
         nonlocal tokens, turns
         tokens, turns = tokens + new_tokens, turns + new_turns
-        rate = time.perf_counter() - started
-        bar.update(task, description=f"{live} live, {turns / rate:.1f} turns/s, {tokens / rate:.0f} tok/s")
+        elapsed = time.perf_counter() - started
+        bar.update(task, description=f"{live} live, {turns / elapsed:.1f} turns/s, {tokens / elapsed:.0f} tok/s")
 
     with Progress(TextColumn(f"[bold]{label}[/bold]"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
