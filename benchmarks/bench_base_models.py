@@ -16,7 +16,8 @@ MODELS = ("embedded:smollm2-135m-instruct", "embedded:gemma3-270m")
 def main():
     import math
 
-    from evaluators.run import evaluate_run, perplexity_examples, perplexity_of
+    from evaluators.perplexity import perplexity_examples, perplexity_of
+    from evaluators.run import evaluate_run
     from simulator.run import SimulationConfig, simulate
     from trainer.train import TrainConfig, train
     from userlm.config import load_config

@@ -24,7 +24,8 @@ from userlm.io import (
     truncate_torn_tail,
     written_by_userlm,
 )
-from userlm.models import DEFAULT_ASSISTANT, resolve
+from userlm.models import DEFAULT_ASSISTANT, identity, resolve
+from userlm.provenance import library_versions
 
 
 @dataclass
@@ -107,11 +108,7 @@ def _backend_options(cfg: SimulationConfig, kind: str) -> dict:
 
 
 def _identity(ref: str, backend: str) -> dict:
-    if backend == "openai":
-        return {"ref": ref, "kind": "served"}
-    from userlm.models import identity
-
-    return identity(ref)
+    return {"ref": ref, "kind": "served"} if backend == "openai" else identity(ref)
 
 
 def plan(cfg: SimulationConfig) -> tuple[list[Scenario], list[tuple[Scenario, int]]]:
@@ -174,11 +171,8 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
     appends to shards/rank-R.jsonl; process 0 merges them when all are done. A conversation's text depends
     only on its seed, so the split changes nothing, and --resume skips what any process finished."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from simulator.backends import get_backend
     from userlm import distributed
-    from userlm.provenance import library_versions
 
     console = console or Console()
     rank, world = distributed.rank(), distributed.world_size()
@@ -187,26 +181,11 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
                         "vllm_tensor_parallel_size=N, or `vllm serve --data-parallel-size N` with backend=openai")
     out = Path(cfg.out)
     scenarios, jobs = plan(cfg)
-    user_kind = cfg.user_backend or cfg.backend
-    assistant_kind = cfg.assistant_backend or cfg.backend
-    user = parse_user(cfg.user, user_kind)
+    user = parse_user(cfg.user, cfg.user_backend or cfg.backend)
     ident = run_identity(cfg, scenarios)
-    done: set[tuple[str, int]] = set()
     check_run_dir(out)
-    if (out / "transcripts.jsonl").exists() or any((out / "shards").glob("*.jsonl")):
-        if not resume:
-            raise UserError(f"{out} already holds transcripts; pass --resume to finish it, or choose another --out")
-        if not (out / "run.json").exists():
-            raise UserError(f"{out}: transcripts without run.json; cannot tell which run they belong to")
-        if read_json(out / "run.json", "run.json").get("identity") != ident:
-            raise UserError(f"{out}: --resume with a different config or scenarios than the run it holds")
-        done = {(r["scenario_id"], r["sample"]) for r in _finished_records(out)}
-    run_info = {
-        "kind": "userlm-simulation-run", "identity": ident, "config": to_dict(cfg), "user_kind": user.kind,
-        "user_model": _identity(user.model, user_kind), "assistant_model": _identity(cfg.assistant, assistant_kind),
-        "user_adapter_manifest": user.manifest, "versions": library_versions(),
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "total_conversations": len(jobs), "processes": world,
-    }
+    done = finished_conversations(out, ident, resume)
+    run_info = start_run_info(cfg, user, ident, len(jobs), world)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "run.json", run_info)
@@ -215,37 +194,10 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
     todo = todo[rank::world]
     transcripts = out / "transcripts.jsonl" if world == 1 else out / "shards" / f"rank-{rank}.jsonl"
     transcripts.parent.mkdir(parents=True, exist_ok=True)
-    started, tokens, turns = time.perf_counter(), 0, 0
+    started, tokens = time.perf_counter(), 0
     if todo:
-        user_side = Side(get_backend(user_kind, user.model, **_backend_options(cfg, user_kind)), "user",
-                         lambda s: user_system(user, s))
-        assistant_side = Side(get_backend(assistant_kind, cfg.assistant, **_backend_options(cfg, assistant_kind)),
-                              "assistant", lambda s: s.assistant_system or None)
-        common = {"user_model": cfg.user, "user_kind": user.kind, "assistant_model": cfg.assistant,
-                  "user_adapter_manifest_sha256": run_info["user_model"].get("manifest_sha256")}
-
-        sees_intent = user_sees_intent(user)
-
-        def finish(conv: Conversation) -> None:
-            told = sees_intent and bool(conv.scenario.intent or conv.scenario.persona)
-            append_jsonl(transcripts, {
-                "scenario_id": conv.scenario.id, "sample": conv.sample, "seed": conv.seed,
-                "stop_reason": conv.stop_reason, "n_user_turns": len(conv.user_turns), "turns": conv.turns,
-                # the scenario's intent (what the conversation should pursue) and whether the user was told it
-                "scenario_intent": conv.scenario.intent, "user_told_intent": told, **common})
-            bar.advance(task)
-
-        def step(live: int, new_tokens: int, new_turns: int) -> None:
-            nonlocal tokens, turns
-            tokens, turns = tokens + new_tokens, turns + new_turns
-            rate = time.perf_counter() - started
-            bar.update(task, description=f"{live} live, {turns / rate:.1f} turns/s, {tokens / rate:.0f} tok/s")
-
-        label = "simulate" if world == 1 else f"simulate {rank}/{world}"
-        with Progress(TextColumn(f"[bold]{label}[/bold]"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
-            task = bar.add_task("starting", total=len(todo))
-            run_conversations(todo, user_side, assistant_side, cfg.batch_size, finish, step)
+        tokens = run_todo(cfg, user, run_info, todo, transcripts, "simulate" if world == 1 else f"simulate {rank}/{world}",
+                          console)
     elif rank == 0 and not done and not jobs:
         console.print(f"{out}: no conversations to run")
     distributed.wait_for_everyone()
@@ -258,6 +210,68 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
         if not todo and done:
             console.print(f"{out}: all {len(jobs)} conversations already done")
     return out
+
+
+def finished_conversations(out: Path, ident: dict, resume: bool) -> set[tuple[str, int]]:
+    """The (scenario, sample) pairs `out` already holds: only for --resume of the same run, else an error."""
+    if not (out / "transcripts.jsonl").exists() and not any((out / "shards").glob("*.jsonl")):
+        return set()
+    if not resume:
+        raise UserError(f"{out} already holds transcripts; pass --resume to finish it, or choose another --out")
+    if not (out / "run.json").exists():
+        raise UserError(f"{out}: transcripts without run.json; cannot tell which run they belong to")
+    if read_json(out / "run.json", "run.json").get("identity") != ident:
+        raise UserError(f"{out}: --resume with a different config or scenarios than the run it holds")
+    return {(r["scenario_id"], r["sample"]) for r in _finished_records(out)}
+
+
+def start_run_info(cfg: SimulationConfig, user: UserSpec, ident: dict, total: int, world: int) -> dict:
+    return {
+        "kind": "userlm-simulation-run", "identity": ident, "config": to_dict(cfg), "user_kind": user.kind,
+        "user_model": _identity(user.model, cfg.user_backend or cfg.backend),
+        "assistant_model": _identity(cfg.assistant, cfg.assistant_backend or cfg.backend),
+        "user_adapter_manifest": user.manifest, "versions": library_versions(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "total_conversations": total, "processes": world,
+    }
+
+
+def run_todo(cfg: SimulationConfig, user: UserSpec, run_info: dict, todo: list[Conversation], transcripts: Path,
+             label: str, console) -> int:
+    """Runs `todo` with a progress bar, appending each conversation as it finishes; returns tokens generated."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from simulator.backends import get_backend
+
+    started, tokens, turns = time.perf_counter(), 0, 0  # the rates shown count model loading
+    user_kind, assistant_kind = cfg.user_backend or cfg.backend, cfg.assistant_backend or cfg.backend
+    user_side = Side(get_backend(user_kind, user.model, **_backend_options(cfg, user_kind)), "user",
+                     lambda s: user_system(user, s))
+    assistant_side = Side(get_backend(assistant_kind, cfg.assistant, **_backend_options(cfg, assistant_kind)),
+                          "assistant", lambda s: s.assistant_system or None)
+    common = {"user_model": cfg.user, "user_kind": user.kind, "assistant_model": cfg.assistant,
+              "user_adapter_manifest_sha256": run_info["user_model"].get("manifest_sha256")}
+    sees_intent = user_sees_intent(user)
+
+    def finish(conv: Conversation) -> None:
+        told = sees_intent and bool(conv.scenario.intent or conv.scenario.persona)
+        append_jsonl(transcripts, {
+            "scenario_id": conv.scenario.id, "sample": conv.sample, "seed": conv.seed,
+            "stop_reason": conv.stop_reason, "n_user_turns": len(conv.user_turns), "turns": conv.turns,
+            # the scenario's intent (what the conversation should pursue) and whether the user was told it
+            "scenario_intent": conv.scenario.intent, "user_told_intent": told, **common})
+        bar.advance(task)
+
+    def step(live: int, new_tokens: int, new_turns: int) -> None:
+        nonlocal tokens, turns
+        tokens, turns = tokens + new_tokens, turns + new_turns
+        elapsed = time.perf_counter() - started
+        bar.update(task, description=f"{live} live, {turns / elapsed:.1f} turns/s, {tokens / elapsed:.0f} tok/s")
+
+    with Progress(TextColumn(f"[bold]{label}[/bold]"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("starting", total=len(todo))
+        run_conversations(todo, user_side, assistant_side, cfg.batch_size, finish, step)
+    return tokens
 
 
 def _check_transcript(record: dict, where: str) -> dict:

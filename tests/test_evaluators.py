@@ -157,12 +157,12 @@ def test_evaluate_perplexity_command_is_the_evaluators_code(tmp_path):
     assert result["perplexity"] > 1 and result["tokens"] > 0 and result["examples"] == 6
     # `base:M` and M as the base model are the same model in the same user-model format: the same perplexity.
     assert result["base"]["perplexity"] == pytest.approx(result["perplexity"], rel=1e-4)
-    from evaluators.run import _ppl, perplexity_examples, perplexity_units
+    from evaluators.perplexity import perplexity_examples, perplexity_units, pooled_perplexity
     from userlm.chat import USER_MODEL_SYSTEM
 
     units = perplexity_units("embedded:smollm2-135m-instruct", USER_MODEL_SYSTEM,
                              perplexity_examples(str(data), "test", 6), 192)
-    assert _ppl(units) == pytest.approx(result["perplexity"], rel=1e-4)
+    assert pooled_perplexity(units) == pytest.approx(result["perplexity"], rel=1e-4)
 
 
 @pytest.mark.slow

@@ -143,7 +143,8 @@ def test_intent_trained_adapter_is_told_the_scenario_intent(data_dir, tiny_model
     assert all(r["user_told_intent"] and r["scenario_intent"] for r in runs["trained"])
     assert not any(r["user_told_intent"] for r in runs["base"])
     _give_intents(data_dir, "test")
-    from evaluators.run import evaluate_run, perplexity_of
+    from evaluators.perplexity import perplexity_of
+    from evaluators.run import evaluate_run
 
     report = evaluate_run(str(tmp_path / "trained"), reference=str(data_dir), evaluators="intent,perplexity")
     metrics = report["metrics"]

@@ -25,7 +25,7 @@ def cfg_for(data_dir, out, *extra):
 
 @pytest.mark.slow
 def test_lora_training_learns_human_turns_and_writes_a_versioned_adapter(data_dir, tmp_path):
-    from evaluators.run import _ppl, perplexity_units
+    from evaluators.perplexity import perplexity_units, pooled_perplexity
     from userlm.chat import USER_MODEL_SYSTEM
 
     out = tmp_path / "adapter"
@@ -39,8 +39,8 @@ def test_lora_training_learns_human_turns_and_writes_a_versioned_adapter(data_di
     import random
 
     sample = random.Random(0).sample(read_split(data_dir, "train"), 16)[:6]  # what max_train_examples=16 drew
-    adapter_ppl = _ppl(perplexity_units(str(out), USER_MODEL_SYSTEM, sample, max_length=96))
-    base_ppl = _ppl(perplexity_units("embedded:smollm2-135m-instruct", USER_MODEL_SYSTEM, sample, max_length=96))
+    adapter_ppl = pooled_perplexity(perplexity_units(str(out), USER_MODEL_SYSTEM, sample, max_length=96))
+    base_ppl = pooled_perplexity(perplexity_units("embedded:smollm2-135m-instruct", USER_MODEL_SYSTEM, sample, max_length=96))
     assert adapter_ppl < base_ppl
     with pytest.raises(UserError, match="already exists"):
         train(cfg_for(data_dir, out, "max_steps=1"))

@@ -104,7 +104,7 @@ def test_compare_thresholds_read_directions_from_metrics_and_refuse_raw_word_cou
     default = load_thresholds(None)
     assert "mean_turn_words" not in default and "turn_length_w1" in default
     for metric, spec in default.items():
-        assert spec["direction"] == {1: "higher", -1: "lower"}[METRICS[metric][0]]
+        assert spec["direction"] == {1: "higher", -1: "lower"}[METRICS[metric].direction]
     bad = tmp_path / "t.yaml"
     for text, message in (("mean_turn_words: {max_regression: 5}\n", "turn_length_w1"),
                           ("ai_voice_rate: {direction: higher, max_regression: 0.1}\n", "lower is better"),

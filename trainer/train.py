@@ -91,7 +91,7 @@ def tokenize_split(tokenizer, examples: list[dict], cfg: TrainConfig, systems: l
     return datasets.Dataset.from_list(rows)
 
 
-def _sft_args(cfg: TrainConfig, has_eval: bool, quantization: str):
+def _sft_args(cfg: TrainConfig, has_eval: bool):
     import torch
     from trl import SFTConfig
 
@@ -192,7 +192,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         if eval_examples else None
     if cfg.gradient_checkpointing:
         model.config.use_cache = False
-    trainer = SFTTrainer(model=model, args=_sft_args(cfg, eval_ds is not None, quantization), train_dataset=train_ds,
+    trainer = SFTTrainer(model=model, args=_sft_args(cfg, eval_ds is not None), train_dataset=train_ds,
                          eval_dataset=eval_ds, processing_class=tokenizer, peft_config=_lora_config(cfg))
     result = trainer.train(resume_from_checkpoint=True if (resume and has_checkpoint) else None)
     eval_loss = _final_eval_loss(trainer) if eval_ds is not None else None

@@ -124,7 +124,7 @@ def _gguf_cache(gguf_path: str) -> Path:
 def materialize(model: ModelRef) -> str:
     """A location `from_pretrained` can load quickly. GGUF files are dequantized once into a cached
     safetensors directory: a GGUF-loaded model refuses `save_pretrained` and cannot take a bitsandbytes
-    config, and dequantizing costs ~15 s on every load."""
+    config, and dequantizing is slow on every load (results/benchmarks/measurements-behind-code-comments.md)."""
     if model.kind == "adapter":
         return materialize(model.base)
     if model.kind != "gguf":

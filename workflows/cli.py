@@ -108,7 +108,7 @@ def cmd_evaluate(args) -> int:
 def cmd_evaluate_perplexity(args) -> int:
     import json
 
-    from evaluators.run import perplexity_of
+    from evaluators.perplexity import perplexity_of
 
     result = perplexity_of(args.model, args.data, args.split, limit=args.limit, max_length=args.max_length,
                            base_model=args.base_model)

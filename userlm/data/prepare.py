@@ -56,10 +56,6 @@ def drop_reason(msg: Message, cfg: PrepareConfig) -> str | None:
     return None if msg.text.strip() else "empty"
 
 
-def keep_message(msg: Message, cfg: PrepareConfig) -> bool:
-    return drop_reason(msg, cfg) is None
-
-
 def _rank_key(msg: Message):
     return (msg.rank is None, msg.rank if msg.rank is not None else 0)
 
