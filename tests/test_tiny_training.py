@@ -32,7 +32,7 @@ def cfg_for(tiny_model, data_dir, out, *extra):
 def test_training_learns_its_targets_and_writes_a_versioned_adapter(tiny_model, data_dir, tmp_path):
     import random
 
-    from evaluators.run import _ppl, perplexity_units
+    from evaluators.perplexity import perplexity_units, pooled_perplexity
     from userlm.chat import USER_MODEL_SYSTEM
 
     out = tmp_path / "adapter"
@@ -46,8 +46,8 @@ def test_training_learns_its_targets_and_writes_a_versioned_adapter(tiny_model, 
     assert math.isfinite(manifest["final_train_loss"]) and manifest["train_tokens_per_second"] > 0
     # It learned what it was shown: the adapter's perplexity on its own training turns is below the base's.
     sample = random.Random(0).sample(read_split(data_dir, "train"), 16)[:6]  # what max_train_examples=16 drew
-    adapter_ppl = _ppl(perplexity_units(str(out), USER_MODEL_SYSTEM, sample, max_length=96))
-    base_ppl = _ppl(perplexity_units(tiny_model, USER_MODEL_SYSTEM, sample, max_length=96))
+    adapter_ppl = pooled_perplexity(perplexity_units(str(out), USER_MODEL_SYSTEM, sample, max_length=96))
+    base_ppl = pooled_perplexity(perplexity_units(tiny_model, USER_MODEL_SYSTEM, sample, max_length=96))
     assert adapter_ppl < base_ppl
     with pytest.raises(UserError, match="already exists"):
         train(cfg_for(tiny_model, data_dir, out, "max_steps=1"))
