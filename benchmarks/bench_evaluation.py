@@ -15,7 +15,7 @@ os.environ["USERLM_CACHE"] = tempfile.mkdtemp(prefix="bench-eval-cache-")
 
 def perplexity_rates(examples, batch_sizes=(1, 16)):
     from evaluators.run import perplexity_units
-    from simulator.backends import get_backend
+    from userlm.backends import get_backend
     from userlm.chat import USER_MODEL_SYSTEM, encode_for_training
     from userlm.models import DEFAULT_ASSISTANT
 

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from simulator.backends import get_backend
+from userlm.backends import get_backend
 from simulator.loop import Conversation, Side, run_conversations
 from simulator.run import UserSpec, conversation_seed, user_system
 from simulator.scenarios import load_scenarios

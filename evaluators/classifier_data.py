@@ -90,7 +90,7 @@ def generated_rows(cfg, openings: dict, console=None) -> dict:
     """Machine-written turns of the stock model, by split: its replies to real first human turns (the voice a
     simulated user slips into), and the adversary: the same model told to act as a user (the prompted baseline's
     voice), writing the next user turn of real conversations and opening turns for scenario intents."""
-    from simulator.backends import GenerationRequest, get_backend
+    from userlm.backends import GenerationRequest, get_backend
     from simulator.scenarios import Sampling
     from userlm.chat import PROMPTED_USER_SYSTEM, speaker_view
 

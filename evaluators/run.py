@@ -117,7 +117,7 @@ def perplexity_units(model_ref: str, system: str | list[str], examples: list[dic
     Batches are cut from the examples sorted by length, up to `batch_tokens` padded tokens each: 16k on a GPU;
     on the CPU, where one sequence of a few hundred tokens already keeps the cores busy, padding only costs
     (benchmarks/bench_evaluation.py), so 512 there."""
-    from simulator.backends import get_backend
+    from userlm.backends import get_backend
     from userlm.chat import encode_for_training
 
     backend = get_backend("hf", model_ref, quantization="none", max_batch=16)

@@ -8,7 +8,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from simulator.backends import Backend, GenerationRequest
+from userlm.backends import Backend, GenerationRequest
 from simulator.scenarios import Scenario
 from userlm.chat import speaker_view, strip_end_marker
 

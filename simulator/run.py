@@ -176,7 +176,7 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from simulator.backends import get_backend
+    from userlm.backends import get_backend
     from userlm import distributed
     from userlm.provenance import library_versions
 

@@ -5,7 +5,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from simulator.backends import GenerationRequest, get_backend
+from userlm.backends import GenerationRequest, get_backend
 from simulator.scenarios import Sampling
 
 

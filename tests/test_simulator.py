@@ -133,8 +133,8 @@ def test_hf_scheduler_matches_generate_keeps_seeds_and_reuses_kv():
     depend on its batch-mates; a turn that reuses the conversation's KV cache equals one computed afresh."""
     import torch
 
-    from simulator.backends import GenerationRequest, get_backend
-    from simulator.backends.hf import HFBackend
+    from userlm.backends import GenerationRequest, get_backend
+    from userlm.backends.hf import HFBackend
     from simulator.scenarios import Sampling
 
     backend = get_backend("hf", "embedded:smollm2-135m-instruct", quantization="none", max_batch=3)

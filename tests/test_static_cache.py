@@ -1,4 +1,4 @@
-"""The hf backend's static-slot engine (the GPU default, `simulator/backends/static_cache.py`) on the CPU:
+"""The hf backend's static-slot engine (the GPU default, `userlm/backends/static_cache.py`) on the CPU:
 greedy tokens equal to the dynamic scheduler's, with more requests than slots (token-level joining and
 leaving), different budgets, and a second turn that reuses the first turn's KV cache."""
 
@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_both(model, drive):
-    from simulator.backends.hf import HFBackend
+    from userlm.backends.hf import HFBackend
 
     dynamic = HFBackend(model, max_batch=3, static_cache=False)
     static = HFBackend(model, max_batch=3, static_cache=True)
@@ -17,7 +17,7 @@ def run_both(model, drive):
 
 
 def test_static_slots_match_dynamic_scheduler_greedy(tiny_model):
-    from simulator.backends import GenerationRequest
+    from userlm.backends import GenerationRequest
     from simulator.scenarios import Sampling
 
     chats = [[{"role": "user", "content": f"Tell me about idea {i}{', briefly' * (i % 3)}."}] for i in range(5)]
@@ -52,7 +52,7 @@ def test_static_slots_match_dynamic_scheduler_greedy(tiny_model):
 
 def test_static_slots_keep_per_conversation_seeds(tiny_model):
     """A sampled row's text depends on its seed, not on its batch-mates (nor on the engine)."""
-    from simulator.backends import GenerationRequest
+    from userlm.backends import GenerationRequest
     from simulator.scenarios import Sampling
 
     chats = [[{"role": "user", "content": f"Plan a trip number {i}."}] for i in range(4)]
@@ -73,7 +73,7 @@ def test_gpu_sampling_halves_equal_sample_next():
     `sample_next`'s tokens for the same uniforms: peaked and flat rows, greedy rows, idle rows (top_p 0)."""
     import torch
 
-    from simulator.backends.hf import sample_head, sample_next, sample_sorted
+    from userlm.backends.hf import sample_head, sample_next, sample_sorted
 
     g = torch.Generator().manual_seed(0)
     for scale, top_p in ((8.0, 0.9), (0.5, 0.9), (8.0, 1.0), (3.0, 0.5)):

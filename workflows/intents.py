@@ -63,7 +63,7 @@ def _wanted(cfg: IntentsConfig) -> list[tuple[str, dict]]:
 
 
 def write_intents(cfg: IntentsConfig, progress=None) -> dict:
-    from simulator.backends import GenerationRequest, get_backend
+    from userlm.backends import GenerationRequest, get_backend
     from simulator.scenarios import Sampling
 
     load_manifest(cfg.data_dir)

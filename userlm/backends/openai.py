@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from simulator.backends.base import Backend, Generation, GenerationRequest
+from userlm.backends.base import Backend, Generation, GenerationRequest
 
 
 class OpenAIBackend(Backend):

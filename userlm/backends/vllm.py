@@ -3,7 +3,7 @@ machine can install. Written against vLLM's documented offline API (LLM, Samplin
 
 from __future__ import annotations
 
-from simulator.backends.base import Backend, Generation, GenerationRequest
+from userlm.backends.base import Backend, Generation, GenerationRequest
 from userlm.chat import render
 
 

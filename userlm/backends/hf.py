@@ -21,7 +21,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Hashable
 
-from simulator.backends.base import Backend, Generation, GenerationRequest
+from userlm.backends.base import Backend, Generation, GenerationRequest
 from userlm.chat import render, stop_token_ids
 from userlm.io import UserError
 
@@ -149,7 +149,7 @@ class HFBackend(Backend):
             static_cache = self.device.type == "cuda"
         self.slots = None
         if static_cache in (True, "on"):
-            from simulator.backends.static_cache import SlotEngine
+            from userlm.backends.static_cache import SlotEngine
 
             self.slots = SlotEngine(self, max_batch, graphs=cuda_graphs)
 

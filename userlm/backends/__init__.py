@@ -3,7 +3,7 @@ chats, log-likelihood of given continuations. Backends are imported only when ch
 
 from __future__ import annotations
 
-from simulator.backends.base import Backend, Generation, GenerationRequest
+from userlm.backends.base import Backend, Generation, GenerationRequest
 
 _CACHE: dict = {}
 
@@ -13,11 +13,11 @@ def get_backend(kind: str, model: str, **options) -> Backend:
     key = (kind, model, tuple(sorted(options.items())))
     if key not in _CACHE:
         if kind == "hf":
-            from simulator.backends.hf import HFBackend as cls
+            from userlm.backends.hf import HFBackend as cls
         elif kind == "vllm":
-            from simulator.backends.vllm import VLLMBackend as cls
+            from userlm.backends.vllm import VLLMBackend as cls
         elif kind == "openai":
-            from simulator.backends.openai import OpenAIBackend as cls
+            from userlm.backends.openai import OpenAIBackend as cls
         else:
             from userlm.io import UserError
 
