@@ -14,10 +14,10 @@ import time
 
 import torch
 
-from userlm.backends import get_backend
 from simulator.loop import Conversation, Side, run_conversations
 from simulator.run import UserSpec, conversation_seed, user_system
 from simulator.scenarios import load_scenarios
+from userlm.backends import get_backend
 from userlm.chat import PROMPTED_USER_SYSTEM, prompt_for
 from userlm.models import DEFAULT_ASSISTANT
 

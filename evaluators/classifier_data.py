@@ -90,8 +90,7 @@ def generated_rows(cfg, openings: dict, console=None) -> dict:
     """Machine-written turns of the stock model, by split: its replies to real first human turns (the voice a
     simulated user slips into), and the adversary: the same model told to act as a user (the prompted baseline's
     voice), writing the next user turn of real conversations and opening turns for scenario intents."""
-    from userlm.backends import GenerationRequest, get_backend
-    from simulator.scenarios import Sampling
+    from userlm.backends import GenerationRequest, Sampling, get_backend
     from userlm.chat import PROMPTED_USER_SYSTEM, speaker_view
 
     say = console.print if console else print

@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from simulator.loop import Conversation, Side, run_conversations
@@ -47,13 +47,16 @@ class SimulationConfig:
     dtype: str = "auto"
     # hf backend: the static-slot engine (fixed slots, batched prefill, decode as a CUDA graph); auto = on CUDA
     static_cache: str = "auto"
-    openai_base_url: str = "http://127.0.0.1:8000/v1"
-    openai_api_key: str = "EMPTY"
-    openai_concurrency: int = 8
-    openai_timeout_s: float = 120.0
-    openai_retries: int = 3
-    vllm_tensor_parallel_size: int = 1
-    vllm_gpu_memory_utilization: float = 0.85
+    # Options of the backends in use (`--backend-arg key=value`), each passed to the backends that take it and
+    # typed by their constructors: openai base_url, api_key, concurrency, timeout_s, retries; vllm
+    # tensor_parallel_size, gpu_memory_utilization, max_lora_rank, max_model_len.
+    backend_options: dict = field(default_factory=dict)
+
+    # Fields of earlier versions, and what replaced them (an old YAML config gets this as its error).
+    REPLACED_FIELDS = {f"{kind}_{name}": f"backend_options: {{{name}: ...}} (--backend-arg {name}=VALUE)"
+                       for kind, names in (("openai", ("base_url", "api_key", "concurrency", "timeout_s", "retries")),
+                                           ("vllm", ("tensor_parallel_size", "gpu_memory_utilization")))
+                       for name in names}
 
 
 @dataclass(frozen=True)
@@ -95,15 +98,15 @@ def conversation_seed(seed: int, scenario_id: str, sample: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{scenario_id}:{sample}".encode()).digest()[:4], "big") >> 1
 
 
-def _backend_options(cfg: SimulationConfig, kind: str) -> dict:
-    if kind == "hf":
-        return {"quantization": cfg.quantization, "dtype": cfg.dtype, "max_batch": cfg.batch_size,
-                "static_cache": cfg.static_cache}
-    if kind == "vllm":
-        return {"tensor_parallel_size": cfg.vllm_tensor_parallel_size,
-                "gpu_memory_utilization": cfg.vllm_gpu_memory_utilization}
-    return {"base_url": cfg.openai_base_url, "api_key": cfg.openai_api_key, "concurrency": cfg.openai_concurrency,
-            "timeout_s": cfg.openai_timeout_s, "retries": cfg.openai_retries}
+def _backend_options(cfg: SimulationConfig, kinds: list[str]) -> dict[str, dict]:
+    """Per backend kind: its options (hf's from the config's own fields, the rest from backend_options)."""
+    from userlm.backends import backend_options
+
+    per_kind = backend_options(kinds, cfg.backend_options)
+    if "hf" in per_kind:
+        per_kind["hf"] = {"quantization": cfg.quantization, "dtype": cfg.dtype, "max_batch": cfg.batch_size,
+                          "static_cache": cfg.static_cache, **per_kind["hf"]}
+    return per_kind
 
 
 def _identity(ref: str, backend: str) -> dict:
@@ -130,7 +133,8 @@ def plan(cfg: SimulationConfig) -> tuple[list[Scenario], list[tuple[Scenario, in
 
 def run_identity(cfg: SimulationConfig, scenarios: list[Scenario]) -> dict:
     """What must match for --resume (and for caches) to treat two runs as the same."""
-    keep = {k: v for k, v in to_dict(cfg).items() if k not in ("out", "batch_size", "openai_concurrency")}
+    keep = {k: v for k, v in to_dict(cfg).items() if k not in ("out", "batch_size")}
+    keep["backend_options"] = {k: v for k, v in cfg.backend_options.items() if k != "concurrency"}
     return {"config": keep, "scenarios_sha256": scenarios_hash(scenarios)}
 
 
@@ -176,20 +180,21 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from userlm.backends import get_backend
     from userlm import distributed
+    from userlm.backends import get_backend
     from userlm.provenance import library_versions
 
     console = console or Console()
     rank, world = distributed.rank(), distributed.world_size()
     if world > 1 and "vllm" in (cfg.backend, cfg.user_backend, cfg.assistant_backend):
         raise UserError("the vllm backend shards a model over GPUs itself: run one process with "
-                        "vllm_tensor_parallel_size=N, or `vllm serve --data-parallel-size N` with backend=openai")
+                        "--backend-arg tensor_parallel_size=N, or `vllm serve --data-parallel-size N` with backend=openai")
     out = Path(cfg.out)
     scenarios, jobs = plan(cfg)
     user_kind = cfg.user_backend or cfg.backend
     assistant_kind = cfg.assistant_backend or cfg.backend
     user = parse_user(cfg.user, user_kind)
+    options = _backend_options(cfg, [user_kind, assistant_kind])
     ident = run_identity(cfg, scenarios)
     done: set[tuple[str, int]] = set()
     check_run_dir(out)
@@ -217,9 +222,9 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
     transcripts.parent.mkdir(parents=True, exist_ok=True)
     started, tokens, turns = time.perf_counter(), 0, 0
     if todo:
-        user_side = Side(get_backend(user_kind, user.model, **_backend_options(cfg, user_kind)), "user",
+        user_side = Side(get_backend(user_kind, user.model, **options[user_kind]), "user",
                          lambda s: user_system(user, s))
-        assistant_side = Side(get_backend(assistant_kind, cfg.assistant, **_backend_options(cfg, assistant_kind)),
+        assistant_side = Side(get_backend(assistant_kind, cfg.assistant, **options[assistant_kind]),
                               "assistant", lambda s: s.assistant_system or None)
         common = {"user_model": cfg.user, "user_kind": user.kind, "assistant_model": cfg.assistant,
                   "user_adapter_manifest_sha256": run_info["user_model"].get("manifest_sha256")}

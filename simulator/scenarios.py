@@ -9,14 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from userlm.backends.base import Sampling
 from userlm.io import UserError
-
-
-@dataclass(frozen=True)
-class Sampling:
-    temperature: float = 0.8
-    top_p: float = 0.95
-    max_new_tokens: int = 160  # enough for a user turn to finish (cut-off turns are marked `truncated`)
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,7 @@ def run_both(model, drive):
 
 
 def test_static_slots_match_dynamic_scheduler_greedy(tiny_model):
-    from userlm.backends import GenerationRequest
-    from simulator.scenarios import Sampling
+    from userlm.backends import GenerationRequest, Sampling
 
     chats = [[{"role": "user", "content": f"Tell me about idea {i}{', briefly' * (i % 3)}."}] for i in range(5)]
 
@@ -52,8 +51,7 @@ def test_static_slots_match_dynamic_scheduler_greedy(tiny_model):
 
 def test_static_slots_keep_per_conversation_seeds(tiny_model):
     """A sampled row's text depends on its seed, not on its batch-mates (nor on the engine)."""
-    from userlm.backends import GenerationRequest
-    from simulator.scenarios import Sampling
+    from userlm.backends import GenerationRequest, Sampling
 
     chats = [[{"role": "user", "content": f"Plan a trip number {i}."}] for i in range(4)]
     hot = Sampling(temperature=0.9, top_p=0.9, max_new_tokens=10)

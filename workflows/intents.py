@@ -63,10 +63,10 @@ def _wanted(cfg: IntentsConfig) -> list[tuple[str, dict]]:
 
 
 def write_intents(cfg: IntentsConfig, progress=None) -> dict:
-    from userlm.backends import GenerationRequest, get_backend
-    from simulator.scenarios import Sampling
+    from userlm.backends import GenerationRequest, Sampling, backend_options, get_backend
 
     load_manifest(cfg.data_dir)
+    options = backend_options([cfg.backend], cfg.backend_options)[cfg.backend]  # checked before any work
     path = Path(cfg.data_dir) / INTENTS_FILE
     wanted = [(split, ex, msgs, intent_key(cfg.model, msgs, cfg.max_new_tokens))
               for split, ex in _wanted(cfg) for msgs in [writer_messages(ex)]]
@@ -92,7 +92,7 @@ def write_intents(cfg: IntentsConfig, progress=None) -> dict:
             todo.append((split, ex, msgs, key))
     written_intents = {key: r["intent"] for key, r in cached.items()}
     if todo:
-        backend = get_backend(cfg.backend, cfg.model, **cfg.backend_options)
+        backend = get_backend(cfg.backend, cfg.model, **options)
         greedy = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=cfg.max_new_tokens)
         for start in range(0, len(todo), cfg.batch_size):
             batch = todo[start:start + cfg.batch_size]
