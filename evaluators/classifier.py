@@ -8,7 +8,6 @@ kind and the hashes and refuses anything else, so `--classifier DIR` cannot run 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -19,7 +18,16 @@ import numpy as np
 from evaluators.classifier_data import SCENARIOS, balanced_weights, data_rows, generated_rows, length_matched
 from evaluators.classifier_eval import auroc, held_out_report, summary_line
 from userlm.config import to_dict
-from userlm.io import UserError, atomic_directory, atomic_write_json, cache_dir, read_jsonl
+from userlm.io import (
+    UserError,
+    atomic_directory,
+    atomic_write_json,
+    cache_dir,
+    read_jsonl,
+    sha256_file,
+    sha256_json,
+    sha256_text,
+)
 from userlm.models import DEFAULT_ASSISTANT, DEFAULT_ENCODER
 
 KIND, FORMAT = "userlm-ai-voice-classifier", 2
@@ -62,13 +70,12 @@ def default_classifier_dir(data_dirs: list | None = None) -> Path:
     if not data_dirs:
         return cache_dir() / "classifiers" / "default"
     from userlm.data.prepare import load_manifest
-    from userlm.io import sha256_json
 
     return cache_dir() / "classifiers" / f"data-{sha256_json([load_manifest(d)['content_hash'] for d in data_dirs])[:16]}"
 
 
 def text_key(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return sha256_text(text)[:16]
 
 
 class Featurizer:
@@ -205,7 +212,7 @@ def save(model: Model, out: Path, manifest: dict, train_keys: list[str]) -> None
         np.savez(tmp / "weights.npz", **arrays)
         (tmp / "vocabulary.json").write_text(json.dumps(vocab, ensure_ascii=False))
         (tmp / "train_texts.json").write_text(json.dumps({"sha256_16": train_keys}))
-        manifest["files"] = {name: hashlib.sha256((tmp / name).read_bytes()).hexdigest() for name in FILES}
+        manifest["files"] = {name: sha256_file(tmp / name) for name in FILES}
         atomic_write_json(tmp / "manifest.json", manifest)
 
 
@@ -227,7 +234,7 @@ class AIVoiceClassifier:
         blobs = {}
         for name in FILES:
             data = (directory / name).read_bytes() if (directory / name).exists() else None
-            if data is None or hashlib.sha256(data).hexdigest() != manifest["files"].get(name):
+            if data is None or sha256_text(data) != manifest["files"].get(name):
                 raise UserError(f"{directory / name}: missing or its sha256 differs from the manifest's; refusing it")
             blobs[name] = data
         self.manifest = manifest
@@ -243,7 +250,7 @@ class AIVoiceClassifier:
         featurizer = Featurizer(manifest["features"], manifest["encoder"], vecs.get("word"), vecs.get("char"))
         self.model = Model(featurizer, arrays["coef"], float(arrays["intercept"][0]))
         self.train_keys = set(json.loads(blobs["train_texts.json"])["sha256_16"])
-        self.version = hashlib.sha256(json.dumps(manifest["files"], sort_keys=True).encode()).hexdigest()[:16]
+        self.version = sha256_json(manifest["files"])[:16]
 
     def trained_on(self, texts: list[str]) -> int:
         """How many of these texts were in the classifier's training rows (0 for a sound reference)."""

@@ -76,14 +76,14 @@ def data_rows(data_dirs: list[str], cap: int, seed: int) -> tuple[dict, dict]:
 def scenario_intents(folder: str | Path = SCENARIOS) -> list[tuple[str, str]]:
     """(scenario id, the prompted-user system prompt) for the scenarios in `folder` (not the smoke set, which the
     demo evaluates on)."""
-    from simulator.run import UserSpec, user_system
-    from simulator.scenarios import load_scenarios
     from userlm.chat import PROMPTED_USER_SYSTEM
+    from userlm.scenarios import load_scenarios
+    from userlm.users import UserSpec, user_system
 
     if not Path(folder).exists():
         return []
     spec = UserSpec("prompted", "", PROMPTED_USER_SYSTEM)
-    return [(s.id, user_system(spec, s)) for s in load_scenarios(str(folder)) if s.intent and not s.opening]
+    return [(s.id, user_system(spec, s.intent, s.persona)) for s in load_scenarios(str(folder)) if s.intent and not s.opening]
 
 
 def generated_rows(cfg, openings: dict, console=None) -> dict:

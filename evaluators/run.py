@@ -136,11 +136,11 @@ def _ppl(units) -> float:
 
 def perplexity_setup(model: str) -> tuple[str, str, str | None]:
     """(model to load, system prompt it was trained or told with, its base model when it is an adapter)."""
-    from simulator.run import parse_user
+    from userlm.users import parse_user
 
     user = parse_user(model, "hf")
     system = user.system_prompt.format(intent="") if user.kind == "prompted" else user.system_prompt
-    return user.model, system, (user.manifest or {}).get("base_model")
+    return user.model, system, user.manifest.base_model if user.manifest else None
 
 
 def perplexity_examples(data_dir: str, split: str = "test", limit: int = 0) -> list[dict]:
@@ -266,8 +266,8 @@ def register(name: str, fn: Callable[[Context], dict]) -> None:
 def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | None = None,
                  user_model: str | None = None, base_model: str | None = None, evaluators: str | None = None,
                  console=None, reference_limit: int | None = None) -> dict:
-    from simulator.run import load_run
     from userlm.provenance import library_versions
+    from userlm.records import load_run
 
     run_dir = Path(run_dir)
     run_info, records = load_run(run_dir)  # a finished run only; errors name file, line and field

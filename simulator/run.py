@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from simulator.loop import Conversation, Side, run_conversations
-from simulator.scenarios import Scenario, load_scenarios, scenarios_hash
-from userlm.chat import PROMPTED_USER_SYSTEM, USER_MODEL_SYSTEM, user_model_system
 from userlm.config import to_dict
 from userlm.io import (
     UserError,
@@ -21,10 +18,14 @@ from userlm.io import (
     overwrite_allowed,
     read_json,
     read_jsonl,
+    stable_uint,
     truncate_torn_tail,
     written_by_userlm,
 )
-from userlm.models import DEFAULT_ASSISTANT, resolve
+from userlm.models import DEFAULT_ASSISTANT
+from userlm.records import check_transcript
+from userlm.scenarios import Scenario, load_scenarios, scenarios_hash
+from userlm.users import parse_user, user_sees_intent, user_system
 
 
 @dataclass
@@ -59,43 +60,8 @@ class SimulationConfig:
                        for name in names}
 
 
-@dataclass(frozen=True)
-class UserSpec:
-    kind: str  # adapter | base | prompted
-    model: str
-    system_prompt: str
-    manifest: dict | None = None
-
-
-def parse_user(spec: str, backend: str) -> UserSpec:
-    if spec.startswith("prompted:"):
-        return UserSpec("prompted", spec.split(":", 1)[1], PROMPTED_USER_SYSTEM)
-    if spec.startswith("base:"):
-        return UserSpec("base", spec.split(":", 1)[1], USER_MODEL_SYSTEM)
-    if backend != "openai" and resolve(spec).kind == "adapter":
-        manifest = read_json(Path(spec) / "manifest.json", "adapter manifest")
-        return UserSpec("adapter", spec, manifest.get("system_prompt", USER_MODEL_SYSTEM), manifest)
-    return UserSpec("base", spec, USER_MODEL_SYSTEM)
-
-
-def user_system(user: UserSpec, scenario: Scenario) -> str:
-    about = " ".join(x for x in (f"You are {scenario.persona}." if scenario.persona else "",
-                                 f"Your goal: {scenario.intent}. Reveal it bit by bit, not all at once."
-                                 if scenario.intent else "") if x)
-    if user.kind == "prompted":
-        return PROMPTED_USER_SYSTEM.format(intent=about + " " if about else "")
-    if user_sees_intent(user):
-        return user_model_system(user.system_prompt, scenario.intent, scenario.persona)
-    return user.system_prompt
-
-
-def user_sees_intent(user: UserSpec) -> bool:
-    """Prompted baselines and user models trained with intents are told the scenario's intent and persona."""
-    return user.kind == "prompted" or bool(user.manifest and user.manifest.get("trained_with_intent"))
-
-
 def conversation_seed(seed: int, scenario_id: str, sample: int) -> int:
-    return int.from_bytes(hashlib.sha256(f"{seed}:{scenario_id}:{sample}".encode()).digest()[:4], "big") >> 1
+    return stable_uint(f"{seed}:{scenario_id}:{sample}", 4) >> 1
 
 
 def _backend_options(cfg: SimulationConfig, kinds: list[str]) -> dict[str, dict]:
@@ -159,7 +125,7 @@ def _finished_records(out: Path) -> list[dict]:
     for path in [out / "transcripts.jsonl", *sorted((out / "shards").glob("rank-*.jsonl"))]:
         if path.exists():
             truncate_torn_tail(path)
-            records += [_check_transcript(r, f"{path}: record {i}") for i, r in enumerate(read_jsonl(path), 1)]
+            records += [check_transcript(r, f"{path}: record {i}") for i, r in enumerate(read_jsonl(path), 1)]
     return records
 
 
@@ -209,7 +175,7 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
     run_info = {
         "kind": "userlm-simulation-run", "identity": ident, "config": to_dict(cfg), "user_kind": user.kind,
         "user_model": _identity(user.model, user_kind), "assistant_model": _identity(cfg.assistant, assistant_kind),
-        "user_adapter_manifest": user.manifest, "versions": library_versions(),
+        "user_adapter_manifest": user.manifest.to_dict() if user.manifest else None, "versions": library_versions(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "total_conversations": len(jobs), "processes": world,
     }
     if rank == 0:
@@ -223,7 +189,7 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
     started, tokens, turns = time.perf_counter(), 0, 0
     if todo:
         user_side = Side(get_backend(user_kind, user.model, **options[user_kind]), "user",
-                         lambda s: user_system(user, s))
+                         lambda s: user_system(user, s.intent, s.persona))
         assistant_side = Side(get_backend(assistant_kind, cfg.assistant, **options[assistant_kind]),
                               "assistant", lambda s: s.assistant_system or None)
         common = {"user_model": cfg.user, "user_kind": user.kind, "assistant_model": cfg.assistant,
@@ -263,39 +229,3 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
         if not todo and done:
             console.print(f"{out}: all {len(jobs)} conversations already done")
     return out
-
-
-def _check_transcript(record: dict, where: str) -> dict:
-    for name, kind in (("scenario_id", str), ("sample", int), ("stop_reason", str), ("turns", list)):
-        if not isinstance(record.get(name), kind) or isinstance(record.get(name), bool):
-            raise UserError(f"{where}: field '{name}' must be {kind.__name__}, got {record.get(name)!r:.60}")
-    for i, turn in enumerate(record["turns"]):
-        if not isinstance(turn, dict) or not isinstance(turn.get("role"), str) or not isinstance(turn.get("text"), str):
-            raise UserError(f"{where}: field 'turns[{i}]' needs a string 'role' and 'text'")
-    return record
-
-
-def load_transcripts(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / "transcripts.jsonl"
-    if not path.exists():
-        raise UserError(f"{run_dir}: no transcripts.jsonl; run `simulate` first")
-    return [_check_transcript(r, f"{path}: record {i}")
-            for i, r in enumerate(read_jsonl(path, tolerate_torn_tail=True), 1)]
-
-
-def load_run(run_dir: str | Path, allow_unfinished: bool = False) -> tuple[dict, list[dict]]:
-    """run.json and the transcripts of a finished run; an unfinished one is a UserError unless allowed."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "run.json").exists():
-        raise UserError(f"{run_dir}: no run.json; not a simulation run directory")
-    info = read_json(run_dir / "run.json", "run.json", {"config": dict})
-    for name in ("user", "assistant"):
-        if not isinstance(info["config"].get(name), str):
-            raise UserError(f"{run_dir / 'run.json'}: field 'config.{name}' must be a string")
-    records = load_transcripts(run_dir)
-    total = info.get("total_conversations")
-    if not allow_unfinished and ("finished_at" not in info or (isinstance(total, int) and len(records) < total)):
-        raise UserError(f"{run_dir}: unfinished run ({len(records)} of {total} conversations"
-                        f"{'' if 'finished_at' in info else ', no finished_at'}); finish it with "
-                        f"`simulate ... --resume`")
-    return info, records

@@ -4,10 +4,11 @@ from pathlib import Path
 import pytest
 
 from simulator.loop import Conversation, add_user_turn
-from simulator.run import SimulationConfig, load_transcripts, simulate
-from simulator.scenarios import load_scenarios
+from simulator.run import SimulationConfig, simulate
 from userlm import END_OF_CONVERSATION
 from userlm.io import UserError
+from userlm.records import load_transcripts
+from userlm.scenarios import load_scenarios
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "scenarios" / "smoke"

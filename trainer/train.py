@@ -15,7 +15,7 @@ from userlm.config import to_dict
 from userlm.data.intents import gets_intent, load_intents
 from userlm.data.prepare import load_manifest, read_split
 from userlm.distributed import wait_for_everyone, world_size
-from userlm.io import UserError, atomic_write_json, read_json
+from userlm.io import UserError, atomic_write_json
 from userlm.models import ADAPTER_MANIFEST, identity, load_causal_lm, resolve_quantization
 from userlm.provenance import git_commit, library_versions
 
@@ -221,9 +221,3 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     atomic_write_json(out / ADAPTER_MANIFEST, manifest)  # written last: its presence marks a finished adapter
     return manifest
 
-
-def read_adapter_manifest(adapter_dir: str | Path) -> dict:
-    path = Path(adapter_dir) / ADAPTER_MANIFEST
-    if not path.exists():
-        raise UserError(f"{adapter_dir}: no {ADAPTER_MANIFEST}; not a finished `userlm train` output")
-    return read_json(path, "adapter manifest")

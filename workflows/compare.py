@@ -71,8 +71,9 @@ STATISTICS = _statistics({}, {})
 
 def ensure_run(side: str, scenarios: str, sim_overrides: list[str], samples: int | None, seed: int, console) -> Path:
     """A finished run for `side`: the directory itself if it is a run, else a cached simulation of the adapter."""
-    from simulator.run import SimulationConfig, load_run, plan, run_identity, simulate
+    from simulator.run import SimulationConfig, plan, run_identity, simulate
     from userlm.config import load_config
+    from userlm.records import load_run, read_adapter_manifest
 
     path = Path(side)
     if (path / "run.json").exists() and (path / "transcripts.jsonl").exists():
@@ -80,7 +81,7 @@ def ensure_run(side: str, scenarios: str, sim_overrides: list[str], samples: int
         return path
     if not (path / "adapter_config.json").exists():
         raise UserError(f"{side}: neither an adapter directory (from `userlm train`) nor a simulation run")
-    read_json(path / "manifest.json", "adapter manifest (is it a finished `userlm train` output?)")
+    manifest = read_adapter_manifest(path)
     overrides = [*sim_overrides, f"user={side}", f"scenarios={scenarios}", f"seed={seed}"]
     if samples is not None:
         overrides.append(f"samples={samples}")
@@ -88,7 +89,7 @@ def ensure_run(side: str, scenarios: str, sim_overrides: list[str], samples: int
     scenario_list, _ = plan(cfg)
     ident = run_identity(cfg, scenario_list)
     ident["config"].pop("user")  # the adapter is named by its manifest hash, not its path
-    key = sha256_json({"adapter_manifest": sha256_json(read_json(path / "manifest.json", "adapter manifest")), **ident})
+    key = sha256_json({"adapter_manifest": sha256_json(manifest.to_dict()), **ident})
     cfg.out = str(cache_dir() / "runs" / key[:20])
     done = Path(cfg.out) / "run.json"
     if done.exists() and "finished_at" in read_json(done, "run.json"):
@@ -103,7 +104,7 @@ def compare(baseline: str, candidate: str, scenarios: str, out: str, thresholds:
             classifier: str | None = None, reference: str | None = None, console=None) -> dict:
     from evaluators.cache import embed
     from evaluators.classifier import load_classifier
-    from simulator.run import load_transcripts
+    from userlm.records import load_transcripts
 
     limits = load_thresholds(thresholds)
     skipped = {m: "needs --reference (real humans to measure the distance to)"

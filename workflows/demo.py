@@ -34,6 +34,7 @@ def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> d
     from trainer.train import TrainConfig, train
     from userlm.config import load_config
     from userlm.data.prepare import PrepareConfig, prepare
+    from userlm.records import read_adapter_manifest
     from workflows.intents import IntentsConfig, write_intents
 
     work = Path(workdir)
@@ -86,7 +87,7 @@ def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> d
     adapter = work / f"adapter-{key}"
     train_cfg.output_dir = str(adapter)
     cached_stage(console, adapter, lambda: train(train_cfg, resume=adapter.exists()))
-    adapter_manifest = json.loads((adapter / "manifest.json").read_text())
+    adapter_manifest = read_adapter_manifest(adapter)
 
     _stage(console, "5/6 simulate: trained user model, untrained base, prompted baseline vs the stock assistant", started)
     users = {"trained-user-model": str(adapter), "untrained-base": "base:embedded:smollm2-135m-instruct",
@@ -109,7 +110,7 @@ def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> d
         "data_dir": str(data_dir), "intents": intents, "classifier": str(clf_dir), "classifier_test_auroc": auroc,
         "classifier_test_auroc_length_matched": clf_manifest["test_auroc_length_matched"],
         "classifier_word_count_auroc": clf_manifest["test"]["overall"]["word_count_baseline"],
-        "adapter": str(adapter), "adapter_final_eval_loss": adapter_manifest["final_eval_loss"],
+        "adapter": str(adapter), "adapter_final_eval_loss": adapter_manifest.final_eval_loss,
         "runs": {k: str(v) for k, v in runs.items()},
         "metrics": {k: str(v / "metrics.json") for k, v in runs.items()},
         "report_md": str(md), "report_html": str(html), "seconds": round(time.time() - started, 1),

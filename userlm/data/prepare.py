@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections import Counter
@@ -14,7 +13,15 @@ from userlm.config import to_dict
 from userlm.data.dedup import group_items
 from userlm.data.sharegpt_parts import join_parts
 from userlm.data.sources import Message, ReadReport, Tree, read_source
-from userlm.io import UserError, atomic_directory, atomic_write_json, read_json, sha256_file
+from userlm.io import (
+    UserError,
+    atomic_directory,
+    atomic_write_json,
+    read_json,
+    seeded_fraction,
+    sha256_file,
+    sha256_text,
+)
 
 SPLITS = ("train", "validation", "test")
 
@@ -124,7 +131,7 @@ def tree_examples(tree: Tree, cfg: PrepareConfig, dropped: Counter | None = None
 def split_of(unit: str, cfg: PrepareConfig) -> str:
     """Deterministic from (seed, split unit) alone, so a unit never straddles splits and adding sources
     does not reshuffle existing ones (unless a new conversation links them)."""
-    u = int.from_bytes(hashlib.sha256(f"{cfg.seed}:{unit}".encode()).digest()[:8], "big") / 2**64
+    u = seeded_fraction(f"{cfg.seed}:{unit}")
     if u < cfg.test_fraction:
         return "test"
     if u < cfg.test_fraction + cfg.validation_fraction:
@@ -217,7 +224,7 @@ def prepare(cfg: PrepareConfig, progress=None) -> dict:
             "dedup": {"exact_duplicates_dropped": len(groups.duplicates), "linked_units": groups.linked_units,
                       "conversations_in_linked_units": groups.linked_items, "min_words": cfg.dedup_min_words},
             "file_sha256": hashes,
-            "content_hash": hashlib.sha256("".join(hashes[s] for s in SPLITS).encode()).hexdigest(),
+            "content_hash": sha256_text("".join(hashes[s] for s in SPLITS)),
             "seconds": round(time.time() - started, 2),
         }
         atomic_write_json(tmp / "manifest.json", manifest)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from userlm.backends.base import Sampling
-from userlm.io import UserError
+from userlm.io import UserError, sha256_text
 
 
 @dataclass(frozen=True)
@@ -113,4 +112,4 @@ def load_scenarios(path: str | Path) -> list[Scenario]:
 
 def scenarios_hash(scenarios: list[Scenario]) -> str:
     text = repr(sorted((repr({**s.__dict__, "source": ""}) for s in scenarios)))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return sha256_text(text)
