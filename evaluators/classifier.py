@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from evaluators.classifier_data import SCENARIOS, balanced_weights, data_rows, generated_rows, length_matched
+from evaluators.classifier_config import ClassifierConfig
+from evaluators.classifier_data import balanced_weights, data_rows, generated_rows, length_matched
 from evaluators.classifier_eval import auroc, held_out_report, summary_line
 from userlm.config import to_dict
 from userlm.io import (
@@ -28,30 +28,12 @@ from userlm.io import (
     sha256_json,
     sha256_text,
 )
-from userlm.models import DEFAULT_ASSISTANT, DEFAULT_ENCODER
 
 KIND, FORMAT = "userlm-ai-voice-classifier", 2
 FILES = ("weights.npz", "vocabulary.json", "train_texts.json")
 WORD = {"ngram_range": (1, 2), "min_df": 2, "max_features": 50000, "sublinear_tf": True}
 CHAR = {"analyzer": "char_wb", "ngram_range": (2, 4), "min_df": 2, "max_features": 50000, "sublinear_tf": True,
         "lowercase": False}
-
-
-@dataclass
-class ClassifierConfig:
-    out: str = ""  # default: the cache's classifier for the data
-    data: list = field(default_factory=list)  # prepared data dirs; empty = the embedded ShareGPT, prepared by default
-    max_per_class_per_source: int = 1500  # per split
-    stock_model: str = DEFAULT_ASSISTANT
-    stock_turns: int = 64  # the stock assistant's replies to real first human turns, over all splits
-    adversary_turns: int = 64  # the stock model told to act as a user, over all splits
-    adversary_scenarios: str = str(SCENARIOS)  # intents for adversary opening turns (train split only)
-    length_control: bool = True  # add AI turns cut to paired human lengths, and balance lengths by weights
-    encoder: str = DEFAULT_ENCODER
-    features: str = "tfidf"  # tfidf | embeddings | both | auto (pick on validation; MiniLM embeddings reached
-    # validation AUROC 0.78 length-controlled vs 0.95 for TF-IDF on ShareGPT + OASST, and cost minutes on 2 cores)
-    held_out_generators: bool = True  # refit without each generated source and report AUROC on it
-    seed: int = 0
 
 
 def default_data_dir() -> Path:

@@ -11,10 +11,11 @@ import random
 import re
 from pathlib import Path
 
+from evaluators.classifier_config import SCENARIOS
+
 SPLITS = ("train", "validation", "test")
 # Generated (machine-written) turns are spread over the splits like this, by the split of their prompt.
 GENERATED_SHARE = {"train": 0.7, "validation": 0.1, "test": 0.2}
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios" / "everyday"
 
 
 def family(source: str) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from simulator.loop import Conversation, Side, run_conversations
-from userlm.config import to_dict
+from userlm.config import DType, Quantization, check_fields, option, to_dict
 from userlm.io import (
     UserError,
     append_jsonl,
@@ -30,34 +31,40 @@ from userlm.users import parse_user, user_sees_intent, user_system
 
 @dataclass
 class SimulationConfig:
-    scenarios: str = "scenarios/smoke"
-    # An adapter dir from `userlm train`, `base:<ref>` (an untrained model in the user-model format), or
-    # `prompted:<ref>` (a stock instruct model told to act as a human user: the baseline to beat).
-    user: str = f"prompted:{DEFAULT_ASSISTANT}"
-    assistant: str = DEFAULT_ASSISTANT
-    out: str = "results/runs/run"
-    backend: str = "hf"  # hf | vllm | openai, for both sides unless overridden below
-    user_backend: str | None = None
-    assistant_backend: str | None = None
-    samples: int | None = None  # overrides each scenario's samples
-    max_turns: int | None = None  # overrides each scenario's max_turns
-    seed: int = 0
-    batch_size: int = 32  # live conversations at once
-    quantization: str = "none"  # hf backend: none | nf4 | auto
-    # hf backend: auto = bfloat16 on GPU, float32 on CPU; bfloat16 on a CPU with AMX decodes ~1.4x faster
-    dtype: str = "auto"
-    # hf backend: the static-slot engine (fixed slots, batched prefill, decode as a CUDA graph); auto = on CUDA
-    static_cache: str = "auto"
-    # Options of the backends in use (`--backend-arg key=value`), each passed to the backends that take it and
-    # typed by their constructors: openai base_url, api_key, concurrency, timeout_s, retries; vllm
-    # tensor_parallel_size, gpu_memory_utilization, max_lora_rank, max_model_len.
-    backend_options: dict = field(default_factory=dict)
+    scenarios: str = option("scenarios/smoke", "scenario YAML file or folder")
+    user: str = option(f"prompted:{DEFAULT_ASSISTANT}",
+                       "user model: an adapter dir from `userlm train`, base:<ref> (an untrained model in the "
+                       "user-model format), or prompted:<ref> (a stock instruct model told to act as a human user: "
+                       "the baseline to beat)")
+    assistant: str = option(DEFAULT_ASSISTANT, "assistant model reference")
+    out: str = option("results/runs/run", "run directory (transcripts.jsonl, run.json)")
+    backend: str = option("hf", "backend of both sides unless overridden: hf | vllm | openai")
+    user_backend: str | None = option(None, "backend of the user side (default: --backend)")
+    assistant_backend: str | None = option(None, "backend of the assistant side (default: --backend)")
+    samples: int | None = option(None, "conversations per scenario (overrides the scenario files)")
+    max_turns: int | None = option(None, "user turns at most (overrides the scenario files)")
+    seed: int = option(0, "seed of every conversation (each gets its own, derived from it)")
+    batch_size: int = option(32, "live conversations at once")
+    quantization: Quantization = option("none", "hf backend: none | nf4 | auto")
+    # bfloat16 on a CPU with AMX decodes ~1.4x faster.
+    dtype: DType = option("auto", "hf backend: auto = bfloat16 on GPU, float32 on CPU")
+    static_cache: Literal["auto", "on", "off"] = option(
+        "auto", "hf backend: the static-slot engine (fixed slots, batched prefill, decode as a CUDA graph); "
+                "auto = on CUDA")
+    backend_options: dict = option(
+        factory=dict, flag="backend-arg",
+        help="an option of the backends in use, typed by their constructors (repeatable KEY=VALUE): openai "
+             "base_url, api_key, concurrency, timeout_s, retries; vllm tensor_parallel_size, "
+             "gpu_memory_utilization, max_lora_rank, max_model_len")
 
     # Fields of earlier versions, and what replaced them (an old YAML config gets this as its error).
     REPLACED_FIELDS = {f"{kind}_{name}": f"backend_options: {{{name}: ...}} (--backend-arg {name}=VALUE)"
                        for kind, names in (("openai", ("base_url", "api_key", "concurrency", "timeout_s", "retries")),
                                            ("vllm", ("tensor_parallel_size", "gpu_memory_utilization")))
                        for name in names}
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 def conversation_seed(seed: int, scenario_id: str, sample: int) -> int:

@@ -16,6 +16,9 @@ from userlm.io import UserError
 
 T = TypeVar("T")
 _MISSING = dataclasses.MISSING
+# Values shared by several configs (and by load_causal_lm, which checks them again for direct callers).
+Quantization = typing.Literal["auto", "nf4", "none"]
+DType = typing.Literal["auto", "float32", "bfloat16", "float16"]
 
 
 def option(default: Any = _MISSING, help: str = "", factory: Any = _MISSING, flag: str | None = None) -> Any:
@@ -181,7 +184,10 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         values[key] = parse_string(hints[key], key, raw, f"--set {key}")
     for key, value in (values_from_cli or {}).items():
         if value is not None:
-            values[key] = check_value(hints[key], key, value, f"--{key.replace('_', '-')}")
+            value = check_value(hints[key], key, value, f"--{key.replace('_', '-')}")
+            # key=value flags add to the config file's mapping (a --backend-arg beside a YAML backend_options)
+            values[key] = {**values[key], **value} if isinstance(value, dict) and isinstance(values.get(key), dict) \
+                else value
     missing = [
         f.name for f in dataclasses.fields(cls)
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in values
