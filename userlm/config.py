@@ -21,10 +21,11 @@ Quantization = typing.Literal["auto", "nf4", "none"]
 DType = typing.Literal["auto", "float32", "bfloat16", "float16"]
 
 
-def option(default: Any = _MISSING, help: str = "", factory: Any = _MISSING, flag: str | None = None) -> Any:
+def option(default: Any = _MISSING, help: str = "", factory: Any = _MISSING, flag: str | None = None,
+           metavar: str | None = None) -> Any:
     """A config field with its help text (shown by `--help`). `flag` spells its command-line option where
-    the field's own name would not (`--source` for `sources`)."""
-    metadata = {"help": help, **({"flag": flag} if flag else {})}
+    the field's own name would not (`--source` for `sources`); `metavar` names its value there."""
+    metadata = {"help": help, **({"flag": flag} if flag else {}), **({"metavar": metavar} if metavar else {})}
     if factory is not _MISSING:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)

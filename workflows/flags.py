@@ -44,7 +44,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, positional: tup
         help_text = f.metadata.get("help", "")
         if not help_text:
             raise TypeError(f"{cls.__name__}.{f.name} has no help text (metadata['help'])")
-        help_text = (help_text + _default_text(f)).replace("%", "%%")
+        help_text = (help_text + ("" if f.name in positional else _default_text(f))).replace("%", "%%")
         hint, flag = hints[f.name], flag_name(f)
         base = typing.get_origin(type_options(hint)[0]) or type_options(hint)[0]
         if f.name in positional:
@@ -55,7 +55,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, positional: tup
             parser.add_argument(flag, dest=f.name, action="append", metavar=f.name.upper().rstrip("S") or "VALUE",
                                 help=help_text)
         elif base is dict:
-            parser.add_argument(flag, dest=f.name, action="append", metavar="KEY=VALUE", help=help_text)
+            parser.add_argument(flag, dest=f.name, action="append", metavar=f.metadata.get("metavar", "KEY=VALUE"),
+                                help=help_text)
         else:
             choices = allowed_values(hint)
             parser.add_argument(flag, dest=f.name, choices=choices, metavar=None if choices else f.name.upper(),

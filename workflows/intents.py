@@ -39,7 +39,7 @@ class IntentsConfig:
                                         "base_url=http://127.0.0.1:8000/v1")
     splits: list = option(factory=lambda: list(SPLITS), flag="split", help="splits to write intents for (repeatable)")
     limit: int | None = option(None, "examples per split (a seeded sample, the one `userlm train` takes; default: all)")
-    split_limits: dict[str, int] = option(factory=dict, flag="split-limit",
+    split_limits: dict[str, int] = option(factory=dict, flag="split-limit", metavar="SPLIT=N",
                                           help="cap one split over --limit (repeatable SPLIT=N)")
     seed: int = option(0, "seed of the sample")
     # The examples a `userlm train` run with intent=mixed, the same seed and intent_share=share gives an intent
