@@ -106,8 +106,12 @@ def plan(cfg: SimulationConfig) -> tuple[list[Scenario], list[tuple[Scenario, in
 
 def run_identity(cfg: SimulationConfig, scenarios: list[Scenario]) -> dict:
     """What must match for --resume (and for caches) to treat two runs as the same."""
+    from userlm.backends import backend_options
+
     keep = {k: v for k, v in to_dict(cfg).items() if k not in ("out", "batch_size")}
-    keep["backend_options"] = {k: v for k, v in cfg.backend_options.items() if k != "concurrency"}
+    # typed, so `--backend-arg retries=0` and YAML `retries: 0` are one run; concurrency changes no result
+    typed = backend_options([cfg.user_backend or cfg.backend, cfg.assistant_backend or cfg.backend], cfg.backend_options)
+    keep["backend_options"] = {k: v for options in typed.values() for k, v in options.items() if k != "concurrency"}
     return {"config": keep, "scenarios_sha256": scenarios_hash(scenarios)}
 
 
