@@ -11,31 +11,21 @@ from userlm.io import UserError
 def perplexity_units(model_ref: str, system: str | list[str], examples: list[dict], max_length: int = 384,
                      batch_tokens: int | None = None) -> list[tuple]:
     """Per example (sum NLL, tokens) of the human turns (and end marker) in the user model's flipped format,
-    under one system prompt or one per example.
-    Batches are cut from the examples sorted by length, up to `batch_tokens` padded tokens each: 16k on a GPU;
-    on the CPU, where one sequence of a few hundred tokens already keeps the cores busy, padding only costs
-    (benchmarks/bench_evaluation.py), so 512 there."""
-    from simulator.backends import get_backend
+    under one system prompt or one per example. The backend batches them (`batch_tokens` padded tokens a
+    batch at most; None = its own choice for the device)."""
+    from userlm.backends import get_backend
     from userlm.chat import encode_for_training
 
     backend = get_backend("hf", model_ref, quantization="none", max_batch=16)
-    batch_tokens = batch_tokens or (16384 if backend.device.type == "cuda" else 512)
     systems = [system] * len(examples) if isinstance(system, str) else system
     encoded = []
     for ex, ex_system in zip(examples, systems):
         enc = encode_for_training(backend.tokenizer, ex, speaker="user", system=ex_system, max_length=max_length)
         if any(label != -100 for label in enc["labels"]):
             encoded.append((enc["input_ids"], enc["labels"]))
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
-    units: list = [None] * len(encoded)
-    while order:
-        n = 1
-        while n < len(order) and (n + 1) * len(encoded[order[n]][0]) <= batch_tokens:
-            n += 1
-        chunk, order = order[:n], order[n:]
-        for i, (s, count) in zip(chunk, backend.masked_loglikelihood([encoded[i] for i in chunk])):
-            units[i] = (-s, count)
-    return units
+    if not encoded:
+        return []
+    return [(-s, count) for s, count in backend.masked_loglikelihood(encoded, batch_tokens=batch_tokens)]
 
 
 def pooled_perplexity(units) -> float:
@@ -45,11 +35,11 @@ def pooled_perplexity(units) -> float:
 
 def perplexity_setup(model: str) -> tuple[str, str, str | None]:
     """(model to load, system prompt it was trained or told with, its base model when it is an adapter)."""
-    from simulator.run import parse_user
+    from userlm.users import parse_user
 
     user = parse_user(model, "hf")
     system = user.system_prompt.format(intent="") if user.kind == "prompted" else user.system_prompt
-    return user.model, system, (user.manifest or {}).get("base_model")
+    return user.model, system, user.manifest.base_model if user.manifest else None
 
 
 def perplexity_examples(data_dir: str, split: str = "test", limit: int = 0) -> list[dict]:

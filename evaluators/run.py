@@ -23,8 +23,8 @@ def evaluator_names(evaluators: str | None) -> list[str]:
 def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | None = None,
                  user_model: str | None = None, base_model: str | None = None, evaluators: str | None = None,
                  console=None, reference_limit: int | None = None) -> dict:
-    from simulator.run import load_run
     from userlm.provenance import library_versions
+    from userlm.records import load_run
 
     run_dir = Path(run_dir)
     run_info, records = load_run(run_dir)  # a finished run only; errors name file, line and field

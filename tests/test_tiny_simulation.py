@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from simulator.run import SimulationConfig, load_transcripts, simulate
+from simulator.run import SimulationConfig, simulate
 from userlm.config import load_config
 from userlm.io import UserError
+from userlm.records import load_transcripts
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "scenarios" / "smoke"
@@ -68,9 +69,8 @@ def test_scheduler_matches_generate_keeps_seeds_and_reuses_kv(tiny_model):
     equals one computed afresh."""
     import torch
 
-    from simulator.backends import GenerationRequest, get_backend
-    from simulator.backends.hf import HFBackend
-    from simulator.scenarios import Sampling
+    from userlm.backends import GenerationRequest, Sampling, get_backend
+    from userlm.backends.hf import HFBackend
 
     backend = get_backend("hf", tiny_model, quantization="none", max_batch=3, static_cache="off")
     assert backend.step() == []  # an idle side of the loop is stepped too

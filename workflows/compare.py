@@ -55,8 +55,9 @@ def check_comparable(source: Path, metric: str) -> None:
 
 def ensure_run(side: str, scenarios: str, sim_overrides: list[str], samples: int | None, seed: int, console) -> Path:
     """A finished run for `side`: the directory itself if it is a run, else a cached simulation of the adapter."""
-    from simulator.run import SimulationConfig, load_run, plan, run_identity, simulate
+    from simulator.run import SimulationConfig, plan, run_identity, simulate
     from userlm.config import load_config
+    from userlm.records import load_run, read_adapter_manifest
     from workflows.stages import cached_stage
 
     path = Path(side)
@@ -65,7 +66,7 @@ def ensure_run(side: str, scenarios: str, sim_overrides: list[str], samples: int
         return path
     if not (path / "adapter_config.json").exists():
         raise UserError(f"{side}: neither an adapter directory (from `userlm train`) nor a simulation run")
-    manifest = read_json(path / "manifest.json", "adapter manifest (is it a finished `userlm train` output?)")
+    manifest = read_adapter_manifest(path)
     overrides = [*sim_overrides, f"user={side}", f"scenarios={scenarios}", f"seed={seed}"]
     if samples is not None:
         overrides.append(f"samples={samples}")
@@ -73,7 +74,7 @@ def ensure_run(side: str, scenarios: str, sim_overrides: list[str], samples: int
     scenario_list, _ = plan(cfg)
     ident = run_identity(cfg, scenario_list)
     ident["config"].pop("user")  # the adapter is named by its manifest hash, not its path
-    out = cache_dir() / "runs" / sha256_json({"adapter_manifest": sha256_json(manifest), **ident})[:20]
+    out = cache_dir() / "runs" / sha256_json({"adapter_manifest": sha256_json(manifest.to_dict()), **ident})[:20]
     cfg.out = str(out)
     finished = lambda d: (d / "run.json").exists() and "finished_at" in read_json(d / "run.json", "run.json")
     return cached_stage(out, lambda: simulate(cfg, resume=(out / "transcripts.jsonl").exists(), console=console),
@@ -82,7 +83,7 @@ def ensure_run(side: str, scenarios: str, sim_overrides: list[str], samples: int
 
 def paired_units(runs: list[Path]) -> tuple[list[dict], list[dict]]:
     """The two runs' conversations with the same scenario and sample, in the same order."""
-    from simulator.run import load_transcripts
+    from userlm.records import load_transcripts
 
     records = [{(r["scenario_id"], r["sample"]): r for r in load_transcripts(run)} for run in runs]
     keys = sorted(set(records[0]) & set(records[1]))

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from userlm.io import atomic_write_json, sha256_file, sha256_json
+from userlm.records import read_adapter_manifest
 from workflows.stages import cached_stage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,8 +139,7 @@ def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> d
         "classifier_test_auroc": clf_manifest["test_auroc"],
         "classifier_test_auroc_length_matched": clf_manifest["test_auroc_length_matched"],
         "classifier_word_count_auroc": clf_manifest["test"]["overall"]["word_count_baseline"],
-        "adapter": str(adapter),
-        "adapter_final_eval_loss": json.loads((adapter / "manifest.json").read_text())["final_eval_loss"],
+        "adapter": str(adapter), "adapter_final_eval_loss": read_adapter_manifest(adapter).final_eval_loss,
         "runs": {k: str(v) for k, v in runs.items()},
         "metrics": {k: str(v / "metrics.json") for k, v in runs.items()},
         "report_md": str(md), "report_html": str(html), "seconds": round(time.time() - started, 1),
