@@ -115,8 +115,8 @@ def test_openai_backend_against_a_real_loopback_server(tiny_model, tmp_path):
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/v1"
         cfg = load_config(SimulationConfig, None, [f"scenarios={SMOKE}", f"out={tmp_path / 'o'}", "samples=2",
-                                                   "max_turns=2", "backend=openai", f"openai_base_url={url}",
-                                                   "openai_concurrency=4", "user=prompted:tiny", "assistant=tiny"])
+                                                   "max_turns=2", "backend=openai",
+                                                   f"backend_options={{base_url: '{url}', concurrency: 4}}", "user=prompted:tiny", "assistant=tiny"])
         records = load_transcripts(simulate(cfg))
     finally:
         server.shutdown()
