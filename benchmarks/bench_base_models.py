@@ -6,7 +6,6 @@ one classifier. The two tokenizers differ (49k vs 262k tokens), so perplexity is
 total negative log-likelihood over their word count (sequences are not truncated, so every target counts)."""
 
 import argparse
-import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,11 +15,13 @@ MODELS = ("embedded:smollm2-135m-instruct", "embedded:gemma3-270m")
 def main():
     import math
 
-    from evaluators.run import evaluate_run, perplexity_examples, perplexity_of
+    from evaluators.perplexity import perplexity_examples, perplexity_of
+    from evaluators.run import evaluate_run
     from simulator.run import SimulationConfig, simulate
     from trainer.train import TrainConfig, train
     from userlm.config import load_config
     from userlm.data.prepare import PrepareConfig, prepare
+    from userlm.records import read_adapter_manifest
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--work", default="work/bench-base-models")
@@ -48,7 +49,7 @@ def main():
         cfg = load_config(TrainConfig, ROOT / "configs" / "embedded-cpu.yaml",
                           [f"base_model={model}", f"data_dir={data}", f"output_dir={adapter}",
                            f"max_steps={args.steps}", "eval_steps=100000"])
-        manifest = json.loads((adapter / "manifest.json").read_text()) if (adapter / "manifest.json").exists() \
+        manifest = read_adapter_manifest(adapter).to_dict() if (adapter / "manifest.json").exists() \
             else train(cfg, resume=adapter.exists())
         ppl = perplexity_of(str(adapter), str(data), "test", limit=args.perplexity_examples, max_length=4096)
         run = work / f"run-{name}"

@@ -14,8 +14,8 @@ os.environ["USERLM_CACHE"] = tempfile.mkdtemp(prefix="bench-eval-cache-")
 
 
 def perplexity_rates(examples, batch_sizes=(1, 16)):
-    from evaluators.run import perplexity_units
-    from simulator.backends import get_backend
+    from evaluators.perplexity import perplexity_units
+    from userlm.backends import get_backend
     from userlm.chat import USER_MODEL_SYSTEM, encode_for_training
     from userlm.models import DEFAULT_ASSISTANT
 
@@ -28,7 +28,7 @@ def perplexity_rates(examples, batch_sizes=(1, 16)):
     for size in batch_sizes:  # the given order: what the code did before length sorting
         started = time.perf_counter()
         for start in range(0, len(encoded), size):
-            backend.masked_loglikelihood(encoded[start: start + size])
+            backend.loglikelihood_batch(encoded[start: start + size])
         rates[f"batch {size}, given order"] = tokens / (time.perf_counter() - started)
     for budget in (512, 4096):
         started = time.perf_counter()

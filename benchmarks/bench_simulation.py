@@ -14,12 +14,13 @@ import time
 
 import torch
 
-from simulator.backends import get_backend
 from simulator.loop import Conversation, Side, run_conversations
-from simulator.run import UserSpec, conversation_seed, user_system
-from simulator.scenarios import load_scenarios
+from simulator.run import conversation_seed
+from userlm.backends import get_backend
 from userlm.chat import PROMPTED_USER_SYSTEM, prompt_for
 from userlm.models import DEFAULT_ASSISTANT
+from userlm.scenarios import load_scenarios
+from userlm.users import UserSpec, user_system
 
 
 def copy_bandwidth_gbs(device) -> float:
@@ -46,7 +47,7 @@ def naive(backend, convs, user: UserSpec):
     tokens = 0
     for conv in convs:
         for _ in range(conv.scenario.max_turns):
-            for speaker, sampling, system in (("user", conv.scenario.user_sampling, user_system(user, conv.scenario)),
+            for speaker, sampling, system in (("user", conv.scenario.user_sampling, user_system(user, conv.scenario.intent, conv.scenario.persona)),
                                               ("assistant", conv.scenario.assistant_sampling, None)):
                 history = [{"role": t["role"], "content": t["text"]} for t in conv.turns]
                 ids = tok(prompt_for(tok, history, speaker, system), return_tensors="pt", add_special_tokens=False)
@@ -66,7 +67,7 @@ def batched(backend, convs, user: UserSpec, batch_size: int, continuous: bool, p
     backend.seconds.clear()
     backend.counts.clear()
     tokens = [0]
-    sides = Side(backend, "user", lambda s: user_system(user, s)), Side(backend, "assistant", lambda s: None)
+    sides = Side(backend, "user", lambda s: user_system(user, s.intent, s.persona)), Side(backend, "assistant", lambda s: None)
     started = time.perf_counter()
     run_conversations(convs, *sides, batch_size, on_finish=lambda c: None,
                       on_step=lambda live, n, turns: tokens.__setitem__(0, tokens[0] + n))

@@ -61,8 +61,8 @@ for stage in "$@"; do
         --set quantization=nf4 --out /tmp/run-peft 2>&1 | grep -v "it/s\]" | tail -12 | tee "$OUT/$stage.log"
       python3 -c "import json; rows=[json.loads(l) for l in open('/tmp/run-peft/transcripts.jsonl')]; print(len(rows), 'conversations,', sum(len(r['turns']) for r in rows), 'turns')" | tee -a "$OUT/$stage.log"
       python3 - <<'PY' 2>&1 | grep -v "it/s\]" | tail -4 | tee -a "$OUT/$stage.log"
-from simulator.backends import GenerationRequest, get_backend
-from simulator.scenarios import Sampling
+from userlm.backends import GenerationRequest, get_backend
+from userlm.backends import Sampling
 b = get_backend("hf", "/tmp/adapter-peft", quantization="nf4", max_batch=8)
 out = b.generate([GenerationRequest([{"role": "user", "content": f"Hi {i}"}], Sampling(0.9, 0.9, 24), seed=i) for i in range(8)])
 e = b.slots

@@ -8,42 +8,32 @@ kind and the hashes and refuses anything else, so `--classifier DIR` cannot run 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from evaluators.classifier_data import SCENARIOS, balanced_weights, data_rows, generated_rows, length_matched
+from evaluators.classifier_config import ClassifierConfig
+from evaluators.classifier_data import balanced_weights, data_rows, generated_rows, length_matched
 from evaluators.classifier_eval import auroc, held_out_report, summary_line
 from userlm.config import to_dict
-from userlm.io import UserError, atomic_directory, atomic_write_json, cache_dir, read_jsonl
-from userlm.models import DEFAULT_ASSISTANT, DEFAULT_ENCODER
+from userlm.io import (
+    UserError,
+    atomic_directory,
+    atomic_write_json,
+    cache_dir,
+    read_jsonl,
+    sha256_file,
+    sha256_json,
+    sha256_text,
+)
 
 KIND, FORMAT = "userlm-ai-voice-classifier", 2
 FILES = ("weights.npz", "vocabulary.json", "train_texts.json")
 WORD = {"ngram_range": (1, 2), "min_df": 2, "max_features": 50000, "sublinear_tf": True}
 CHAR = {"analyzer": "char_wb", "ngram_range": (2, 4), "min_df": 2, "max_features": 50000, "sublinear_tf": True,
         "lowercase": False}
-
-
-@dataclass
-class ClassifierConfig:
-    out: str = ""  # default: the cache's classifier for the data
-    data: list = field(default_factory=list)  # prepared data dirs; empty = the embedded ShareGPT, prepared by default
-    max_per_class_per_source: int = 1500  # per split
-    stock_model: str = DEFAULT_ASSISTANT
-    stock_turns: int = 64  # the stock assistant's replies to real first human turns, over all splits
-    adversary_turns: int = 64  # the stock model told to act as a user, over all splits
-    adversary_scenarios: str = str(SCENARIOS)  # intents for adversary opening turns (train split only)
-    length_control: bool = True  # add AI turns cut to paired human lengths, and balance lengths by weights
-    encoder: str = DEFAULT_ENCODER
-    features: str = "tfidf"  # tfidf | embeddings | both | auto (pick on validation; MiniLM embeddings reached
-    # validation AUROC 0.78 length-controlled vs 0.95 for TF-IDF on ShareGPT + OASST, and cost minutes on 2 cores)
-    held_out_generators: bool = True  # refit without each generated source and report AUROC on it
-    seed: int = 0
 
 
 def default_data_dir() -> Path:
@@ -62,13 +52,12 @@ def default_classifier_dir(data_dirs: list | None = None) -> Path:
     if not data_dirs:
         return cache_dir() / "classifiers" / "default"
     from userlm.data.prepare import load_manifest
-    from userlm.io import sha256_json
 
     return cache_dir() / "classifiers" / f"data-{sha256_json([load_manifest(d)['content_hash'] for d in data_dirs])[:16]}"
 
 
 def text_key(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return sha256_text(text)[:16]
 
 
 class Featurizer:
@@ -205,7 +194,7 @@ def save(model: Model, out: Path, manifest: dict, train_keys: list[str]) -> None
         np.savez(tmp / "weights.npz", **arrays)
         (tmp / "vocabulary.json").write_text(json.dumps(vocab, ensure_ascii=False))
         (tmp / "train_texts.json").write_text(json.dumps({"sha256_16": train_keys}))
-        manifest["files"] = {name: hashlib.sha256((tmp / name).read_bytes()).hexdigest() for name in FILES}
+        manifest["files"] = {name: sha256_file(tmp / name) for name in FILES}
         atomic_write_json(tmp / "manifest.json", manifest)
 
 
@@ -227,7 +216,7 @@ class AIVoiceClassifier:
         blobs = {}
         for name in FILES:
             data = (directory / name).read_bytes() if (directory / name).exists() else None
-            if data is None or hashlib.sha256(data).hexdigest() != manifest["files"].get(name):
+            if data is None or sha256_text(data) != manifest["files"].get(name):
                 raise UserError(f"{directory / name}: missing or its sha256 differs from the manifest's; refusing it")
             blobs[name] = data
         self.manifest = manifest
@@ -243,7 +232,7 @@ class AIVoiceClassifier:
         featurizer = Featurizer(manifest["features"], manifest["encoder"], vecs.get("word"), vecs.get("char"))
         self.model = Model(featurizer, arrays["coef"], float(arrays["intercept"][0]))
         self.train_keys = set(json.loads(blobs["train_texts.json"])["sha256_16"])
-        self.version = hashlib.sha256(json.dumps(manifest["files"], sort_keys=True).encode()).hexdigest()[:16]
+        self.version = sha256_json(manifest["files"])[:16]
 
     def trained_on(self, texts: list[str]) -> int:
         """How many of these texts were in the classifier's training rows (0 for a sound reference)."""

@@ -11,10 +11,11 @@ import random
 import re
 from pathlib import Path
 
+from evaluators.classifier_config import SCENARIOS
+
 SPLITS = ("train", "validation", "test")
 # Generated (machine-written) turns are spread over the splits like this, by the split of their prompt.
 GENERATED_SHARE = {"train": 0.7, "validation": 0.1, "test": 0.2}
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios" / "everyday"
 
 
 def family(source: str) -> str:
@@ -76,22 +77,21 @@ def data_rows(data_dirs: list[str], cap: int, seed: int) -> tuple[dict, dict]:
 def scenario_intents(folder: str | Path = SCENARIOS) -> list[tuple[str, str]]:
     """(scenario id, the prompted-user system prompt) for the scenarios in `folder` (not the smoke set, which the
     demo evaluates on)."""
-    from simulator.run import UserSpec, user_system
-    from simulator.scenarios import load_scenarios
     from userlm.chat import PROMPTED_USER_SYSTEM
+    from userlm.scenarios import load_scenarios
+    from userlm.users import UserSpec, user_system
 
     if not Path(folder).exists():
         return []
     spec = UserSpec("prompted", "", PROMPTED_USER_SYSTEM)
-    return [(s.id, user_system(spec, s)) for s in load_scenarios(str(folder)) if s.intent and not s.opening]
+    return [(s.id, user_system(spec, s.intent, s.persona)) for s in load_scenarios(str(folder)) if s.intent and not s.opening]
 
 
 def generated_rows(cfg, openings: dict, console=None) -> dict:
     """Machine-written turns of the stock model, by split: its replies to real first human turns (the voice a
     simulated user slips into), and the adversary: the same model told to act as a user (the prompted baseline's
     voice), writing the next user turn of real conversations and opening turns for scenario intents."""
-    from simulator.backends import GenerationRequest, get_backend
-    from simulator.scenarios import Sampling
+    from userlm.backends import GenerationRequest, Sampling, get_backend
     from userlm.chat import PROMPTED_USER_SYSTEM, speaker_view
 
     say = console.print if console else print

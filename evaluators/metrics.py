@@ -1,49 +1,15 @@
-"""The metrics. Each is a statistic over units (conversations: {"user_turns": [...], "stop_reason": ...}),
-so one bootstrap serves all of them, and the real-human reference is scored by the same code."""
+"""The metrics, each declared once in METRICS (name, direction, description, statistic, set-based or not),
+which evaluate, report and compare all read. A statistic is a function of units (conversations:
+{"user_turns": [...], "ended_by_user": ...}), so one bootstrap serves all of them, and the real-human
+reference is scored by the same code."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
-
-# name -> (direction, description). direction: +1 higher is more human-like, -1 lower is, 0 neither. The one
-# definition that evaluate, report and compare all read.
-METRICS = {
-    "human_likeness": (+1, "1 - mean P(AI) of user turns"),
-    "ai_voice_rate": (-1, "share of user turns the classifier judges AI (P(AI) > 0.5)"),
-    "role_adherence": (+1, "share of user turns that do not act as the assistant"),
-    "termination_rate": (+1, "share of conversations the user ended"),
-    "mean_user_turns": (0, "user turns per conversation"),
-    "mean_turn_words": (0, "words per user turn (no better direction: see turn_length_w1)"),
-    "truncated_share": (-1, "share of user turns cut off at max_new_tokens"),
-    "turn_length_w1": (-1, "Wasserstein distance of user-turn word counts to real humans'"),
-    "conversation_length_w1": (-1, "Wasserstein distance of user turns per conversation to real humans'"),
-    "distinct_1": (+1, "distinct unigrams / unigrams over user turns"),
-    "distinct_2": (+1, "distinct bigrams / bigrams over user turns"),
-    "diversity_all": (+1, "mean pairwise cosine distance of all user-turn embeddings"),
-    "vendi_all": (+1, "Vendi score of all user-turn embeddings"),
-    "diversity_first": (+1, "mean pairwise cosine distance of first turns within a scenario"),
-    "diversity_ratio_to_human": (+1, "diversity_all / real humans' diversity_all (1.0 = as diverse as people)"),
-    "perplexity_real_user_turns": (-1, "user model's perplexity on held-out real human turns"),
-    "perplexity_base_model": (0, "the base model's perplexity on the same turns, for comparison"),
-    "perplexity_with_intent": (-1, "perplexity on held-out real human turns with their written intents in the "
-                                   "system prompt (the examples that have one)"),
-    "perplexity_without_intent": (-1, "the same examples' perplexity without the intent"),
-    "intent_adherence": (+1, "share of other intents a conversation's user turns are less similar to than to its "
-                             "own (0.5 = chance)"),
-    "intent_decomposition": (0, "share of the intent's content words the first user turn already says "
-                                "(real people reveal bit by bit: compare with their row)"),
-    "end_f1": (+1, "F1 of ending where real people ended, at every point where they went on or stopped"),
-    "end_precision": (+1, "share of the user model's ends that fall where the person ended"),
-    "end_recall": (+1, "share of real ends where the user model ended"),
-    "end_base_rate": (0, "share of decision points where the real person ended"),
-}
-
-
-def direction_word(metric: str) -> str:
-    return {1: "higher", -1: "lower", 0: "neither"}[METRICS[metric][0]]
-
 
 # Openings and phrases of an assistant's voice: a user turn that uses them is acting as the assistant.
 ASSISTANT_PATTERNS = re.compile(
@@ -138,3 +104,129 @@ def vendi_score(vectors: np.ndarray) -> float:
     eig = np.clip(np.linalg.eigvalsh(gram / n), 0, None)
     eig = eig[eig > 1e-12]
     return float(np.exp(-(eig * np.log(eig)).sum()))
+
+
+@dataclass
+class Inputs:
+    """What statistics read beyond the units: per-turn scores of the models, and the real humans."""
+    p_ai: dict = field(default_factory=dict)  # user-turn text -> the classifier's P(AI)
+    vectors: dict = field(default_factory=dict)  # user-turn text -> normalized sentence embedding
+    reference: list = field(default_factory=list)  # real-human units that distances are measured to
+
+
+def _stack(s: Inputs, turns: list[str]) -> np.ndarray:
+    return np.stack([s.vectors[t] for t in turns]) if turns else np.zeros((0, 384))
+
+
+def human_likeness(s: Inputs):
+    return lambda us: 1 - float(np.mean([s.p_ai[t] for t in all_turns(us)])) if all_turns(us) else np.nan
+
+
+def ai_voice_rate(s: Inputs):
+    return lambda us: float(np.mean([s.p_ai[t] > 0.5 for t in all_turns(us)])) if all_turns(us) else np.nan
+
+
+def turn_length_w1(s: Inputs):
+    real = [words(t) for t in all_turns(s.reference)]
+    return lambda us: wasserstein([words(t) for t in all_turns(us)], real)
+
+
+def conversation_length_w1(s: Inputs):
+    real = [len(u["user_turns"]) for u in s.reference]
+    return lambda us: wasserstein([len(u["user_turns"]) for u in us], real)
+
+
+def diversity_all(s: Inputs):
+    return lambda us: mean_pairwise_cosine_distance(_stack(s, all_turns(us)))
+
+
+def vendi_all(s: Inputs):
+    return lambda us: vendi_score(_stack(s, all_turns(us)))
+
+
+def diversity_first(s: Inputs):
+    def statistic(us):
+        by_scenario = {}
+        for u in us:
+            if u["user_turns"]:
+                by_scenario.setdefault(u["scenario_id"], []).append(u["user_turns"][0])
+        values = [mean_pairwise_cosine_distance(_stack(s, v)) for v in by_scenario.values() if len(v) > 1]
+        return float(np.mean(values)) if values else np.nan
+    return statistic
+
+
+def diversity_ratio_to_human(s: Inputs):
+    div_all = diversity_all(s)
+    human = div_all(s.reference)
+    return lambda us: div_all(us) / human
+
+
+def plain(fn: Callable[[list], float]):
+    """A statistic that reads nothing but the units."""
+    return lambda s: fn
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    direction: int  # +1 higher is more human-like, -1 lower is, 0 neither (compare cannot gate on it)
+    description: str
+    # Inputs -> (units -> value); None where the evaluator scores its own units with a model (perplexity,
+    # intent, termination) and bootstraps them itself.
+    statistic: Callable[[Inputs], Callable[[list], float]] | None = None
+    # Drops when a resample repeats a conversation: resampled without repeats (evaluators/stats.py).
+    set_based: bool = False
+    # Also scored on the real humans' units (not for distances to them, nor flags they never carry).
+    reference_row: bool = True
+    needs_reference: bool = False  # measured against the real humans: undefined without them
+    embeds: bool = False  # reads the turns' sentence embeddings (so the encoder loads only when one does)
+
+
+METRICS = {m.name: m for m in (
+    Metric("human_likeness", +1, "1 - mean P(AI) of user turns", human_likeness),
+    Metric("ai_voice_rate", -1, "share of user turns the classifier judges AI (P(AI) > 0.5)", ai_voice_rate),
+    Metric("role_adherence", +1, "share of user turns that do not act as the assistant", plain(role_adherence)),
+    Metric("termination_rate", +1, "share of conversations the user ended", plain(termination_rate)),
+    Metric("mean_user_turns", 0, "user turns per conversation", plain(mean_user_turns)),
+    Metric("mean_turn_words", 0, "words per user turn (no better direction: see turn_length_w1)",
+           plain(mean_turn_words)),
+    Metric("truncated_share", -1, "share of user turns cut off at max_new_tokens", plain(truncated_share),
+           reference_row=False),
+    Metric("turn_length_w1", -1, "Wasserstein distance of user-turn word counts to real humans'", turn_length_w1,
+           reference_row=False, needs_reference=True),
+    Metric("conversation_length_w1", -1, "Wasserstein distance of user turns per conversation to real humans'",
+           conversation_length_w1, reference_row=False, needs_reference=True),
+    Metric("distinct_1", +1, "distinct unigrams / unigrams over user turns", plain(lambda us: distinct_n(us, 1)),
+           set_based=True),
+    Metric("distinct_2", +1, "distinct bigrams / bigrams over user turns", plain(lambda us: distinct_n(us, 2)),
+           set_based=True),
+    Metric("diversity_all", +1, "mean pairwise cosine distance of all user-turn embeddings", diversity_all,
+           set_based=True, embeds=True),
+    Metric("vendi_all", +1, "Vendi score of all user-turn embeddings", vendi_all, set_based=True,
+           embeds=True),
+    Metric("diversity_first", +1, "mean pairwise cosine distance of first turns within a scenario",
+           diversity_first, set_based=True, reference_row=False, embeds=True),
+    Metric("diversity_ratio_to_human", +1, "diversity_all / real humans' diversity_all (1.0 = as diverse as people)",
+           diversity_ratio_to_human, set_based=True, reference_row=False, needs_reference=True, embeds=True),
+    Metric("perplexity_real_user_turns", -1, "user model's perplexity on held-out real human turns"),
+    Metric("perplexity_base_model", 0, "the base model's perplexity on the same turns, for comparison"),
+    Metric("perplexity_with_intent", -1, "perplexity on held-out real human turns with their written intents in "
+                                         "the system prompt (the examples that have one)"),
+    Metric("perplexity_without_intent", -1, "the same examples' perplexity without the intent"),
+    Metric("intent_adherence", +1, "share of other intents a conversation's user turns are less similar to than "
+                                   "to its own (0.5 = chance)"),
+    Metric("intent_decomposition", 0, "share of the intent's content words the first user turn already says "
+                                      "(real people reveal bit by bit: compare with their row)"),
+    Metric("end_f1", +1, "F1 of ending where real people ended, at every point where they went on or stopped"),
+    Metric("end_precision", +1, "share of the user model's ends that fall where the person ended"),
+    Metric("end_recall", +1, "share of real ends where the user model ended"),
+    Metric("end_base_rate", 0, "share of decision points where the real person ended"),
+)}
+
+
+# What `userlm compare` can gate on: a statistic of the paired conversations with a better direction.
+COMPARABLE = [name for name, m in METRICS.items() if m.statistic is not None and m.direction != 0]
+
+
+def direction_word(metric: str) -> str:
+    return {1: "higher", -1: "lower", 0: "neither"}[METRICS[metric].direction]

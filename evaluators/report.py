@@ -8,7 +8,8 @@ import io
 import time
 from pathlib import Path
 
-from evaluators.run import METRICS, markdown_table, print_metrics, table_rows
+from evaluators.metrics import METRICS
+from evaluators.tables import markdown_table, print_metrics, table_rows
 from userlm.io import UserError, atomic_write_text, read_json
 
 
@@ -118,8 +119,8 @@ def write_report(runs: list[str], out: str, console=None) -> tuple[Path, Path]:
     reports = load_reports(runs)
     out_dir = Path(out)
     stamp = time.strftime("%Y-%m-%d %H:%M")
-    legend = "".join(f"- `{m}` ({'higher is more human' if d > 0 else 'lower is more human' if d < 0 else 'no better direction'}): {desc}\n"
-                     for m, (d, desc) in METRICS.items())
+    better = {1: "higher is more human", -1: "lower is more human", 0: "no better direction"}
+    legend = "".join(f"- `{m.name}` ({better[m.direction]}): {m.description}\n" for m in METRICS.values())
     section = classifier_section(reports)
     md = f"# User-model comparison ({stamp})\n\nValues with 95% bootstrap CIs.\n\n{markdown_table(reports)}\n{legend}"
     md += f"\n{section}" if section else ""
@@ -137,7 +138,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} td:first-child{{
 tr:nth-child(2) td{{background:#f4f8ff}}</style></head><body>
 <h1>How human is the simulated user?</h1><p>{stamp}. Rows: real humans (held-out reference) and each run; 95% bootstrap CIs.</p>
 <table><tr>{head}</tr>{body}</table>{figures}
-<h3>Metrics</h3><ul>{''.join(f'<li><code>{m}</code>: {html.escape(d)}</li>' for m, (_, d) in METRICS.items())}</ul>
+<h3>Metrics</h3><ul>{''.join(f'<li><code>{m.name}</code>: {html.escape(m.description)}</li>' for m in METRICS.values())}</ul>
 </body></html>"""
     atomic_write_text(out_dir / "report.html", page)
     if console:

@@ -41,8 +41,7 @@ def decision_points(examples: list[dict], limit: int = 32, seed: int = 0) -> lis
 
 def predict_ends(model: str, system: str, units: list[dict], max_new_tokens: int = 16, seed: int = 0) -> None:
     """Adds "pred" (the user model ended, i.e. wrote the end marker) beside each unit's points, in place."""
-    from simulator.backends import GenerationRequest, get_backend
-    from simulator.scenarios import Sampling
+    from userlm.backends import GenerationRequest, Sampling, get_backend
     from userlm.chat import speaker_view, strip_end_marker
 
     backend = get_backend("hf", model, quantization="none", max_batch=16)

@@ -8,9 +8,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from simulator.backends import Backend, GenerationRequest
-from simulator.scenarios import Scenario
+from userlm.backends import Backend, GenerationRequest
 from userlm.chat import speaker_view, strip_end_marker
+from userlm.scenarios import Scenario
 
 
 @dataclass

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from simulator.loop import Conversation, Side, run_conversations
-from simulator.scenarios import Scenario, load_scenarios, scenarios_hash
-from userlm.chat import PROMPTED_USER_SYSTEM, USER_MODEL_SYSTEM, user_model_system
-from userlm.config import to_dict
+from userlm.config import DType, Quantization, check_fields, option, to_dict
 from userlm.io import (
     UserError,
     append_jsonl,
@@ -21,89 +19,67 @@ from userlm.io import (
     overwrite_allowed,
     read_json,
     read_jsonl,
+    stable_uint,
     truncate_torn_tail,
     written_by_userlm,
 )
-from userlm.models import DEFAULT_ASSISTANT, resolve
+from userlm.models import DEFAULT_ASSISTANT
+from userlm.records import check_transcript
+from userlm.scenarios import Scenario, load_scenarios, scenarios_hash
+from userlm.users import UserSpec, parse_user, user_sees_intent, user_system
 
 
 @dataclass
 class SimulationConfig:
-    scenarios: str = "scenarios/smoke"
-    # An adapter dir from `userlm train`, `base:<ref>` (an untrained model in the user-model format), or
-    # `prompted:<ref>` (a stock instruct model told to act as a human user: the baseline to beat).
-    user: str = f"prompted:{DEFAULT_ASSISTANT}"
-    assistant: str = DEFAULT_ASSISTANT
-    out: str = "results/runs/run"
-    backend: str = "hf"  # hf | vllm | openai, for both sides unless overridden below
-    user_backend: str | None = None
-    assistant_backend: str | None = None
-    samples: int | None = None  # overrides each scenario's samples
-    max_turns: int | None = None  # overrides each scenario's max_turns
-    seed: int = 0
-    batch_size: int = 32  # live conversations at once
-    quantization: str = "none"  # hf backend: none | nf4 | auto
-    # hf backend: auto = bfloat16 on GPU, float32 on CPU; bfloat16 on a CPU with AMX decodes ~1.4x faster
-    dtype: str = "auto"
-    # hf backend: the static-slot engine (fixed slots, batched prefill, decode as a CUDA graph); auto = on CUDA
-    static_cache: str = "auto"
-    openai_base_url: str = "http://127.0.0.1:8000/v1"
-    openai_api_key: str = "EMPTY"
-    openai_concurrency: int = 8
-    openai_timeout_s: float = 120.0
-    openai_retries: int = 3
-    vllm_tensor_parallel_size: int = 1
-    vllm_gpu_memory_utilization: float = 0.85
+    scenarios: str = option("scenarios/smoke", "scenario YAML file or folder")
+    user: str = option(f"prompted:{DEFAULT_ASSISTANT}",
+                       "user model: an adapter dir from `userlm train`, base:<ref> (an untrained model in the "
+                       "user-model format), or prompted:<ref> (a stock instruct model told to act as a human user: "
+                       "the baseline to beat)")
+    assistant: str = option(DEFAULT_ASSISTANT, "assistant model reference")
+    out: str = option("results/runs/run", "run directory (transcripts.jsonl, run.json)")
+    backend: str = option("hf", "backend of both sides unless overridden: hf | vllm | openai")
+    user_backend: str | None = option(None, "backend of the user side (default: --backend)")
+    assistant_backend: str | None = option(None, "backend of the assistant side (default: --backend)")
+    samples: int | None = option(None, "conversations per scenario (overrides the scenario files)")
+    max_turns: int | None = option(None, "user turns at most (overrides the scenario files)")
+    seed: int = option(0, "seed of every conversation (each gets its own, derived from it)")
+    batch_size: int = option(32, "live conversations at once")
+    quantization: Quantization = option("none", "hf backend: none | nf4 | auto")
+    # bfloat16 on a CPU with AMX decodes ~1.4x faster.
+    dtype: DType = option("auto", "hf backend: auto = bfloat16 on GPU, float32 on CPU")
+    static_cache: Literal["auto", "on", "off"] = option(
+        "auto", "hf backend: the static-slot engine (fixed slots, batched prefill, decode as a CUDA graph); "
+                "auto = on CUDA")
+    backend_options: dict = option(
+        factory=dict, flag="backend-arg",
+        help="an option of the backends in use, typed by their constructors (repeatable KEY=VALUE): openai "
+             "base_url, api_key, concurrency, timeout_s, retries; vllm tensor_parallel_size, "
+             "gpu_memory_utilization, max_lora_rank, max_model_len")
 
+    # Fields of earlier versions, and what replaced them (an old YAML config gets this as its error).
+    REPLACED_FIELDS = {f"{kind}_{name}": f"backend_options: {{{name}: ...}} (--backend-arg {name}=VALUE)"
+                       for kind, names in (("openai", ("base_url", "api_key", "concurrency", "timeout_s", "retries")),
+                                           ("vllm", ("tensor_parallel_size", "gpu_memory_utilization")))
+                       for name in names}
 
-@dataclass(frozen=True)
-class UserSpec:
-    kind: str  # adapter | base | prompted
-    model: str
-    system_prompt: str
-    manifest: dict | None = None
-
-
-def parse_user(spec: str, backend: str) -> UserSpec:
-    if spec.startswith("prompted:"):
-        return UserSpec("prompted", spec.split(":", 1)[1], PROMPTED_USER_SYSTEM)
-    if spec.startswith("base:"):
-        return UserSpec("base", spec.split(":", 1)[1], USER_MODEL_SYSTEM)
-    if backend != "openai" and resolve(spec).kind == "adapter":
-        manifest = read_json(Path(spec) / "manifest.json", "adapter manifest")
-        return UserSpec("adapter", spec, manifest.get("system_prompt", USER_MODEL_SYSTEM), manifest)
-    return UserSpec("base", spec, USER_MODEL_SYSTEM)
-
-
-def user_system(user: UserSpec, scenario: Scenario) -> str:
-    about = " ".join(x for x in (f"You are {scenario.persona}." if scenario.persona else "",
-                                 f"Your goal: {scenario.intent}. Reveal it bit by bit, not all at once."
-                                 if scenario.intent else "") if x)
-    if user.kind == "prompted":
-        return PROMPTED_USER_SYSTEM.format(intent=about + " " if about else "")
-    if user_sees_intent(user):
-        return user_model_system(user.system_prompt, scenario.intent, scenario.persona)
-    return user.system_prompt
-
-
-def user_sees_intent(user: UserSpec) -> bool:
-    """Prompted baselines and user models trained with intents are told the scenario's intent and persona."""
-    return user.kind == "prompted" or bool(user.manifest and user.manifest.get("trained_with_intent"))
+    def __post_init__(self):
+        check_fields(self)
 
 
 def conversation_seed(seed: int, scenario_id: str, sample: int) -> int:
-    return int.from_bytes(hashlib.sha256(f"{seed}:{scenario_id}:{sample}".encode()).digest()[:4], "big") >> 1
+    return stable_uint(f"{seed}:{scenario_id}:{sample}", 4) >> 1
 
 
-def _backend_options(cfg: SimulationConfig, kind: str) -> dict:
-    if kind == "hf":
-        return {"quantization": cfg.quantization, "dtype": cfg.dtype, "max_batch": cfg.batch_size,
-                "static_cache": cfg.static_cache}
-    if kind == "vllm":
-        return {"tensor_parallel_size": cfg.vllm_tensor_parallel_size,
-                "gpu_memory_utilization": cfg.vllm_gpu_memory_utilization}
-    return {"base_url": cfg.openai_base_url, "api_key": cfg.openai_api_key, "concurrency": cfg.openai_concurrency,
-            "timeout_s": cfg.openai_timeout_s, "retries": cfg.openai_retries}
+def _backend_options(cfg: SimulationConfig, kinds: list[str]) -> dict[str, dict]:
+    """Per backend kind: its options (hf's from the config's own fields, the rest from backend_options)."""
+    from userlm.backends import backend_options
+
+    per_kind = backend_options(kinds, cfg.backend_options)
+    if "hf" in per_kind:
+        per_kind["hf"] = {"quantization": cfg.quantization, "dtype": cfg.dtype, "max_batch": cfg.batch_size,
+                          "static_cache": cfg.static_cache, **per_kind["hf"]}
+    return per_kind
 
 
 def _identity(ref: str, backend: str) -> dict:
@@ -130,7 +106,12 @@ def plan(cfg: SimulationConfig) -> tuple[list[Scenario], list[tuple[Scenario, in
 
 def run_identity(cfg: SimulationConfig, scenarios: list[Scenario]) -> dict:
     """What must match for --resume (and for caches) to treat two runs as the same."""
-    keep = {k: v for k, v in to_dict(cfg).items() if k not in ("out", "batch_size", "openai_concurrency")}
+    from userlm.backends import backend_options
+
+    keep = {k: v for k, v in to_dict(cfg).items() if k not in ("out", "batch_size")}
+    # typed, so `--backend-arg retries=0` and YAML `retries: 0` are one run; concurrency changes no result
+    typed = backend_options([cfg.user_backend or cfg.backend, cfg.assistant_backend or cfg.backend], cfg.backend_options)
+    keep["backend_options"] = {k: v for options in typed.values() for k, v in options.items() if k != "concurrency"}
     return {"config": keep, "scenarios_sha256": scenarios_hash(scenarios)}
 
 
@@ -155,7 +136,7 @@ def _finished_records(out: Path) -> list[dict]:
     for path in [out / "transcripts.jsonl", *sorted((out / "shards").glob("rank-*.jsonl"))]:
         if path.exists():
             truncate_torn_tail(path)
-            records += [_check_transcript(r, f"{path}: record {i}") for i, r in enumerate(read_jsonl(path), 1)]
+            records += [check_transcript(r, f"{path}: record {i}") for i, r in enumerate(read_jsonl(path), 1)]
     return records
 
 
@@ -174,39 +155,21 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
     appends to shards/rank-R.jsonl; process 0 merges them when all are done. A conversation's text depends
     only on its seed, so the split changes nothing, and --resume skips what any process finished."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from simulator.backends import get_backend
     from userlm import distributed
-    from userlm.provenance import library_versions
 
     console = console or Console()
     rank, world = distributed.rank(), distributed.world_size()
     if world > 1 and "vllm" in (cfg.backend, cfg.user_backend, cfg.assistant_backend):
         raise UserError("the vllm backend shards a model over GPUs itself: run one process with "
-                        "vllm_tensor_parallel_size=N, or `vllm serve --data-parallel-size N` with backend=openai")
+                        "--backend-arg tensor_parallel_size=N, or `vllm serve --data-parallel-size N` with backend=openai")
     out = Path(cfg.out)
     scenarios, jobs = plan(cfg)
-    user_kind = cfg.user_backend or cfg.backend
-    assistant_kind = cfg.assistant_backend or cfg.backend
-    user = parse_user(cfg.user, user_kind)
+    user = parse_user(cfg.user, cfg.user_backend or cfg.backend)
     ident = run_identity(cfg, scenarios)
-    done: set[tuple[str, int]] = set()
     check_run_dir(out)
-    if (out / "transcripts.jsonl").exists() or any((out / "shards").glob("*.jsonl")):
-        if not resume:
-            raise UserError(f"{out} already holds transcripts; pass --resume to finish it, or choose another --out")
-        if not (out / "run.json").exists():
-            raise UserError(f"{out}: transcripts without run.json; cannot tell which run they belong to")
-        if read_json(out / "run.json", "run.json").get("identity") != ident:
-            raise UserError(f"{out}: --resume with a different config or scenarios than the run it holds")
-        done = {(r["scenario_id"], r["sample"]) for r in _finished_records(out)}
-    run_info = {
-        "kind": "userlm-simulation-run", "identity": ident, "config": to_dict(cfg), "user_kind": user.kind,
-        "user_model": _identity(user.model, user_kind), "assistant_model": _identity(cfg.assistant, assistant_kind),
-        "user_adapter_manifest": user.manifest, "versions": library_versions(),
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "total_conversations": len(jobs), "processes": world,
-    }
+    done = finished_conversations(out, ident, resume)
+    run_info = start_run_info(cfg, user, ident, len(jobs), world)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "run.json", run_info)
@@ -215,37 +178,10 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
     todo = todo[rank::world]
     transcripts = out / "transcripts.jsonl" if world == 1 else out / "shards" / f"rank-{rank}.jsonl"
     transcripts.parent.mkdir(parents=True, exist_ok=True)
-    started, tokens, turns = time.perf_counter(), 0, 0
+    started, tokens = time.perf_counter(), 0
     if todo:
-        user_side = Side(get_backend(user_kind, user.model, **_backend_options(cfg, user_kind)), "user",
-                         lambda s: user_system(user, s))
-        assistant_side = Side(get_backend(assistant_kind, cfg.assistant, **_backend_options(cfg, assistant_kind)),
-                              "assistant", lambda s: s.assistant_system or None)
-        common = {"user_model": cfg.user, "user_kind": user.kind, "assistant_model": cfg.assistant,
-                  "user_adapter_manifest_sha256": run_info["user_model"].get("manifest_sha256")}
-
-        sees_intent = user_sees_intent(user)
-
-        def finish(conv: Conversation) -> None:
-            told = sees_intent and bool(conv.scenario.intent or conv.scenario.persona)
-            append_jsonl(transcripts, {
-                "scenario_id": conv.scenario.id, "sample": conv.sample, "seed": conv.seed,
-                "stop_reason": conv.stop_reason, "n_user_turns": len(conv.user_turns), "turns": conv.turns,
-                # the scenario's intent (what the conversation should pursue) and whether the user was told it
-                "scenario_intent": conv.scenario.intent, "user_told_intent": told, **common})
-            bar.advance(task)
-
-        def step(live: int, new_tokens: int, new_turns: int) -> None:
-            nonlocal tokens, turns
-            tokens, turns = tokens + new_tokens, turns + new_turns
-            rate = time.perf_counter() - started
-            bar.update(task, description=f"{live} live, {turns / rate:.1f} turns/s, {tokens / rate:.0f} tok/s")
-
-        label = "simulate" if world == 1 else f"simulate {rank}/{world}"
-        with Progress(TextColumn(f"[bold]{label}[/bold]"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
-            task = bar.add_task("starting", total=len(todo))
-            run_conversations(todo, user_side, assistant_side, cfg.batch_size, finish, step)
+        tokens = run_todo(cfg, user, run_info, todo, transcripts, "simulate" if world == 1 else f"simulate {rank}/{world}",
+                          console)
     elif rank == 0 and not done and not jobs:
         console.print(f"{out}: no conversations to run")
     distributed.wait_for_everyone()
@@ -260,37 +196,66 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
     return out
 
 
-def _check_transcript(record: dict, where: str) -> dict:
-    for name, kind in (("scenario_id", str), ("sample", int), ("stop_reason", str), ("turns", list)):
-        if not isinstance(record.get(name), kind) or isinstance(record.get(name), bool):
-            raise UserError(f"{where}: field '{name}' must be {kind.__name__}, got {record.get(name)!r:.60}")
-    for i, turn in enumerate(record["turns"]):
-        if not isinstance(turn, dict) or not isinstance(turn.get("role"), str) or not isinstance(turn.get("text"), str):
-            raise UserError(f"{where}: field 'turns[{i}]' needs a string 'role' and 'text'")
-    return record
+def finished_conversations(out: Path, ident: dict, resume: bool) -> set[tuple[str, int]]:
+    """The (scenario, sample) pairs `out` already holds: only for --resume of the same run, else an error."""
+    if not (out / "transcripts.jsonl").exists() and not any((out / "shards").glob("*.jsonl")):
+        return set()
+    if not resume:
+        raise UserError(f"{out} already holds transcripts; pass --resume to finish it, or choose another --out")
+    if not (out / "run.json").exists():
+        raise UserError(f"{out}: transcripts without run.json; cannot tell which run they belong to")
+    if read_json(out / "run.json", "run.json").get("identity") != ident:
+        raise UserError(f"{out}: --resume with a different config or scenarios than the run it holds")
+    return {(r["scenario_id"], r["sample"]) for r in _finished_records(out)}
 
 
-def load_transcripts(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / "transcripts.jsonl"
-    if not path.exists():
-        raise UserError(f"{run_dir}: no transcripts.jsonl; run `simulate` first")
-    return [_check_transcript(r, f"{path}: record {i}")
-            for i, r in enumerate(read_jsonl(path, tolerate_torn_tail=True), 1)]
+def start_run_info(cfg: SimulationConfig, user: UserSpec, ident: dict, total: int, world: int) -> dict:
+    from userlm.provenance import library_versions
+
+    return {
+        "kind": "userlm-simulation-run", "identity": ident, "config": to_dict(cfg), "user_kind": user.kind,
+        "user_model": _identity(user.model, cfg.user_backend or cfg.backend),
+        "assistant_model": _identity(cfg.assistant, cfg.assistant_backend or cfg.backend),
+        "user_adapter_manifest": user.manifest.to_dict() if user.manifest else None, "versions": library_versions(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "total_conversations": total, "processes": world,
+    }
 
 
-def load_run(run_dir: str | Path, allow_unfinished: bool = False) -> tuple[dict, list[dict]]:
-    """run.json and the transcripts of a finished run; an unfinished one is a UserError unless allowed."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "run.json").exists():
-        raise UserError(f"{run_dir}: no run.json; not a simulation run directory")
-    info = read_json(run_dir / "run.json", "run.json", {"config": dict})
-    for name in ("user", "assistant"):
-        if not isinstance(info["config"].get(name), str):
-            raise UserError(f"{run_dir / 'run.json'}: field 'config.{name}' must be a string")
-    records = load_transcripts(run_dir)
-    total = info.get("total_conversations")
-    if not allow_unfinished and ("finished_at" not in info or (isinstance(total, int) and len(records) < total)):
-        raise UserError(f"{run_dir}: unfinished run ({len(records)} of {total} conversations"
-                        f"{'' if 'finished_at' in info else ', no finished_at'}); finish it with "
-                        f"`simulate ... --resume`")
-    return info, records
+def run_todo(cfg: SimulationConfig, user: UserSpec, run_info: dict, todo: list[Conversation], transcripts: Path,
+             label: str, console) -> int:
+    """Runs `todo` with a progress bar, appending each conversation as it finishes; returns tokens generated."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from userlm.backends import get_backend
+
+    started, tokens, turns = time.perf_counter(), 0, 0  # the rates shown count model loading
+    user_kind, assistant_kind = cfg.user_backend or cfg.backend, cfg.assistant_backend or cfg.backend
+    options = _backend_options(cfg, [user_kind, assistant_kind])
+    user_side = Side(get_backend(user_kind, user.model, **options[user_kind]), "user",
+                     lambda s: user_system(user, s.intent, s.persona))
+    assistant_side = Side(get_backend(assistant_kind, cfg.assistant, **options[assistant_kind]),
+                          "assistant", lambda s: s.assistant_system or None)
+    common = {"user_model": cfg.user, "user_kind": user.kind, "assistant_model": cfg.assistant,
+              "user_adapter_manifest_sha256": run_info["user_model"].get("manifest_sha256")}
+    sees_intent = user_sees_intent(user)
+
+    def finish(conv: Conversation) -> None:
+        told = sees_intent and bool(conv.scenario.intent or conv.scenario.persona)
+        append_jsonl(transcripts, {
+            "scenario_id": conv.scenario.id, "sample": conv.sample, "seed": conv.seed,
+            "stop_reason": conv.stop_reason, "n_user_turns": len(conv.user_turns), "turns": conv.turns,
+            # the scenario's intent (what the conversation should pursue) and whether the user was told it
+            "scenario_intent": conv.scenario.intent, "user_told_intent": told, **common})
+        bar.advance(task)
+
+    def step(live: int, new_tokens: int, new_turns: int) -> None:
+        nonlocal tokens, turns
+        tokens, turns = tokens + new_tokens, turns + new_turns
+        elapsed = time.perf_counter() - started
+        bar.update(task, description=f"{live} live, {turns / elapsed:.1f} turns/s, {tokens / elapsed:.0f} tok/s")
+
+    with Progress(TextColumn(f"[bold]{label}[/bold]"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("starting", total=len(todo))
+        run_conversations(todo, user_side, assistant_side, cfg.batch_size, finish, step)
+    return tokens

@@ -5,8 +5,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from simulator.backends import GenerationRequest, get_backend
-from simulator.scenarios import Sampling
+from userlm.backends import GenerationRequest, Sampling, get_backend
 
 
 def serve(model: str):

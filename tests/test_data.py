@@ -270,7 +270,7 @@ def test_reference_termination_is_na_where_the_source_records_no_end(tmp_path, b
     import math
 
     from evaluators.reference import reference_units
-    from evaluators.run import Context, behaviour
+    from evaluators.registry import Context, behaviour
 
     src = write_trees(tmp_path / "x.trees.jsonl", [branching_tree])
     prepare(PrepareConfig(sources=[str(src)], out=str(tmp_path / "o"), test_fraction=1.0 - 1e-9,
@@ -278,6 +278,6 @@ def test_reference_termination_is_na_where_the_source_records_no_end(tmp_path, b
     reference = reference_units(str(tmp_path / "o"))
     assert reference and all(u["ended_by_user"] is None for u in reference)
     units = [{"user_turns": ["hi"], "ended_by_user": True, "truncated": [False]}]
-    result = behaviour(Context(units=units, reference=reference, run_info={}))["termination_rate"]
+    result = behaviour(Context(units=units, reference=reference, run_info={})).metrics["termination_rate"]
     assert result["run"]["value"] == 1.0
     assert math.isnan(result["reference"]["value"]) and "no conversation ends" in result["reference"]["note"]

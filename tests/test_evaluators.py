@@ -60,6 +60,7 @@ def classifier(tmp_path_factory):
     return work / "c", manifest
 
 
+@pytest.mark.slow
 def test_classifier_separates_held_out_human_and_ai_turns(classifier):
     from evaluators.classifier_data import data_rows
 
@@ -76,6 +77,7 @@ def test_classifier_separates_held_out_human_and_ai_turns(classifier):
     assert ai > human + 0.3
 
 
+@pytest.mark.slow
 def test_score_texts_cli(classifier, tmp_path):
     out, _ = classifier
     src = tmp_path / "texts.jsonl"
@@ -93,6 +95,7 @@ def test_score_texts_cli(classifier, tmp_path):
     assert r.returncode == 2 and "texts.jsonl:1: field 'text'" in r.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_and_report_a_real_run(classifier, tmp_path):
     from evaluators.report import write_report
     from evaluators.run import evaluate_run
@@ -154,12 +157,12 @@ def test_evaluate_perplexity_command_is_the_evaluators_code(tmp_path):
     assert result["perplexity"] > 1 and result["tokens"] > 0 and result["examples"] == 6
     # `base:M` and M as the base model are the same model in the same user-model format: the same perplexity.
     assert result["base"]["perplexity"] == pytest.approx(result["perplexity"], rel=1e-4)
-    from evaluators.run import _ppl, perplexity_examples, perplexity_units
+    from evaluators.perplexity import perplexity_examples, perplexity_units, pooled_perplexity
     from userlm.chat import USER_MODEL_SYSTEM
 
     units = perplexity_units("embedded:smollm2-135m-instruct", USER_MODEL_SYSTEM,
                              perplexity_examples(str(data), "test", 6), 192)
-    assert _ppl(units) == pytest.approx(result["perplexity"], rel=1e-4)
+    assert pooled_perplexity(units) == pytest.approx(result["perplexity"], rel=1e-4)
 
 
 @pytest.mark.slow

@@ -166,7 +166,7 @@ def test_fuzz_flat_message_table(tmp_path, capsys):
 
 
 def test_fuzz_scenario_files(tmp_path):
-    from simulator.scenarios import load_scenarios
+    from userlm.scenarios import load_scenarios
 
     originals = [yaml.safe_load(p.read_text()) for p in sorted((ROOT / "scenarios").rglob("*.yaml"))[:5]]
     rng = random.Random(5)
@@ -192,7 +192,7 @@ def test_fuzz_scenario_files(tmp_path):
 
 
 def test_fuzz_transcripts_and_run_json(tmp_path):
-    from simulator.run import load_run
+    from userlm.records import load_run
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -97,10 +97,11 @@ def _give_intents(data_dir, split="train"):
 
 
 def test_training_systems_none_always_mixed_match_the_simulator(data_dir):
-    from simulator.run import UserSpec, user_system
-    from simulator.scenarios import Scenario
     from trainer.train import TrainConfig, example_systems
     from userlm.chat import USER_MODEL_SYSTEM
+    from userlm.records import AdapterManifest
+    from userlm.scenarios import Scenario
+    from userlm.users import UserSpec, user_system
 
     examples = [{**ex, "id": f"{ex['id']}#{i}"} for ex in read_split(data_dir, "train") for i in range(40)]
     intents = {ex["id"]: f"You want a cheap plan for {ex['id']}." for ex in examples}
@@ -114,9 +115,11 @@ def test_training_systems_none_always_mixed_match_the_simulator(data_dir):
     assert mixed[::-1] == example_systems(examples[::-1], TrainConfig(intent="mixed", intent_share=0.5), intents)
     # The simulator tells an intent-trained user its scenario's intent in exactly the training wording.
     scenario = Scenario(id="s", description="d", intent=intents[examples[0]["id"]])
-    user = UserSpec("adapter", "x", USER_MODEL_SYSTEM, {"trained_with_intent": True})
-    assert user_system(user, scenario) == always[0] == user_model_system(USER_MODEL_SYSTEM, scenario.intent)
-    assert user_system(UserSpec("adapter", "x", USER_MODEL_SYSTEM, {}), scenario) == USER_MODEL_SYSTEM
+    user = UserSpec("adapter", "x", USER_MODEL_SYSTEM, AdapterManifest("b", trained_with_intent=True))
+    told = user_system(user, scenario.intent, scenario.persona)
+    assert told == always[0] == user_model_system(USER_MODEL_SYSTEM, scenario.intent)
+    assert user_system(UserSpec("adapter", "x", USER_MODEL_SYSTEM, AdapterManifest("b")), scenario.intent,
+                       scenario.persona) == USER_MODEL_SYSTEM
 
 
 def test_intent_trained_adapter_is_told_the_scenario_intent(data_dir, tiny_model, tmp_path):
@@ -143,7 +146,8 @@ def test_intent_trained_adapter_is_told_the_scenario_intent(data_dir, tiny_model
     assert all(r["user_told_intent"] and r["scenario_intent"] for r in runs["trained"])
     assert not any(r["user_told_intent"] for r in runs["base"])
     _give_intents(data_dir, "test")
-    from evaluators.run import evaluate_run, perplexity_of
+    from evaluators.perplexity import perplexity_of
+    from evaluators.run import evaluate_run
 
     report = evaluate_run(str(tmp_path / "trained"), reference=str(data_dir), evaluators="intent,perplexity")
     metrics = report["metrics"]

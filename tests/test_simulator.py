@@ -4,10 +4,11 @@ from pathlib import Path
 import pytest
 
 from simulator.loop import Conversation, add_user_turn
-from simulator.run import SimulationConfig, load_transcripts, simulate
-from simulator.scenarios import load_scenarios
+from simulator.run import SimulationConfig, simulate
 from userlm import END_OF_CONVERSATION
 from userlm.io import UserError
+from userlm.records import load_transcripts
+from userlm.scenarios import load_scenarios
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "scenarios" / "smoke"
@@ -74,6 +75,7 @@ def test_a_turn_cut_at_max_new_tokens_is_marked_truncated_and_counted():
     assert truncated_share(transcript_units([record])) == 0.5
 
 
+@pytest.mark.slow
 def test_prompted_baseline_run_is_complete_deterministic_and_resumable(tmp_path):
     out, cfg = small_run(tmp_path, "a")
     records = load_transcripts(out)
@@ -107,13 +109,14 @@ def test_prompted_baseline_run_is_complete_deterministic_and_resumable(tmp_path)
         small_run(tmp_path, "a", "seed=5", resume=True)
 
 
+@pytest.mark.slow
 def test_openai_backend_against_a_real_loopback_server(tmp_path):
     from loopback_openai_server import serve
 
     server, calls = serve("embedded:smollm2-135m-instruct")
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        out, _ = small_run(tmp_path, "o", "backend=openai", f"openai_base_url={url}", "openai_concurrency=4",
+        out, _ = small_run(tmp_path, "o", "backend=openai", f"backend_options={{base_url: '{url}', concurrency: 4}}",
                            "user=prompted:smollm2", "assistant=smollm2")
     finally:
         server.shutdown()
@@ -124,18 +127,35 @@ def test_openai_backend_against_a_real_loopback_server(tmp_path):
 
 def test_openai_backend_unreachable_is_one_line_error(tmp_path):
     with pytest.raises(UserError, match="openai backend"):
-        small_run(tmp_path, "x", "backend=openai", "openai_base_url=http://127.0.0.1:9/v1", "openai_retries=0",
-                  "openai_timeout_s=2", "user=prompted:m", "assistant=m")
+        small_run(tmp_path, "x", "backend=openai", "backend_options={base_url: 'http://127.0.0.1:9/v1', retries: 0, "
+                  "timeout_s: 2}", "user=prompted:m", "assistant=m")
 
 
+def test_backend_options_are_typed_and_old_fields_name_their_replacement(tmp_path):
+    from userlm.backends import backend_options
+    from userlm.config import load_config
+
+    assert backend_options(["hf", "openai"], {"retries": "0", "timeout_s": 2}) == {
+        "hf": {}, "openai": {"retries": 0, "timeout_s": 2.0}}
+    with pytest.raises(UserError, match="backend option 'retries'.*must be int"):
+        backend_options(["openai"], {"retries": "many"})
+    with pytest.raises(UserError, match="not an option of the hf backend"):
+        backend_options(["hf"], {"base_url": "http://x"})
+    with pytest.raises(UserError, match="unknown backend 'tgi'"):
+        backend_options(["tgi"], {})
+    (tmp_path / "old.yaml").write_text("openai_base_url: http://127.0.0.1:8000/v1\n")
+    with pytest.raises(UserError, match="'openai_base_url' was replaced: use backend_options: {base_url: ...}"):
+        load_config(SimulationConfig, tmp_path / "old.yaml")
+
+
+@pytest.mark.slow
 def test_hf_scheduler_matches_generate_keeps_seeds_and_reuses_kv():
     """The token-level scheduler against transformers' own greedy `generate`; a row's sampled text does not
     depend on its batch-mates; a turn that reuses the conversation's KV cache equals one computed afresh."""
     import torch
 
-    from simulator.backends import GenerationRequest, get_backend
-    from simulator.backends.hf import HFBackend
-    from simulator.scenarios import Sampling
+    from userlm.backends import GenerationRequest, Sampling, get_backend
+    from userlm.backends.hf import HFBackend
 
     backend = get_backend("hf", "embedded:smollm2-135m-instruct", quantization="none", max_batch=3)
     assert backend.step() == []  # an idle side of the loop is stepped too
@@ -173,6 +193,7 @@ def test_hf_scheduler_matches_generate_keeps_seeds_and_reuses_kv():
     assert fresh.generate([GenerationRequest(follow_up, greedy, seed=1)])[0].text == second[0][1].text
 
 
+@pytest.mark.slow
 def test_data_parallel_simulation_under_accelerate_launch(tmp_path):
     """Two processes (gloo on the CPU) split the conversations, write shards, and process 0 merges them in plan
     order, as a one-process run orders them; --resume after a crash keeps what was written and finishes each

@@ -1,4 +1,4 @@
-"""The hf backend's static-slot engine (the GPU default, `simulator/backends/static_cache.py`) on the CPU:
+"""The hf backend's static-slot engine (the GPU default, `userlm/backends/static_cache.py`) on the CPU:
 greedy tokens equal to the dynamic scheduler's, with more requests than slots (token-level joining and
 leaving), different budgets, and a second turn that reuses the first turn's KV cache."""
 
@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_both(model, drive):
-    from simulator.backends.hf import HFBackend
+    from userlm.backends.hf import HFBackend
 
     dynamic = HFBackend(model, max_batch=3, static_cache=False)
     # the same kernels as the dynamic scheduler; the compiled decode (the CUDA default) is tested on its own below
@@ -20,8 +20,7 @@ def run_both(model, drive):
 
 
 def test_static_slots_match_dynamic_scheduler_greedy(tiny_model):
-    from simulator.backends import GenerationRequest
-    from simulator.scenarios import Sampling
+    from userlm.backends import GenerationRequest, Sampling
 
     chats = [[{"role": "user", "content": f"Tell me about idea {i}{', briefly' * (i % 3)}."}] for i in range(5)]
 
@@ -55,8 +54,7 @@ def test_static_slots_match_dynamic_scheduler_greedy(tiny_model):
 
 def test_static_slots_keep_per_conversation_seeds(tiny_model):
     """A sampled row's text depends on its seed, not on its batch-mates (nor on the engine)."""
-    from simulator.backends import GenerationRequest
-    from simulator.scenarios import Sampling
+    from userlm.backends import GenerationRequest, Sampling
 
     chats = [[{"role": "user", "content": f"Plan a trip number {i}."}] for i in range(4)]
     hot = Sampling(temperature=0.9, top_p=0.9, max_new_tokens=10)
@@ -76,7 +74,7 @@ def test_gpu_sampling_halves_equal_sample_next():
     `sample_next`'s tokens for the same uniforms: peaked and flat rows, greedy rows, idle rows (top_p 0)."""
     import torch
 
-    from simulator.backends.hf import sample_head, sample_next, sample_sorted
+    from userlm.backends.hf import sample_head, sample_next, sample_sorted
 
     g = torch.Generator().manual_seed(0)
     for scale, top_p in ((8.0, 0.9), (0.5, 0.9), (8.0, 1.0), (3.0, 0.5)):
@@ -101,9 +99,8 @@ def test_compiled_decode_matches_eager_decode(tiny_model):
     tokens stay those of the eager engine, and the model's own modules are left as they were."""
     import torch
 
-    from simulator.backends import GenerationRequest
-    from simulator.backends.hf import HFBackend
-    from simulator.scenarios import Sampling
+    from userlm.backends import GenerationRequest, Sampling
+    from userlm.backends.hf import HFBackend
 
     chats = [[{"role": "user", "content": f"Tell me about idea {i}."}] for i in range(3)]
     reqs = [GenerationRequest(c, Sampling(temperature=0.0, top_p=1.0, max_new_tokens=12), seed=i)

@@ -23,8 +23,9 @@ def cfg_for(data_dir, out, *extra):
     return load_config(TrainConfig, None, [f"data_dir={data_dir}", f"output_dir={out}", *TINY, *extra])
 
 
+@pytest.mark.slow
 def test_lora_training_learns_human_turns_and_writes_a_versioned_adapter(data_dir, tmp_path):
-    from evaluators.run import _ppl, perplexity_units
+    from evaluators.perplexity import perplexity_units, pooled_perplexity
     from userlm.chat import USER_MODEL_SYSTEM
 
     out = tmp_path / "adapter"
@@ -38,13 +39,14 @@ def test_lora_training_learns_human_turns_and_writes_a_versioned_adapter(data_di
     import random
 
     sample = random.Random(0).sample(read_split(data_dir, "train"), 16)[:6]  # what max_train_examples=16 drew
-    adapter_ppl = _ppl(perplexity_units(str(out), USER_MODEL_SYSTEM, sample, max_length=96))
-    base_ppl = _ppl(perplexity_units("embedded:smollm2-135m-instruct", USER_MODEL_SYSTEM, sample, max_length=96))
+    adapter_ppl = pooled_perplexity(perplexity_units(str(out), USER_MODEL_SYSTEM, sample, max_length=96))
+    base_ppl = pooled_perplexity(perplexity_units("embedded:smollm2-135m-instruct", USER_MODEL_SYSTEM, sample, max_length=96))
     assert adapter_ppl < base_ppl
     with pytest.raises(UserError, match="already exists"):
         train(cfg_for(data_dir, out, "max_steps=1"))
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(data_dir, tmp_path):
     out = tmp_path / "resumable"
     train(cfg_for(data_dir, out, "max_steps=2", "save_steps=2", "max_train_examples=8"))
@@ -64,6 +66,7 @@ def test_bad_config_values_are_one_line_errors(data_dir, tmp_path):
         train(cfg_for(tmp_path, tmp_path / "y"))
 
 
+@pytest.mark.slow
 def test_data_parallel_training_under_accelerate_launch(data_dir, tmp_path):
     """The README's multi-GPU command, on the CPU: two processes, gloo, DDP through TRL; one adapter written."""
     import os

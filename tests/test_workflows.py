@@ -38,11 +38,19 @@ def test_quick_demo_runs_the_whole_job_and_reuses_finished_stages(demo):
     picked = pick(read_split(summary["data_dir"], "train"), 24, 0)  # the quick demo trains 6 steps x 4
     assert summary["intents"]["examples"] == sum(gets_intent(e["id"], 0, 0.5) for e in picked) + 8
     assert "intent_adherence" in report
-    # A second run reuses every stage instead of redoing it.
+    # A second run reuses every stage instead of redoing it: no stage's output is written again.
+    finished = [Path(summary["data_dir"]) / "manifest.json", Path(summary["classifier"]) / "manifest.json",
+                Path(summary["adapter"]) / "manifest.json"]
+    stamps = {path: path.stat().st_mtime_ns for path in finished}
+    outputs = [Path(summary["data_dir"]) / "intents.jsonl",
+               *(Path(run) / "transcripts.jsonl" for run in summary["runs"].values())]
+    contents = {path: path.read_bytes() for path in outputs}
     r = subprocess.run([sys.executable, "-m", "workflows.cli", "demo", "--quick", "--workdir", str(work)],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.count("reusing") >= 3 and r.stdout.count("already done") == 3
+    assert {path: path.stat().st_mtime_ns for path in finished} == stamps
+    assert {path: path.read_bytes() for path in outputs} == contents
+    assert json.loads((work / "demo.json").read_text())["runs"] == summary["runs"]
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +87,9 @@ def test_compare_flags_an_assistant_voiced_candidate_and_passes_an_identical_one
     assert all("real_humans" in row for row in result["rows"])  # --reference is honoured
     r = subprocess.run([*cli, baseline, baseline, "--out", str(tmp_path / "c2"), *common], capture_output=True, text=True)
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
-    assert "reusing cached simulation" in r.stdout  # the baseline's simulation was cached by manifest hash
     same = json.loads((tmp_path / "c2" / "compare.json").read_text())
+    # the baseline's simulation was cached by its manifest hash: both sides read the first call's run
+    assert same["baseline_run"] == same["candidate_run"] == result["baseline_run"]
     assert all(row["delta"] == 0 and row["verdict"] == "same" for row in same["rows"])
     r = subprocess.run([*cli, baseline, str(tmp_path), "--out", str(tmp_path / "c3"), *common], capture_output=True,
                        text=True)
@@ -95,7 +104,7 @@ def test_compare_thresholds_read_directions_from_metrics_and_refuse_raw_word_cou
     default = load_thresholds(None)
     assert "mean_turn_words" not in default and "turn_length_w1" in default
     for metric, spec in default.items():
-        assert spec["direction"] == {1: "higher", -1: "lower"}[METRICS[metric][0]]
+        assert spec["direction"] == {1: "higher", -1: "lower"}[METRICS[metric].direction]
     bad = tmp_path / "t.yaml"
     for text, message in (("mean_turn_words: {max_regression: 5}\n", "turn_length_w1"),
                           ("ai_voice_rate: {direction: higher, max_regression: 0.1}\n", "lower is better"),

@@ -8,56 +8,61 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from userlm import END_OF_CONVERSATION
 from userlm.chat import USER_MODEL_SYSTEM, encode_for_training, user_model_system
-from userlm.config import to_dict
+from userlm.config import DType, Quantization, check_fields, option, to_dict
 from userlm.data.intents import gets_intent, load_intents
 from userlm.data.prepare import load_manifest, read_split
 from userlm.distributed import wait_for_everyone, world_size
-from userlm.io import UserError, atomic_write_json, read_json
+from userlm.io import UserError, atomic_write_json
 from userlm.models import ADAPTER_MANIFEST, identity, load_causal_lm, resolve_quantization
 from userlm.provenance import git_commit, library_versions
 
 
 @dataclass
 class TrainConfig:
-    base_model: str = "embedded:smollm2-135m-instruct"
-    data_dir: str = "work/data"
-    output_dir: str = "work/adapters/user-model"
-    # "user" trains the user model on the human turns. "assistant" trains on the AI turns instead: a
-    # negative control that should sound like an assistant (used to test regression checks).
-    target_role: str = "user"
-    system_prompt: str = USER_MODEL_SYSTEM
-    # Condition on each conversation's written intent (`userlm data intents`) in the system prompt: "none",
-    # "always" (every example that has one), or "mixed" (a seeded share of them, so one adapter works both ways).
-    intent: str = "none"
-    intent_share: float = 0.5
-    quantization: str = "auto"  # auto = NF4 (QLoRA) when CUDA + bitsandbytes are present, else none
-    dtype: str = "auto"  # auto = bfloat16 on CUDA, float32 on CPU
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: str = "all-linear"  # or a comma-separated list of module names
-    max_length: int = 512
-    per_device_train_batch_size: int = 4
-    per_device_eval_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 2e-4
-    lr_scheduler_type: str = "cosine"
-    warmup_steps: float = 0.03  # below 1: a fraction of the training steps
-    weight_decay: float = 0.0
-    num_train_epochs: float = 1.0
-    max_steps: int = -1
-    max_train_examples: int | None = None
-    max_eval_examples: int | None = 200
-    eval_steps: int = 50
-    save_steps: int = 50
-    logging_steps: int = 10
-    batching: str = "length_grouped"  # "length_grouped" | "padding_free" | "padded"
-    gradient_checkpointing: bool = False
-    seed: int = 0
-    report_to: str = "none"  # e.g. "tensorboard"
+    base_model: str = option("embedded:smollm2-135m-instruct", "model to train an adapter on (any model reference)")
+    data_dir: str = option("work/data", "prepared data directory (`userlm data prepare`)")
+    output_dir: str = option("work/adapters/user-model", "where the adapter, tokenizer and manifest.json go")
+    # "assistant" is a negative control that should sound like an assistant (used to test regression checks).
+    target_role: Literal["user", "assistant"] = option(
+        "user", "train on the human turns (user), or on the AI turns instead (assistant: a negative control)")
+    system_prompt: str = option(USER_MODEL_SYSTEM, "system prompt of the user-model format")
+    intent: Literal["none", "always", "mixed"] = option(
+        "none", "condition on each conversation's written intent (`userlm data intents`) in the system prompt: "
+                "none, always (every example that has one), or mixed (a seeded share, so one adapter works both ways)")
+    intent_share: float = option(0.5, "with intent=mixed: the share of examples given their intent")
+    quantization: Quantization = option("auto", "auto = NF4 (QLoRA) when CUDA + bitsandbytes are present, else none")
+    dtype: DType = option("auto", "auto = bfloat16 on CUDA, float32 on CPU")
+    lora_r: int = option(16, "LoRA rank")
+    lora_alpha: int = option(32, "LoRA alpha")
+    lora_dropout: float = option(0.05, "LoRA dropout")
+    lora_target_modules: str = option("all-linear", "all-linear, or a comma-separated list of module names")
+    max_length: int = option(512, "tokens per example at most")
+    per_device_train_batch_size: int = option(4, "training batch size per device")
+    per_device_eval_batch_size: int = option(8, "evaluation batch size per device")
+    gradient_accumulation_steps: int = option(1, "batches per optimizer step")
+    learning_rate: float = option(2e-4, "peak learning rate")
+    lr_scheduler_type: str = option("cosine", "a transformers scheduler name (cosine, linear, constant, ...)")
+    warmup_steps: float = option(0.03, "warmup steps; below 1: a fraction of the training steps")
+    weight_decay: float = option(0.0, "weight decay")
+    num_train_epochs: float = option(1.0, "epochs (max_steps wins when set)")
+    max_steps: int = option(-1, "optimizer steps at most (-1: run num_train_epochs)")
+    max_train_examples: int | None = option(None, "a seeded sample of this many training examples (null: all)")
+    max_eval_examples: int | None = option(200, "validation examples at most (null: all)")
+    eval_steps: int = option(50, "evaluate every this many steps")
+    save_steps: int = option(50, "checkpoint every this many steps (what --resume continues from)")
+    logging_steps: int = option(10, "log every this many steps")
+    batching: Literal["length_grouped", "padding_free", "padded"] = option(
+        "length_grouped", "how batches are formed: length_grouped, padding_free or padded")
+    gradient_checkpointing: bool = option(False, "recompute activations to save memory")
+    seed: int = option(0, "seed of sampling, shuffling and the intent share")
+    report_to: str = option("none", "a transformers logging integration, e.g. tensorboard (none: off)")
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 def _peak_gpu_memory_gb() -> float | None:
@@ -91,7 +96,7 @@ def tokenize_split(tokenizer, examples: list[dict], cfg: TrainConfig, systems: l
     return datasets.Dataset.from_list(rows)
 
 
-def _sft_args(cfg: TrainConfig, has_eval: bool, quantization: str):
+def _sft_args(cfg: TrainConfig, has_eval: bool):
     import torch
     from trl import SFTConfig
 
@@ -121,6 +126,9 @@ def _sft_args(cfg: TrainConfig, has_eval: bool, quantization: str):
             args["group_by_length"] = True
     elif cfg.batching not in ("padding_free", "padded"):
         raise UserError(f"batching must be length_grouped, padding_free or padded, got '{cfg.batching}'")
+    if "activation_checkpointing" in fields:  # transformers 5's name; the old one warns (same setting)
+        for old in ("gradient_checkpointing", "gradient_checkpointing_kwargs"):
+            args[old.replace("gradient", "activation")] = args.pop(old)
     return SFTConfig(**{k: v for k, v in args.items() if k in fields})
 
 
@@ -140,12 +148,10 @@ def check_config(cfg: TrainConfig) -> None:
 
     if not 0 <= cfg.intent_share <= 1:
         raise UserError(f"intent_share must be in [0, 1], got {cfg.intent_share}")
-    choices = {"target_role": ("user", "assistant"), "intent": ("none", "always", "mixed"),
-               "batching": ("length_grouped", "padding_free", "padded"), "dtype": ("auto", "float32", "bfloat16", "float16"),
-               "lr_scheduler_type": tuple(t.value for t in SchedulerType)}
-    for name, allowed in choices.items():
-        if getattr(cfg, name) not in allowed:
-            raise UserError(f"{name} must be one of {', '.join(allowed)}; got '{getattr(cfg, name)}'")
+    check_fields(cfg)  # the Literal fields (again: a field may have been set after construction)
+    allowed = tuple(t.value for t in SchedulerType)
+    if cfg.lr_scheduler_type not in allowed:
+        raise UserError(f"lr_scheduler_type must be one of {', '.join(allowed)}; got '{cfg.lr_scheduler_type}'")
     for name in ("lora_r", "max_length", "per_device_train_batch_size", "per_device_eval_batch_size",
                  "gradient_accumulation_steps", "eval_steps", "save_steps", "logging_steps"):
         if getattr(cfg, name) < 1:
@@ -189,10 +195,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         if eval_examples else None
     if cfg.gradient_checkpointing:
         model.config.use_cache = False
-    trainer = SFTTrainer(model=model, args=_sft_args(cfg, eval_ds is not None, quantization), train_dataset=train_ds,
+    trainer = SFTTrainer(model=model, args=_sft_args(cfg, eval_ds is not None), train_dataset=train_ds,
                          eval_dataset=eval_ds, processing_class=tokenizer, peft_config=_lora_config(cfg))
     result = trainer.train(resume_from_checkpoint=True if (resume and has_checkpoint) else None)
-    eval_loss = trainer.evaluate()["eval_loss"] if eval_ds is not None else None
+    eval_loss = _final_eval_loss(trainer) if eval_ds is not None else None
     if not trainer.is_world_process_zero():
         return {}
     trainer.model.save_pretrained(out)
@@ -222,8 +228,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     return manifest
 
 
-def read_adapter_manifest(adapter_dir: str | Path) -> dict:
-    path = Path(adapter_dir) / ADAPTER_MANIFEST
-    if not path.exists():
-        raise UserError(f"{adapter_dir}: no {ADAPTER_MANIFEST}; not a finished `userlm train` output")
-    return read_json(path, "adapter manifest")
+def _final_eval_loss(trainer) -> float:
+    """The eval loss of the finished weights. With step-wise evaluation the trainer already evaluated them
+    at the last step (transformers' DefaultFlowCallback); evaluating again repeats the same pass (20 s of
+    the demo's training stage on 2 cores) for the same number."""
+    state = trainer.state
+    logged = [e for e in state.log_history if "eval_loss" in e]
+    if logged and logged[-1].get("step") == state.global_step:
+        return logged[-1]["eval_loss"]
+    return trainer.evaluate()["eval_loss"]
+

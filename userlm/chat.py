@@ -32,7 +32,6 @@ GEMMA_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
 )
 END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>")
-OTHER = {"user": "assistant", "assistant": "user"}
 
 
 def user_model_system(base: str, intent: str = "", persona: str = "") -> str:

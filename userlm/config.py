@@ -1,4 +1,6 @@
-"""One dataclass per command, loaded from YAML and overridden with `--set key=value` (TRL's style)."""
+"""One dataclass per command, loaded from YAML, overridden with `--set key=value`, and turned into command-line
+flags (TRL's style). Every field carries its help text in `metadata["help"]`; enumerated values are `Literal`
+types, checked when the dataclass is built (`check_fields` in its `__post_init__`) and by the loader."""
 
 from __future__ import annotations
 
@@ -13,15 +15,55 @@ import yaml
 from userlm.io import UserError
 
 T = TypeVar("T")
+_MISSING = dataclasses.MISSING
+# Values shared by several configs (and by load_causal_lm, which checks them again for direct callers).
+Quantization = typing.Literal["auto", "nf4", "none"]
+DType = typing.Literal["auto", "float32", "bfloat16", "float16"]
 
 
-def _check_type(cls: type, name: str, value: Any, source: str) -> Any:
-    hint = typing.get_type_hints(cls)[name]
-    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+def option(default: Any = _MISSING, help: str = "", factory: Any = _MISSING, flag: str | None = None,
+           metavar: str | None = None) -> Any:
+    """A config field with its help text (shown by `--help`). `flag` spells its command-line option where
+    the field's own name would not (`--source` for `sources`); `metavar` names its value there."""
+    metadata = {"help": help, **({"flag": flag} if flag else {}), **({"metavar": metavar} if metavar else {})}
+    if factory is not _MISSING:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def type_options(hint) -> tuple:
+    """The alternatives of a declared type: (int, NoneType) for `int | None`, (hint,) for anything else."""
+    return typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+
+
+def allowed_values(hint) -> tuple | None:
+    """The values a `Literal[...]` type (or `Literal[...] | None`) allows; None for any other type."""
+    for option_type in type_options(hint):
+        if typing.get_origin(option_type) is typing.Literal:
+            return typing.get_args(option_type)
+    return None
+
+
+def _type_names(options: tuple) -> str:
+    names = []
+    for o in options:
+        literal = typing.get_args(o) if typing.get_origin(o) is typing.Literal else None
+        names.append(f"one of {', '.join(map(str, literal))}" if literal else getattr(o, "__name__", str(o)))
+    return " | ".join(names)
+
+
+def check_value(hint, name: str, value: Any, source: str) -> Any:
+    """A value read from YAML (or already typed) checked against the field's declared type, coerced where
+    that is lossless (an int for a float, 5e-4 that YAML 1.1 read as a string)."""
+    options = type_options(hint)
     if value is None and type(None) in options:
         return None
-    for option in options:
-        base = typing.get_origin(option) or option
+    for option_type in options:
+        if typing.get_origin(option_type) is typing.Literal:
+            if value in typing.get_args(option_type) and not isinstance(value, bool):
+                return value
+            continue
+        base = typing.get_origin(option_type) or option_type
         if base is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         if base is float and isinstance(value, str):  # YAML 1.1 reads 5e-4 as a string
@@ -31,27 +73,26 @@ def _check_type(cls: type, name: str, value: Any, source: str) -> Any:
                 pass
         if base is str and isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
+        if base is typing.Any:
+            return value
         if isinstance(base, type) and isinstance(value, base) and not (base is int and isinstance(value, bool)):
             return value
-    names = " | ".join(getattr(o, "__name__", str(o)) for o in options)
-    raise UserError(f"{source}: field '{name}' must be {names}, got {value!r}")
+    raise UserError(f"{source}: field '{name}' must be {_type_names(options)}, got {value!r}")
 
 
-def _options(cls: type, name: str) -> tuple:
-    hint = typing.get_type_hints(cls)[name]
-    return typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-
-
-def parse_value(cls: type, name: str, raw: str, source: str) -> Any:
+def parse_string(hint, name: str, raw: str, source: str) -> Any:
     """A command-line string parsed by the field's declared type (not as YAML: `run #1` stays `run #1`)."""
-    options = _options(cls, name)
+    options = type_options(hint)
     if type(None) in options and raw.strip().lower() in ("null", "none", "~"):
         return None
-    for option in options:
-        base = typing.get_origin(option) or option
-        if base is str:
+    for option_type in options:
+        base = typing.get_origin(option_type) or option_type
+        if base is typing.Literal:
+            if raw in typing.get_args(option_type):
+                return raw
+        elif base is str or base is typing.Any:
             return raw
-        if base is bool:
+        elif base is bool:
             if raw.strip().lower() in ("true", "yes", "on", "1"):
                 return True
             if raw.strip().lower() in ("false", "no", "off", "0"):
@@ -73,9 +114,40 @@ def parse_value(cls: type, name: str, raw: str, source: str) -> Any:
                 break
             if base is list and isinstance(value, str):
                 value = [value]
-            return _check_type(cls, name, value, source)
-    names = " | ".join(getattr(o, "__name__", str(o)) for o in options)
-    raise UserError(f"{source}: field '{name}' must be {names}, got {raw!r}")
+            return check_value(hint, name, value, source)
+    raise UserError(f"{source}: field '{name}' must be {_type_names(options)}, got {raw!r}")
+
+
+def parse_typed(hint, name: str, value: Any, source: str) -> Any:
+    """A string parsed by the type, anything else checked against it."""
+    return parse_string(hint, name, value, source) if isinstance(value, str) else check_value(hint, name, value, source)
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def check_fields(config: Any) -> None:
+    """Every `Literal` field of a config holds one of its allowed values (a one-line UserError naming the
+    field and the values otherwise). Called from each config's `__post_init__`."""
+    for name, hint in field_types(type(config)).items():
+        allowed = allowed_values(hint)
+        value = getattr(config, name)
+        if allowed is not None and value not in allowed and not (value is None and type(None) in type_options(hint)):
+            raise UserError(f"{type(config).__name__}: field '{name}' must be one of "
+                            f"{', '.join(map(str, allowed))}, got {value!r}")
+
+
+def parse_value(cls: type, name: str, raw: str, source: str) -> Any:
+    return parse_string(field_types(cls)[name], name, raw, source)
+
+
+def _unknown_field(cls: type, key: str, where: str) -> UserError:
+    replaced = getattr(cls, "REPLACED_FIELDS", {})
+    if key in replaced:
+        return UserError(f"{where}: field '{key}' was replaced: use {replaced[key]}")
+    known = ", ".join(sorted(f.name for f in dataclasses.fields(cls)))
+    return UserError(f"{where}: unknown field '{key}' (known: {known})")
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
@@ -83,6 +155,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     """Build `cls` from an optional YAML file, then `key=value` overrides (each value parsed by the field's
     declared type), then typed command-line options (`values_from_cli`, already parsed by argparse)."""
     fields = {f.name for f in dataclasses.fields(cls)}
+    hints = field_types(cls)
     values: dict[str, Any] = {}
     if path is not None:
         try:
@@ -101,18 +174,21 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
             raise UserError(f"{path}: expected a mapping of config fields")
         for key, value in loaded.items():
             if key not in fields:
-                raise UserError(f"{path}: unknown field '{key}' (known: {', '.join(sorted(fields))})")
-            values[key] = _check_type(cls, key, value, str(path))
+                raise _unknown_field(cls, key, str(path))
+            values[key] = check_value(hints[key], key, value, str(path))
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep:
             raise UserError(f"--set {item!r}: expected key=value")
         if key not in fields:
-            raise UserError(f"--set {key}: unknown field (known: {', '.join(sorted(fields))})")
-        values[key] = parse_value(cls, key, raw, f"--set {key}")
+            raise _unknown_field(cls, key, f"--set {key}")
+        values[key] = parse_string(hints[key], key, raw, f"--set {key}")
     for key, value in (values_from_cli or {}).items():
         if value is not None:
-            values[key] = _check_type(cls, key, value, f"--{key.replace('_', '-')}")
+            value = check_value(hints[key], key, value, f"--{key.replace('_', '-')}")
+            # key=value flags add to the config file's mapping (a --backend-arg beside a YAML backend_options)
+            values[key] = {**values[key], **value} if isinstance(value, dict) and isinstance(values.get(key), dict) \
+                else value
     missing = [
         f.name for f in dataclasses.fields(cls)
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in values

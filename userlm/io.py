@@ -227,8 +227,23 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def sha256_text(text: str | bytes) -> str:
+    return hashlib.sha256(text.encode("utf-8") if isinstance(text, str) else text).hexdigest()
+
+
 def sha256_json(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+    return sha256_text(json.dumps(obj, sort_keys=True, default=str))
+
+
+def stable_uint(key: str, nbytes: int) -> int:
+    """The first `nbytes` of sha256(key) as an unsigned integer: a draw that depends on the key alone (not on
+    the order, sample or process that asks), for seeded splits, shares and per-conversation seeds."""
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:nbytes], "big")
+
+
+def seeded_fraction(key: str) -> float:
+    """A uniform draw in [0, 1) that depends on `key` alone."""
+    return stable_uint(key, 8) / 2**64
 
 
 def cache_dir() -> Path:

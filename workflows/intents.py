@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from userlm.config import to_dict
+from userlm.config import check_fields, option, to_dict
 from userlm.data.intents import (
     INTENTS_FILE,
     INTENTS_SUMMARY,
@@ -31,21 +31,27 @@ from userlm.models import DEFAULT_ASSISTANT
 
 @dataclass
 class IntentsConfig:
-    data_dir: str = "work/data"
-    model: str = DEFAULT_ASSISTANT  # the writer: any instruct model, or a served one with backend=openai
-    backend: str = "hf"
-    backend_options: dict = field(default_factory=dict)  # e.g. {"base_url": "http://127.0.0.1:8000/v1"}
-    splits: list = field(default_factory=lambda: list(SPLITS))
-    limit: int | None = None  # examples per split (a seeded sample, the one `userlm train` takes), None = all
-    split_limits: dict = field(default_factory=dict)  # per-split caps over `limit`, e.g. {"train": 200}
-    seed: int = 0
-    # Below 1: only the seeded share of examples a `userlm train` run with intent=mixed, the same seed and
-    # intent_share=share gives an intent (the others would never read theirs).
-    share: float = 1.0
-    batch_size: int = 16
-    max_new_tokens: int = 64
-    max_words: int = 60  # longer intents are flagged too_long
-    max_copied: float = 0.5  # intents whose word trigrams come from the first turn this much are flagged copied
+    data_dir: str = option("work/data", "a prepared data directory")
+    model: str = option(DEFAULT_ASSISTANT, "the writer: any instruct model, or a served one with backend=openai")
+    backend: str = option("hf", "hf | openai | vllm")
+    backend_options: dict = option(factory=dict, flag="backend-arg",
+                                   help="an option of the backend (repeatable KEY=VALUE), e.g. "
+                                        "base_url=http://127.0.0.1:8000/v1")
+    splits: list = option(factory=lambda: list(SPLITS), flag="split", help="splits to write intents for (repeatable)")
+    limit: int | None = option(None, "examples per split (a seeded sample, the one `userlm train` takes; default: all)")
+    split_limits: dict[str, int] = option(factory=dict, flag="split-limit", metavar="SPLIT=N",
+                                          help="cap one split over --limit (repeatable SPLIT=N)")
+    seed: int = option(0, "seed of the sample")
+    # The examples a `userlm train` run with intent=mixed, the same seed and intent_share=share gives an intent
+    # (the others would never read theirs).
+    share: float = option(1.0, "below 1: only the seeded share of training examples an intent=mixed run uses")
+    batch_size: int = option(16, "prompts per generate call")
+    max_new_tokens: int = option(64, "tokens per intent at most")
+    max_words: int = option(60, "longer intents are flagged too_long")
+    max_copied: float = option(0.5, "intents whose word trigrams come from the first turn this much are flagged copied")
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 def _wanted(cfg: IntentsConfig) -> list[tuple[str, dict]]:
@@ -63,10 +69,10 @@ def _wanted(cfg: IntentsConfig) -> list[tuple[str, dict]]:
 
 
 def write_intents(cfg: IntentsConfig, progress=None) -> dict:
-    from simulator.backends import GenerationRequest, get_backend
-    from simulator.scenarios import Sampling
+    from userlm.backends import GenerationRequest, Sampling, backend_options, get_backend
 
     load_manifest(cfg.data_dir)
+    options = backend_options([cfg.backend], cfg.backend_options)[cfg.backend]  # checked before any work
     path = Path(cfg.data_dir) / INTENTS_FILE
     wanted = [(split, ex, msgs, intent_key(cfg.model, msgs, cfg.max_new_tokens))
               for split, ex in _wanted(cfg) for msgs in [writer_messages(ex)]]
@@ -92,7 +98,7 @@ def write_intents(cfg: IntentsConfig, progress=None) -> dict:
             todo.append((split, ex, msgs, key))
     written_intents = {key: r["intent"] for key, r in cached.items()}
     if todo:
-        backend = get_backend(cfg.backend, cfg.model, **cfg.backend_options)
+        backend = get_backend(cfg.backend, cfg.model, **options)
         greedy = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=cfg.max_new_tokens)
         for start in range(0, len(todo), cfg.batch_size):
             batch = todo[start:start + cfg.batch_size]

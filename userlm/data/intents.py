@@ -9,13 +9,11 @@ learns to paste its intent.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import re
 from pathlib import Path
 
-from userlm.io import UserError, read_jsonl, truncate_torn_tail
+from userlm.io import UserError, read_jsonl, seeded_fraction, sha256_json, truncate_torn_tail
 
 INTENTS_FILE = "intents.jsonl"
 INTENTS_SUMMARY = "intents.json"
@@ -46,7 +44,7 @@ def writer_messages(example: dict, max_words_per_turn: int = 60, max_turns: int 
 
 def intent_key(writer: str, messages: list[dict], max_new_tokens: int) -> str:
     """The cache key: the same writer on the same prompt and budget gives the same intent (greedy decoding)."""
-    return hashlib.sha256(json.dumps([writer, messages, max_new_tokens], sort_keys=True).encode()).hexdigest()
+    return sha256_json([writer, messages, max_new_tokens])
 
 
 def clean_intent(text: str) -> str:
@@ -98,8 +96,7 @@ def pick(examples: list[dict], limit: int | None, seed: int) -> list[dict]:
 def gets_intent(example_id: str, seed: int, share: float) -> bool:
     """Whether a `mixed` run gives this example its intent: a seeded draw per example id, so the choice does not
     depend on the order or sample of examples (and `userlm data intents --set share=...` can write just those)."""
-    u = int.from_bytes(hashlib.sha256(f"intent:{seed}:{example_id}".encode()).digest()[:8], "big") / 2**64
-    return u < share
+    return seeded_fraction(f"intent:{seed}:{example_id}") < share
 
 
 def read_intent_records(data_dir: str | Path) -> list[dict]:

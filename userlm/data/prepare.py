@@ -2,45 +2,61 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from userlm import END_OF_CONVERSATION, __version__
-from userlm.config import to_dict
+from userlm.config import check_fields, option, to_dict
 from userlm.data.dedup import group_items
 from userlm.data.sharegpt_parts import join_parts
 from userlm.data.sources import Message, ReadReport, Tree, read_source
-from userlm.io import UserError, atomic_directory, atomic_write_json, read_json, sha256_file
+from userlm.io import (
+    UserError,
+    atomic_directory,
+    atomic_write_json,
+    read_json,
+    seeded_fraction,
+    sha256_file,
+    sha256_text,
+)
 
 SPLITS = ("train", "validation", "test")
 
 
 @dataclass
 class PrepareConfig:
-    sources: list = field(default_factory=lambda: ["sharegpt"])
-    out: str = "work/data"
-    lang: list = field(default_factory=list)  # empty = every language; unlabelled sources (ShareGPT) always pass
-    keep_deleted: bool = False
-    keep_unreviewed: bool = False  # keep messages whose review_result is false
-    keep_synthetic: bool = False
-    keep_unfinished_trees: bool = False  # OASST trees whose tree_state is not ready_for_export
-    branches: str = "all"  # "all" root-to-leaf paths, or "best" (lowest rank at each step)
-    dedup_prefix_targets: bool = True  # a human turn shared by several threads is a target in the first only
-    # Where an end-of-conversation target goes: "auto" only for sources that record where the person stopped
-    # (chat logs such as ShareGPT; OASST trees stop growing for reasons of collection), "always", "never".
-    end_markers: str = "auto"
-    dedup: bool = True  # drop exact repeats; conversations sharing a long human turn share a split
-    dedup_min_words: int = 8
-    greeting: str = ""  # assistant greeting placed before a conversation the human opens ("" = empty context)
-    seed: int = 0
-    validation_fraction: float = 0.05
-    test_fraction: float = 0.05
-    max_trees_per_source: int | None = None
-    skip_bad: bool = False
+    sources: list = option(factory=lambda: ["sharegpt"], flag="source",
+                           help="sharegpt | hub:OpenAssistant/oasst1 | PATH (OASST trees or messages, ShareGPT JSON); "
+                                "repeatable")
+    out: str = option("work/data", "output directory (train/validation/test.jsonl, manifest.json)")
+    lang: list = option(factory=list, help="keep these languages (repeatable; default: every language; unlabelled "
+                                           "sources such as ShareGPT always pass)")
+    keep_deleted: bool = option(False, "keep messages marked deleted")
+    keep_unreviewed: bool = option(False, "keep messages whose review_result is false")
+    keep_synthetic: bool = option(False, "keep synthetic messages")
+    keep_unfinished_trees: bool = option(False, "keep OASST trees whose tree_state is not ready_for_export")
+    branches: Literal["all", "best"] = option("all", "all root-to-leaf paths, or the best (lowest rank at each "
+                                                     "step)")
+    dedup_prefix_targets: bool = option(True, "a human turn shared by several threads is a target in the first only")
+    # Chat logs (ShareGPT) record where the person stopped; OASST trees stop growing for reasons of collection.
+    end_markers: Literal["auto", "always", "never"] = option(
+        "auto", "where an end-of-conversation target goes: auto = only for sources that record where the person "
+                "stopped, always, never")
+    dedup: bool = option(True, "drop exact repeats; conversations sharing a long human turn share a split")
+    dedup_min_words: int = option(8, "human turns of at least this many words link conversations into one split unit")
+    greeting: str = option("", "assistant greeting placed before a conversation the human opens (empty: no context)")
+    seed: int = option(0, "seed of the split")
+    validation_fraction: float = option(0.05, "share of split units in validation")
+    test_fraction: float = option(0.05, "share of split units in test")
+    max_trees_per_source: int | None = option(None, "read at most this many trees (conversations) per source")
+    skip_bad: bool = option(False, "count and skip malformed records instead of stopping")
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 FINISHED_TREE = "ready_for_export"
@@ -54,10 +70,6 @@ def drop_reason(msg: Message, cfg: PrepareConfig) -> str | None:
     if msg.synthetic and not cfg.keep_synthetic:
         return "synthetic"
     return None if msg.text.strip() else "empty"
-
-
-def keep_message(msg: Message, cfg: PrepareConfig) -> bool:
-    return drop_reason(msg, cfg) is None
 
 
 def _rank_key(msg: Message):
@@ -124,7 +136,7 @@ def tree_examples(tree: Tree, cfg: PrepareConfig, dropped: Counter | None = None
 def split_of(unit: str, cfg: PrepareConfig) -> str:
     """Deterministic from (seed, split unit) alone, so a unit never straddles splits and adding sources
     does not reshuffle existing ones (unless a new conversation links them)."""
-    u = int.from_bytes(hashlib.sha256(f"{cfg.seed}:{unit}".encode()).digest()[:8], "big") / 2**64
+    u = seeded_fraction(f"{cfg.seed}:{unit}")
     if u < cfg.test_fraction:
         return "test"
     if u < cfg.test_fraction + cfg.validation_fraction:
@@ -217,7 +229,7 @@ def prepare(cfg: PrepareConfig, progress=None) -> dict:
             "dedup": {"exact_duplicates_dropped": len(groups.duplicates), "linked_units": groups.linked_units,
                       "conversations_in_linked_units": groups.linked_items, "min_words": cfg.dedup_min_words},
             "file_sha256": hashes,
-            "content_hash": hashlib.sha256("".join(hashes[s] for s in SPLITS).encode()).hexdigest(),
+            "content_hash": sha256_text("".join(hashes[s] for s in SPLITS)),
             "seconds": round(time.time() - started, 2),
         }
         atomic_write_json(tmp / "manifest.json", manifest)

@@ -103,10 +103,6 @@ def _oasst_message(obj: dict, where: str) -> Message:
                    children=[_oasst_message(r, f"{where}.replies[{i}]") for i, r in enumerate(replies)])
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
-
-
 def _json_lines(path: Path, report: ReadReport, skip_bad: bool) -> Iterator[tuple[int, object]]:
     """(line number, parsed JSON) for each non-empty line of a .jsonl[.gz] file; a line that is not UTF-8 or
     not JSON is a UserError naming file and line (counted and skipped under skip_bad). A truncated or fake

@@ -21,7 +21,8 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Hashable
 
-from simulator.backends.base import Backend, Generation, GenerationRequest
+from userlm.backends import register_backend
+from userlm.backends.base import Backend, Generation, GenerationRequest
 from userlm.chat import render, stop_token_ids
 from userlm.io import UserError
 
@@ -115,9 +116,8 @@ class _Row:
     generated: list[int] = field(default_factory=list)
 
 
+@register_backend("hf")
 class HFBackend(Backend):
-    name = "hf"
-
     def __init__(self, model: str, quantization: str = "none", dtype: str = "auto", max_batch: int = 32,
                  prefix_cache: bool = True, continuous: bool = True, static_cache: str | bool = "auto",
                  cuda_graphs: bool = True, compile_decode: str | bool = "auto"):
@@ -151,7 +151,7 @@ class HFBackend(Backend):
             static_cache = self.device.type == "cuda"
         self.slots = None
         if static_cache in (True, "on"):
-            from simulator.backends.static_cache import SlotEngine
+            from userlm.backends.static_cache import SlotEngine
 
             if compile_decode == "auto":  # inductor's GPU kernels need triton; on the CPU graphs are off anyway
                 import importlib.util
@@ -164,17 +164,6 @@ class HFBackend(Backend):
         return next(self.model.parameters()).device
 
     # ---- generation -------------------------------------------------------------------------------------
-    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
-        keys = [("generate", id(requests), i) for i in range(len(requests))]
-        for key, request in zip(keys, requests):
-            self.submit(key, request)
-        done: dict = {}
-        while len(done) < len(keys):
-            done.update(self.step())
-        for key in keys:
-            self.kept.pop(key, None)
-        return [done[k] for k in keys]
-
     def submit(self, key: Hashable, request: GenerationRequest) -> None:
         self.waiting.append((key, request))
 
@@ -332,24 +321,26 @@ class HFBackend(Backend):
         return row.key, Generation(text=text, tokens=len(row.generated), finish_reason="stop" if stopped else "length")
 
     # ---- scoring ----------------------------------------------------------------------------------------
-    def loglikelihood(self, requests):
-        out = []
-        for start in range(0, len(requests), self.max_batch):
-            out.extend(self.score_batch(requests[start: start + self.max_batch]))
-        return out
+    def masked_loglikelihood(self, encoded: list[tuple[list[int], list[int]]],
+                             batch_tokens: int | None = None) -> list[tuple[float, int]]:
+        """Batches cut from the sequences sorted by length, up to `batch_tokens` padded tokens each: 16k on a
+        GPU; on the CPU, where one sequence of a few hundred tokens already keeps the cores busy, padding only
+        costs (benchmarks/bench_evaluation.py), so 512 there. Results in the given order."""
+        batch_tokens = batch_tokens or (16384 if self.device.type == "cuda" else 512)
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+        results: list = [None] * len(encoded)
+        while order:
+            n = 1
+            while n < len(order) and (n + 1) * len(encoded[order[n]][0]) <= batch_tokens:
+                n += 1
+            chunk, order = order[:n], order[n:]
+            for i, result in zip(chunk, self.loglikelihood_batch([encoded[i] for i in chunk])):
+                results[i] = result
+        return results
 
-    def score_batch(self, requests) -> list[tuple[float, int]]:
-        encoded = []
-        for messages, continuation in requests:
-            prompt = render(self.tokenizer, messages, add_generation_prompt=True)
-            ids = self.tokenizer(prompt + continuation, add_special_tokens=False)["input_ids"]
-            n_prompt = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
-            encoded.append((ids, [-100] * n_prompt + ids[n_prompt:]))
-        return self.masked_loglikelihood(encoded)
-
-    def masked_loglikelihood(self, encoded: list[tuple[list[int], list[int]]]) -> list[tuple[float, int]]:
-        """Per sequence: (sum log p of tokens whose label is not -100, count). Logits are computed only at the
-        positions that predict a scored token (the prompt's are never needed): the vocabulary-wide logits were
+    def loglikelihood_batch(self, encoded: list[tuple[list[int], list[int]]]) -> list[tuple[float, int]]:
+        """One forward pass over the sequences, padded together; per sequence (sum log p of the tokens whose
+        label is not -100, count). Logits are computed only at the positions that predict a scored token (the prompt's are never needed): the vocabulary-wide logits were
         most of the time and memory of scoring."""
         import torch
 

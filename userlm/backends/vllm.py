@@ -3,13 +3,13 @@ machine can install. Written against vLLM's documented offline API (LLM, Samplin
 
 from __future__ import annotations
 
-from simulator.backends.base import Backend, Generation, GenerationRequest
+from userlm.backends import register_backend
+from userlm.backends.base import BatchBackend, Generation, GenerationRequest
 from userlm.chat import render
 
 
-class VLLMBackend(Backend):
-    name = "vllm"
-
+@register_backend("vllm")
+class VLLMBackend(BatchBackend):
     def __init__(self, model: str, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.85,
                  max_lora_rank: int = 64, max_model_len: int = 4096):
         try:
@@ -29,7 +29,7 @@ class VLLMBackend(Backend):
                        max_lora_rank=max_lora_rank, tensor_parallel_size=tensor_parallel_size,
                        gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len)
 
-    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
+    def generate_batch(self, requests: list[GenerationRequest]) -> list[Generation]:
         from vllm import SamplingParams
 
         prompts = [render(self.tokenizer, r.messages, add_generation_prompt=True) for r in requests]
@@ -40,19 +40,16 @@ class VLLMBackend(Backend):
         return [Generation(text=o.outputs[0].text, tokens=len(o.outputs[0].token_ids),
                            finish_reason=o.outputs[0].finish_reason or "stop") for o in outputs]
 
-    def loglikelihood(self, requests):
+    def masked_loglikelihood(self, encoded, batch_tokens=None):
+        """The log-probabilities vLLM returns for the prompt's own tokens (`prompt_logprobs`); position i's is
+        that of token i given the tokens before it, as the labels say."""
         from vllm import SamplingParams
 
-        texts, starts = [], []
-        for messages, continuation in requests:
-            prompt = render(self.tokenizer, messages, add_generation_prompt=True)
-            starts.append(len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"]))
-            texts.append(prompt + continuation)
-        outputs = self.llm.generate(texts, SamplingParams(max_tokens=1, prompt_logprobs=0), lora_request=self.lora,
+        prompts = [{"prompt_token_ids": ids} for ids, _ in encoded]
+        outputs = self.llm.generate(prompts, SamplingParams(max_tokens=1, prompt_logprobs=0), lora_request=self.lora,
                                     use_tqdm=False)
         results = []
-        for out, start in zip(outputs, starts):
-            ids = out.prompt_token_ids
-            logps = [out.prompt_logprobs[i][ids[i]].logprob for i in range(start, len(ids))]
+        for out, (ids, labels) in zip(outputs, encoded):
+            logps = [out.prompt_logprobs[i][ids[i]].logprob for i in range(1, len(ids)) if labels[i] != -100]
             results.append((sum(logps), len(logps)))
         return results

@@ -284,7 +284,7 @@ class SlotEngine:
         so a chunk pads little), each written straight into its slot."""
         import torch
 
-        from simulator.backends.hf import _Row
+        from userlm.backends.hf import _Row
 
         backend = self.backend
         prepared = []
@@ -400,7 +400,7 @@ class SlotEngine:
             logits, picked, greedy, probs = out
             picked = picked.tolist()  # b tokens, then whether the nucleus was wider than the head
             if picked[-1]:
-                from simulator.backends.hf import sample_sorted
+                from userlm.backends.hf import sample_sorted
 
                 self.sorted_steps += 1
                 at = slice(None) if len(index) == len(greedy) else torch.tensor(index, device=self.device)
@@ -409,7 +409,7 @@ class SlotEngine:
             else:
                 picked = [picked[i] for i in index]
             if self.verify:
-                from simulator.backends.hf import sample_next
+                from userlm.backends.hf import sample_next
 
                 at = torch.tensor(index, device=self.device)
                 want = sample_next(logits[at].float(), self.temperatures[at], self.top_ps[at], self.uniforms[at])
@@ -430,7 +430,7 @@ class SlotEngine:
         or with `gpu_sampling` (logits, [b tokens from the head, wide], greedy, probs) (see `sample_head`)."""
         import torch
 
-        from simulator.backends.hf import sample_head
+        from userlm.backends.hf import sample_head
 
         # the value is a device tensor: a Python `True` would be copied from the host, which a capture forbids
         self.mask.index_put_((self.slot_index[:b], self.writes[:b]), self.true)

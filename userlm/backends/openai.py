@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from simulator.backends.base import Backend, Generation, GenerationRequest
+from userlm.backends import register_backend
+from userlm.backends.base import BatchBackend, Generation, GenerationRequest
 
 
-class OpenAIBackend(Backend):
-    name = "openai"
-
+@register_backend("openai")
+class OpenAIBackend(BatchBackend):
     def __init__(self, model: str, base_url: str = "http://127.0.0.1:8000/v1", api_key: str = "EMPTY",
                  concurrency: int = 8, timeout_s: float = 120.0, retries: int = 3):
         try:
@@ -39,6 +39,12 @@ class OpenAIBackend(Backend):
         tokens = response.usage.completion_tokens if response.usage else len((choice.message.content or "").split())
         return Generation(text=choice.message.content or "", tokens=tokens, finish_reason=choice.finish_reason or "stop")
 
-    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
+    def generate_batch(self, requests: list[GenerationRequest]) -> list[Generation]:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(self._one, requests))
+
+    def masked_loglikelihood(self, encoded, batch_tokens=None):
+        from userlm.io import UserError
+
+        raise UserError("the openai backend cannot score log-likelihoods (a chat endpoint returns no prompt "
+                        "log-probabilities); score perplexity with the hf backend")

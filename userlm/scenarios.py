@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
-from userlm.io import UserError
-
-
-@dataclass(frozen=True)
-class Sampling:
-    temperature: float = 0.8
-    top_p: float = 0.95
-    max_new_tokens: int = 160  # enough for a user turn to finish (cut-off turns are marked `truncated`)
+from userlm.backends.base import Sampling
+from userlm.config import check_value
+from userlm.io import UserError, sha256_text
 
 
 @dataclass(frozen=True)
@@ -36,10 +31,15 @@ class Scenario:
     source: str = ""  # file it came from (not a YAML field)
 
 
-_TYPES = {"id": str, "description": str, "opening": str, "intent": str, "persona": str, "assistant_system": str,
-          "max_turns": int, "samples": int, "user_sampling": dict, "assistant_sampling": dict, "language": str,
-          "tags": list}
+# The type each YAML field is read as: the Scenario field's own type, checked by the same code as the configs
+# (userlm.config.check_value); samplings are mappings and tags a list in YAML.
+_YAML_TYPES = {"user_sampling": dict, "assistant_sampling": dict, "tags": list}
 _REQUIRED = ("id", "description")
+
+
+def _yaml_types() -> dict:
+    hints = typing.get_type_hints(Scenario)
+    return {name: _YAML_TYPES.get(name, hint) for name, hint in hints.items() if name != "source"}
 
 
 def _sampling(value: dict, where: str) -> Sampling:
@@ -61,15 +61,12 @@ def parse_scenario(obj, where: str) -> Scenario:
     for key in _REQUIRED:
         if key not in obj:
             raise UserError(f"{where}: missing required field '{key}'")
+    types = _yaml_types()
+    values = {}
     for key, value in obj.items():
-        if key not in _TYPES:
-            raise UserError(f"{where}: unknown field '{key}' (known: {', '.join(_TYPES)})")
-        expected = _TYPES[key]
-        if value is None and expected is str:
-            value = obj[key] = ""
-        if not isinstance(value, expected) or isinstance(value, bool):
-            raise UserError(f"{where}: field '{key}' must be {expected.__name__}, got {value!r}")
-    values = dict(obj)
+        if key not in types:
+            raise UserError(f"{where}: unknown field '{key}' (known: {', '.join(types)})")
+        values[key] = "" if value is None and types[key] is str else check_value(types[key], key, value, where)
     values["id"] = values["id"].strip()
     if not values["id"]:
         raise UserError(f"{where}: field 'id' is empty")
@@ -119,4 +116,4 @@ def load_scenarios(path: str | Path) -> list[Scenario]:
 
 def scenarios_hash(scenarios: list[Scenario]) -> str:
     text = repr(sorted((repr({**s.__dict__, "source": ""}) for s in scenarios)))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return sha256_text(text)

@@ -1,0 +1,95 @@
+"""Perplexity of a user model on real held-out human turns (only the targets count: the human turns and the
+end marker, in the user-model format): the `perplexity` evaluator's numbers and `userlm evaluate perplexity`."""
+
+from __future__ import annotations
+
+import math
+
+from userlm.io import UserError
+
+
+def perplexity_units(model_ref: str, system: str | list[str], examples: list[dict], max_length: int = 384,
+                     batch_tokens: int | None = None) -> list[tuple]:
+    """Per example (sum NLL, tokens) of the human turns (and end marker) in the user model's flipped format,
+    under one system prompt or one per example. The backend batches them (`batch_tokens` padded tokens a
+    batch at most; None = its own choice for the device)."""
+    from userlm.backends import get_backend
+    from userlm.chat import encode_for_training
+
+    backend = get_backend("hf", model_ref, quantization="none", max_batch=16)
+    systems = [system] * len(examples) if isinstance(system, str) else system
+    encoded = []
+    for ex, ex_system in zip(examples, systems):
+        enc = encode_for_training(backend.tokenizer, ex, speaker="user", system=ex_system, max_length=max_length)
+        if any(label != -100 for label in enc["labels"]):
+            encoded.append((enc["input_ids"], enc["labels"]))
+    if not encoded:
+        return []
+    return [(-s, count) for s, count in backend.masked_loglikelihood(encoded, batch_tokens=batch_tokens)]
+
+
+def pooled_perplexity(units) -> float:
+    """exp(total NLL / total tokens) over (sum NLL, tokens) units: a statistic for the bootstrap."""
+    return math.exp(sum(u[0] for u in units) / max(1, sum(u[1] for u in units)))
+
+
+def perplexity_setup(model: str) -> tuple[str, str, str | None]:
+    """(model to load, system prompt it was trained or told with, its base model when it is an adapter)."""
+    from userlm.users import parse_user
+
+    user = parse_user(model, "hf")
+    system = user.system_prompt.format(intent="") if user.kind == "prompted" else user.system_prompt
+    return user.model, system, user.manifest.base_model if user.manifest else None
+
+
+def perplexity_examples(data_dir: str, split: str = "test", limit: int = 0) -> list[dict]:
+    """Real held-out conversations (examples sampled with seed 0 when `limit` is set)."""
+    import random
+
+    from userlm.data.prepare import read_split
+
+    examples = read_split(data_dir, split)
+    return random.Random(0).sample(examples, min(limit, len(examples))) if limit else examples
+
+
+def perplexity_of(model: str, data_dir: str, split: str = "test", limit: int = 0, max_length: int = 384,
+                  base_model: str | None = None) -> dict:
+    """`userlm evaluate perplexity`: the same code as the `perplexity` evaluator, on a split of prepared data.
+    Only the targets count (the human turns and the end marker, in the user-model format)."""
+    from userlm.chat import USER_MODEL_SYSTEM
+
+    examples = perplexity_examples(data_dir, split, limit)
+    if not examples:
+        raise UserError(f"{data_dir}: the {split} split holds no example")
+    ref, system, base = perplexity_setup(model)
+    units = perplexity_units(ref, system, examples, max_length)
+    result = {"model": model, "perplexity": pooled_perplexity(units), "tokens": sum(u[1] for u in units),
+              "examples": len(units), "split": split, "data_dir": str(data_dir)}
+    base = base_model or base
+    if base:
+        base_units = perplexity_units(base, USER_MODEL_SYSTEM, examples, max_length)
+        result["base"] = {"model": base, "perplexity": pooled_perplexity(base_units),
+                          "tokens": sum(u[1] for u in base_units)}
+    with_intents = intent_perplexities(ref, system, data_dir, split, limit, max_length)
+    if with_intents:  # the split's examples that have written intents, with and without them
+        result["intent"] = {"examples": len(with_intents["perplexity_with_intent"]),
+                            **{name: pooled_perplexity(units) for name, units in with_intents.items()}}
+    return result
+
+
+def intent_perplexities(model: str, system: str, data_dir: str, split: str = "test", limit: int = 0,
+                        max_length: int = 384) -> dict:
+    """Perplexity with and without the written intent in the system prompt, on the same examples (those of
+    the split that `userlm data intents` gave a usable intent): does the model use its intent?"""
+    from userlm.chat import user_model_system
+    from userlm.data.intents import load_intents
+
+    intents = load_intents(data_dir, required=False)
+    examples = [ex for ex in perplexity_examples(data_dir, split) if ex["id"] in intents]
+    if limit:
+        examples = examples[:limit]
+    if not examples:
+        return {}
+    with_intent = [user_model_system(system, intents[ex["id"]]) for ex in examples]
+    return {"perplexity_with_intent": perplexity_units(model, with_intent, examples, max_length),
+            "perplexity_without_intent": perplexity_units(model, system, examples, max_length)}

@@ -1,0 +1,168 @@
+"""The named evaluators of `userlm evaluate`: each scores a group of metrics (declared in evaluators/metrics.py)
+on the run's units and, where it has them, on the real humans'."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from evaluators import metrics as M
+from evaluators.reference import reference_units
+from evaluators.stats import bootstrap_ci
+
+
+@dataclass
+class Context:
+    units: list[dict]
+    reference: list[dict] | None
+    run_info: dict
+    classifier_dir: str | None = None
+    encoder: str = "embedded:minilm"
+    reference_dir: str | None = None
+    user_model: str | None = None
+    base_model: str | None = None
+    perplexity_examples: int = 48
+    termination_conversations: int = 32
+    console: object = None
+
+
+@dataclass
+class Evaluation:
+    """An evaluator's metrics ({metric: {"run": ci, "reference"?: ci}}), and what it adds to the report beside
+    them (the classifier's card, per-turn P(AI) for the plots)."""
+    metrics: dict
+    report: dict = field(default_factory=dict)
+
+
+def scored(ctx: Context, names: list[str], inputs: M.Inputs | None = None) -> dict:
+    """Each metric's statistic on the run, and on the real humans where the metric scores them; metrics measured
+    against the real humans are left out without them."""
+    inputs = inputs or M.Inputs(reference=ctx.reference or [])
+    out = {}
+    for name in names:
+        metric = M.METRICS[name]
+        if metric.needs_reference and not ctx.reference:
+            continue
+        statistic = metric.statistic(inputs)
+        out[name] = {"run": bootstrap_ci(ctx.units, statistic, set_based=metric.set_based)}
+        if ctx.reference and metric.reference_row:
+            out[name]["reference"] = bootstrap_ci(ctx.reference, statistic, set_based=metric.set_based)
+    return out
+
+
+def all_texts(ctx: Context) -> list[str]:
+    return sorted({t for u in ctx.units + (ctx.reference or []) for t in u["user_turns"]})
+
+
+def ai_voice(ctx: Context) -> Evaluation:
+    from evaluators.classifier import load_classifier
+
+    clf = load_classifier(ctx.classifier_dir, ctx.console, data_dir=ctx.reference_dir)
+    texts = all_texts(ctx)
+    p = dict(zip(texts, clf.p_ai(texts)))
+    leaked = clf.trained_on(M.all_turns(ctx.reference or []))
+    if leaked and ctx.console:
+        ctx.console.print(f"[red]warning: {leaked} reference turns were in the classifier's training rows[/red]")
+    test = clf.manifest["test"]
+    card = {"version": clf.version, "features": clf.manifest["features"], "test_auroc": clf.manifest["test_auroc"],
+            "test_auroc_length_matched": clf.manifest["test_auroc_length_matched"],
+            "word_count_auroc": test["overall"]["word_count_baseline"], "reference_turns_in_training": leaked,
+            "test": test}
+    metrics = scored(ctx, ["human_likeness", "ai_voice_rate"], M.Inputs(p_ai=p, reference=ctx.reference or []))
+    return Evaluation(metrics, {  # P(AI) of every turn, kept for the report's plots
+        "classifier": card, "p_ai_run": [round(float(p[t]), 4) for t in M.all_turns(ctx.units)],
+        "p_ai_reference": [round(float(p[t]), 4) for t in M.all_turns(ctx.reference or [])]})
+
+
+def behaviour(ctx: Context) -> Evaluation:
+    out = scored(ctx, ["role_adherence", "termination_rate", "mean_user_turns", "mean_turn_words", "truncated_share",
+                       "distinct_1", "distinct_2", "turn_length_w1", "conversation_length_w1"])
+    if ctx.reference and all(u["ended_by_user"] is None for u in ctx.reference):
+        out["termination_rate"]["reference"]["note"] = "n/a: the reference source records no conversation ends"
+    return Evaluation(out)
+
+
+def diversity(ctx: Context) -> Evaluation:
+    from evaluators.cache import embed
+
+    texts = all_texts(ctx)
+    inputs = M.Inputs(vectors=dict(zip(texts, embed(texts, ctx.encoder))), reference=ctx.reference or [])
+    out = scored(ctx, ["diversity_all", "vendi_all", "diversity_first", "diversity_ratio_to_human"], inputs)
+    if "diversity_ratio_to_human" in out:  # the real humans' ratio to themselves, by definition
+        out["diversity_ratio_to_human"]["reference"] = {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0, "n": 0}
+    return Evaluation(out)
+
+
+def perplexity(ctx: Context) -> Evaluation:
+    from evaluators.perplexity import (
+        intent_perplexities,
+        perplexity_examples,
+        perplexity_setup,
+        perplexity_units,
+        pooled_perplexity,
+    )
+    from userlm.chat import USER_MODEL_SYSTEM
+
+    if not ctx.reference_dir:
+        return Evaluation({})
+    model, system, base = perplexity_setup(ctx.user_model or ctx.run_info["config"]["user"])
+    examples = perplexity_examples(ctx.reference_dir, "test", ctx.perplexity_examples)
+    units = {"perplexity_real_user_turns": perplexity_units(model, system, examples)}
+    base = ctx.base_model or base
+    if base:
+        units["perplexity_base_model"] = perplexity_units(base, USER_MODEL_SYSTEM, examples)
+    if (ctx.run_info.get("user_adapter_manifest") or {}).get("trained_with_intent"):
+        units.update(intent_perplexities(model, system, ctx.reference_dir, "test", ctx.perplexity_examples))
+    return Evaluation({name: {"run": bootstrap_ci(u, pooled_perplexity)} for name, u in units.items()})
+
+
+def intent(ctx: Context) -> Evaluation:
+    """Intent adherence and decomposition of the run, beside real held-out people with their written intents."""
+    from evaluators.cache import embed
+    from evaluators.intent import mean_of, score_units
+
+    def embedder(texts):
+        return embed(texts, ctx.encoder)
+
+    if not any(u.get("intent") for u in ctx.units):
+        return Evaluation({})
+    score_units(ctx.units, embedder)
+    reference = reference_units(ctx.reference_dir, limit=max(30, len(ctx.units)), with_intents_only=True) \
+        if ctx.reference_dir else []
+    score_units(reference, embedder)
+    out = {}
+    for name in ("intent_adherence", "intent_decomposition"):
+        out[name] = {"run": bootstrap_ci(ctx.units, mean_of(name))}
+        if reference:
+            out[name]["reference"] = bootstrap_ci(reference, mean_of(name))
+    return Evaluation(out)
+
+
+def termination(ctx: Context) -> Evaluation:
+    """End-of-conversation precision/recall/F1 on held-out real conversations with recorded ends (n/a without)."""
+    from evaluators.perplexity import perplexity_examples, perplexity_setup
+    from evaluators.termination import termination_report
+
+    if not ctx.reference_dir:
+        return Evaluation({})
+    model, system, _ = perplexity_setup(ctx.user_model or ctx.run_info["config"]["user"])
+    report = termination_report(model, system, perplexity_examples(ctx.reference_dir, "test"),
+                                limit=ctx.termination_conversations)
+    if report is None:  # shown as n/a: the data cannot say where people stopped (OASST)
+        if ctx.console:
+            ctx.console.print("termination: n/a (the reference data records no real end of conversation)")
+        empty = {"value": None, "ci_low": None, "ci_high": None, "n": 0, "note": "no real ends in the reference"}
+        return Evaluation({name: {"run": dict(empty)}
+                           for name in ("end_f1", "end_precision", "end_recall", "end_base_rate")})
+    return Evaluation({name: {"run": ci} for name, ci in report.items()})
+
+
+EVALUATORS: dict[str, Callable[[Context], Evaluation]] = {
+    "ai_voice": ai_voice, "behaviour": behaviour, "diversity": diversity, "perplexity": perplexity,
+    "termination": termination, "intent": intent,
+}
+
+
+def register(name: str, fn: Callable[[Context], Evaluation]) -> None:
+    """Plug in an evaluator: fn(Context) -> Evaluation({metric: {"run": ci, "reference"?: ci}})."""
+    EVALUATORS[name] = fn

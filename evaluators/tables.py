@@ -1,0 +1,68 @@
+"""Metrics as tables: the console table, metrics.md, metrics.csv (and metrics.json) of a run, the report's rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+from evaluators.metrics import METRICS
+from userlm.io import atomic_write_json, atomic_write_text
+
+
+def fmt(ci: dict | None) -> str:
+    if not ci or ci.get("value") is None or (isinstance(ci["value"], float) and math.isnan(ci["value"])):
+        return "n/a"
+    v, lo, hi = ci["value"], ci.get("ci_low"), ci.get("ci_high")
+    digits = 1 if abs(v) >= 10 else 3
+    if lo is None or hi is None or lo == hi or (isinstance(lo, float) and math.isnan(lo)):
+        return f"{v:.{digits}f}"
+    return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def table_rows(reports: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Columns: metrics present; rows: real humans (reference, from the first report having one), then runs."""
+    names = [m for m in METRICS if any(m in r["metrics"] for r in reports)]
+    rows = []
+    ref = next((r for r in reports if any("reference" in v for v in r["metrics"].values())), None)
+    if ref:
+        rows.append(["real humans (reference)", *(fmt(ref["metrics"].get(m, {}).get("reference")) for m in names)])
+    for r in reports:
+        rows.append([r["label"], *(fmt(r["metrics"].get(m, {}).get("run")) for m in names)])
+    return names, rows
+
+
+def markdown_table(reports: list[dict]) -> str:
+    names, rows = table_rows(reports)
+    lines = ["| run | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def print_metrics(reports: list[dict], console) -> None:
+    from rich.table import Table
+
+    names, rows = table_rows(reports)
+    table = Table(title="How human is the simulated user? (95% bootstrap CI)")
+    table.add_column("metric")
+    for row in rows:
+        table.add_column(row[0], justify="right")
+    for i, name in enumerate(names):
+        arrow = {1: " ↑", -1: " ↓", 0: ""}[METRICS[name].direction]
+        table.add_row(name + arrow, *(row[i + 1] for row in rows))
+    console.print(table)
+
+
+def write_metrics(report: dict, run_dir: Path) -> None:
+    atomic_write_json(run_dir / "metrics.json", report)
+    atomic_write_text(run_dir / "metrics.md", f"# {report['label']}\n\n{markdown_table([report])}\n"
+                      + "".join(f"- `{m}`: {METRICS[m].description}\n" for m in METRICS if m in report["metrics"]))
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["row", "metric", "value", "ci_low", "ci_high", "n"])
+    for metric, sides in report["metrics"].items():
+        for side, ci in sides.items():
+            writer.writerow([report["label"] if side == "run" else "real humans", metric, ci["value"], ci.get("ci_low"),
+                             ci.get("ci_high"), ci.get("n")])
+    atomic_write_text(run_dir / "metrics.csv", buf.getvalue())

@@ -1,0 +1,159 @@
+"""Fast tier: the conversation loop, the hf scheduler, --resume and data-parallel sharding on the tiny
+real-architecture model of conftest.py (random Qwen2 weights, a real BPE tokenizer). The same behaviours on
+the embedded SmolLM2 are the slow tests of test_simulator.py."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simulator.run import SimulationConfig, simulate
+from userlm.config import load_config
+from userlm.io import UserError
+from userlm.records import load_transcripts
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "scenarios" / "smoke"
+STOPS = {"user_ended", "max_turns", "empty_turn", "repeated_turn", "degenerate_turn"}
+
+
+def tiny_run(tiny_model, out, *extra, **kw):
+    cfg = load_config(SimulationConfig, None, [f"scenarios={SMOKE}", f"out={out}", "samples=2", "max_turns=2",
+                                               f"user=prompted:{tiny_model}", f"assistant={tiny_model}", *extra])
+    return simulate(cfg, **kw)
+
+
+def comparable(records):
+    """Transcripts without their timings (the only field that differs between two identical runs)."""
+    return sorted(json.dumps({**r, "turns": [{**t, "latency_s": 0} for t in r["turns"]]}) for r in records)
+
+
+def test_loop_writes_every_conversation_deterministically_and_resumes_a_killed_run(tiny_model, tmp_path):
+    out = tiny_run(tiny_model, tmp_path / "a")
+    records = load_transcripts(out)
+    assert sorted((r["scenario_id"], r["sample"]) for r in records) == [
+        ("smoke-greeting", 0), ("smoke-greeting", 1), ("smoke-recipe", 0), ("smoke-recipe", 1)]
+    for r in records:
+        assert r["stop_reason"] in STOPS and r["user_kind"] == "prompted" and r["n_user_turns"] <= 2
+        assert all({"role", "text", "tokens", "latency_s"} <= set(t) for t in r["turns"])
+        assert r["user_told_intent"] == bool(r["scenario_intent"])
+    greeting = next(r for r in records if r["scenario_id"] == "smoke-greeting")
+    assert greeting["turns"][0] == {"role": "assistant", "text": "Hi! How can I help you today?", "tokens": 0,
+                                    "latency_s": 0.0}
+    assert any(t["tokens"] > 0 for r in records for t in r["turns"] if t["role"] == "user")  # the model spoke
+    run = json.loads((out / "run.json").read_text())
+    assert run["finished_at"] and run["total_conversations"] == 4 and run["generated_tokens"] > 0
+
+    assert comparable(load_transcripts(tiny_run(tiny_model, tmp_path / "b"))) == comparable(records)  # same seed
+    other_seed = load_transcripts(tiny_run(tiny_model, tmp_path / "c", "seed=1"))
+    assert comparable(other_seed) != comparable(records)
+
+    # Killed mid-write: one whole conversation and a torn line survive; --resume finishes the rest exactly once,
+    # with the texts the uninterrupted run wrote (a conversation's text depends only on its seed).
+    lines = (out / "transcripts.jsonl").read_text().splitlines(keepends=True)
+    (out / "transcripts.jsonl").write_text(lines[0] + lines[1][:40])
+    with pytest.raises(UserError, match="--resume"):
+        tiny_run(tiny_model, out)
+    tiny_run(tiny_model, out, resume=True)
+    assert comparable(load_transcripts(out)) == comparable(records)
+    with pytest.raises(UserError, match="different config"):
+        tiny_run(tiny_model, out, "seed=5", resume=True)
+
+
+def test_scheduler_matches_generate_keeps_seeds_and_reuses_kv(tiny_model):
+    """The token-level scheduler against transformers' own greedy `generate` (more requests than slots); a
+    row's sampled text does not depend on its batch-mates; a turn that reuses the conversation's KV cache
+    equals one computed afresh."""
+    import torch
+
+    from userlm.backends import GenerationRequest, Sampling, get_backend
+    from userlm.backends.hf import HFBackend
+
+    backend = get_backend("hf", tiny_model, quantization="none", max_batch=3, static_cache="off")
+    assert backend.step() == []  # an idle side of the loop is stepped too
+    tok = backend.tokenizer
+    chats = [[{"role": "user", "content": f"Tell me about idea {i}{', briefly' * (i % 3)}."}] for i in range(5)]
+    greedy = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=24)
+    outs = backend.generate([GenerationRequest(c, greedy, seed=i) for i, c in enumerate(chats)])
+    for chat, out in zip(chats, outs):
+        ids = tok(tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True), return_tensors="pt",
+                  add_special_tokens=False)
+        with torch.inference_mode():
+            ref = backend.model.generate(**ids, max_new_tokens=24, do_sample=False, eos_token_id=backend.stop_ids)
+        assert out.text == tok.decode(ref[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    hot = Sampling(temperature=0.9, top_p=0.9, max_new_tokens=16)
+    alone = backend.generate([GenerationRequest(chats[0], hot, seed=7)])[0].text
+    crowded = backend.generate([GenerationRequest(c, hot, seed=7 if i == 0 else i) for i, c in enumerate(chats)])
+    assert crowded[0].text == alone
+
+    backend.submit(("conv", "user"), GenerationRequest(chats[0], greedy, seed=1))
+    first = []
+    while not first:
+        first = backend.step()
+    follow_up = chats[0] + [{"role": "assistant", "content": first[0][1].text}, {"role": "user", "content": "Why?"}]
+    backend.submit(("conv", "user"), GenerationRequest(follow_up, greedy, seed=1))
+    assert len(backend.kept[("conv", "user")][0]) > 20  # the first turn's prompt and answer stay cached
+    second = []
+    while not second:
+        second = backend.step()
+    backend.release("conv")
+    assert not backend.kept
+    fresh = HFBackend.__new__(HFBackend)
+    fresh.__dict__.update({**backend.__dict__, "kept": {}, "rows": [], "cache": None, "mask": None})
+    fresh.waiting = type(backend.waiting)()
+    assert fresh.generate([GenerationRequest(follow_up, greedy, seed=1)])[0].text == second[0][1].text
+
+
+def test_openai_backend_against_a_real_loopback_server(tiny_model, tmp_path):
+    from loopback_openai_server import serve
+
+    server, calls = serve(tiny_model)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        cfg = load_config(SimulationConfig, None, [f"scenarios={SMOKE}", f"out={tmp_path / 'o'}", "samples=2",
+                                                   "max_turns=2", "backend=openai",
+                                                   f"backend_options={{base_url: '{url}', concurrency: 4}}", "user=prompted:tiny", "assistant=tiny"])
+        records = load_transcripts(simulate(cfg))
+    finally:
+        server.shutdown()
+    assert len(records) == 4 and calls["n"] >= 4  # every conversation asked the server at least once
+    assert all(r["stop_reason"] in STOPS for r in records)
+    assert any(t["text"] for r in records for t in r["turns"] if t["role"] == "assistant" and t["tokens"])
+
+
+def test_two_processes_shard_merge_in_plan_order_and_resume(tiny_model, tmp_path):
+    """`accelerate launch` with two gloo processes: each takes every second conversation into its shard,
+    process 0 merges them in the one-process run's order; after a crash, --resume keeps what either process
+    wrote and runs each missing conversation once."""
+
+    def launch(out, *extra):
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_cpu_threads_per_process", "1", "-m", "workflows.cli", "simulate", "--scenarios", str(SMOKE),
+               "--out", str(out), "--samples", "2", "--max-turns", "2", "--user", f"prompted:{tiny_model}",
+               "--assistant", tiny_model, *extra]
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    out = tmp_path / "dp"
+    launch(out)
+    merged = load_transcripts(out)
+    assert json.loads((out / "run.json").read_text())["processes"] == 2
+    assert not list((out / "shards").glob("*.jsonl"))
+    single = load_transcripts(tiny_run(tiny_model, tmp_path / "one"))
+    key = lambda r: (r["scenario_id"], r["sample"], r["seed"])
+    assert [key(r) for r in merged] == [key(r) for r in single]
+
+    # Crash: process 0 had merged nothing, process 1's shard holds one conversation and a torn line.
+    lines = (out / "transcripts.jsonl").read_text().splitlines(keepends=True)
+    (out / "transcripts.jsonl").write_text(lines[0])
+    (out / "shards").mkdir(exist_ok=True)
+    (out / "shards" / "rank-1.jsonl").write_text(lines[3] + lines[2][:30])
+    launch(out, "--resume")
+    resumed = load_transcripts(out)
+    assert [key(r) for r in resumed] == [key(r) for r in merged]
+    assert resumed[0]["turns"] == merged[0]["turns"] and resumed[3]["turns"] == merged[3]["turns"]
