@@ -150,82 +150,10 @@ def test_backend_options_are_typed_and_old_fields_name_their_replacement(tmp_pat
 
 @pytest.mark.slow
 def test_hf_scheduler_matches_generate_keeps_seeds_and_reuses_kv():
-    """The token-level scheduler against transformers' own greedy `generate`; a row's sampled text does not
-    depend on its batch-mates; a turn that reuses the conversation's KV cache equals one computed afresh."""
-    import torch
+    """The same check as the fast tier's, on the embedded SmolLM2 (see scheduler_check.py)."""
+    from scheduler_check import check_scheduler_against_generate
 
-    from userlm.backends import GenerationRequest, Sampling, get_backend
-    from userlm.backends.hf import HFBackend
+    from userlm.backends import get_backend
 
-    backend = get_backend("hf", "embedded:smollm2-135m-instruct", quantization="none", max_batch=3)
-    assert backend.step() == []  # an idle side of the loop is stepped too
-    tok = backend.tokenizer
-    chats = [[{"role": "user", "content": f"Tell me about idea {i}{', briefly' * (i % 3)}."}] for i in range(5)]
-    greedy = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=24)
-    outs = backend.generate([GenerationRequest(c, greedy, seed=i) for i, c in enumerate(chats)])  # 5 rows, 3 slots
-    for chat, out in zip(chats, outs):
-        ids = tok(tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True), return_tensors="pt",
-                  add_special_tokens=False)
-        with torch.inference_mode():
-            ref = backend.model.generate(**ids, max_new_tokens=24, do_sample=False, eos_token_id=backend.stop_ids)
-        assert out.text == tok.decode(ref[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
-
-    hot = Sampling(temperature=0.9, top_p=0.9, max_new_tokens=16)
-    alone = backend.generate([GenerationRequest(chats[0], hot, seed=7)])[0].text
-    crowded = backend.generate([GenerationRequest(c, hot, seed=7 if i == 0 else i) for i, c in enumerate(chats)])
-    assert crowded[0].text == alone
-
-    backend.submit(("conv", "user"), GenerationRequest(chats[0], greedy, seed=1))
-    first = []
-    while not first:
-        first = backend.step()
-    follow_up = chats[0] + [{"role": "assistant", "content": first[0][1].text}, {"role": "user", "content": "Why?"}]
-    backend.submit(("conv", "user"), GenerationRequest(follow_up, greedy, seed=1))
-    assert len(backend.kept[("conv", "user")][0]) > 20  # the first turn's prompt and answer stay cached
-    second = []
-    while not second:
-        second = backend.step()
-    backend.release("conv")
-    assert not backend.kept
-    fresh = HFBackend.__new__(HFBackend)
-    fresh.__dict__.update({**backend.__dict__, "kept": {}, "rows": [], "cache": None, "mask": None})
-    fresh.waiting = type(backend.waiting)()
-    assert fresh.generate([GenerationRequest(follow_up, greedy, seed=1)])[0].text == second[0][1].text
-
-
-@pytest.mark.slow
-def test_data_parallel_simulation_under_accelerate_launch(tmp_path):
-    """Two processes (gloo on the CPU) split the conversations, write shards, and process 0 merges them in plan
-    order, as a one-process run orders them; --resume after a crash keeps what was written and finishes each
-    remaining conversation once. (Texts are not compared: a conversation's random draws depend only on its
-    seed, but floating-point sums differ in the last bits with the batch's make-up.)"""
-    import os
-    import subprocess
-    import sys
-
-    def launch(out, *extra):
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_cpu_threads_per_process", "1", "-m", "workflows.cli", "simulate", "--scenarios", str(SMOKE),
-               "--out", str(out), "--samples", "2", "--max-turns", "2", *extra]
-        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
-        assert done.returncode == 0, done.stderr[-3000:]
-
-    out = tmp_path / "dp"
-    launch(out)
-    merged = load_transcripts(out)
-    assert json.loads((out / "run.json").read_text())["processes"] == 2
-    assert not list((out / "shards").glob("*.jsonl"))
-    single, _ = small_run(tmp_path, "one")
-    key = lambda r: (r["scenario_id"], r["sample"], r["seed"])
-    assert [key(r) for r in merged] == [key(r) for r in load_transcripts(single)]
-
-    # Crash: process 0 had merged nothing, process 1's shard holds one conversation and a torn line.
-    lines = (out / "transcripts.jsonl").read_text().splitlines(keepends=True)
-    (out / "transcripts.jsonl").write_text(lines[0])
-    (out / "shards").mkdir(exist_ok=True)
-    (out / "shards" / "rank-1.jsonl").write_text(lines[3] + lines[2][:30])
-    launch(out, "--resume")
-    resumed = load_transcripts(out)
-    assert [key(r) for r in resumed] == [key(r) for r in merged]
-    assert resumed[0]["turns"] == merged[0]["turns"] and resumed[3]["turns"] == merged[3]["turns"]
+    check_scheduler_against_generate(get_backend("hf", "embedded:smollm2-135m-instruct", quantization="none",
+                                                 max_batch=3))
