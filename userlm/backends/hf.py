@@ -107,6 +107,19 @@ def _growing_layer(k_room, v_room, length: int):
     return layer
 
 
+def _switch(name: str, value, auto) -> bool:
+    """An auto | on | off option (or a bool) as a bool; `auto()` decides auto."""
+    if value not in ("auto", "on", "off", True, False):
+        raise UserError(f"{name} must be auto, on or off, got {value!r}")
+    return auto() if value == "auto" else value in (True, "on")
+
+
+def _has_triton() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("triton") is not None
+
+
 @dataclass
 class _Row:
     key: Hashable
@@ -143,21 +156,15 @@ class HFBackend(Backend):
         # The GPU engine (static_cache.py): fixed slots, batched prefill, decode replayed as a CUDA graph. On by
         # default only on CUDA, where the dynamic scheduler below is launch-bound; on the CPU the dynamic one
         # is as fast and stays the default (the demo's numbers), the static one selectable for tests.
-        if static_cache not in ("auto", "on", "off", True, False):
-            raise UserError(f"static_cache must be auto, on or off, got {static_cache!r}")
-        if compile_decode not in ("auto", "on", "off", True, False):
-            raise UserError(f"compile_decode must be auto, on or off, got {compile_decode!r}")
-        if static_cache == "auto":
-            static_cache = self.device.type == "cuda"
+        cuda = self.device.type == "cuda"
+        static_cache = _switch("static_cache", static_cache, lambda: cuda)
+        # inductor's GPU kernels need triton; on the CPU graphs are off anyway
+        compile_decode = _switch("compile_decode", compile_decode, lambda: cuda and _has_triton())
         self.slots = None
-        if static_cache in (True, "on"):
+        if static_cache:
             from userlm.backends.static_cache import SlotEngine
 
-            if compile_decode == "auto":  # inductor's GPU kernels need triton; on the CPU graphs are off anyway
-                import importlib.util
-
-                compile_decode = self.device.type == "cuda" and importlib.util.find_spec("triton") is not None
-            self.slots = SlotEngine(self, max_batch, graphs=cuda_graphs, compile_decode=compile_decode in (True, "on"))
+            self.slots = SlotEngine(self, max_batch, graphs=cuda_graphs, compile_decode=compile_decode)
 
     @property
     def device(self):

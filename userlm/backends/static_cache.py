@@ -89,6 +89,14 @@ def _slot_cache_class():
     return SlotCache
 
 
+def _plain_linears(module) -> bool:
+    """Its projections are plain `nn.Linear`: no peft wrapper (`base_layer`), no bitsandbytes subclass inside."""
+    import torch
+
+    return all(type(c) is torch.nn.Linear for c in module.children() if isinstance(c, torch.nn.Linear)) \
+        and not any(hasattr(c, "base_layer") for c in module.modules())
+
+
 class SlotKV(list):
     """A finished row's keys/values as `hf.py` keeps them (per layer, [1, kv heads, n, dim]), views of two
     all-layer tensors so that the next turn copies them back in one operation instead of two per layer."""
@@ -157,9 +165,7 @@ class SlotEngine:
         parts, seen = [], set()
         for m in self.model.modules():
             cls = type(m)
-            plain = all(type(c) is torch.nn.Linear for c in m.children() if isinstance(c, torch.nn.Linear)) \
-                and not any(hasattr(c, "base_layer") for c in m.modules())  # no peft, no bitsandbytes inside
-            if cls.__name__.endswith("RMSNorm") or (cls.__name__.endswith("MLP") and plain):
+            if cls.__name__.endswith("RMSNorm") or (cls.__name__.endswith("MLP") and _plain_linears(m)):
                 parts.append((m, "forward", torch.compile(m.forward)))
             module = sys.modules.get(cls.__module__)
             if module is not None and id(module) not in seen and hasattr(module, "apply_rotary_pos_emb"):
@@ -454,25 +460,26 @@ class SlotEngine:
 
         if not (self.use_graphs and self.device.type == "cuda"):
             return self._decode_pass(b, lb)
-        graph = self.graphs.get((b, lb, self.gpu_sampling, self.compile_decode))
+        key = (b, lb, self.gpu_sampling, self.compile_decode)
+        graph = self.graphs.get(key)
         if graph is None:
             try:
                 graph = self._capture(b, lb)
             except Exception as e:  # noqa: BLE001 - any kernel that cannot be captured (a quantized matmul, say): stay eager
+                reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                torch.cuda.synchronize()
                 if self.compile_decode:  # torch.compile is the likelier culprit (no triton, say): drop it first
                     self.compile_decode, self.graph_error = False, f"compile off: {type(e).__name__}"
-                    torch.cuda.synchronize()
-                    print(f"hf backend: torch.compile of the decode step failed ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''}); capturing it uncompiled", flush=True)
+                    print(f"hf backend: torch.compile of the decode step failed ({reason}); capturing it uncompiled",
+                          flush=True)
                     return self._run_decode(b, lb)
-                self.use_graphs, self.graph_error = False, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                torch.cuda.synchronize()
+                self.use_graphs, self.graph_error = False, reason
                 import traceback
 
                 print(f"hf backend: CUDA graph capture failed, decoding eagerly ({self.graph_error})\n"
                       + "".join(traceback.format_exc(limit=-6)), flush=True)
                 return self._decode_pass(b, lb)
-            self.graphs[(b, lb, self.gpu_sampling, self.compile_decode)] = graph
+            self.graphs[key] = graph
         graph[0].replay()
         return graph[1]
 
