@@ -58,14 +58,13 @@ def embed(texts: list[str], encoder: str = "embedded:minilm") -> np.ndarray:
 
     def compute(batch: list[str]) -> np.ndarray:
         if location not in _ENCODERS:
-            import contextlib
 
             from sentence_transformers import SentenceTransformer
 
             from userlm.quiet import no_weight_loading_bars
 
             local = Path(location).is_dir()  # an embedded encoder; a hub id keeps its download bar
-            with no_weight_loading_bars() if local else contextlib.nullcontext():
+            with no_weight_loading_bars(local):
                 _ENCODERS[location] = SentenceTransformer(location, device="cpu")
         return _ENCODERS[location].encode([t[:2000] for t in batch], batch_size=64, normalize_embeddings=True,
                                           show_progress_bar=len(batch) > 2000)

@@ -124,8 +124,6 @@ def _sft_args(cfg: TrainConfig, has_eval: bool):
             args["train_sampling_strategy"] = "group_by_length"
         else:
             args["group_by_length"] = True
-    elif cfg.batching not in ("padding_free", "padded"):
-        raise UserError(f"batching must be length_grouped, padding_free or padded, got '{cfg.batching}'")
     if "activation_checkpointing" in fields:  # transformers 5's name; the old one warns (same setting)
         for old in ("gradient_checkpointing", "gradient_checkpointing_kwargs"):
             args[old.replace("gradient", "activation")] = args.pop(old)

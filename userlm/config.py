@@ -138,10 +138,6 @@ def check_fields(config: Any) -> None:
                             f"{', '.join(map(str, allowed))}, got {value!r}")
 
 
-def parse_value(cls: type, name: str, raw: str, source: str) -> Any:
-    return parse_string(field_types(cls)[name], name, raw, source)
-
-
 def _unknown_field(cls: type, key: str, where: str) -> UserError:
     replaced = getattr(cls, "REPLACED_FIELDS", {})
     if key in replaced:

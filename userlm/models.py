@@ -11,7 +11,6 @@ References:
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
@@ -225,7 +224,7 @@ def load_causal_lm(ref: str, *, quantization: str = "none", dtype: str = "auto",
     from userlm.quiet import no_weight_loading_bars
 
     local = model_ref.kind != "hub" and (model_ref.kind != "adapter" or model_ref.base.kind != "hub")
-    with no_weight_loading_bars() if local else contextlib.nullcontext():
+    with no_weight_loading_bars(local):
         try:
             model = AutoModelForCausalLM.from_pretrained(materialize(model_ref), **kwargs)
         except OSError as e:

@@ -47,10 +47,13 @@ def quiet_library_noise() -> None:
 
 
 @contextlib.contextmanager
-def no_weight_loading_bars():
+def no_weight_loading_bars(local: bool = True):
     """transformers 5 draws a "Loading weights" bar for every model it loads (eight in a demo run) and one
-    for dequantizing a GGUF file; the caller turns them off only around loads from local files, so that a
+    for dequantizing a GGUF file; they are turned off only around loads from local files (`local`), so that a
     hub download keeps its progress bar (this switch covers both)."""
+    if not local:
+        yield
+        return
     from transformers.utils import logging as hf_logging
 
     was_on = hf_logging.is_progress_bar_enabled()
