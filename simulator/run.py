@@ -66,6 +66,14 @@ class SimulationConfig:
     def __post_init__(self):
         check_fields(self)
 
+    @property
+    def user_kind(self) -> str:
+        return self.user_backend or self.backend
+
+    @property
+    def assistant_kind(self) -> str:
+        return self.assistant_backend or self.backend
+
 
 def conversation_seed(seed: int, scenario_id: str, sample: int) -> int:
     return stable_uint(f"{seed}:{scenario_id}:{sample}", 4) >> 1
@@ -110,7 +118,7 @@ def run_identity(cfg: SimulationConfig, scenarios: list[Scenario]) -> dict:
 
     keep = {k: v for k, v in to_dict(cfg).items() if k not in ("out", "batch_size")}
     # typed, so `--backend-arg retries=0` and YAML `retries: 0` are one run; concurrency changes no result
-    typed = backend_options([cfg.user_backend or cfg.backend, cfg.assistant_backend or cfg.backend], cfg.backend_options)
+    typed = backend_options([cfg.user_kind, cfg.assistant_kind], cfg.backend_options)
     keep["backend_options"] = {k: v for options in typed.values() for k, v in options.items() if k != "concurrency"}
     return {"config": keep, "scenarios_sha256": scenarios_hash(scenarios)}
 
@@ -165,7 +173,7 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
                         "--backend-arg tensor_parallel_size=N, or `vllm serve --data-parallel-size N` with backend=openai")
     out = Path(cfg.out)
     scenarios, jobs = plan(cfg)
-    user = parse_user(cfg.user, cfg.user_backend or cfg.backend)
+    user = parse_user(cfg.user, cfg.user_kind)
     ident = run_identity(cfg, scenarios)
     check_run_dir(out)
     done = finished_conversations(out, ident, resume)
@@ -214,8 +222,8 @@ def start_run_info(cfg: SimulationConfig, user: UserSpec, ident: dict, total: in
 
     return {
         "kind": "userlm-simulation-run", "identity": ident, "config": to_dict(cfg), "user_kind": user.kind,
-        "user_model": _identity(user.model, cfg.user_backend or cfg.backend),
-        "assistant_model": _identity(cfg.assistant, cfg.assistant_backend or cfg.backend),
+        "user_model": _identity(user.model, cfg.user_kind),
+        "assistant_model": _identity(cfg.assistant, cfg.assistant_kind),
         "user_adapter_manifest": user.manifest.to_dict() if user.manifest else None, "versions": library_versions(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "total_conversations": total, "processes": world,
     }
@@ -229,7 +237,7 @@ def run_todo(cfg: SimulationConfig, user: UserSpec, run_info: dict, todo: list[C
     from userlm.backends import get_backend
 
     started, tokens, turns = time.perf_counter(), 0, 0  # the rates shown count model loading
-    user_kind, assistant_kind = cfg.user_backend or cfg.backend, cfg.assistant_backend or cfg.backend
+    user_kind, assistant_kind = cfg.user_kind, cfg.assistant_kind
     options = _backend_options(cfg, [user_kind, assistant_kind])
     user_side = Side(get_backend(user_kind, user.model, **options[user_kind]), "user",
                      lambda s: user_system(user, s.intent, s.persona))
