@@ -32,6 +32,11 @@ def all_turns(units: list[dict]) -> list[str]:
     return [t for u in units for t in u["user_turns"]]
 
 
+def distinct_turns(*unit_lists: list[dict]) -> list[str]:
+    """Every distinct user turn of the given unit lists, sorted: what a classifier or encoder scores once."""
+    return sorted({t for units in unit_lists for t in all_turns(units)})
+
+
 def role_adherence(units):
     turns = all_turns(units)
     return float(np.mean([not acts_as_assistant(t) for t in turns])) if turns else np.nan

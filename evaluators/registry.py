@@ -51,7 +51,7 @@ def scored(ctx: Context, names: list[str], inputs: M.Inputs | None = None) -> di
 
 
 def all_texts(ctx: Context) -> list[str]:
-    return sorted({t for u in ctx.units + (ctx.reference or []) for t in u["user_turns"]})
+    return M.distinct_turns(ctx.units, ctx.reference or [])
 
 
 def ai_voice(ctx: Context) -> Evaluation:

@@ -127,7 +127,7 @@ def compare(baseline: str, candidate: str, scenarios: str, out: str, thresholds:
     real = reference_units(reference, limit=300) if reference else []
     runs = [ensure_run(s, scenarios, sim_overrides or [], samples, seed, console) for s in (baseline, candidate)]
     base, cand = paired_units(runs)
-    texts = sorted({t for u in base + cand + real for t in u["user_turns"]})
+    texts = M.distinct_turns(base, cand, real)
     clf = load_classifier(classifier, console, data_dir=reference)
     embeds = any(M.METRICS[m].embeds for m in limits)  # MiniLM only when needed
     inputs = M.Inputs(p_ai=dict(zip(texts, clf.p_ai(texts))), vectors=dict(zip(texts, embed(texts))) if embeds else {},

@@ -17,13 +17,13 @@ SMOKE = ROOT / "scenarios" / "smoke"
 
 def data_stage(work: Path, console) -> dict:
     """Real ShareGPT conversations -> user-model examples; the prepared data's manifest."""
-    from userlm.data.prepare import PrepareConfig, prepare
+    from userlm.data.prepare import PrepareConfig, load_manifest, prepare
 
     cfg = PrepareConfig(sources=["sharegpt"], out=str(work / "data"))
     manifest = work / "data" / "manifest.json"
     same_config = lambda d: manifest.exists() and json.loads(manifest.read_text())["config"] == cfg.__dict__
     cached_stage(work / "data", lambda: prepare(cfg), console, same_config)
-    data_manifest = json.loads(manifest.read_text())
+    data_manifest = load_manifest(work / "data")
     console.print(f"{data_manifest['counts']['train']['human_targets']:,} human target turns for training")
     return data_manifest
 

@@ -77,7 +77,7 @@ def write_intents(cfg: IntentsConfig, progress=None) -> dict:
     wanted = [(split, ex, msgs, intent_key(cfg.model, msgs, cfg.max_new_tokens))
               for split, ex in _wanted(cfg) for msgs in [writer_messages(ex)]]
     records = read_intent_records(cfg.data_dir)
-    cached = {r["key"]: r for r in records}
+    written_intents = {r["key"]: r["intent"] for r in records}  # the cache, then what this call writes
     have = {(r["example_id"], r["key"]) for r in records}
     started, written = time.time(), 0
 
@@ -91,12 +91,11 @@ def write_intents(cfg: IntentsConfig, progress=None) -> dict:
     for split, ex, msgs, key in wanted:
         if (ex["id"], key) in have:
             continue
-        if key in cached or key in planned:
+        if key in written_intents or key in planned:
             copies.append((split, ex, key))
         else:
             planned.add(key)
             todo.append((split, ex, msgs, key))
-    written_intents = {key: r["intent"] for key, r in cached.items()}
     if todo:
         backend = get_backend(cfg.backend, cfg.model, **options)
         greedy = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=cfg.max_new_tokens)
