@@ -41,6 +41,8 @@ def test_evaluate_and_compare_score_a_metric_with_the_same_statistic():
         spec = {"direction": M.direction_word(name), "max_regression": 0.0}
         row = metric_row(name, spec, None, run, other, real, inputs)
         assert row["baseline"] == pytest.approx(evaluated[name]["run"]["value"], nan_ok=True), name
+        # compare shows a real-human value exactly where evaluate scores one (not diversity_first, truncated_share)
+        assert ("real_humans" in row) == ("reference" in evaluated[name]) == M.METRICS[name].reference_row, name
         if M.METRICS[name].reference_row:
             assert row["real_humans"] == pytest.approx(evaluated[name]["reference"]["value"], nan_ok=True), name
         same = metric_row(name, spec, None, run, run, real, inputs)

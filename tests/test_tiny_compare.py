@@ -75,6 +75,7 @@ def test_compare_passes_an_identical_candidate_and_flags_an_assistant_voiced_run
     rows = {r["metric"]: r for r in same["rows"]}
     assert all(r["delta"] == 0 and r["verdict"] == "same" for r in rows.values() if r["verdict"] != "skipped")
     assert "real_humans" in rows["human_likeness"] and rows["turn_length_w1"]["verdict"] != "skipped"
+    assert "real_humans" not in rows["truncated_share"]  # no real-human row, as in evaluate's table
     assert json.loads((tmp_path / "c1" / "compare.json").read_text()) == json.loads(json.dumps(same))
 
     baseline_run = Path(same["baseline_run"])

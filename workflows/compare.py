@@ -108,7 +108,7 @@ def metric_row(metric: str, spec: dict, skipped: str | None, base: list, cand: l
     worst, best = sorted((sign * ci["ci_low"], sign * ci["ci_high"]))  # in "positive = better" units
     verdict = "regressed" if best < -spec["max_regression"] else "improved" if worst > 0 else "same"
     row.update({"baseline": fn(base), "candidate": fn(cand), **ci, "verdict": verdict})
-    if real and not declared.needs_reference:
+    if real and declared.reference_row:  # the real-human row evaluate and report show, no other
         row["real_humans"] = fn(real)
     return row
 
