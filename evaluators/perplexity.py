@@ -44,40 +44,60 @@ def perplexity_setup(model: str) -> tuple[str, str, str | None]:
 
 def perplexity_examples(data_dir: str, split: str = "test", limit: int = 0) -> list[dict]:
     """Real held-out conversations (examples sampled with seed 0 when `limit` is set)."""
-    import random
-
     from userlm.data.prepare import read_split
 
-    examples = read_split(data_dir, split)
+    return sampled(read_split(data_dir, split), limit)
+
+
+def sampled(examples: list[dict], limit: int = 0) -> list[dict]:
+    """`limit` of the examples drawn with seed 0 (all of them, in order, when `limit` is 0)."""
+    import random
+
     return random.Random(0).sample(examples, min(limit, len(examples))) if limit else examples
+
+
+def perplexity_unit_sets(model: str, data_dir: str, split_examples: list[dict], limit: int = 0,
+                         max_length: int = 384, base_model: str | None = None,
+                         with_intent: bool = True) -> tuple[dict[str, list[tuple]], str | None]:
+    """The steps of both `userlm evaluate perplexity` and the `perplexity` evaluator: ({metric: (sum NLL,
+    tokens) units}, the base model scored beside it) on `limit` examples of a split (all: 0), with the base
+    model (`base_model`, else the adapter's) and, `with_intent`, the examples that have written intents."""
+    from userlm.chat import USER_MODEL_SYSTEM
+
+    examples = sampled(split_examples, limit)
+    ref, system, base = perplexity_setup(model)
+    units = {"perplexity_real_user_turns": perplexity_units(ref, system, examples, max_length)}
+    base = base_model or base
+    if base:
+        units["perplexity_base_model"] = perplexity_units(base, USER_MODEL_SYSTEM, examples, max_length)
+    if with_intent:
+        units.update(intent_perplexities(ref, system, data_dir, split_examples, limit, max_length))
+    return units, base
 
 
 def perplexity_of(model: str, data_dir: str, split: str = "test", limit: int = 0, max_length: int = 384,
                   base_model: str | None = None) -> dict:
-    """`userlm evaluate perplexity`: the same code as the `perplexity` evaluator, on a split of prepared data.
-    Only the targets count (the human turns and the end marker, in the user-model format)."""
-    from userlm.chat import USER_MODEL_SYSTEM
+    """`userlm evaluate perplexity`: the `perplexity` evaluator's steps (perplexity_unit_sets), on a split of
+    prepared data. Only the targets count (the human turns and the end marker, in the user-model format)."""
+    from userlm.data.prepare import read_split
 
-    examples = perplexity_examples(data_dir, split, limit)
-    if not examples:
+    split_examples = read_split(data_dir, split)
+    if not split_examples:
         raise UserError(f"{data_dir}: the {split} split holds no example")
-    ref, system, base = perplexity_setup(model)
-    units = perplexity_units(ref, system, examples, max_length)
-    result = {"model": model, "perplexity": pooled_perplexity(units), "tokens": sum(u[1] for u in units),
-              "examples": len(units), "split": split, "data_dir": str(data_dir)}
-    base = base_model or base
+    units, base = perplexity_unit_sets(model, data_dir, split_examples, limit, max_length, base_model)
+    pooled = lambda name: {"perplexity": pooled_perplexity(units[name]), "tokens": sum(u[1] for u in units[name])}
+    result = {"model": model, **pooled("perplexity_real_user_turns"),
+              "examples": len(units["perplexity_real_user_turns"]), "split": split, "data_dir": str(data_dir)}
     if base:
-        base_units = perplexity_units(base, USER_MODEL_SYSTEM, examples, max_length)
-        result["base"] = {"model": base, "perplexity": pooled_perplexity(base_units),
-                          "tokens": sum(u[1] for u in base_units)}
-    with_intents = intent_perplexities(ref, system, data_dir, split, limit, max_length)
-    if with_intents:  # the split's examples that have written intents, with and without them
-        result["intent"] = {"examples": len(with_intents["perplexity_with_intent"]),
-                            **{name: pooled_perplexity(units) for name, units in with_intents.items()}}
+        result["base"] = {"model": base, **pooled("perplexity_base_model")}
+    if "perplexity_with_intent" in units:  # the split's examples that have written intents, with and without them
+        result["intent"] = {"examples": len(units["perplexity_with_intent"]),
+                            **{name: pooled_perplexity(units[name])
+                               for name in ("perplexity_with_intent", "perplexity_without_intent")}}
     return result
 
 
-def intent_perplexities(model: str, system: str, data_dir: str, split: str = "test", limit: int = 0,
+def intent_perplexities(model: str, system: str, data_dir: str, split_examples: list[dict], limit: int = 0,
                         max_length: int = 384) -> dict:
     """Perplexity with and without the written intent in the system prompt, on the same examples (those of
     the split that `userlm data intents` gave a usable intent): does the model use its intent?"""
@@ -85,7 +105,7 @@ def intent_perplexities(model: str, system: str, data_dir: str, split: str = "te
     from userlm.data.intents import load_intents
 
     intents = load_intents(data_dir, required=False)
-    examples = [ex for ex in perplexity_examples(data_dir, split) if ex["id"] in intents]
+    examples = [ex for ex in split_examples if ex["id"] in intents]
     if limit:
         examples = examples[:limit]
     if not examples:

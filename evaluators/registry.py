@@ -94,25 +94,15 @@ def diversity(ctx: Context) -> Evaluation:
 
 
 def perplexity(ctx: Context) -> Evaluation:
-    from evaluators.perplexity import (
-        intent_perplexities,
-        perplexity_examples,
-        perplexity_setup,
-        perplexity_units,
-        pooled_perplexity,
-    )
-    from userlm.chat import USER_MODEL_SYSTEM
+    from evaluators.perplexity import perplexity_unit_sets, pooled_perplexity
+    from userlm.data.prepare import read_split
 
     if not ctx.reference_dir:
         return Evaluation({})
-    model, system, base = perplexity_setup(ctx.user_model or ctx.run_info["config"]["user"])
-    examples = perplexity_examples(ctx.reference_dir, "test", ctx.perplexity_examples)
-    units = {"perplexity_real_user_turns": perplexity_units(model, system, examples)}
-    base = ctx.base_model or base
-    if base:
-        units["perplexity_base_model"] = perplexity_units(base, USER_MODEL_SYSTEM, examples)
-    if (ctx.run_info.get("user_adapter_manifest") or {}).get("trained_with_intent"):
-        units.update(intent_perplexities(model, system, ctx.reference_dir, "test", ctx.perplexity_examples))
+    with_intent = bool((ctx.run_info.get("user_adapter_manifest") or {}).get("trained_with_intent"))
+    units, _ = perplexity_unit_sets(ctx.user_model or ctx.run_info["config"]["user"], ctx.reference_dir,
+                                    read_split(ctx.reference_dir, "test"), ctx.perplexity_examples,
+                                    base_model=ctx.base_model, with_intent=with_intent)
     return Evaluation({name: {"run": bootstrap_ci(u, pooled_perplexity)} for name, u in units.items()})
 
 

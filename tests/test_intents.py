@@ -155,6 +155,10 @@ def test_intent_trained_adapter_is_told_the_scenario_intent(data_dir, tiny_model
     assert metrics["perplexity_with_intent"]["run"]["n"] == metrics["perplexity_without_intent"]["run"]["n"] > 0
     result = perplexity_of(str(adapter), str(data_dir), "test")
     assert result["intent"]["examples"] == len(read_split(data_dir, "test"))
+    # the command and the evaluator take the same steps (the evaluator's 48 examples are the whole split here)
+    command = {"perplexity_real_user_turns": result["perplexity"], "perplexity_base_model": result["base"]["perplexity"],
+               **{name: result["intent"][name] for name in ("perplexity_with_intent", "perplexity_without_intent")}}
+    assert {name: metrics[name]["run"]["value"] for name in command} == pytest.approx(command, rel=1e-6)
 
 
 def test_intent_metrics_tell_a_pursued_intent_from_another_and_a_pasted_one():
