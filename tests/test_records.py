@@ -1,11 +1,11 @@
-"""The typed records read and write exactly the JSON on disk, and name what is wrong in one line."""
+"""The records read in one place: an adapter's manifest as on disk, and one-line errors naming what is wrong."""
 
 import json
 
 import pytest
 
 from userlm.io import UserError
-from userlm.records import AdapterManifest, Example, RunInfo, Transcript, read_adapter_manifest
+from userlm.records import AdapterManifest, check_transcript, read_adapter_manifest
 
 # A line as `simulate` writes it (keys in its order), an opening assistant turn and a cut-off user turn.
 TRANSCRIPT = {
@@ -16,26 +16,6 @@ TRANSCRIPT = {
     "scenario_intent": "", "user_told_intent": False, "user_model": "m", "user_kind": "base",
     "assistant_model": "a", "user_adapter_manifest_sha256": None,
 }
-EXAMPLE = {"id": "t:2", "tree_id": "t", "source": "sharegpt", "lang": "und",
-           "messages": [{"role": "user", "content": "hello", "target": True},
-                        {"role": "assistant", "content": "hi", "target": False}],
-           "ends_conversation": True, "end_recorded": True}
-RUN = {"kind": "userlm-simulation-run", "identity": {"config": {}}, "config": {"user": "u", "assistant": "a"},
-       "user_kind": "base", "total_conversations": 2, "started_at": "x", "finished_at": "y", "seconds": 1.5}
-
-
-@pytest.mark.parametrize("cls, record", [(Transcript, TRANSCRIPT), (Example, EXAMPLE), (RunInfo, RUN)])
-def test_records_round_trip_byte_for_byte(cls, record):
-    typed = cls.from_dict(json.loads(json.dumps(record)))
-    assert json.dumps(typed.to_dict(), ensure_ascii=False) == json.dumps(record, ensure_ascii=False)
-
-
-def test_records_name_text_the_same_in_python():
-    transcript, example = Transcript.from_dict(TRANSCRIPT), Example.from_dict(EXAMPLE)
-    assert transcript.user_turns == ["Bonjour"] and transcript.turns[1].truncated is True
-    assert transcript.turns[0].truncated is None and "truncated" not in transcript.turns[0].to_dict()
-    assert [m.text for m in example.messages] == ["hello", "hi"]
-    assert RunInfo.from_dict(RUN).finished
 
 
 def test_adapter_manifest_is_read_in_one_place(tmp_path):
@@ -46,15 +26,36 @@ def test_adapter_manifest_is_read_in_one_place(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(raw))
     manifest = read_adapter_manifest(tmp_path)
     assert (manifest.base_model, manifest.system_prompt, manifest.trained_with_intent) == (raw["base_model"], "s", True)
+    assert manifest.extra == {"kind": "userlm-adapter", "global_step": 3}
     assert manifest.to_dict() == raw and list(manifest.to_dict()) == list(raw)
     (tmp_path / "manifest.json").write_text(json.dumps({"kind": "userlm-adapter"}))
+    with pytest.raises(UserError, match="manifest.json: adapter manifest field 'base_model' is missing"):
+        read_adapter_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"base_model": 3}))
     with pytest.raises(UserError, match="field 'base_model' must be str"):
         read_adapter_manifest(tmp_path)
     assert AdapterManifest("b").to_dict()["base_model"] == "b"
 
 
 def test_transcript_errors_name_the_field():
-    with pytest.raises(UserError, match="field 'sample' must be int"):
-        Transcript.from_dict({**TRANSCRIPT, "sample": "0"}, "t.jsonl: record 1")
+    assert check_transcript(TRANSCRIPT, "t.jsonl: record 1") is TRANSCRIPT
+    with pytest.raises(UserError, match="t.jsonl: record 1: field 'sample' must be int"):
+        check_transcript({**TRANSCRIPT, "sample": "0"}, "t.jsonl: record 1")
     with pytest.raises(UserError, match=r"field 'turns\[0\]' needs a string 'role' and 'text'"):
-        Transcript.from_dict({**TRANSCRIPT, "turns": [{"role": "user"}]}, "t.jsonl: record 1")
+        check_transcript({**TRANSCRIPT, "turns": [{"role": "user"}]}, "t.jsonl: record 1")
+
+
+def test_run_json_errors_name_the_file_and_field(tmp_path):
+    from userlm.records import load_run
+
+    (tmp_path / "transcripts.jsonl").write_text(json.dumps(TRANSCRIPT) + "\n")
+    (tmp_path / "run.json").write_text(json.dumps({"config": {"user": "u"}, "finished_at": "y"}))
+    with pytest.raises(UserError, match=r"run.json: field 'config.assistant' must be a string"):
+        load_run(tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps({"config": "u"}))
+    with pytest.raises(UserError, match=r"run.json: run.json field 'config' must be dict"):
+        load_run(tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps({"config": {"user": "u", "assistant": "a"}, "finished_at": "y",
+                                                   "total_conversations": 1}))
+    info, records = load_run(tmp_path)
+    assert info["config"]["user"] == "u" and records == [TRANSCRIPT]
