@@ -28,6 +28,10 @@ from userlm.records import check_transcript
 from userlm.scenarios import Scenario, load_scenarios, scenarios_hash
 from userlm.users import UserSpec, parse_user, user_sees_intent, user_system
 
+# The hf backend's options that fields of SimulationConfig set (option -> field): not a --backend-arg.
+HF_FIELD_OPTIONS = {"quantization": "quantization", "dtype": "dtype", "max_batch": "batch_size",
+                    "static_cache": "static_cache"}
+
 
 @dataclass
 class SimulationConfig:
@@ -65,6 +69,11 @@ class SimulationConfig:
 
     def __post_init__(self):
         check_fields(self)
+        for key in self.backend_options:
+            if key in HF_FIELD_OPTIONS:
+                field_name = HF_FIELD_OPTIONS[key]
+                raise UserError(f"backend option '{key}' has its own setting: use --{field_name.replace('_', '-')} "
+                                f"({field_name}: in YAML), not --backend-arg {key}=...")
 
     @property
     def user_kind(self) -> str:
@@ -85,8 +94,7 @@ def _backend_options(cfg: SimulationConfig, kinds: list[str]) -> dict[str, dict]
 
     per_kind = backend_options(kinds, cfg.backend_options)
     if "hf" in per_kind:
-        per_kind["hf"] = {"quantization": cfg.quantization, "dtype": cfg.dtype, "max_batch": cfg.batch_size,
-                          "static_cache": cfg.static_cache, **per_kind["hf"]}
+        per_kind["hf"] = {**{key: getattr(cfg, name) for key, name in HF_FIELD_OPTIONS.items()}, **per_kind["hf"]}
     return per_kind
 
 

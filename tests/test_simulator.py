@@ -143,6 +143,14 @@ def test_backend_options_are_typed_and_old_fields_name_their_replacement(tmp_pat
         backend_options(["hf"], {"base_url": "http://x"})
     with pytest.raises(UserError, match="unknown backend 'tgi'"):
         backend_options(["tgi"], {})
+    # hf options that have their own config field are refused, not silently overridden by a --backend-arg
+    for key, flag in (("dtype", "--dtype"), ("quantization", "--quantization"), ("max_batch", "--batch-size"),
+                      ("static_cache", "--static-cache")):
+        with pytest.raises(UserError, match=f"backend option '{key}' has its own setting: use {flag} "):
+            load_config(SimulationConfig, None, [f"backend_options={{{key}: x}}"])
+    with pytest.raises(UserError, match="use --dtype"):
+        SimulationConfig(backend_options={"compile_decode": "off", "dtype": "float32"})
+    assert SimulationConfig(backend_options={"compile_decode": "off"}).backend_options == {"compile_decode": "off"}
     (tmp_path / "old.yaml").write_text("openai_base_url: http://127.0.0.1:8000/v1\n")
     with pytest.raises(UserError, match="'openai_base_url' was replaced: use backend_options: {base_url: ...}"):
         load_config(SimulationConfig, tmp_path / "old.yaml")
