@@ -80,3 +80,12 @@ def test_old_flag_spellings_still_parse():
     cfg = config_from_args(IntentsConfig, args)
     assert (cfg.data_dir, cfg.split_limits, cfg.limit, cfg.backend, cfg.model) == (
         "d", {"train": 200, "test": 40}, 5, "openai", "m")
+
+
+def test_a_rechecked_flag_value_names_the_real_flag():
+    from simulator.run import SimulationConfig
+    from userlm.config import load_config
+    from userlm.io import UserError
+
+    with pytest.raises(UserError, match="^--backend-arg: field 'backend_options' must be dict"):
+        load_config(SimulationConfig, values_from_cli={"backend_options": "x"})

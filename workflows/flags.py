@@ -9,12 +9,8 @@ import dataclasses
 import typing
 from typing import Any
 
-from userlm.config import allowed_values, field_types, load_config, parse_string, type_options
+from userlm.config import allowed_values, field_types, flag_name, load_config, parse_string, type_options
 from userlm.io import UserError
-
-
-def flag_name(f: dataclasses.Field) -> str:
-    return "--" + f.metadata.get("flag", f.name.replace("_", "-"))
 
 
 def _default_text(f: dataclasses.Field) -> str:
