@@ -89,3 +89,12 @@ def test_a_rechecked_flag_value_names_the_real_flag():
 
     with pytest.raises(UserError, match="^--backend-arg: field 'backend_options' must be dict"):
         load_config(SimulationConfig, values_from_cli={"backend_options": "x"})
+
+
+def test_base_type_reads_through_optional_and_generics():
+    from typing import Literal
+
+    from workflows.flags import base_type
+
+    assert base_type(dict[str, int] | None) is dict and base_type(int | None) is int and base_type(list) is list
+    assert base_type(Literal["a", "b"]) is Literal and base_type(str) is str

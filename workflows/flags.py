@@ -13,6 +13,12 @@ from userlm.config import allowed_values, field_types, flag_name, load_config, p
 from userlm.io import UserError
 
 
+def base_type(hint):
+    """The container or class a field's value is (its first alternative's): dict for `dict[str, int] | None`."""
+    first = type_options(hint)[0]
+    return typing.get_origin(first) or first
+
+
 def _default_text(f: dataclasses.Field) -> str:
     value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
     if value in (None, "", [], {}) or isinstance(value, bool):
@@ -41,8 +47,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, positional: tup
         if not help_text:
             raise TypeError(f"{cls.__name__}.{f.name} has no help text (metadata['help'])")
         help_text = (help_text + ("" if f.name in positional else _default_text(f))).replace("%", "%%")
-        hint, flag = hints[f.name], flag_name(f)
-        base = typing.get_origin(type_options(hint)[0]) or type_options(hint)[0]
+        hint, flag, base = hints[f.name], flag_name(f), base_type(hints[f.name])
         if f.name in positional:
             parser.add_argument(f.name, help=help_text)
         elif base is bool:
@@ -62,7 +67,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, positional: tup
 def _key_values(cls: type, name: str, items: list[str]) -> dict:
     """`KEY=VALUE` items as a dict, each value parsed by the dict's declared value type (strings where it has
     none: backend options are typed later, by the backend that takes them)."""
-    value_type = (typing.get_args(field_types(cls)[name]) or (str, str))[1]
+    value_type = (typing.get_args(type_options(field_types(cls)[name])[0]) or (str, str))[1]
     flag = flag_name(next(f for f in dataclasses.fields(cls) if f.name == name))
     out = {}
     for item in items:
@@ -79,7 +84,7 @@ def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any):
     values = {}
     for f in dataclasses.fields(cls):
         value = getattr(args, f.name, None)
-        if value is not None and (typing.get_origin(type_options(hints[f.name])[0]) or hints[f.name]) is dict:
+        if value is not None and base_type(hints[f.name]) is dict:
             value = _key_values(cls, f.name, value)
         values[f.name] = value
     values.update(fixed)
