@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from userlm.config import check_fields, option
+from userlm.config import check_fields, option, to_dict
 from userlm.io import UserError, atomic_write_json, atomic_write_text, cache_dir, read_json, sha256_json
 
 # The evaluators (numpy and up) are imported where they are used, so that `--help` reads CompareConfig alone.
@@ -209,14 +209,12 @@ def _cells(r: dict) -> list[str]:
             str(r["max_regression"]), r["verdict"]]
 
 
-def compare_main(args, console) -> int:
+def compare_main(cfg: CompareConfig, console) -> int:
     """Exit 0 no regression, 1 regression, 2 any failure (one line on stderr), never a traceback's exit 1."""
     import sys
 
     try:
-        result = compare(args.baseline, args.candidate, args.scenarios, args.out, args.thresholds, args.samples,
-                         args.seed, args.set, classifier=getattr(args, "classifier", None),
-                         reference=args.reference, console=console)
+        result = compare(**to_dict(cfg), console=console)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
