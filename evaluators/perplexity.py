@@ -4,8 +4,26 @@ end marker, in the user-model format): the `perplexity` evaluator's numbers and 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Literal
 
+from userlm.config import check_fields, option
 from userlm.io import UserError
+
+
+@dataclass
+class PerplexityConfig:
+    """`userlm evaluate perplexity`: the arguments of `perplexity_of`."""
+
+    model: str = option(help="adapter dir, model ref, base:MODEL or prompted:MODEL")
+    data_dir: str = option(help="prepared data dir", flag="data", metavar="DATA")
+    split: Literal["train", "validation", "test"] = option("test", "which split to score")
+    limit: int = option(0, "examples at most, sampled with seed 0 (0 = all)")
+    max_length: int = option(384, "tokens per example at most")
+    base_model: str | None = option(None, "score this model beside it (default: an adapter's base)")
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 def perplexity_units(model_ref: str, system: str | list[str], examples: list[dict], max_length: int = 384,
@@ -95,6 +113,19 @@ def perplexity_of(model: str, data_dir: str, split: str = "test", limit: int = 0
                             **{name: pooled_perplexity(units[name])
                                for name in ("perplexity_with_intent", "perplexity_without_intent")}}
     return result
+
+
+def perplexity_summary(result: dict) -> str:
+    """`perplexity_of`'s result in words (`userlm evaluate perplexity` without --json)."""
+    base = result.get("base")
+    text = (f"{result['model']}: perplexity {result['perplexity']:.3f} on {result['tokens']:,} target tokens of "
+            f"{result['examples']} {result['split']} examples" +
+            (f"; base {base['model']}: {base['perplexity']:.3f}" if base else ""))
+    if "intent" in result:
+        i = result["intent"]
+        text += (f"\non the {i['examples']} examples with written intents: {i['perplexity_with_intent']:.3f} with "
+                 f"the intent, {i['perplexity_without_intent']:.3f} without")
+    return text
 
 
 def intent_perplexities(model: str, system: str, data_dir: str, split_examples: list[dict], limit: int = 0,

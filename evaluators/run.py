@@ -1,18 +1,34 @@
-"""`userlm evaluate RUN_DIR`: every named evaluator over a run's user turns, the same over real humans."""
+"""`userlm evaluate RUN_DIR`: every named evaluator over a run's user turns, the same over real humans. The
+evaluators (numpy and up) are imported when a run is evaluated, so that `--help` reads `EvaluateConfig` alone."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from evaluators import metrics as M
-from evaluators.reference import reference_units, transcript_units
-from evaluators.registry import EVALUATORS, Context, Evaluation
-from evaluators.tables import print_metrics, write_metrics
+from userlm.config import check_fields, option
 from userlm.io import UserError
 
 
+@dataclass
+class EvaluateConfig:
+    """`userlm evaluate run`: the arguments of `evaluate_run`."""
+
+    run_dir: str = option(help="a finished simulation run directory")
+    reference: str | None = option(None, "prepared data dir with real held-out human turns")
+    classifier: str | None = option(None, "AI-voice classifier dir (default: the cached default)")
+    user_model: str | None = option(None, "user model for perplexity (default: the run's user model)")
+    base_model: str | None = option(None, "base model for perplexity beside it")
+    evaluators: str | None = option(None, "comma-separated names (default: all)")
+
+    def __post_init__(self):
+        check_fields(self)
+
+
 def evaluator_names(evaluators: str | None) -> list[str]:
+    from evaluators.registry import EVALUATORS
+
     names = [n.strip() for n in evaluators.split(",")] if evaluators else list(EVALUATORS)
     unknown = [n for n in names if n not in EVALUATORS]
     if unknown:
@@ -23,6 +39,10 @@ def evaluator_names(evaluators: str | None) -> list[str]:
 def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | None = None,
                  user_model: str | None = None, base_model: str | None = None, evaluators: str | None = None,
                  console=None, reference_limit: int | None = None) -> dict:
+    from evaluators import metrics as M
+    from evaluators.reference import reference_units, transcript_units
+    from evaluators.registry import EVALUATORS, Context, Evaluation
+    from evaluators.tables import print_metrics, write_metrics
     from userlm.provenance import library_versions
     from userlm.records import load_run
 

@@ -31,6 +31,11 @@ def option(default: Any = _MISSING, help: str = "", factory: Any = _MISSING, fla
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def flag_name(f: dataclasses.Field) -> str:
+    """The command-line option of a config field: `metadata["flag"]` where `option(flag=...)` set one."""
+    return "--" + f.metadata.get("flag", f.name.replace("_", "-"))
+
+
 def type_options(hint) -> tuple:
     """The alternatives of a declared type: (int, NoneType) for `int | None`, (hint,) for anything else."""
     return typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
@@ -150,7 +155,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
                 values_from_cli: dict[str, Any] | None = None) -> T:
     """Build `cls` from an optional YAML file, then `key=value` overrides (each value parsed by the field's
     declared type), then typed command-line options (`values_from_cli`, already parsed by argparse)."""
-    fields = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = field_types(cls)
     values: dict[str, Any] = {}
     if path is not None:
@@ -181,14 +186,12 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         values[key] = parse_string(hints[key], key, raw, f"--set {key}")
     for key, value in (values_from_cli or {}).items():
         if value is not None:
-            value = check_value(hints[key], key, value, f"--{key.replace('_', '-')}")
+            value = check_value(hints[key], key, value, flag_name(fields[key]))
             # key=value flags add to the config file's mapping (a --backend-arg beside a YAML backend_options)
             values[key] = {**values[key], **value} if isinstance(value, dict) and isinstance(values.get(key), dict) \
                 else value
-    missing = [
-        f.name for f in dataclasses.fields(cls)
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in values
-    ]
+    missing = [f"{f.name} ({flag_name(f)})" for f in fields.values()
+               if f.default is _MISSING and f.default_factory is _MISSING and f.name not in values]
     if missing:
         raise UserError(f"{path or 'config'}: missing required field(s): {', '.join(missing)}")
     return cls(**values)

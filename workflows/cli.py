@@ -1,9 +1,19 @@
-"""`userlm` command line. Heavy libraries are imported inside the handlers so `--help` is instant."""
+"""`userlm` command line: flags made from the config dataclasses (flags.py), heavy imports in the handlers."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import traceback
+from pathlib import Path
+
+from userlm.config import to_dict
+from userlm.io import UserError, check_replaceable, overwrite_allowed
+from userlm.quiet import quiet_library_noise
+from userlm.threads import configure_threads
+from workflows.flags import add_config_file_flags, add_config_flags, config_from_args
 
 
 def _console():
@@ -16,17 +26,13 @@ def cmd_data_prepare(args) -> int:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from userlm.data.prepare import PrepareConfig, prepare
-    from workflows.flags import config_from_args
+    from userlm.data.stats import data_stats, print_stats
 
     cfg = config_from_args(PrepareConfig, args)
-    from userlm.io import check_replaceable
-
     check_replaceable(cfg.out, kind="userlm-prepared-data")  # before reading the sources, not after
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as bar:
         task = bar.add_task("reading trees", total=None)
         manifest = prepare(cfg, progress=lambda n: bar.update(task, description=f"{n:,} trees"))
-    from userlm.data.stats import data_stats, print_stats
-
     print_stats(data_stats(cfg.out), _console())
     for src in manifest["sources"]:
         for note in src["notes"]:
@@ -38,7 +44,6 @@ def cmd_data_prepare(args) -> int:
 def cmd_data_intents(args) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from workflows.flags import config_from_args
     from workflows.intents import IntentsConfig, write_intents
 
     cfg = config_from_args(IntentsConfig, args)
@@ -52,8 +57,6 @@ def cmd_data_intents(args) -> int:
 
 
 def cmd_data_stats(args) -> int:
-    import json
-
     from userlm.data.stats import data_stats, print_stats
 
     stats = data_stats(args.dir)
@@ -66,59 +69,38 @@ def cmd_data_stats(args) -> int:
 
 def cmd_train(args) -> int:
     from trainer.train import TrainConfig, train
-    from workflows.flags import config_from_args
 
-    cfg = config_from_args(TrainConfig, args)
-    train(cfg, resume=args.resume)
+    train(config_from_args(TrainConfig, args), resume=args.resume)
     return 0
 
 
 def cmd_simulate(args) -> int:
     from simulator.run import SimulationConfig, simulate
-    from workflows.flags import config_from_args
 
-    cfg = config_from_args(SimulationConfig, args)
-    simulate(cfg, resume=args.resume)
+    simulate(config_from_args(SimulationConfig, args), resume=args.resume)
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from evaluators.run import evaluate_run
+    from evaluators.run import EvaluateConfig, evaluate_run
 
-    evaluate_run(args.run_dir, reference=args.reference, classifier=args.classifier, user_model=args.user_model,
-                 base_model=args.base_model, evaluators=args.evaluators, console=_console())
+    evaluate_run(**to_dict(config_from_args(EvaluateConfig, args)), console=_console())
     return 0
 
 
 def cmd_evaluate_perplexity(args) -> int:
-    import json
+    from evaluators.perplexity import PerplexityConfig, perplexity_of, perplexity_summary
 
-    from evaluators.perplexity import perplexity_of
-
-    result = perplexity_of(args.model, args.data, args.split, limit=args.limit, max_length=args.max_length,
-                           base_model=args.base_model)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        base = result.get("base")
-        print(f"{args.model}: perplexity {result['perplexity']:.3f} on {result['tokens']:,} target tokens of "
-              f"{result['examples']} {args.split} examples" + (f"; base {base['model']}: {base['perplexity']:.3f}"
-                                                               if base else ""))
-        if "intent" in result:
-            i = result["intent"]
-            print(f"on the {i['examples']} examples with written intents: {i['perplexity_with_intent']:.3f} with "
-                  f"the intent, {i['perplexity_without_intent']:.3f} without")
+    result = perplexity_of(**to_dict(config_from_args(PerplexityConfig, args)))
+    print(json.dumps(result) if args.json else perplexity_summary(result))
     return 0
 
 
 def cmd_train_classifier(args) -> int:
     from evaluators.classifier import ClassifierConfig, train_classifier
-    from workflows.flags import config_from_args
 
     cfg = config_from_args(ClassifierConfig, args)
     if cfg.out:
-        from userlm.io import check_replaceable
-
         check_replaceable(cfg.out, kind="userlm-ai-voice-classifier")  # before training, not after
     train_classifier(cfg, console=_console())
     return 0
@@ -131,10 +113,6 @@ OWN_FILE_MARKERS = {"report.md": "# User-model comparison (", "report.html": "<t
 
 
 def _check_own_files(paths) -> None:
-    from pathlib import Path
-
-    from userlm.io import UserError, overwrite_allowed
-
     for path in map(Path, paths):
         if overwrite_allowed.get() or not path.exists():
             continue
@@ -148,8 +126,6 @@ def _check_own_files(paths) -> None:
 
 
 def cmd_score_texts(args) -> int:
-    from pathlib import Path
-
     from evaluators.classifier import score_texts_file
 
     _check_own_files([args.out or Path(args.file).with_suffix(".scored.jsonl")])
@@ -158,8 +134,6 @@ def cmd_score_texts(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from pathlib import Path
-
     from evaluators.report import write_report
 
     _check_own_files([Path(args.out) / "report.md", Path(args.out) / "report.html"])
@@ -168,32 +142,39 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from pathlib import Path
+    from workflows.compare import CompareConfig, compare_main
 
-    from workflows.compare import compare_main
-
-    _check_own_files([Path(args.out) / "compare.json", Path(args.out) / "compare.md"])
-    return compare_main(args, console=_console())
+    cfg = config_from_args(CompareConfig, args)
+    _check_own_files([Path(cfg.out) / "compare.json", Path(cfg.out) / "compare.md"])
+    return compare_main(cfg, console=_console())  # 0, 1 for a regression, 2
 
 
 def cmd_demo(args) -> int:
-    from workflows.demo import run_demo
+    from workflows.demo import DemoConfig, run_demo
 
-    run_demo(workdir=args.workdir, quick=args.quick, console=_console())
+    run_demo(**to_dict(config_from_args(DemoConfig, args)), console=_console())
     return 0
 
 
-def _add_config_args(p: argparse.ArgumentParser, cls: type, positional: tuple[str, ...] = ()) -> None:
-    from workflows.flags import add_config_file_flags, add_config_flags
-
-    add_config_flags(p, cls, positional)
-    add_config_file_flags(p, cls)
+def _command(sub, name: str, help: str, func, config: type | None = None, positional: tuple[str, ...] = (),
+             overwrite: bool = False) -> argparse.ArgumentParser:
+    """A subcommand running `func`; with a `config` dataclass, a flag per field (its `positional` fields as
+    arguments), `--config` and `--set`; then `--overwrite` where asked."""
+    p = sub.add_parser(name, help=help)
+    if config is not None:
+        add_config_flags(p, config, positional)
+        add_config_file_flags(p, config)
+    if overwrite:
+        _add_overwrite_arg(p)
+    p.set_defaults(func=func)
+    return p
 
 
 def _add_simulate_args(p: argparse.ArgumentParser) -> None:
     from simulator.run import SimulationConfig
 
-    _add_config_args(p, SimulationConfig)
+    add_config_flags(p, SimulationConfig)
+    add_config_file_flags(p, SimulationConfig)
     p.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
     _add_overwrite_arg(p)
     _add_threads_arg(p)
@@ -213,8 +194,12 @@ def _add_threads_arg(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from evaluators.classifier_config import ClassifierConfig
+    from evaluators.perplexity import PerplexityConfig
+    from evaluators.run import EvaluateConfig
     from trainer.train import TrainConfig
     from userlm.data.prepare import PrepareConfig
+    from workflows.compare import CompareConfig
+    from workflows.demo import DemoConfig
     from workflows.intents import IntentsConfig
 
     parser = argparse.ArgumentParser(prog="userlm", description="Build and judge user models (LLMs that play the human).")
@@ -222,81 +207,42 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="prepare conversation data").add_subparsers(dest="data_command", required=True)
-    p = data.add_parser("prepare", help="real conversations -> user-model training splits")
-    _add_config_args(p, PrepareConfig)
-    _add_overwrite_arg(p)
-    p.set_defaults(func=cmd_data_prepare)
-    p = data.add_parser("intents", help="an instruct model writes each conversation's high-level intent")
-    _add_config_args(p, IntentsConfig, positional=("data_dir",))
-    p.set_defaults(func=cmd_data_intents)
-    p = data.add_parser("stats", help="describe a prepared directory")
+    _command(data, "prepare", "real conversations -> user-model training splits", cmd_data_prepare, PrepareConfig,
+             overwrite=True)
+    _command(data, "intents", "an instruct model writes each conversation's high-level intent", cmd_data_intents,
+             IntentsConfig, positional=("data_dir",))
+    p = _command(data, "stats", "describe a prepared directory", cmd_data_stats)
     p.add_argument("dir", help="a prepared data directory")
     p.add_argument("--json", action="store_true", help="print the per-split counts as JSON")
-    p.set_defaults(func=cmd_data_stats)
 
-    p = sub.add_parser("train", help="train a user-model adapter (TRL SFT + LoRA/QLoRA)")
-    _add_config_args(p, TrainConfig)
+    p = _command(sub, "train", "train a user-model adapter (TRL SFT + LoRA/QLoRA)", cmd_train, TrainConfig)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
-    p.set_defaults(func=cmd_train)
 
     _add_simulate_args(sub.add_parser("simulate", help="self-play between a user model and an assistant"))
 
     ev = sub.add_parser("evaluate", help="score how human a run's simulated user is",
                         description="`userlm evaluate RUN_DIR` is short for `userlm evaluate run RUN_DIR`.")
     ev_sub = ev.add_subparsers(dest="evaluate_command", required=True)
-    p = ev_sub.add_parser("run", help="evaluate one run directory (the default: `userlm evaluate RUN_DIR`)")
-    p.add_argument("run_dir", help="a finished simulation run directory")
-    p.add_argument("--reference", help="prepared data dir with real held-out human turns")
-    p.add_argument("--classifier", help="AI-voice classifier dir (default: the cached default)")
-    p.add_argument("--user-model", help="user model for perplexity (default: the run's user model)")
-    p.add_argument("--base-model", help="base model for perplexity beside it")
-    p.add_argument("--evaluators", help="comma-separated names (default: all)")
-    p.set_defaults(func=cmd_evaluate)
-    p = ev_sub.add_parser("perplexity", help="perplexity of a model or adapter on real held-out human turns")
-    p.add_argument("--model", required=True, help="adapter dir, model ref, base:MODEL or prompted:MODEL")
-    p.add_argument("--data", required=True, help="prepared data dir")
-    p.add_argument("--split", default="test", choices=["train", "validation", "test"], help="which split to score")
-    p.add_argument("--limit", type=int, default=0, help="examples at most, sampled with seed 0 (0 = all)")
-    p.add_argument("--max-length", dest="max_length", type=int, default=384, help="tokens per example at most")
-    p.add_argument("--base-model", dest="base_model", help="score this model beside it (default: an adapter's base)")
+    _command(ev_sub, "run", "evaluate one run directory (the default: `userlm evaluate RUN_DIR`)", cmd_evaluate,
+             EvaluateConfig, positional=("run_dir",))
+    p = _command(ev_sub, "perplexity", "perplexity of a model or adapter on real held-out human turns",
+                 cmd_evaluate_perplexity, PerplexityConfig)
     p.add_argument("--json", action="store_true", help='print {"perplexity", "tokens", "examples", ...}')
-    p.set_defaults(func=cmd_evaluate_perplexity)
-    p = ev_sub.add_parser("train-classifier", help="train the AI-voice classifier on real data")
-    _add_config_args(p, ClassifierConfig)
-    _add_overwrite_arg(p)
-    p.set_defaults(func=cmd_train_classifier)
-    p = ev_sub.add_parser("score-texts", help="P(AI) for each {\"text\": ...} line of a JSONL file")
+    _command(ev_sub, "train-classifier", "train the AI-voice classifier on real data", cmd_train_classifier,
+             ClassifierConfig, overwrite=True)
+    p = _command(ev_sub, "score-texts", "P(AI) for each {\"text\": ...} line of a JSONL file", cmd_score_texts)
     p.add_argument("file", help='a JSONL file of {"text": ...} lines')
     p.add_argument("--out", help="output JSONL (default: FILE.scored.jsonl)")
     p.add_argument("--classifier", help="AI-voice classifier dir (default: the cached default)")
     _add_overwrite_arg(p)
-    p.set_defaults(func=cmd_score_texts)
 
-    p = sub.add_parser("report", help="compare evaluated runs in markdown + HTML")
+    p = _command(sub, "report", "compare evaluated runs in markdown + HTML", cmd_report)
     p.add_argument("runs", nargs="+", help="evaluated run directories, one row each")
     p.add_argument("--out", default="results/report", help="where report.md and report.html go")
     _add_overwrite_arg(p)
-    p.set_defaults(func=cmd_report)
-
-    p = sub.add_parser("compare", help="regression check: is CANDIDATE worse than BASELINE? (exit 1 if so)")
-    p.add_argument("baseline", help="a finished run, or an adapter dir (simulated and cached)")
-    p.add_argument("candidate", help="a finished run, or an adapter dir (simulated and cached)")
-    p.add_argument("--scenarios", required=True, help="scenario YAML file or folder both sides are simulated on")
-    p.add_argument("--thresholds", help="YAML of per-metric thresholds (default: built in)")
-    p.add_argument("--out", default="results/compare", help="where compare.json and compare.md go")
-    p.add_argument("--reference", help="prepared data dir: real humans for turn_length_w1 and the table, and the "
-                                       "classifier trained on its train split")
-    p.add_argument("--classifier", help="AI-voice classifier dir (default: the one for --reference's data)")
-    p.add_argument("--samples", type=int, help="conversations per scenario (default: the scenario files')")
-    p.add_argument("--seed", type=int, default=0, help="simulation seed (default: 0)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="simulation config override")
-    _add_overwrite_arg(p)
-    p.set_defaults(func=cmd_compare)
-
-    p = sub.add_parser("demo", help="the whole job on the embedded defaults, offline")
-    p.add_argument("--workdir", default="work/demo", help="where every stage's output goes (default: work/demo)")
-    p.add_argument("--quick", action="store_true", help="a few-minute variant")
-    p.set_defaults(func=cmd_demo)
+    _command(sub, "compare", "regression check: is CANDIDATE worse than BASELINE? (exit 1 if so)", cmd_compare,
+             CompareConfig, positional=("baseline", "candidate"), overwrite=True)
+    _command(sub, "demo", "the whole job on the embedded defaults, offline", cmd_demo, DemoConfig)
     for leaf in _leaf_parsers(parser):
         if leaf.get_default("func") not in (cmd_simulate, cmd_data_stats, cmd_report):
             _add_threads_arg(leaf)
@@ -317,21 +263,13 @@ EVALUATE_COMMANDS = {"run", "perplexity", "train-classifier", "score-texts", "-h
 def run(argv: list[str] | None, parser: argparse.ArgumentParser) -> int:
     """Exit 0 on success, 2 on any error (one line on stderr, no traceback; USERLM_TRACEBACK=1 shows it),
     130 on Ctrl-C; `compare` returns 1 for a regression."""
-    import os
-
-    from userlm.io import UserError, overwrite_allowed
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) > 1 and argv[0] == "evaluate" and argv[1] not in EVALUATE_COMMANDS:
         argv.insert(1, "run")
     args = parser.parse_args(argv)
     token = overwrite_allowed.set(bool(getattr(args, "overwrite", False)))
     try:
-        from userlm.threads import configure_threads
-
         configure_threads(getattr(args, "threads", None))
-        from userlm.quiet import quiet_library_noise
-
         quiet_library_noise()  # the log shows the command's stages, not known library warnings
         return args.func(args)
     except UserError as e:
@@ -343,8 +281,6 @@ def run(argv: list[str] | None, parser: argparse.ArgumentParser) -> int:
         return 130
     except Exception as e:  # noqa: BLE001 - any error is one line and exit 2, never a traceback
         if os.environ.get("USERLM_TRACEBACK"):
-            import traceback
-
             traceback.print_exc()
         elif isinstance(e, OSError) and e.filename is not None:
             print(f"error: {e.filename}: {e.strerror or _one_line(str(e))}", file=sys.stderr)

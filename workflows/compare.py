@@ -4,22 +4,51 @@ adapter manifest hash, scenario hash, seed and backend config) and compared with
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import yaml
 
-from evaluators import metrics as M
-from evaluators.reference import reference_units, transcript_units
-from evaluators.stats import paired_bootstrap_delta
+from userlm.config import check_fields, option, to_dict
 from userlm.io import UserError, atomic_write_json, atomic_write_text, cache_dir, read_json, sha256_json
 
+# The evaluators (numpy and up) are imported where they are used, so that `--help` reads CompareConfig alone.
+if TYPE_CHECKING:
+    from evaluators import metrics as M
+
 DEFAULT_THRESHOLDS = Path(__file__).resolve().parents[1] / "configs" / "compare-thresholds.yaml"
+
+
+@dataclass
+class CompareConfig:
+    """`userlm compare`: the arguments of `compare`. Its `--set` is `sim_overrides`, the simulation config of
+    both sides (so this command has `--config` for its own fields, and no `--set` for them)."""
+
+    baseline: str = option(help="a finished run, or an adapter dir (simulated and cached)")
+    candidate: str = option(help="a finished run, or an adapter dir (simulated and cached)")
+    scenarios: str = option(help="scenario YAML file or folder both sides are simulated on")
+    thresholds: str | None = option(None, "YAML of per-metric thresholds (default: built in)")
+    out: str = option("results/compare", "where compare.json and compare.md go")
+    reference: str | None = option(None, "prepared data dir: real humans for turn_length_w1 and the table, and "
+                                         "the classifier trained on its train split")
+    classifier: str | None = option(None, "AI-voice classifier dir (default: the one for --reference's data)")
+    samples: int | None = option(None, "conversations per scenario (default: the scenario files')")
+    seed: int = option(0, "simulation seed")
+    sim_overrides: list[str] = option(factory=list, flag="set", metavar="KEY=VALUE",
+                                      help="simulation config override of both sides (repeatable; "
+                                           "sim_overrides: [KEY=VALUE, ...] in a --config file)")
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 def load_thresholds(path: str | None) -> dict:
     """{metric: {"max_regression": x}}; each metric's direction is the one in evaluators.metrics.METRICS (a
     `direction` given in the file must agree with it)."""
+    from evaluators import metrics as M
+
     source = Path(path) if path else DEFAULT_THRESHOLDS
     if path and not source.is_file():
         raise UserError(f"{source}: thresholds file not found")
@@ -43,6 +72,8 @@ def load_thresholds(path: str | None) -> dict:
 
 
 def check_comparable(source: Path, metric: str) -> None:
+    from evaluators import metrics as M
+
     known = f"(compare pairs: {', '.join(M.COMPARABLE)})"
     if metric not in M.METRICS:
         raise UserError(f"{source}: unknown metric '{metric}' {known}")
@@ -83,6 +114,7 @@ def ensure_run(side: str, scenarios: str, sim_overrides: list[str], samples: int
 
 def paired_units(runs: list[Path]) -> tuple[list[dict], list[dict]]:
     """The two runs' conversations with the same scenario and sample, in the same order."""
+    from evaluators.reference import transcript_units
     from userlm.records import load_transcripts
 
     records = [{(r["scenario_id"], r["sample"]): r for r in load_transcripts(run)} for run in runs]
@@ -96,13 +128,16 @@ def paired_units(runs: list[Path]) -> tuple[list[dict], list[dict]]:
 def metric_row(metric: str, spec: dict, skipped: str | None, base: list, cand: list, real: list,
                inputs: M.Inputs) -> dict:
     """The metric on both runs and the paired CI of its delta, judged against the allowed regression."""
+    from evaluators import metrics as M
+    from evaluators.stats import paired_bootstrap_delta
+
     row = {"metric": metric, "direction": spec["direction"], "max_regression": spec["max_regression"]}
     if skipped:
         return {**row, "verdict": "skipped", "note": skipped}
     declared = M.METRICS[metric]
     fn = declared.statistic(inputs)
     ci = paired_bootstrap_delta(base, cand, fn, set_based=declared.set_based)
-    if not np.isfinite(ci["delta"]):
+    if not math.isfinite(ci["delta"]):
         return {**row, "verdict": "skipped", "note": "not defined on these runs"}
     sign = 1 if spec["direction"] == "higher" else -1
     worst, best = sorted((sign * ci["ci_low"], sign * ci["ci_high"]))  # in "positive = better" units
@@ -116,8 +151,10 @@ def metric_row(metric: str, spec: dict, skipped: str | None, base: list, cand: l
 def compare(baseline: str, candidate: str, scenarios: str, out: str, thresholds: str | None = None,
             samples: int | None = None, seed: int = 0, sim_overrides: list[str] | None = None,
             classifier: str | None = None, reference: str | None = None, console=None) -> dict:
+    from evaluators import metrics as M
     from evaluators.cache import embed
     from evaluators.classifier import load_classifier
+    from evaluators.reference import reference_units
 
     limits = load_thresholds(thresholds)
     skipped = {m: "needs --reference (real humans to measure the distance to)"
@@ -166,20 +203,18 @@ def write_compare(result: dict, out_dir: Path, console=None) -> None:
 
 
 def _cells(r: dict) -> list[str]:
-    num = lambda key: f"{r[key]:.3f}" if isinstance(r.get(key), (int, float)) and np.isfinite(r[key]) else "n/a"
+    num = lambda key: f"{r[key]:.3f}" if isinstance(r.get(key), (int, float)) and math.isfinite(r[key]) else "n/a"
     delta = f"{r['delta']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]" if "delta" in r else r.get("note", "")
     return [f"{r['metric']} ({r['direction']} is better)", num("baseline"), num("candidate"), delta, num("real_humans"),
             str(r["max_regression"]), r["verdict"]]
 
 
-def compare_main(args, console) -> int:
+def compare_main(cfg: CompareConfig, console) -> int:
     """Exit 0 no regression, 1 regression, 2 any failure (one line on stderr), never a traceback's exit 1."""
     import sys
 
     try:
-        result = compare(args.baseline, args.candidate, args.scenarios, args.out, args.thresholds, args.samples,
-                         args.seed, args.set, classifier=getattr(args, "classifier", None),
-                         reference=args.reference, console=console)
+        result = compare(**to_dict(cfg), console=console)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -5,14 +5,27 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from userlm.config import check_fields, option
 from userlm.io import atomic_write_json, sha256_file, sha256_json
 from userlm.records import read_adapter_manifest
 from workflows.stages import cached_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "scenarios" / "smoke"
+
+
+@dataclass
+class DemoConfig:
+    """`userlm demo`: the arguments of `run_demo`."""
+
+    workdir: str = option("work/demo", "where every stage's output goes")
+    quick: bool = option(False, "a few-minute variant")
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 def data_stage(work: Path, console) -> dict:

@@ -9,15 +9,19 @@ import dataclasses
 import typing
 from typing import Any
 
-from userlm.config import allowed_values, field_types, load_config, parse_string, type_options
+from userlm.config import allowed_values, field_types, flag_name, load_config, parse_string, type_options
 from userlm.io import UserError
 
 
-def flag_name(f: dataclasses.Field) -> str:
-    return "--" + f.metadata.get("flag", f.name.replace("_", "-"))
+def base_type(hint):
+    """The container or class a field's value is (its first alternative's): dict for `dict[str, int] | None`."""
+    first = type_options(hint)[0]
+    return typing.get_origin(first) or first
 
 
 def _default_text(f: dataclasses.Field) -> str:
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        return " (required)"
     value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
     if value in (None, "", [], {}) or isinstance(value, bool):
         return ""
@@ -38,35 +42,35 @@ def _parser_for(hint, name: str, flag: str):
 
 def add_config_flags(parser: argparse.ArgumentParser, cls: type, positional: tuple[str, ...] = ()) -> None:
     """One option per field of `cls` (a positional argument for the names in `positional`). Every default is
-    None, so a flag left out does not override the YAML config or `--set`."""
+    None, so a flag left out does not override the YAML config or `--set`; a field without a default is required
+    by the loader (it may come from `--config`), not by argparse."""
     hints = field_types(cls)
     for f in dataclasses.fields(cls):
         help_text = f.metadata.get("help", "")
         if not help_text:
             raise TypeError(f"{cls.__name__}.{f.name} has no help text (metadata['help'])")
         help_text = (help_text + ("" if f.name in positional else _default_text(f))).replace("%", "%%")
-        hint, flag = hints[f.name], flag_name(f)
-        base = typing.get_origin(type_options(hint)[0]) or type_options(hint)[0]
+        hint, flag, base, metavar = hints[f.name], flag_name(f), base_type(hints[f.name]), f.metadata.get("metavar")
         if f.name in positional:
             parser.add_argument(f.name, help=help_text)
         elif base is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif base is list:
-            parser.add_argument(flag, dest=f.name, action="append", metavar=f.name.upper().rstrip("S") or "VALUE",
-                                help=help_text)
+            parser.add_argument(flag, dest=f.name, action="append", help=help_text,
+                                metavar=metavar or f.name.upper().rstrip("S") or "VALUE")
         elif base is dict:
-            parser.add_argument(flag, dest=f.name, action="append", metavar=f.metadata.get("metavar", "KEY=VALUE"),
-                                help=help_text)
+            parser.add_argument(flag, dest=f.name, action="append", metavar=metavar or "KEY=VALUE", help=help_text)
         else:
             choices = allowed_values(hint)
-            parser.add_argument(flag, dest=f.name, choices=choices, metavar=None if choices else f.name.upper(),
-                                type=None if choices else _parser_for(hint, f.name, flag), help=help_text)
+            parser.add_argument(flag, dest=f.name, choices=choices, help=help_text,
+                                metavar=None if choices else metavar or f.name.upper(),
+                                type=None if choices else _parser_for(hint, f.name, flag))
 
 
 def _key_values(cls: type, name: str, items: list[str]) -> dict:
     """`KEY=VALUE` items as a dict, each value parsed by the dict's declared value type (strings where it has
     none: backend options are typed later, by the backend that takes them)."""
-    value_type = (typing.get_args(field_types(cls)[name]) or (str, str))[1]
+    value_type = (typing.get_args(type_options(field_types(cls)[name])[0]) or (str, str))[1]
     flag = flag_name(next(f for f in dataclasses.fields(cls) if f.name == name))
     out = {}
     for item in items:
@@ -83,7 +87,7 @@ def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any):
     values = {}
     for f in dataclasses.fields(cls):
         value = getattr(args, f.name, None)
-        if value is not None and (typing.get_origin(type_options(hints[f.name])[0]) or hints[f.name]) is dict:
+        if value is not None and base_type(hints[f.name]) is dict:
             value = _key_values(cls, f.name, value)
         values[f.name] = value
     values.update(fixed)
@@ -91,6 +95,9 @@ def config_from_args(cls: type, args: argparse.Namespace, **fixed: Any):
 
 
 def add_config_file_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """`--config FILE` and `--set KEY=VALUE`; no `--set` where a field of `cls` is that flag (compare's
+    simulation overrides): `--config` then sets the command's own fields."""
     parser.add_argument("--config", help=f"YAML file of {cls.__name__} fields (the flags above override it)")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
-                        help="override a config field, the value parsed by its type (repeatable)")
+    if "--set" not in map(flag_name, dataclasses.fields(cls)):
+        parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                            help="override a config field, the value parsed by its type (repeatable)")
