@@ -5,6 +5,7 @@ reference is scored by the same code."""
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Callable
@@ -20,6 +21,7 @@ ASSISTANT_PATTERNS = re.compile(
     re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=65536)  # a bootstrap asks about the same turns a thousand times
 def acts_as_assistant(text: str) -> bool:
     return bool(ASSISTANT_PATTERNS.search(text))
 

@@ -115,3 +115,26 @@ def test_score_texts_command_scores_a_file_and_names_a_bad_line(work, tmp_path, 
     capsys.readouterr()
     assert main(["evaluate", "score-texts", str(src), "--classifier", str(work / "classifier")]) == 2
     assert "texts.jsonl:1: field 'text'" in capsys.readouterr().err
+
+
+def test_a_float32_adapter_is_folded_into_its_weights_for_inference(work, tiny_model):
+    """load_causal_lm merges a LoRA into float32 weights (faster on the CPU); the logits stay those of the
+    unmerged adapter, and differ from the base model's (the LoRA is really there)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from userlm.models import load_causal_lm
+
+    merged, _ = load_causal_lm(str(work / "adapter"))
+    assert not isinstance(merged, PeftModel) and not any("lora" in n for n, _ in merged.named_parameters())
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    ids = torch.arange(3, 40).unsqueeze(0)
+    with torch.inference_mode():
+        plain = base(input_ids=ids).logits
+        unmerged = PeftModel.from_pretrained(base, str(work / "adapter")).eval()(input_ids=ids).logits
+        folded = merged(input_ids=ids).logits
+    assert (unmerged - plain).abs().max() > 1e-4
+    torch.testing.assert_close(folded, unmerged, atol=1e-4, rtol=1e-4)  # float32 rounding
+    trainable, _ = load_causal_lm(str(work / "adapter"), trainable=True)
+    assert isinstance(trainable, PeftModel)  # training keeps the adapter separate
