@@ -67,9 +67,11 @@ def batched(backend, convs, user: UserSpec, batch_size: int, continuous: bool, p
     backend.seconds.clear()
     backend.counts.clear()
     tokens = [0]
-    sides = Side(backend, "user", lambda s: user_system(user, s.intent, s.persona)), Side(backend, "assistant", lambda s: None)
+    for conv in convs:
+        conv.user = Side(backend, "user", lambda s: user_system(user, s.intent, s.persona))
+        conv.assistant = Side(backend, "assistant", lambda s: None)
     started = time.perf_counter()
-    run_conversations(convs, *sides, batch_size, on_finish=lambda c: None,
+    run_conversations(convs, batch_size, on_finish=lambda c: None,
                       on_step=lambda live, n, turns: tokens.__setitem__(0, tokens[0] + n))
     return tokens[0], time.perf_counter() - started
 

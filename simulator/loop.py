@@ -26,8 +26,12 @@ class Conversation:
     scenario: Scenario
     sample: int
     seed: int
+    user: Side | None = None  # who speaks each side (the loop needs both)
+    assistant: Side | None = None
+    run: int = 0  # which of the runs simulated together it belongs to
     turns: list[dict] = field(default_factory=list)
     stop_reason: str | None = None
+    generated_tokens: int = 0  # both sides', kept turns or not
 
     def __post_init__(self):
         if self.scenario.opening and not self.turns:
@@ -35,7 +39,7 @@ class Conversation:
 
     @property
     def key(self) -> str:
-        return f"{self.scenario.id}#{self.sample}"
+        return f"{self.run}/{self.scenario.id}#{self.sample}"
 
     @property
     def user_turns(self) -> list[str]:
@@ -73,18 +77,19 @@ def add_user_turn(conv: Conversation, text: str, tokens: int, latency: float, tr
         conv.stop_reason = "empty_turn"
 
 
-def run_conversations(pending: list[Conversation], user: Side, assistant: Side, batch_size: int,
-                      on_finish: Callable[[Conversation], None], on_step: Callable[[int, int, int], None] = lambda *_: None):
+def run_conversations(pending: list[Conversation], batch_size: int, on_finish: Callable[[Conversation], None],
+                      on_step: Callable[[int, int, int], None] = lambda *_: None):
     """Each live conversation has one generation in flight, on the side whose turn it is. Backends advance a step
     at a time; a finished turn goes to the other side at once, and a finished conversation's place goes to the
-    next waiting one, so batches stay full (by token on the hf backend, by turn on the others)."""
+    next waiting one, so batches stay full (by token on the hf backend, by turn on the others). Conversations of
+    several runs may share a backend (the same assistant, or users of the same model): one batch serves them all."""
     pending, live, asked_at = deque(pending), {}, {}
-    sides = {"user": user, "assistant": assistant}
-    backends = list({id(s.backend): s.backend for s in sides.values()}.values())
+    backends = list({id(side.backend): side.backend for c in pending for side in (c.user, c.assistant)}.values())
 
     def ask(conv: Conversation, speaker: str) -> None:
         asked_at[conv.key] = time.perf_counter()
-        sides[speaker].backend.submit((conv.key, speaker), conv.request(sides[speaker]))
+        side = conv.user if speaker == "user" else conv.assistant
+        side.backend.submit((conv.key, speaker), conv.request(side))
 
     while pending or live:
         while pending and len(live) < batch_size:
@@ -96,6 +101,7 @@ def run_conversations(pending: list[Conversation], user: Side, assistant: Side, 
             for (key, speaker), out in backend.step():
                 conv, latency = live[key], time.perf_counter() - asked_at[key]
                 new_tokens, turns = new_tokens + out.tokens, turns + 1
+                conv.generated_tokens += out.tokens
                 if speaker == "user":
                     add_user_turn(conv, out.text, out.tokens, latency, out.finish_reason == "length")
                 else:

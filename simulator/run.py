@@ -166,16 +166,60 @@ def merge_shards(out: Path, jobs: list[tuple[Scenario, int]]) -> None:
         shard.unlink()
 
 
+@dataclass
+class _Run:
+    """One run's part of a simulation in this process: where it goes and the conversations left to do here."""
+    cfg: SimulationConfig
+    user: UserSpec
+    out: Path
+    jobs: list[tuple[Scenario, int]]
+    done: set
+    info: dict
+    todo: list[Conversation]
+    transcripts: Path
+    tokens: int = 0
+
+
 def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
     """Under `accelerate launch` / `torchrun` each process takes every N-th conversation on its own GPU and
     appends to shards/rank-R.jsonl; process 0 merges them when all are done. A conversation's text depends
     only on its seed, so the split changes nothing, and --resume skips what any process finished."""
+    return simulate_together([cfg], resume, console)[0]
+
+
+def simulate_together(cfgs: list[SimulationConfig], resume: bool = False, console=None) -> list[Path]:
+    """Several runs in one conversation loop, each written as `simulate` alone would write it. Sides that use the
+    same model share one backend and its batches (three users against one assistant decode as one batch, where
+    a small batch costs nearly as much as a large one: decoding on a CPU reads every weight each step)."""
     from rich.console import Console
 
     from userlm import distributed
 
     console = console or Console()
     rank, world = distributed.rank(), distributed.world_size()
+    if len({Path(c.out).resolve() for c in cfgs}) < len(cfgs):
+        raise UserError("runs simulated together need different out directories")
+    runs = [_start_run(n, cfg, resume, rank, world) for n, cfg in enumerate(cfgs)]
+    distributed.wait_for_everyone()  # every process has read the finished sets before any appends to them
+    started, todo = time.perf_counter(), [c for r in runs for c in r.todo]
+    if todo:
+        label = "simulate" + (f" {len(runs)} runs" if len(runs) > 1 else "") + (f" {rank}/{world}" if world > 1 else "")
+        run_todo(runs, todo, label, console)
+    distributed.wait_for_everyone()
+    for r in runs if rank == 0 else []:
+        merge_shards(r.out, r.jobs)
+        r.info["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        r.info["generated_tokens" if world == 1 else "generated_tokens_process_0"] = r.tokens
+        r.info["seconds"] = round(time.perf_counter() - started, 1)
+        atomic_write_json(r.out / "run.json", r.info)
+        if not r.jobs:
+            console.print(f"{r.out}: no conversations to run")
+        elif not r.todo and r.done:
+            console.print(f"{r.out}: all {len(r.jobs)} conversations already done")
+    return [r.out for r in runs]
+
+
+def _start_run(index: int, cfg: SimulationConfig, resume: bool, rank: int, world: int) -> _Run:
     if world > 1 and "vllm" in (cfg.backend, cfg.user_backend, cfg.assistant_backend):
         raise UserError("the vllm backend shards a model over GPUs itself: run one process with "
                         "--backend-arg tensor_parallel_size=N, or `vllm serve --data-parallel-size N` with backend=openai")
@@ -185,31 +229,15 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
     ident = run_identity(cfg, scenarios)
     check_run_dir(out)
     done = finished_conversations(out, ident, resume)
-    run_info = start_run_info(cfg, user, ident, len(jobs), world)
+    info = start_run_info(cfg, user, ident, len(jobs), world)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "run.json", run_info)
-    distributed.wait_for_everyone()  # every process has read the finished set before any appends to it
-    todo = [Conversation(s, i, conversation_seed(cfg.seed, s.id, i)) for s, i in jobs if (s.id, i) not in done]
-    todo = todo[rank::world]
+        atomic_write_json(out / "run.json", info)
+    todo = [Conversation(s, i, conversation_seed(cfg.seed, s.id, i), run=index)
+            for s, i in jobs if (s.id, i) not in done][rank::world]
     transcripts = out / "transcripts.jsonl" if world == 1 else out / "shards" / f"rank-{rank}.jsonl"
     transcripts.parent.mkdir(parents=True, exist_ok=True)
-    started, tokens = time.perf_counter(), 0
-    if todo:
-        tokens = run_todo(cfg, user, run_info, todo, transcripts, "simulate" if world == 1 else f"simulate {rank}/{world}",
-                          console)
-    elif rank == 0 and not done and not jobs:
-        console.print(f"{out}: no conversations to run")
-    distributed.wait_for_everyone()
-    if rank == 0:
-        merge_shards(out, jobs)
-        run_info["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        run_info["generated_tokens" if world == 1 else "generated_tokens_process_0"] = tokens
-        run_info["seconds"] = round(time.perf_counter() - started, 1)
-        atomic_write_json(out / "run.json", run_info)
-        if not todo and done:
-            console.print(f"{out}: all {len(jobs)} conversations already done")
-    return out
+    return _Run(cfg, user, out, jobs, done, info, todo, transcripts)
 
 
 def finished_conversations(out: Path, ident: dict, resume: bool) -> set[tuple[str, int]]:
@@ -237,31 +265,33 @@ def start_run_info(cfg: SimulationConfig, user: UserSpec, ident: dict, total: in
     }
 
 
-def run_todo(cfg: SimulationConfig, user: UserSpec, run_info: dict, todo: list[Conversation], transcripts: Path,
-             label: str, console) -> int:
-    """Runs `todo` with a progress bar, appending each conversation as it finishes; returns tokens generated."""
+def run_todo(runs: list[_Run], todo: list[Conversation], label: str, console) -> None:
+    """Runs `todo` with a progress bar, appending each conversation to its run's transcripts as it finishes."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from userlm.backends import get_backend
 
     started, tokens, turns = time.perf_counter(), 0, 0  # the rates shown count model loading
-    user_kind, assistant_kind = cfg.user_kind, cfg.assistant_kind
-    options = _backend_options(cfg, [user_kind, assistant_kind])
-    user_side = Side(get_backend(user_kind, user.model, **options[user_kind]), "user",
-                     lambda s: user_system(user, s.intent, s.persona))
-    assistant_side = Side(get_backend(assistant_kind, cfg.assistant, **options[assistant_kind]),
-                          "assistant", lambda s: s.assistant_system or None)
-    common = {"user_model": cfg.user, "user_kind": user.kind, "assistant_model": cfg.assistant,
-              "user_adapter_manifest_sha256": run_info["user_model"].get("manifest_sha256")}
-    sees_intent = user_sees_intent(user)
+    for r in runs:
+        options = _backend_options(r.cfg, [r.cfg.user_kind, r.cfg.assistant_kind])
+        user_side = Side(get_backend(r.cfg.user_kind, r.user.model, **options[r.cfg.user_kind]), "user",
+                         lambda s, user=r.user: user_system(user, s.intent, s.persona))
+        assistant_side = Side(get_backend(r.cfg.assistant_kind, r.cfg.assistant, **options[r.cfg.assistant_kind]),
+                              "assistant", lambda s: s.assistant_system or None)
+        for conv in r.todo:
+            conv.user, conv.assistant = user_side, assistant_side
 
     def finish(conv: Conversation) -> None:
-        told = sees_intent and bool(conv.scenario.intent or conv.scenario.persona)
-        append_jsonl(transcripts, {
+        r = runs[conv.run]
+        told = user_sees_intent(r.user) and bool(conv.scenario.intent or conv.scenario.persona)
+        append_jsonl(r.transcripts, {
             "scenario_id": conv.scenario.id, "sample": conv.sample, "seed": conv.seed,
             "stop_reason": conv.stop_reason, "n_user_turns": len(conv.user_turns), "turns": conv.turns,
             # the scenario's intent (what the conversation should pursue) and whether the user was told it
-            "scenario_intent": conv.scenario.intent, "user_told_intent": told, **common})
+            "scenario_intent": conv.scenario.intent, "user_told_intent": told,
+            "user_model": r.cfg.user, "user_kind": r.user.kind, "assistant_model": r.cfg.assistant,
+            "user_adapter_manifest_sha256": r.info["user_model"].get("manifest_sha256")})
+        r.tokens += conv.generated_tokens
         bar.advance(task)
 
     def step(live: int, new_tokens: int, new_turns: int) -> None:
@@ -273,5 +303,4 @@ def run_todo(cfg: SimulationConfig, user: UserSpec, run_info: dict, todo: list[C
     with Progress(TextColumn(f"[bold]{label}[/bold]"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("starting", total=len(todo))
-        run_conversations(todo, user_side, assistant_side, cfg.batch_size, finish, step)
-    return tokens
+        run_conversations(todo, max(r.cfg.batch_size for r in runs), finish, step)

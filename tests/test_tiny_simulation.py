@@ -122,3 +122,29 @@ def test_two_processes_shard_merge_in_plan_order_and_resume(tiny_model, tmp_path
     resumed = load_transcripts(out)
     assert [key(r) for r in resumed] == [key(r) for r in merged]
     assert resumed[0]["turns"] == merged[0]["turns"] and resumed[3]["turns"] == merged[3]["turns"]
+
+
+def test_runs_simulated_together_write_what_each_run_writes_alone(tiny_model, tmp_path):
+    """simulate_together shares the tiny model's backend between two users and the assistant (one batch), and
+    each run's transcripts and run.json are the ones `simulate` writes for it alone; a finished pair resumes
+    as done, and two runs into one directory are refused."""
+    from simulator.run import simulate_together
+    from userlm.records import load_run
+
+    users = [f"prompted:{tiny_model}", f"base:{tiny_model}"]
+    cfgs = lambda root: [load_config(SimulationConfig, None, [
+        f"scenarios={SMOKE}", f"out={root / str(n)}", "samples=2", "max_turns=2", f"user={user}",
+        f"assistant={tiny_model}"]) for n, user in enumerate(users)]
+    alone = [simulate(cfg) for cfg in cfgs(tmp_path / "alone")]
+    together = simulate_together(cfgs(tmp_path / "together"))
+    for a, t in zip(alone, together):
+        assert comparable(load_transcripts(t)) == comparable(load_transcripts(a))
+        info_a, info_t = load_run(a)[0], load_run(t)[0]
+        assert info_t["generated_tokens"] == info_a["generated_tokens"] > 0
+        assert info_t["identity"] == info_a["identity"]
+    assert {load_transcripts(t)[0]["user_kind"] for t in together} == {"prompted", "base"}
+    before = [(t / "transcripts.jsonl").read_bytes() for t in together]
+    simulate_together(cfgs(tmp_path / "together"), resume=True)
+    assert [(t / "transcripts.jsonl").read_bytes() for t in together] == before
+    with pytest.raises(UserError, match="different out"):
+        simulate_together([cfgs(tmp_path / "x")[0]] * 2)

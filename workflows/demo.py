@@ -102,21 +102,20 @@ def adapter_stage(work: Path, train_cfg, data_manifest: dict, console) -> tuple[
 
 
 def simulate_stage(work: Path, adapter: Path, key: str, quick: bool, console) -> dict[str, Path]:
-    """Trained user model, untrained base and prompted baseline against the stock assistant (resumed by
-    `simulate` itself, which says when a run is already done)."""
-    from simulator.run import SimulationConfig, simulate
+    """Trained user model, untrained base and prompted baseline against the stock assistant, in one loop (one
+    backend serves the assistant and both untrained users); `simulate` resumes a run and says when it is done."""
+    from simulator.run import SimulationConfig, simulate_together
     from userlm.config import load_config
 
     users = {"trained-user-model": str(adapter), "untrained-base": "base:embedded:smollm2-135m-instruct",
              "prompted-baseline": "prompted:embedded:smollm2-135m-instruct"}
     sim_overrides = ["samples=2", "max_turns=2"] if quick else ["samples=5"]
-    runs = {}
+    runs = {label: work / "runs" / (f"{label}-{key}" if label == "trained-user-model" else label) for label in users}
     for label, user in users.items():
-        run_dir = work / "runs" / (f"{label}-{key}" if label == "trained-user-model" else label)
-        cfg = load_config(SimulationConfig, None, [f"scenarios={SMOKE}", f"user={user}", f"out={run_dir}", *sim_overrides])
-        console.print(f"[bold]{label}[/bold]: {user}")
-        simulate(cfg, resume=(run_dir / "transcripts.jsonl").exists(), console=console)
-        runs[label] = run_dir
+        console.print(f"[bold]{label}[/bold]: {user} -> {runs[label]}")
+    simulate_together([load_config(SimulationConfig, None, [f"scenarios={SMOKE}", f"user={users[label]}",
+                                                            f"out={run_dir}", *sim_overrides])
+                       for label, run_dir in runs.items()], resume=True, console=console)
     return runs
 
 
