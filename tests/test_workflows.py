@@ -26,6 +26,9 @@ def test_quick_demo_runs_the_whole_job_and_reuses_finished_stages(demo):
     for key in ("data_dir", "classifier", "adapter", "report_md", "report_html"):
         assert Path(summary[key]).exists(), key
     assert set(summary["runs"]) == {"trained-user-model", "untrained-base", "prompted-baseline"}
+    stages = summary["stage_seconds"]  # where the time went, stage by stage
+    assert [name[:3] for name in stages] == ["1/6", "2/6", "3/6", "4/6", "5/6", "6/6"]
+    assert all(s >= 0 for s in stages.values()) and sum(stages.values()) <= summary["seconds"] + 1
     report = Path(summary["report_md"]).read_text()
     assert "real humans (reference)" in report and "prompted-baseline" in report
     trained = json.loads(Path(summary["metrics"]["trained-user-model"]).read_text())["metrics"]

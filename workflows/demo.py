@@ -130,21 +130,30 @@ def evaluate_stage(work: Path, runs: dict[str, Path], clf_dir: Path, console) ->
     return write_report([str(r) for r in runs.values()], str(work / "report"), console=console)
 
 
+def _durations(starts: dict[str, float], end: float) -> dict[str, float]:
+    times = [*starts.values(), end]
+    return {name: round(b - a, 1) for name, a, b in zip(starts, times, times[1:])}
+
+
 def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> dict:
-    work, started = Path(workdir), time.time()
-    stage = lambda name: console.rule(f"[bold]{name}[/bold] (t = {time.time() - started:.0f} s)")
-    stage("1/6 data: real ShareGPT conversations -> user-model examples")
+    work, started, stage_starts = Path(workdir), time.time(), {}
+
+    def stage(name: str) -> None:  # short rule titles: a long one is cut to the terminal's width, time and all
+        stage_starts[name.split(":")[0]] = time.time()
+        console.rule(f"[bold]{name}[/bold] (t = {time.time() - started:.0f} s)")
+
+    stage("1/6 data: ShareGPT conversations -> user-model examples")
     data_manifest = data_stage(work, console)
     train_cfg = train_config(work / "data", quick)
-    stage("2/6 intents: the embedded assistant writes what each person wanted")
+    stage("2/6 intents: the assistant writes what each person wanted")
     intents = intents_stage(work / "data", train_cfg, quick, console)
-    stage("3/6 AI-voice classifier on real human vs AI turns")
+    stage("3/6 classifier: AI voice on real human vs AI turns")
     clf_dir, clf_manifest = classifier_stage(work, data_manifest, quick, console)
-    stage("4/6 train a user-model adapter (LoRA on SmolLM2-135M, intents in half the examples)")
+    stage("4/6 train: LoRA user model on SmolLM2-135M, half with intents")
     adapter, key = adapter_stage(work, train_cfg, data_manifest, console)
-    stage("5/6 simulate: trained user model, untrained base, prompted baseline vs the stock assistant")
+    stage("5/6 simulate: trained, untrained, prompted users vs assistant")
     runs = simulate_stage(work, adapter, key, quick, console)
-    stage("6/6 evaluate against real held-out humans, and report")
+    stage("6/6 evaluate against real held-out humans; report")
     md, html = evaluate_stage(work, runs, clf_dir, console)
     summary = {
         "data_dir": str(work / "data"), "intents": intents, "classifier": str(clf_dir),
@@ -155,6 +164,7 @@ def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> d
         "runs": {k: str(v) for k, v in runs.items()},
         "metrics": {k: str(v / "metrics.json") for k, v in runs.items()},
         "report_md": str(md), "report_html": str(html), "seconds": round(time.time() - started, 1),
+        "stage_seconds": _durations(stage_starts, time.time()),
     }
     atomic_write_json(work / "demo.json", summary)
     console.rule("artifacts")
