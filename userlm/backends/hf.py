@@ -255,22 +255,36 @@ class HFBackend(Backend):
         old = self.mask.shape[1] - first if keep else 0
         width = max([old] + [kv[0][0].shape[-2] for _, kv in joining])
         n_rows = len(keep) + len(joining)
+        # Spare positions: the most decode steps a row has left (a decode step writes one position per row).
+        room = 1 + max(r.sampling.max_new_tokens - len(r.generated)
+                       for r in [self.rows[i] for i in keep] + [row for row, _ in joining])
 
-        def stack(parts):  # [rows, ..., length(, dim)] pieces, right-aligned at `width` in one zeroed buffer
-            room = parts[0].new_zeros(n_rows, *parts[0].shape[1:-2], width + 256, *parts[0].shape[-1:]) \
-                if parts[0].dim() == 4 else parts[0].new_zeros(n_rows, width)
+        def stack(parts):  # [rows, ..., length(, dim)] pieces right-aligned at `width`, zeros left of each
+            if parts[0].dim() == 2:
+                buffer = parts[0].new_zeros(n_rows, width)
+            else:  # only the padding is zeroed: the spare room is written before it is read
+                buffer = parts[0].new_empty(n_rows, *parts[0].shape[1:-2], width + room, *parts[0].shape[-1:])
             row = 0
             for part in parts:
                 if part.dim() == 4:
-                    room[row: row + part.shape[0], :, width - part.shape[-2]: width] = part
+                    pad = width - part.shape[-2]
+                    buffer[row: row + part.shape[0], :, pad: width] = part
+                    buffer[row: row + part.shape[0], :, :pad] = 0
                 else:
-                    room[row: row + part.shape[0], width - part.shape[-1]:] = part
+                    buffer[row: row + part.shape[0], width - part.shape[-1]:] = part
                 row += part.shape[0]
-            return room
+            return buffer
+
+        runs = []  # the live rows as runs of adjacent rows: slices (views) rather than one gathered copy
+        for i in keep:
+            if runs and runs[-1][1] == i:
+                runs[-1][1] = i + 1
+            else:
+                runs.append([i, i + 1])
 
         def layer_parts(li, which):
-            live = [(self.cache.layers[li].keys, self.cache.layers[li].values)[which][keep, :, first:]] if keep else []
-            return live + [kv[li][which] for _, kv in joining]
+            old = (self.cache.layers[li].keys, self.cache.layers[li].values)[which] if keep else None
+            return [old[a:b, :, first:] for a, b in runs] + [kv[li][which] for _, kv in joining]
 
         n_layers = len(self.cache.layers) if keep else len(joining[0][1])
         layers = [_growing_layer(stack(layer_parts(li, 0)), stack(layer_parts(li, 1)), width) for li in range(n_layers)]
