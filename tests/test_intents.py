@@ -63,7 +63,8 @@ def test_intents_command_caches_resumes_and_flags_bad_output(data_dir, tiny_mode
     assert summary["written_now"] == total - 3 and summary["from_cache"] == 3
     records = [json.loads(line) for line in (data_dir / INTENTS_FILE).read_text().splitlines()]
     assert len(records) == total == len({r["key"] for r in records})
-    # Each intent is its own prompt's greedy answer, whatever ran beside it: the same as written one at a time.
+    # Each intent is its own prompt's greedy answer, whatever ran beside it (and the shared-prefix reuse the hf
+    # backend gets from write_intents): the same as written one prompt at a time without it.
     from userlm.backends import GenerationRequest, Sampling, get_backend
     from userlm.data.intents import writer_messages
 
@@ -73,7 +74,8 @@ def test_intents_command_caches_resumes_and_flags_bad_output(data_dir, tiny_mode
     for r in records:
         out = alone.generate([GenerationRequest(writer_messages(examples[r["example_id"]]), greedy, seed=0)])[0]
         assert r["intent"] == clean_intent(out.text)
-    assert not alone.kept  # every finished intent was released (the interrupted call's too)
+    writer = get_backend("hf", tiny_model, shared_prefix=4)  # the backend write_intents used
+    assert writer.recent and not writer.kept and not alone.kept  # every finished intent released, leftovers too
     assert {r["writer"] for r in records} == {tiny_model}
     # A random model writes nonsense: every intent is flagged, and none is used.
     assert all(r["flags"] for r in records) and summary["usable"] == 0 and not load_intents(data_dir)
