@@ -8,7 +8,14 @@ import pytest
 from conftest import sharegpt_file
 
 from userlm.chat import user_model_system
-from userlm.data.intents import INTENTS_FILE, check_intent, clean_intent, gets_intent, load_intents
+from userlm.data.intents import (
+    INTENTS_FILE,
+    check_intent,
+    clean_intent,
+    first_human_turn,
+    gets_intent,
+    load_intents,
+)
 from userlm.data.prepare import PrepareConfig, prepare, read_split
 from userlm.io import append_jsonl
 
@@ -44,17 +51,31 @@ def test_intents_command_caches_resumes_and_flags_bad_output(data_dir, tiny_mode
     cfg = IntentsConfig(data_dir=str(data_dir), model=tiny_model, batch_size=2, max_new_tokens=8)
     total = sum(len(read_split(data_dir, s)) for s in ("train", "validation", "test"))
 
-    def stop_after_first_batch(written, _todo):
-        raise KeyboardInterrupt
+    def stop_after_three(written, _todo):
+        if written == 3:
+            raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        write_intents(cfg, progress=stop_after_first_batch)
+    with pytest.raises(KeyboardInterrupt):  # one queue, two prompts in flight: stopped with one still running
+        write_intents(cfg, progress=stop_after_three)
     lines = (data_dir / INTENTS_FILE).read_text().splitlines()
-    assert len(lines) == 2  # the first batch is on disk
-    summary = write_intents(cfg)
-    assert summary["written_now"] == total - 2 and summary["from_cache"] == 2
+    assert len(lines) == 3  # every intent that finished is on disk
+    summary = write_intents(cfg)  # the same backend, which still has the interrupted call's request in flight
+    assert summary["written_now"] == total - 3 and summary["from_cache"] == 3
     records = [json.loads(line) for line in (data_dir / INTENTS_FILE).read_text().splitlines()]
     assert len(records) == total == len({r["key"] for r in records})
+    # Each intent is its own prompt's greedy answer, whatever ran beside it (and the shared-prefix reuse the hf
+    # backend gets from write_intents): the same as written one prompt at a time without it.
+    from userlm.backends import GenerationRequest, Sampling, get_backend
+    from userlm.data.intents import writer_messages
+
+    alone = get_backend("hf", tiny_model)
+    greedy = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=8)
+    examples = {ex["id"]: ex for s in ("train", "validation", "test") for ex in read_split(data_dir, s)}
+    for r in records:
+        out = alone.generate([GenerationRequest(writer_messages(examples[r["example_id"]]), greedy, seed=0)])[0]
+        assert r["intent"] == clean_intent(out.text)
+    writer = get_backend("hf", tiny_model, shared_prefix=4)  # the backend write_intents used
+    assert writer.recent and not writer.kept and not alone.kept  # every finished intent released, leftovers too
     assert {r["writer"] for r in records} == {tiny_model}
     # A random model writes nonsense: every intent is flagged, and none is used.
     assert all(r["flags"] for r in records) and summary["usable"] == 0 and not load_intents(data_dir)
@@ -73,6 +94,38 @@ def test_intents_command_caches_resumes_and_flags_bad_output(data_dir, tiny_mode
     assert other["written_now"] == 1
     train = read_split(data_dir, "train")
     assert half["examples"] == sum(gets_intent(ex["id"], 0, 0.5) for ex in train) < len(train)
+
+
+def test_intents_queue_on_a_batch_backend(data_dir, monkeypatch):
+    """A batch backend (openai, vllm) runs what was submitted since its last step as one batch: the queue
+    hands it batch_size prompts a step, and each answer reaches its own example."""
+    import userlm.backends as backends
+    from userlm.backends import BatchBackend, Generation
+    from workflows.intents import IntentsConfig, write_intents
+
+    batches = []
+
+    class Echo(BatchBackend):
+        def __init__(self, model: str):
+            pass
+
+        def generate_batch(self, requests):
+            batches.append(len(requests))
+            return [Generation(f"You want {r.messages[-1]['content'].split(chr(10))[2]}", 3) for r in requests]
+
+        def masked_loglikelihood(self, encoded, batch_tokens=None):
+            raise NotImplementedError
+
+    monkeypatch.setitem(backends._REGISTRY, "echo", Echo)
+    monkeypatch.setattr(backends, "_CACHE", {})
+    summary = write_intents(IntentsConfig(data_dir=str(data_dir), model="m", backend="echo", batch_size=3,
+                                          splits=["train"]))
+    n = len(read_split(data_dir, "train"))
+    assert summary["written_now"] == n == sum(batches) and batches == [3] * (n // 3) + [n % 3] * (n % 3 > 0)
+    examples = {ex["id"]: ex for ex in read_split(data_dir, "train")}
+    for line in (data_dir / INTENTS_FILE).read_text().splitlines():
+        r = json.loads(line)
+        assert r["intent"] == clean_intent("You want 1. " + first_human_turn(examples[r["example_id"]]))
 
 
 def test_examples_with_one_writer_prompt_each_get_their_intent(tmp_path, tiny_model):

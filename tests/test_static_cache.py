@@ -91,6 +91,9 @@ def test_gpu_sampling_halves_equal_sample_next():
             assert head[2] == logits[2].argmax() and head[4] == logits[4].argmax()
             wide_live = bool(sample_head(logits[live], temps[live], top_ps[live], u[live])[1])
             assert bool(wide) == wide_live  # an idle row never decides the sort
+    flat = torch.randn(4, 1000, generator=g)  # a nucleus far wider than the head, but every row is greedy
+    assert not bool(sample_head(flat, torch.zeros(4), torch.ones(4), torch.rand(4, generator=g))[1])
+    assert torch.equal(sample_next(flat, torch.zeros(4), torch.ones(4), torch.rand(4, generator=g)), flat.argmax(-1))
 
 
 @pytest.mark.slow  # inductor compiles C++ on the CPU: about a minute

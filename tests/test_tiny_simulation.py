@@ -73,6 +73,42 @@ def test_scheduler_matches_generate_keeps_seeds_and_reuses_kv(tiny_model):
                                                  static_cache="off"))
 
 
+def test_shared_prefix_reuse_gives_a_whole_prefills_tokens(tiny_model):
+    """`shared_prefix`: a prompt that opens like a recent one (a long system prompt) starts from that prompt's
+    keys/values; its logits stay within float error of a whole prefill and its tokens, greedy or sampled, are
+    the same. Only the last few prompts are kept, and a short common opening is computed afresh."""
+    import torch
+
+    from userlm.backends import GenerationRequest, Sampling
+    from userlm.backends.hf import SHARED_PREFIX_MIN, HFBackend, _common_prefix
+
+    whole = HFBackend(tiny_model, max_batch=3, static_cache="off")
+    shared = HFBackend(tiny_model, max_batch=3, static_cache="off", shared_prefix=2)
+    system = {"role": "system", "content": "You are a patient travel agent who plans cheap trips by train, "
+                                           "asks about the budget first and answers in short lists. " * 2}
+    chats = [[system, {"role": "user", "content": f"Plan {i + 2} days in city {i}{', cheaply' * (i % 2)}."}]
+             for i in range(5)]
+    assert shared._prompt("k", GenerationRequest(chats[1], Sampling(), seed=0))[1] == 0  # nothing prefilled yet
+    with torch.inference_mode():
+        first = shared._prefill("a", GenerationRequest(chats[0], Sampling(), seed=0))
+        second = shared._prefill("b", GenerationRequest(chats[1], Sampling(), seed=0))
+        alone = whole._prefill("b", GenerationRequest(chats[1], Sampling(), seed=0))
+    common = next(i for i, (a, b) in enumerate(zip(first[0].ids, second[0].ids)) if a != b)
+    assert common >= SHARED_PREFIX_MIN and shared._prompt("c", GenerationRequest(chats[2], Sampling(), seed=0))[1] \
+        == common  # the system prompt and the user turn's opening
+    assert torch.allclose(second[2], alone[2], atol=1e-5) and second[2].argmax() == alone[2].argmax()
+    for a, b in zip(second[1], alone[1]):
+        assert torch.allclose(a[0], b[0], atol=1e-5) and torch.allclose(a[1], b[1], atol=1e-5)
+    assert len(shared.recent) == 2  # bounded: the last two prompts
+    for sampling in (Sampling(temperature=0.0, top_p=1.0, max_new_tokens=12), Sampling(max_new_tokens=12)):
+        requests = [GenerationRequest(c, sampling, seed=i) for i, c in enumerate(chats)]
+        assert [g.text for g in shared.generate(requests)] == [g.text for g in whole.generate(requests)]
+    short = [[{"role": "user", "content": f"Hi {i}"}] for i in range(3)]  # only the chat template's tokens shared
+    shared.generate([GenerationRequest(c, Sampling(max_new_tokens=2), seed=0) for c in short[:2]])
+    ids, reused, _ = shared._prompt("d", GenerationRequest(short[2], Sampling(), seed=0))
+    assert reused == 0 and 0 < _common_prefix(shared.recent[-1][0], ids) < SHARED_PREFIX_MIN
+
+
 def test_openai_backend_against_a_real_loopback_server(tiny_model, tmp_path):
     from loopback_openai_server import serve
 

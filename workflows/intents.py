@@ -1,13 +1,13 @@
 """`userlm data intents DATA_DIR`: an instruct model writes each prepared conversation's intent.
 
 Batched through any backend (hf, openai-compatible servers such as `vllm serve`, vllm), cached by content
-hash (writer + prompt), appended as each batch finishes so an interrupted run resumes where it stopped.
+hash (writer + prompt), each appended as it finishes so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +45,7 @@ class IntentsConfig:
     # The examples a `userlm train` run with intent=mixed, the same seed and intent_share=share gives an intent
     # (the others would never read theirs).
     share: float = option(1.0, "below 1: only the seeded share of training examples an intent=mixed run uses")
-    batch_size: int = option(16, "prompts per generate call")
+    batch_size: int = option(16, "prompts in flight at once")
     max_new_tokens: int = option(64, "tokens per intent at most")
     max_words: int = option(60, "longer intents are flagged too_long")
     max_copied: float = option(0.5, "intents whose word trigrams come from the first turn this much are flagged copied")
@@ -73,6 +73,9 @@ def write_intents(cfg: IntentsConfig, progress=None) -> dict:
 
     load_manifest(cfg.data_dir)
     options = backend_options([cfg.backend], cfg.backend_options)[cfg.backend]  # checked before any work
+    if cfg.backend == "hf":  # every writer prompt opens with the same system prompt and worked example (about
+        # half of its tokens): the hf backend computes them once (the demo's 137 intents are the same either way)
+        options.setdefault("shared_prefix", 4)
     path = Path(cfg.data_dir) / INTENTS_FILE
     wanted = [(split, ex, msgs, intent_key(cfg.model, msgs, cfg.max_new_tokens))
               for split, ex in _wanted(cfg) for msgs in [writer_messages(ex)]]
@@ -99,15 +102,28 @@ def write_intents(cfg: IntentsConfig, progress=None) -> dict:
     if todo:
         backend = get_backend(cfg.backend, cfg.model, **options)
         greedy = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=cfg.max_new_tokens)
-        for start in range(0, len(todo), cfg.batch_size):
-            batch = todo[start:start + cfg.batch_size]
-            outs = backend.generate([GenerationRequest(msgs, greedy, seed=0) for _, _, msgs, _ in batch])
-            for (split, ex, _, key), out in zip(batch, outs):
-                written_intents[key] = clean_intent(out.text)
-                record(split, ex, key, written_intents[key])
+        # One continuous queue: up to batch_size prompts in flight, the next one submitted as soon as one
+        # finishes (on the hf backend it joins the running batch; a batch backend's `step` runs what is
+        # submitted as one batch), each intent appended as it comes.
+        queue, flying, run = deque(todo), {}, object()  # run: keys unlike any earlier call's
+        while queue or flying:
+            while queue and len(flying) < cfg.batch_size:
+                item = queue.popleft()
+                key = ((run, len(todo) - len(queue)), "writer")
+                backend.submit(key, GenerationRequest(item[2], greedy, seed=0))
+                flying[key] = item
+            done = backend.step()
+            for key, _ in done:  # the hf backend keeps a finished generation's KV cache until its release
+                backend.release(key[0])
+            for key, out in done:
+                if key not in flying:  # left in flight in this shared backend by an interrupted call
+                    continue
+                split, ex, _, ikey = flying.pop(key)
+                written_intents[ikey] = clean_intent(out.text)
+                record(split, ex, ikey, written_intents[ikey])
                 written += 1
-            if progress:
-                progress(written, len(todo))
+                if progress:
+                    progress(written, len(todo))
     for split, ex, key in copies:
         record(split, ex, key, written_intents[key])
     return _summarise(cfg, wanted, written, time.time() - started)

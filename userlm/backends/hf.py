@@ -8,6 +8,8 @@ paged continuous batching (`generate_batch`) decoded 2.4x slower than padded `ge
 - keeps each conversation's KV cache between turns and feeds only the tokens its next prompt adds;
 - samples each row from its own seeded generator, so a conversation's text depends on its seed and not on
   which other conversations share its batch (also what makes sharded and resumed runs reproducible).
+- with `shared_prefix=N`, starts a prompt from the keys/values of the longest prefix it shares with one of
+  the last N prompts (a common system prompt and few-shot example), off by default (see `__init__`).
 On CUDA the same interface runs on `static_cache.py` instead (fixed slots, batched prefill, decode replayed
 as a CUDA graph): this scheduler is launch-bound there (~30-80 ms a pass at any batch). `static_cache=True`
 selects it on the CPU too, where it is no faster and stays off by default.
@@ -27,6 +29,7 @@ from userlm.chat import render, stop_token_ids
 from userlm.io import UserError
 
 NUCLEUS_HEAD = 128  # the nucleus is looked for among this many most likely tokens before sorting everything
+SHARED_PREFIX_MIN = 32  # shorter prefixes shared with another prompt are computed afresh
 
 
 def _tempered(logits, temperatures):
@@ -50,11 +53,11 @@ def _pick(top, order, greedy, top_ps, uniforms):
 
 def sample_head(logits, temperatures, top_ps, uniforms):
     """`sample_next` without its host sync (capturable in a CUDA graph): (tokens drawn from the NUCLEUS_HEAD
-    most likely, `wide` (a device bool: some row's nucleus is wider, and then `sample_sorted` gives the
-    batch's tokens instead), greedy, probs). A row with top_p 0 never makes the batch wide (an idle slot)."""
+    most likely, `wide` (a device bool: some sampled row's nucleus is wider, and then `sample_sorted` gives the
+    batch's tokens instead), greedy, probs). A greedy row (an idle slot too) never makes the batch wide."""
     greedy, probs = _tempered(logits, temperatures)
     top, order = probs.topk(min(NUCLEUS_HEAD, probs.shape[-1]), dim=-1)
-    wide = (top.sum(-1) < top_ps).any()
+    wide = ((top.sum(-1) < top_ps) & ~greedy).any()
     return _pick(top, order, greedy, top_ps, uniforms), wide, greedy, probs
 
 
@@ -66,11 +69,12 @@ def sample_sorted(probs, greedy, top_ps, uniforms):
 
 def sample_next(logits, temperatures, top_ps, uniforms):
     """Nucleus sampling for a batch, one uniform draw per row (inverse CDF), exact: the nucleus is looked for in
-    the 128 most likely tokens and the full vocabulary is sorted only when it is wider. Temperature 0 is greedy.
+    the 128 most likely tokens and the full vocabulary is sorted only when it is wider. Temperature 0 is greedy
+    (the most likely token: its row never asks for the sort, which was a fifth of a greedy decode step on the CPU).
     The static engine runs the same two halves (`sample_head` inside its CUDA graph, then `sample_sorted`)."""
     greedy, probs = _tempered(logits, temperatures)
     top, order = probs.topk(min(NUCLEUS_HEAD, probs.shape[-1]), dim=-1)
-    if bool((top.sum(-1) < top_ps).any()):
+    if bool(((top.sum(-1) < top_ps) & ~greedy).any()):
         top, order = probs.sort(dim=-1, descending=True)
     return _pick(top, order, greedy, top_ps, uniforms)
 
@@ -107,6 +111,14 @@ def _growing_layer(k_room, v_room, length: int):
     return layer
 
 
+def _common_prefix(old_ids: list[int], ids: list[int]) -> int:
+    """Leading tokens the two share, leaving at least the last of `ids` to compute (its logits are needed)."""
+    n, most = 0, min(len(old_ids), len(ids) - 1)
+    while n < most and old_ids[n] == ids[n]:
+        n += 1
+    return n
+
+
 def _switch(name: str, value, auto) -> bool:
     """An auto | on | off option (or a bool) as a bool; `auto()` decides auto."""
     if value not in ("auto", "on", "off", True, False):
@@ -133,7 +145,7 @@ class _Row:
 class HFBackend(Backend):
     def __init__(self, model: str, quantization: str = "none", dtype: str = "auto", max_batch: int = 32,
                  prefix_cache: bool = True, continuous: bool = True, static_cache: str | bool = "auto",
-                 cuda_graphs: bool = True, compile_decode: str | bool = "auto"):
+                 cuda_graphs: bool = True, compile_decode: str | bool = "auto", shared_prefix: int = 0):
         from userlm.models import load_causal_lm
 
         self.model_ref = model
@@ -146,6 +158,14 @@ class HFBackend(Backend):
         self.cache = None  # the live rows' KV cache, left-padded to a common length
         self.mask = None  # [rows, positions]: 1 where a row has a real token
         self.kept: dict = {}  # key -> (ids, [(keys, values) per layer]) of finished generations
+        # The prompts of the last `shared_prefix` prefills, (ids, [(keys, values) per layer]): a request starts
+        # from the longest prefix (SHARED_PREFIX_MIN tokens at least) it shares with one of them (a system
+        # prompt, few-shot examples). Off by default: keys/values computed within another prompt differ from a
+        # whole prefill's in the last bits (the attention kernel reduces over another length; logits within
+        # 5e-5 on SmolLM2-135M), which can flip a near-tie between two tokens. Dynamic scheduler only.
+        if shared_prefix < 0:
+            raise UserError(f"shared_prefix must be >= 0, got {shared_prefix}")
+        self.recent: deque = deque(maxlen=shared_prefix)
         self.seconds: Counter = Counter()  # where step() spends its time (prefill, rebuild, decode), for benchmarks
         self.counts: Counter = Counter()  # forward passes by kind (a replayed CUDA graph calls no forward())
         import inspect
@@ -214,14 +234,18 @@ class HFBackend(Backend):
         return finished
 
     def _prompt(self, key, request: GenerationRequest):
-        """(token ids of the prompt, how many of them the previous turn left cached, that turn's keys/values)."""
+        """(token ids of the prompt, how many of them are cached already, the keys/values they come from): the
+        conversation's previous turn, or with `shared_prefix` a recent prompt that shares a longer prefix."""
         ids = self.tokenizer(render(self.tokenizer, request.messages, add_generation_prompt=True),
                              add_special_tokens=False)["input_ids"]
         reused, old_kv = 0, []
         if key in self.kept:
             old_ids, old_kv = self.kept.pop(key)
-            while reused < min(len(old_ids), len(ids) - 1) and old_ids[reused] == ids[reused]:
-                reused += 1
+            reused = _common_prefix(old_ids, ids)
+        for old_ids, kv in self.recent:
+            shared = _common_prefix(old_ids, ids)
+            if shared > max(reused, SHARED_PREFIX_MIN - 1):
+                reused, old_kv = shared, kv
         return ids, reused, old_kv
 
     def _prefill(self, key, request: GenerationRequest):
@@ -239,7 +263,10 @@ class HFBackend(Backend):
                          **{self.cache_arg: cache})
         generator = torch.Generator().manual_seed(request.seed)
         row = _Row(key, ids, request.sampling, generator)
-        return row, [(layer.keys, layer.values) for layer in cache.layers], out.logits[:, -1]
+        kv = [(layer.keys, layer.values) for layer in cache.layers]
+        if self.recent.maxlen:
+            self.recent.append((ids, kv))  # read only: the prefill of a request that starts from it concatenates
+        return row, kv, out.logits[:, -1]
 
     def _rebuild(self, joining: list) -> None:
         """New buffers holding the live rows (finished ones are dropped here, not at once, so that one copy
@@ -254,22 +281,36 @@ class HFBackend(Backend):
         old = self.mask.shape[1] - first if keep else 0
         width = max([old] + [kv[0][0].shape[-2] for _, kv in joining])
         n_rows = len(keep) + len(joining)
+        # Spare positions: the most decode steps a row has left (a decode step writes one position per row).
+        room = 1 + max(r.sampling.max_new_tokens - len(r.generated)
+                       for r in [self.rows[i] for i in keep] + [row for row, _ in joining])
 
-        def stack(parts):  # [rows, ..., length(, dim)] pieces, right-aligned at `width` in one zeroed buffer
-            room = parts[0].new_zeros(n_rows, *parts[0].shape[1:-2], width + 256, *parts[0].shape[-1:]) \
-                if parts[0].dim() == 4 else parts[0].new_zeros(n_rows, width)
+        def stack(parts):  # [rows, ..., length(, dim)] pieces right-aligned at `width`, zeros left of each
+            if parts[0].dim() == 2:
+                buffer = parts[0].new_zeros(n_rows, width)
+            else:  # only the padding is zeroed: the spare room is written before it is read
+                buffer = parts[0].new_empty(n_rows, *parts[0].shape[1:-2], width + room, *parts[0].shape[-1:])
             row = 0
             for part in parts:
                 if part.dim() == 4:
-                    room[row: row + part.shape[0], :, width - part.shape[-2]: width] = part
+                    pad = width - part.shape[-2]
+                    buffer[row: row + part.shape[0], :, pad: width] = part
+                    buffer[row: row + part.shape[0], :, :pad] = 0
                 else:
-                    room[row: row + part.shape[0], width - part.shape[-1]:] = part
+                    buffer[row: row + part.shape[0], width - part.shape[-1]:] = part
                 row += part.shape[0]
-            return room
+            return buffer
+
+        runs = []  # the live rows as runs of adjacent rows: slices (views) rather than one gathered copy
+        for i in keep:
+            if runs and runs[-1][1] == i:
+                runs[-1][1] = i + 1
+            else:
+                runs.append([i, i + 1])
 
         def layer_parts(li, which):
-            live = [(self.cache.layers[li].keys, self.cache.layers[li].values)[which][keep, :, first:]] if keep else []
-            return live + [kv[li][which] for _, kv in joining]
+            old = (self.cache.layers[li].keys, self.cache.layers[li].values)[which] if keep else None
+            return [old[a:b, :, first:] for a, b in runs] + [kv[li][which] for _, kv in joining]
 
         n_layers = len(self.cache.layers) if keep else len(joining[0][1])
         layers = [_growing_layer(stack(layer_parts(li, 0)), stack(layer_parts(li, 1)), width) for li in range(n_layers)]
