@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from userlm.config import check_fields, option
-from userlm.io import atomic_write_json, sha256_file, sha256_json
+from userlm.io import atomic_write_json, sha256_json
 from userlm.records import read_adapter_manifest
 from workflows.stages import cached_stage
 
@@ -92,8 +92,10 @@ def classifier_stage(work: Path, data_manifest: dict, quick: bool, console) -> t
 def adapter_stage(work: Path, train_cfg, data_manifest: dict, console) -> tuple[Path, str]:
     """The adapter's directory and key: the hash of its config, data and intents."""
     from trainer.train import train
+    from userlm.data.intents import load_intents
 
-    intents_hash = sha256_file(work / "data" / "intents.jsonl")
+    # what training reads of the intents (the file's line order is the order intents finished in)
+    intents_hash = sha256_json(sorted(load_intents(work / "data").items()))
     key = sha256_json({"config": train_cfg.__dict__, "data": data_manifest["content_hash"], "intents": intents_hash})[:10]
     adapter = work / f"adapter-{key}"
     train_cfg.output_dir = str(adapter)
