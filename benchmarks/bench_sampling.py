@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from userlm.backends.hf import sample_head, sample_next, sample_sorted
+from userlm.backends.sampling import sample_head, sample_next, sample_sorted
 
 
 def timed(fn, n=50):

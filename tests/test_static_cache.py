@@ -74,7 +74,7 @@ def test_gpu_sampling_halves_equal_sample_next():
     `sample_next`'s tokens for the same uniforms: peaked and flat rows, greedy rows, idle rows (top_p 0)."""
     import torch
 
-    from userlm.backends.hf import sample_head, sample_next, sample_sorted
+    from userlm.backends.sampling import sample_head, sample_next, sample_sorted
 
     g = torch.Generator().manual_seed(0)
     for scale, top_p in ((8.0, 0.9), (0.5, 0.9), (8.0, 1.0), (3.0, 0.5)):

@@ -13,11 +13,12 @@ paged continuous batching (`generate_batch`) decoded 2.4x slower than padded `ge
 On CUDA the same interface runs on `static_cache.py` instead (fixed slots, batched prefill, decode replayed
 as a CUDA graph): this scheduler is launch-bound there (~30-80 ms a pass at any batch). `static_cache=True`
 selects it on the CPU too, where it is no faster and stays off by default.
+Rows are sampled by `sampling.py`, this scheduler's cache layer is `growing_cache.py`, and scoring
+(`masked_loglikelihood`) is `hf_scoring.py`.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -25,90 +26,13 @@ from typing import Hashable
 
 from userlm.backends import register_backend
 from userlm.backends.base import Backend, Generation, GenerationRequest
+from userlm.backends.growing_cache import growing_layer
+from userlm.backends.hf_scoring import HFScoring
+from userlm.backends.sampling import sample_next
 from userlm.chat import render, stop_token_ids
 from userlm.io import UserError
 
-NUCLEUS_HEAD = 128  # the nucleus is looked for among this many most likely tokens before sorting everything
 SHARED_PREFIX_MIN = 32  # shorter prefixes shared with another prompt are computed afresh
-
-
-def _tempered(logits, temperatures):
-    """(greedy rows, probabilities at each row's temperature; a greedy row's at temperature 1)."""
-    import torch
-
-    greedy = temperatures <= 0
-    return greedy, torch.softmax(logits / torch.where(greedy, 1.0, temperatures).unsqueeze(-1), dim=-1)
-
-
-def _pick(top, order, greedy, top_ps, uniforms):
-    """Inverse CDF over the nucleus of `top` (probabilities, descending; `order` their token ids)."""
-    import torch
-
-    top = torch.where(top.cumsum(-1) - top < top_ps.unsqueeze(-1), top, 0.0)
-    cdf = top.cumsum(-1)
-    pick = torch.searchsorted(cdf, (uniforms * cdf[:, -1]).unsqueeze(-1)).clamp(max=top.shape[-1] - 1)
-    pick = torch.where(greedy.unsqueeze(-1), 0, pick)
-    return order.gather(-1, pick).squeeze(-1)
-
-
-def sample_head(logits, temperatures, top_ps, uniforms):
-    """`sample_next` without its host sync (capturable in a CUDA graph): (tokens drawn from the NUCLEUS_HEAD
-    most likely, `wide` (a device bool: some sampled row's nucleus is wider, and then `sample_sorted` gives the
-    batch's tokens instead), greedy, probs). A greedy row (an idle slot too) never makes the batch wide."""
-    greedy, probs = _tempered(logits, temperatures)
-    top, order = probs.topk(min(NUCLEUS_HEAD, probs.shape[-1]), dim=-1)
-    wide = ((top.sum(-1) < top_ps) & ~greedy).any()
-    return _pick(top, order, greedy, top_ps, uniforms), wide, greedy, probs
-
-
-def sample_sorted(probs, greedy, top_ps, uniforms):
-    """`sample_next`'s path for a batch where some row's nucleus is wider than NUCLEUS_HEAD tokens."""
-    top, order = probs.sort(dim=-1, descending=True)
-    return _pick(top, order, greedy, top_ps, uniforms)
-
-
-def sample_next(logits, temperatures, top_ps, uniforms):
-    """Nucleus sampling for a batch, one uniform draw per row (inverse CDF), exact: the nucleus is looked for in
-    the 128 most likely tokens and the full vocabulary is sorted only when it is wider. Temperature 0 is greedy
-    (the most likely token: its row never asks for the sort, which was a fifth of a greedy decode step on the CPU).
-    The static engine runs the same two halves (`sample_head` inside its CUDA graph, then `sample_sorted`)."""
-    greedy, probs = _tempered(logits, temperatures)
-    top, order = probs.topk(min(NUCLEUS_HEAD, probs.shape[-1]), dim=-1)
-    if bool(((top.sum(-1) < top_ps) & ~greedy).any()):
-        top, order = probs.sort(dim=-1, descending=True)
-    return _pick(top, order, greedy, top_ps, uniforms)
-
-
-@functools.cache
-def _growing_layer_class():
-    """A cache layer with spare room: a decode step writes one position instead of copying the whole cache
-    (transformers' DynamicLayer concatenates, which on the CPU cost more than the forward pass itself)."""
-    from transformers.cache_utils import DynamicLayer
-
-    class GrowingLayer(DynamicLayer):
-        def update(self, key_states, value_states, *args, **kwargs):
-            n = self.length + key_states.shape[-2]
-            if n > self.k_room.shape[-2]:
-                def grow(t):
-                    bigger = t.new_zeros(*t.shape[:2], 2 * n, t.shape[-1])
-                    bigger[:, :, : self.length] = t[:, :, : self.length]
-                    return bigger
-                self.k_room, self.v_room = grow(self.k_room), grow(self.v_room)
-            self.k_room[:, :, self.length: n] = key_states
-            self.v_room[:, :, self.length: n] = value_states
-            self.length = n
-            self.keys, self.values = self.k_room[:, :, :n], self.v_room[:, :, :n]
-            return self.keys, self.values
-
-    return GrowingLayer
-
-
-def _growing_layer(k_room, v_room, length: int):
-    layer = _growing_layer_class()()
-    layer.lazy_initialization(k_room, v_room)
-    layer.k_room, layer.v_room, layer.length = k_room, v_room, length
-    layer.keys, layer.values = k_room[:, :, :length], v_room[:, :, :length]
-    return layer
 
 
 def _common_prefix(old_ids: list[int], ids: list[int]) -> int:
@@ -142,7 +66,7 @@ class _Row:
 
 
 @register_backend("hf")
-class HFBackend(Backend):
+class HFBackend(HFScoring, Backend):
     def __init__(self, model: str, quantization: str = "none", dtype: str = "auto", max_batch: int = 32,
                  prefix_cache: bool = True, continuous: bool = True, static_cache: str | bool = "auto",
                  cuda_graphs: bool = True, compile_decode: str | bool = "auto", shared_prefix: int = 0):
@@ -313,7 +237,7 @@ class HFBackend(Backend):
             return [old[a:b, :, first:] for a, b in runs] + [kv[li][which] for _, kv in joining]
 
         n_layers = len(self.cache.layers) if keep else len(joining[0][1])
-        layers = [_growing_layer(stack(layer_parts(li, 0)), stack(layer_parts(li, 1)), width) for li in range(n_layers)]
+        layers = [growing_layer(stack(layer_parts(li, 0)), stack(layer_parts(li, 1)), width) for li in range(n_layers)]
         mask = stack(([self.mask[keep, first:]] if keep else []) +
                      [torch.ones(1, kv[0][0].shape[-2], dtype=torch.long, device=self.device) for _, kv in joining])
         from transformers.cache_utils import DynamicCache
@@ -367,45 +291,3 @@ class HFBackend(Backend):
         stopped = row.generated[-1] in self.stop_ids
         text = self.tokenizer.decode(row.generated[:-1] if stopped else row.generated, skip_special_tokens=True)
         return row.key, Generation(text=text, tokens=len(row.generated), finish_reason="stop" if stopped else "length")
-
-    # ---- scoring ----------------------------------------------------------------------------------------
-    def masked_loglikelihood(self, encoded: list[tuple[list[int], list[int]]],
-                             batch_tokens: int | None = None) -> list[tuple[float, int]]:
-        """Batches cut from the sequences sorted by length, up to `batch_tokens` padded tokens each: 16k on a
-        GPU; on the CPU, where one sequence of a few hundred tokens already keeps the cores busy, padding only
-        costs (benchmarks/bench_evaluation.py), so 512 there. Results in the given order."""
-        batch_tokens = batch_tokens or (16384 if self.device.type == "cuda" else 512)
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
-        results: list = [None] * len(encoded)
-        while order:
-            n = 1
-            while n < len(order) and (n + 1) * len(encoded[order[n]][0]) <= batch_tokens:
-                n += 1
-            chunk, order = order[:n], order[n:]
-            for i, result in zip(chunk, self.loglikelihood_batch([encoded[i] for i in chunk])):
-                results[i] = result
-        return results
-
-    def loglikelihood_batch(self, encoded: list[tuple[list[int], list[int]]]) -> list[tuple[float, int]]:
-        """One forward pass over the sequences, padded together; per sequence (sum log p of the tokens whose
-        label is not -100, count). Logits are computed only at the positions that predict a scored token (the prompt's are never needed): the vocabulary-wide logits were
-        most of the time and memory of scoring."""
-        import torch
-
-        length = max(len(ids) for ids, _ in encoded)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([ids + [pad] * (length - len(ids)) for ids, _ in encoded], device=self.device)
-        labels = torch.tensor([lab + [-100] * (length - len(lab)) for _, lab in encoded], device=self.device)
-        attention = torch.tensor([[1] * len(ids) + [0] * (length - len(ids)) for ids, _ in encoded], device=self.device)
-        targets = labels[:, 1:]
-        mask = targets != -100
-        keep = mask.any(0).nonzero().squeeze(-1)  # positions whose next token is scored in some row
-        if keep.numel() == 0:
-            return [(0.0, 0)] * len(encoded)
-        with torch.inference_mode():
-            logits = self.model(input_ids=input_ids, attention_mask=attention, logits_to_keep=keep).logits.float()
-        targets, mask = targets[:, keep], mask[:, keep]
-        logp = logits.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-        sums = (logp * mask).sum(-1).tolist()
-        counts = mask.sum(-1).tolist()
-        return list(zip(sums, counts))
