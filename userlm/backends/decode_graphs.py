@@ -1,0 +1,114 @@
+"""How the static engine's decode step runs on CUDA (`static_cache.py`): captured once per (batch bucket,
+length bucket) as a CUDA graph, then replayed (one launch instead of ~15 a layer), eagerly where a capture
+fails. With `compile_decode`, the RMSNorms and the rotary embedding of the decode step run as kernels fused by
+`torch.compile` (inductor), captured into the same graph: at 7B's shapes the graph is otherwise ~45 kernels a
+layer, two thirds of them small elementwise ones that cost more than the weights' read (results/benchmarks/).
+Only the decode step is compiled (fixed shapes per bucket); prefill stays eager."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+
+def _plain_linears(module) -> bool:
+    """Its projections are plain `nn.Linear`: no peft wrapper (`base_layer`), no bitsandbytes subclass inside."""
+    import torch
+
+    return all(type(c) is torch.nn.Linear for c in module.children() if isinstance(c, torch.nn.Linear)) \
+        and not any(hasattr(c, "base_layer") for c in module.modules())
+
+
+class DecodeGraphs:
+    """The decode step's replay and compilation, for `SlotEngine` (which sets the attributes and defines
+    `_decode_pass`, the step that is captured)."""
+
+    def _fused_parts(self) -> list:
+        """(owner, attribute, compiled) for each piece `compile_decode` swaps in during the decode step: every
+        RMSNorm module's forward, the modeling module's `apply_rotary_pos_emb`, and an MLP's forward where its
+        projections are plain `nn.Linear` (the activation fuses with the product; peft's and bitsandbytes'
+        layers stay eager), so only architecture-independent elementwise code is traced."""
+        import sys
+
+        import torch
+        import torch._dynamo
+
+        config = torch._dynamo.config  # one graph per batch bucket (1..slots) and piece, not 8
+        config.recompile_limit = max(getattr(config, "recompile_limit", 8), 64)
+        parts, seen = [], set()
+        for m in self.model.modules():
+            cls = type(m)
+            if cls.__name__.endswith("RMSNorm") or (cls.__name__.endswith("MLP") and _plain_linears(m)):
+                parts.append((m, "forward", torch.compile(m.forward)))
+            module = sys.modules.get(cls.__module__)
+            if module is not None and id(module) not in seen and hasattr(module, "apply_rotary_pos_emb"):
+                seen.add(id(module))
+                parts.append((module, "apply_rotary_pos_emb", torch.compile(module.apply_rotary_pos_emb)))
+        return parts
+
+    @contextlib.contextmanager
+    def _compiled(self):
+        if not self.compile_decode:
+            yield
+            return
+        if self.fused is None:
+            self.fused = self._fused_parts()
+        saved = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in self.fused]
+        for owner, name, fn in self.fused:
+            setattr(owner, name, fn)
+        try:
+            yield
+        finally:
+            for owner, name, old in saved:
+                if old is None:
+                    delattr(owner, name)  # the instance attribute goes; the class's forward shows again
+                else:
+                    setattr(owner, name, old)
+
+    def _run_decode(self, b: int, lb: int):
+        import torch
+
+        if not (self.use_graphs and self.device.type == "cuda"):
+            return self._decode_pass(b, lb)
+        key = (b, lb, self.gpu_sampling, self.compile_decode)
+        graph = self.graphs.get(key)
+        if graph is None:
+            try:
+                graph = self._capture(b, lb)
+            except Exception as e:  # noqa: BLE001 - any kernel that cannot be captured (a quantized matmul, say): stay eager
+                reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                torch.cuda.synchronize()
+                if self.compile_decode:  # torch.compile is the likelier culprit (no triton, say): drop it first
+                    self.compile_decode, self.graph_error = False, f"compile off: {type(e).__name__}"
+                    print(f"hf backend: torch.compile of the decode step failed ({reason}); capturing it uncompiled",
+                          flush=True)
+                    return self._run_decode(b, lb)
+                self.use_graphs, self.graph_error = False, reason
+                import traceback
+
+                print(f"hf backend: CUDA graph capture failed, decoding eagerly ({self.graph_error})\n"
+                      + "".join(traceback.format_exc(limit=-6)), flush=True)
+                return self._decode_pass(b, lb)
+            self.graphs[key] = graph
+        graph[0].replay()
+        return graph[1]
+
+    def _capture(self, b: int, lb: int):
+        """Warm up on a side stream (lazy initializations must not happen under capture), then capture. The
+        warm-up writes the same keys and mask bits as the replay that follows, so running it is harmless."""
+        import torch
+
+        started = time.perf_counter()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            self._decode_pass(b, lb)
+        torch.cuda.current_stream().wait_stream(stream)
+        if self.pool is None:
+            self.pool = torch.cuda.graph_pool_handle()  # one pool: graphs run one at a time and share memory
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            out = self._decode_pass(b, lb)
+        self.backend.seconds["capture"] += time.perf_counter() - started
+        self.backend.counts["graphs"] += 1
+        return graph, out

@@ -1,0 +1,137 @@
+"""The static engine's key/value store (`static_cache.py`): each layer's keys/values in one buffer [slots, kv
+heads, positions, head dim], and the attention that reads them. A pass writes its new keys/values at per-row
+positions in place (`write_and_read`, reached through `SlotCache`, a stand-in for transformers' Cache) and
+attends with the engine's boolean mask (`slot_attention`, registered as a transformers attention function).
+Padding never reaches a real row: padded queries write their keys to a spare position past the last one
+(`trash`), which no mask ever includes."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+ATTENTION = "userlm_slots"
+
+
+def slot_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """SDPA over the slot buffers with the engine's boolean mask. A one-token query is folded to [rows, kv heads,
+    heads per kv head, dim] so grouped-query attention reads each key once instead of copying it per head
+    (transformers' sdpa path repeats keys whenever a mask is given, in some versions)."""
+    import torch
+
+    rows, heads, q_len, dim = query.shape
+    kv_heads = key.shape[1]
+    if q_len == 1:
+        out = torch.nn.functional.scaled_dot_product_attention(
+            query.reshape(rows, kv_heads, heads // kv_heads, dim), key, value, attn_mask=attention_mask, scale=scaling)
+        out = out.reshape(rows, heads, 1, dim)
+    else:
+        if heads != kv_heads:
+            rep = heads // kv_heads
+            key = key[:, :, None].expand(-1, -1, rep, -1, -1).reshape(rows, heads, -1, dim)
+            value = value[:, :, None].expand(-1, -1, rep, -1, -1).reshape(rows, heads, -1, dim)
+        out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
+                                                               scale=scaling)
+    return out.transpose(1, 2).contiguous(), None
+
+
+@functools.cache
+def register_slot_attention() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(ATTENTION, slot_attention)
+
+
+@functools.cache
+def slot_cache_class():
+    from transformers.cache_utils import Cache
+
+    class SlotCache(Cache):
+        """Duck-types transformers' Cache for one forward pass: `update` writes the new keys/values at
+        per-row positions of the slot buffers and returns the positions attention reads."""
+
+        def __init__(self, engine):  # Cache.__init__ differs between transformers versions and is not needed
+            self.engine, self.layers, self.layer_class_to_replicate, self.offloading = engine, [], None, False
+
+        def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+            return self.engine.write_and_read(layer_idx, key_states, value_states)
+
+        def get_seq_length(self, layer_idx: int = 0) -> int:
+            return 0  # positions are always passed explicitly
+
+    return SlotCache
+
+
+class SlotKV(list):
+    """A finished row's keys/values as `hf.py` keeps them (per layer, [1, kv heads, n, dim]), views of two
+    all-layer tensors so that the next turn copies them back in one operation instead of two per layer."""
+
+    def __init__(self, keys, values):
+        super().__init__((keys[layer][None], values[layer][None]) for layer in range(keys.shape[0]))
+        self.keys, self.values = keys, values
+
+
+class SlotBuffers:
+    """The slot engine's buffers: `keys`, `values` [layers, slots, kv heads, positions, head dim] and `mask`
+    [slots, positions], grown on demand, and the forward pass that reads and writes them (`SlotEngine` sets
+    the attributes)."""
+
+    def _ensure_length(self, needed: int) -> None:
+        """Room for `needed` positions in every slot (+1 spare column, `trash`, for padding's writes); growing
+        copies what is cached and drops the captured graphs, whose buffers were the old ones."""
+        import torch
+
+        if needed <= self.length:
+            return
+        length = max(1024, self.length)
+        while length < needed:
+            length *= 2
+        length = min(length, self.max_positions) if needed <= self.max_positions else needed
+        # +64 keeps each row of the mask 16-element aligned, which the memory-efficient SDPA kernel wants
+        width = length + 64
+        shape = (self.n_layers, self.slots, self.kv_heads, width, self.head_dim)
+        keys = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        values = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        mask = torch.zeros(self.slots, width, dtype=torch.bool, device=self.device)
+        mask[:, 0] = True  # an empty slot attends to position 0 (zeros): never a fully masked row, never NaN
+        if self.keys is not None:
+            keys[..., : self.length, :] = self.keys[..., : self.length, :]
+            values[..., : self.length, :] = self.values[..., : self.length, :]
+            mask[:, : self.length] = self.mask[:, : self.length]
+        self.keys, self.values, self.mask, self.length = keys, values, mask, length
+        self.graphs.clear()
+
+    @property
+    def trash(self) -> int:
+        return self.length
+
+    def write_and_read(self, layer: int, key_states, value_states):
+        keys, values = self.keys[layer], self.values[layer]
+        if self.mode[0] == "decode":
+            _, b, lb = self.mode
+            rows, writes = self.slot_index[:b], self.writes[:b]
+            keys[rows, :, writes] = key_states[:, :, 0]
+            values[rows, :, writes] = value_states[:, :, 0]
+            return keys[:b, :, :lb], values[:b, :, :lb]
+        _, slots, writes, lb = self.mode  # prefill: slots [J], writes [J, T]
+        keys[slots[:, None], :, writes] = key_states.transpose(1, 2)
+        values[slots[:, None], :, writes] = value_states.transpose(1, 2)
+        return keys[slots, :, :lb], values[slots, :, :lb]
+
+    @contextlib.contextmanager
+    def _attention(self):
+        """The model's attention modules read `config._attn_implementation` at each call; point it at
+        `slot_attention` for the engine's passes only (scoring keeps the model's own)."""
+        saved = [c._attn_implementation for c in self.configs]
+        for c in self.configs:
+            c._attn_implementation = ATTENTION
+        try:
+            yield
+        finally:
+            for c, s in zip(self.configs, saved):
+                c._attn_implementation = s
+
+    def _forward(self, **inputs):
+        cache_arg = self.backend.cache_arg
+        with self._attention():
+            return self.model(use_cache=True, logits_to_keep=1, **inputs, **{cache_arg: self.cache}).logits[:, -1]
