@@ -6,8 +6,11 @@ import sys
 import pytest
 from conftest import OASST2_SAMPLE, OASST_EN, msg, needs_shared, sharegpt_file, write_trees
 
+from userlm.data.oasst import read_oasst_trees
 from userlm.data.prepare import PrepareConfig, prepare, read_split, split_of
-from userlm.data.sources import ReadReport, read_oasst_trees, read_sharegpt, read_source
+from userlm.data.sharegpt import read_sharegpt
+from userlm.data.sources import read_source
+from userlm.data.trees import ReadReport
 from userlm.io import UserError
 
 

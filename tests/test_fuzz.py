@@ -111,7 +111,7 @@ def run_file_fuzz(capsys, tmp_path, records, write, mutations: int, seed: int, n
 
 
 def _sharegpt_records(n=3):
-    from userlm.data.sources import embedded_sharegpt_path
+    from userlm.data.sharegpt import embedded_sharegpt_path
 
     with open(embedded_sharegpt_path(), encoding="utf-8") as f:
         head = f.read(400_000)

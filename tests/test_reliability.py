@@ -174,7 +174,8 @@ def _sharegpt(records):
 
 
 def test_sharegpt_malformed_middle_record_is_an_error_not_the_end_of_the_file(tmp_path, capsys):
-    from userlm.data.sources import ReadReport, read_sharegpt
+    from userlm.data.sharegpt import read_sharegpt
+    from userlm.data.trees import ReadReport
 
     text = _sharegpt(["one", "two", "three", "four"])
     bad = text.replace('"two"', '"two" oops', 1)  # invalid JSON inside record 2, records 3 and 4 follow

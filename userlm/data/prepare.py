@@ -13,7 +13,8 @@ from userlm import END_OF_CONVERSATION, __version__
 from userlm.config import check_fields, option, to_dict
 from userlm.data.dedup import group_items
 from userlm.data.sharegpt_parts import join_parts
-from userlm.data.sources import Message, ReadReport, Tree, read_source
+from userlm.data.sources import read_source
+from userlm.data.trees import Message, ReadReport, Tree
 from userlm.io import (
     UserError,
     atomic_directory,

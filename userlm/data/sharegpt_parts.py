@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
-from userlm.data.sources import Message, ReadReport, Tree
+from userlm.data.trees import Message, ReadReport, Tree
 
 
 def _chain(root: Message) -> list[Message]:
