@@ -33,6 +33,34 @@ def write_trees(path: Path, trees: list[dict]) -> Path:
     return path
 
 
+# Shared by the reliability tests (test_reliability.py, test_bad_input.py): the CLI run in-process, its one-line
+# errors, and a small OASST source.
+SMOKE_SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios" / "smoke"
+TREE = {"message_tree_id": "t1", "prompt": msg("p1", "prompter", "How do I boil an egg?", [
+    msg("a1", "assistant", "Boil it for 8 minutes.", [msg("p2", "prompter", "And a soft one?")])])}
+
+
+def cli(capsys, *argv):
+    """Run the CLI in-process; return (exit code, stderr lines)."""
+    from workflows.cli import main
+
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    return code, [line for line in err.splitlines() if line.strip()]
+
+
+def one_line_error(err, *needles):
+    assert len(err) == 1 and err[0].startswith("error: ") and "unexpected" not in err[0], err
+    for needle in needles:
+        assert str(needle) in err[0], err
+    return err[0]
+
+
+@pytest.fixture
+def source(tmp_path):
+    return write_trees(tmp_path / "x.trees.jsonl", [TREE])
+
+
 @pytest.fixture
 def branching_tree():
     """One tree, two assistant answers (rank 0 and 1), the better one followed up by the human."""
