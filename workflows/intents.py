@@ -7,7 +7,7 @@ hash (writer + prompt), each appended as it finishes so an interrupted run resum
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,28 +102,16 @@ def write_intents(cfg: IntentsConfig, progress=None) -> dict:
     if todo:
         backend = get_backend(cfg.backend, cfg.model, **options)
         greedy = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=cfg.max_new_tokens)
-        # One continuous queue: up to batch_size prompts in flight, the next one submitted as soon as one
-        # finishes (on the hf backend it joins the running batch; a batch backend's `step` runs what is
-        # submitted as one batch), each intent appended as it comes.
-        queue, flying, run = deque(todo), {}, object()  # run: keys unlike any earlier call's
-        while queue or flying:
-            while queue and len(flying) < cfg.batch_size:
-                item = queue.popleft()
-                key = ((run, len(todo) - len(queue)), "writer")
-                backend.submit(key, GenerationRequest(item[2], greedy, seed=0))
-                flying[key] = item
-            done = backend.step()
-            for key, _ in done:  # the hf backend keeps a finished generation's KV cache until its release
-                backend.release(key[0])
-            for key, out in done:
-                if key not in flying:  # left in flight in this shared backend by an interrupted call
-                    continue
-                split, ex, _, ikey = flying.pop(key)
-                written_intents[ikey] = clean_intent(out.text)
-                record(split, ex, ikey, written_intents[ikey])
-                written += 1
-                if progress:
-                    progress(written, len(todo))
+        # up to batch_size prompts in flight, the next submitted as soon as one finishes (on the hf backend it
+        # joins the running batch), each intent appended as it comes
+        requests = [GenerationRequest(msgs, greedy, seed=0) for _, _, msgs, _ in todo]
+        for i, out in backend.generate_each(requests, in_flight=cfg.batch_size):
+            split, ex, _, key = todo[i]
+            written_intents[key] = clean_intent(out.text)
+            record(split, ex, key, written_intents[key])
+            written += 1
+            if progress:
+                progress(written, len(todo))
     for split, ex, key in copies:
         record(split, ex, key, written_intents[key])
     return _summarise(cfg, wanted, written, time.time() - started)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import abc
+from collections import deque
 from dataclasses import dataclass
-from typing import Hashable
+from typing import Hashable, Iterator
 
 
 @dataclass(frozen=True)
@@ -57,15 +58,28 @@ class Backend(abc.ABC):
 
     def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
         """A whole batch at once, in order (for callers outside the conversation loop)."""
-        batch = ("generate", id(requests))
-        keys = [(batch, i) for i in range(len(requests))]
-        for key, request in zip(keys, requests):
-            self.submit(key, request)
-        done: dict = {}
-        while len(done) < len(keys):
-            done.update(self.step())
-        self.release(batch)
-        return [done[k] for k in keys]
+        done = dict(self.generate_each(requests))
+        return [done[i] for i in range(len(requests))]
+
+    def generate_each(self, requests: list[GenerationRequest],
+                      in_flight: int | None = None) -> Iterator[tuple[int, Generation]]:
+        """(index, generation) of each request as it finishes, with at most `in_flight` submitted at once (all:
+        None) and the next submitted as soon as one finishes. Each finished request is released at once, so
+        the hf backend keeps no KV cache for it; results left in flight by an interrupted earlier call are
+        released and ignored."""
+        call, pending, flying = object(), deque(enumerate(requests)), set()  # call: keys unlike any earlier call's
+        while pending or flying:
+            while pending and len(flying) < (in_flight or len(requests)):
+                i, request = pending.popleft()
+                flying.add((call, i))
+                self.submit(((call, i), "generate"), request)
+            done = [(conversation, out) for (conversation, _), out in self.step()]
+            for conversation, _ in done:  # all first: a caller that stops at a yield leaves nothing kept
+                self.release(conversation)
+            for conversation, out in done:
+                if conversation in flying:
+                    flying.discard(conversation)
+                    yield conversation[1], out
 
 
 class BatchBackend(Backend):
