@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from simulator.loop import Conversation, Side, run_conversations
-from userlm.config import DType, Quantization, check_fields, option, to_dict
+from userlm.config import DType, Quantization, check_fields, flag_name, option, to_dict
 from userlm.io import (
     UserError,
     append_jsonl,
@@ -69,11 +69,12 @@ class SimulationConfig:
 
     def __post_init__(self):
         check_fields(self)
+        fields = {f.name: f for f in dataclasses.fields(self)}
         for key in self.backend_options:
             if key in HF_FIELD_OPTIONS:
-                field_name = HF_FIELD_OPTIONS[key]
-                raise UserError(f"backend option '{key}' has its own setting: use --{field_name.replace('_', '-')} "
-                                f"({field_name}: in YAML), not --backend-arg {key}=...")
+                name = HF_FIELD_OPTIONS[key]
+                raise UserError(f"backend option '{key}' has its own setting: use {flag_name(fields[name])} "
+                                f"({name}: in YAML), not --backend-arg {key}=...")
 
     @property
     def user_kind(self) -> str:

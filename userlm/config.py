@@ -36,6 +36,11 @@ def flag_name(f: dataclasses.Field) -> str:
     return "--" + f.metadata.get("flag", f.name.replace("_", "-"))
 
 
+def required(f: dataclasses.Field) -> bool:
+    """A field without a default: the config file, `--set` or its flag must give it."""
+    return f.default is _MISSING and f.default_factory is _MISSING
+
+
 def type_options(hint) -> tuple:
     """The alternatives of a declared type: (int, NoneType) for `int | None`, (hint,) for anything else."""
     return typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
@@ -190,8 +195,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
             # key=value flags add to the config file's mapping (a --backend-arg beside a YAML backend_options)
             values[key] = {**values[key], **value} if isinstance(value, dict) and isinstance(values.get(key), dict) \
                 else value
-    missing = [f"{f.name} ({flag_name(f)})" for f in fields.values()
-               if f.default is _MISSING and f.default_factory is _MISSING and f.name not in values]
+    missing = [f"{f.name} ({flag_name(f)})" for f in fields.values() if required(f) and f.name not in values]
     if missing:
         raise UserError(f"{path or 'config'}: missing required field(s): {', '.join(missing)}")
     return cls(**values)

@@ -9,7 +9,15 @@ import dataclasses
 import typing
 from typing import Any
 
-from userlm.config import allowed_values, field_types, flag_name, load_config, parse_string, type_options
+from userlm.config import (
+    allowed_values,
+    field_types,
+    flag_name,
+    load_config,
+    parse_string,
+    required,
+    type_options,
+)
 from userlm.io import UserError
 
 
@@ -20,7 +28,7 @@ def base_type(hint):
 
 
 def _default_text(f: dataclasses.Field) -> str:
-    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+    if required(f):
         return " (required)"
     value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
     if value in (None, "", [], {}) or isinstance(value, bool):
