@@ -187,6 +187,7 @@ class Metric:
     reference_row: bool = True
     needs_reference: bool = False  # measured against the real humans: undefined without them
     embeds: bool = False  # reads the turns' sentence embeddings (so the encoder loads only when one does)
+    headline: bool = False  # shown in the terminal's short table (every metric stays in JSON, markdown and HTML)
 
 
 METRICS = {m.name: m for m in (
