@@ -28,16 +28,16 @@ N_BOOTSTRAP = 1000
 
 
 def quantile(q: float, df: float) -> float:
-    """The q quantile of Student's t with df degrees of freedom (the normal's where df is infinite)."""
+    """The q quantile of Student's t with df degrees of freedom (the normal's where df is None or infinite)."""
     from scipy.stats import norm, t
 
-    return float(norm.ppf(q)) if math.isinf(df) else float(t.ppf(q, df)) if df >= 1 else math.inf
+    return float(norm.ppf(q)) if df is None or math.isinf(df) else float(t.ppf(q, df)) if df >= 1 else math.inf
 
 
 def cdf(x: float, df: float) -> float:
     from scipy.stats import norm, t
 
-    return float(norm.cdf(x)) if math.isinf(df) else float(t.cdf(x, df)) if df >= 1 else 0.5
+    return float(norm.cdf(x)) if df is None or math.isinf(df) else float(t.cdf(x, df)) if df >= 1 else 0.5
 
 
 def jackknife(units: Sequence, statistic: Callable[[list], float], clusters: Sequence | None = None) -> tuple:
@@ -113,7 +113,7 @@ def paired_delta(base: Sequence, cand: Sequence, statistic: Callable[[list], flo
         delta = c["value"] - b["value"]
         low = delta - math.hypot(c["value"] - c["ci_low"], b["ci_high"] - b["value"])
         high = delta + math.hypot(c["ci_high"] - c["value"], b["value"] - b["ci_low"])
-        df = min(b["df"], c["df"]) or math.inf
+        df = min(b["df"], c["df"]) or None  # None: the normal's quantiles (JSON has no infinity)
         q = quantile(upper, df)
         return {"delta": delta, "ci_low": low, "ci_high": high, "n": n, "se_low": (delta - low) / q,
                 "se_high": (high - delta) / q, "df": df}

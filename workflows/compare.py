@@ -162,7 +162,8 @@ def metric_row(metric: str, spec: dict, skipped: str | None, base: list, cand: l
     from evaluators import metrics as M
     from evaluators.stats import paired_delta
 
-    row = {"metric": metric, "direction": spec["direction"], "max_regression": spec["margin"], "margin": spec["margin"]}
+    margin = spec.get("margin", spec.get("max_regression"))
+    row = {"metric": metric, "direction": spec["direction"], "max_regression": margin, "margin": margin}
     if skipped:
         return {**row, "verdict": "skipped", "note": skipped}
     declared = M.METRICS[metric]
@@ -194,7 +195,7 @@ def evaluated_row(metric: str, spec: dict, runs: list[Path]) -> dict | None:
     return {"metric": metric, "direction": spec["direction"], "max_regression": spec["margin"],
             "margin": spec["margin"], "baseline": values[0]["value"], "candidate": values[1]["value"],
             "delta": delta, "ci_low": delta - z * se, "ci_high": delta + z * se, "n": values[0].get("n"),
-            "se_low": se, "se_high": se, "df": math.inf, "verdict": "tested"}
+            "se_low": se, "se_high": se, "df": None, "verdict": "tested"}
 
 
 def gate_runs(runs: list[Path], settings: dict, limits: dict, skipped: dict, clf, real: list, say) -> dict:
