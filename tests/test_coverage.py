@@ -6,9 +6,8 @@ true 0.95 has a standard error of 0.014, so the fast test holds the pooled cover
 (a true 0.95 falls below it with probability ~0.2%) and every size to 0.85; the slow test holds every size
 to 0.93 with 300 repetitions each. A/A: the paired delta of two independent samples must hold 0 as often."""
 
-import pytest
-
 import coverage_sim as C
+import pytest
 
 
 @pytest.fixture(scope="module")
