@@ -198,7 +198,20 @@ def evaluated_row(metric: str, spec: dict, runs: list[Path]) -> dict | None:
             "se_low": se, "se_high": se, "df": None, "verdict": "tested"}
 
 
-def gate_runs(runs: list[Path], settings: dict, limits: dict, skipped: dict, clf, real: list, say) -> dict:
+def prepare_against_people(base: list, cand: list, reference_dir: str | None) -> None:
+    """Units scored against people (discriminability) carry their out-of-fold scores: evaluators/against_people.py
+    prepares them where that module is present."""
+    import importlib.util
+
+    if importlib.util.find_spec("evaluators.against_people") is not None:
+        from evaluators import against_people
+
+        for units in (base, cand):
+            against_people.prepare(units, reference_dir)
+
+
+def gate_runs(runs: list[Path], settings: dict, limits: dict, skipped: dict, clf, real: list, say,
+              reference_dir: str | None = None) -> dict:
     """The gate's rows and verdict for two finished runs (workflows/gate.py)."""
     from evaluators import metrics as M
     from evaluators.cache import embed
@@ -207,20 +220,21 @@ def gate_runs(runs: list[Path], settings: dict, limits: dict, skipped: dict, clf
     base, cand = paired_units(runs)
     primary = settings["primary"]
     rows = []
-    if primary and (primary not in M.METRICS or M.METRICS[primary].statistic is None):
+    if primary in M.METRICS and M.METRICS[primary].statistic is not None:
+        prepare_against_people(base, cand, reference_dir)
+    elif primary:
         row = evaluated_row(primary, limits[primary], runs) if primary in limits else None
-        if row is None:
-            fallback = settings["fallback_primary"]
-            say(f"primary metric {primary}: not in these runs (no metrics.json with it); {fallback} is primary")
-            primary = fallback
-        else:
-            rows.append(row)
+        rows += [row] if row else []
     stats = {m: s for m, s in limits.items() if m in M.METRICS and M.METRICS[m].statistic is not None}
     texts = M.distinct_turns(base, cand, real)
     embeds = any(M.METRICS[m].embeds for m in stats)  # MiniLM only when needed
     inputs = M.Inputs(p_ai=dict(zip(texts, clf.p_ai(texts))), vectors=dict(zip(texts, embed(texts))) if embeds else {},
                       reference=real)
     rows += [metric_row(m, spec, skipped.get(m), base, cand, real, inputs) for m, spec in stats.items()]
+    if primary and not any(r["metric"] == primary and r["verdict"] != "skipped" for r in rows):
+        say(f"primary metric {primary}: not defined on these runs (needs people's turns in the same contexts: "
+            f"a replay run, or --reference); {settings['fallback_primary']} is primary")
+        primary = settings["fallback_primary"]
     decide(rows, primary, settings["alpha"], settings["power"])
     regressed = [r["metric"] for r in rows if r["verdict"] == "regressed"]
     return {"rows": rows, "regressed": regressed, "primary": primary, "paired_conversations": len(base)}
@@ -245,7 +259,7 @@ def compare(baseline: str, candidate: str, scenarios: str, out: str, thresholds:
     real = reference_units(reference, limit=300) if reference else []
     runs = [ensure_run(s, scenarios, sim_overrides or [], samples, seed, console) for s in (baseline, candidate)]
     clf = load_classifier(classifier, console, data_dir=reference)
-    gated = gate_runs(runs, settings, limits, skipped, clf, real, say)
+    gated = gate_runs(runs, settings, limits, skipped, clf, real, say, reference)
     result = {"baseline": baseline, "candidate": candidate, "baseline_run": str(runs[0]), "candidate_run": str(runs[1]),
               "scenarios": scenarios, "seed": seed, "reference": reference, "alpha": settings["alpha"],
               "power": settings["power"], "classifier": {"version": clf.version, "test_auroc": clf.manifest["test_auroc"],
@@ -255,7 +269,7 @@ def compare(baseline: str, candidate: str, scenarios: str, out: str, thresholds:
         aa_runs = [runs[0] if k == 0 else ensure_run(baseline, scenarios, sim_overrides or [], samples, seed + k, console)
                    for k in range(seeds)]
         result["a_a"] = false_alarms(aa_runs, lambda pair: gate_runs(pair, settings, limits, skipped, clf, real,
-                                                                     lambda line: None))
+                                                                     lambda line: None, reference))
     write_compare(result, Path(out), console)
     return result
 
