@@ -121,8 +121,11 @@ def paired_delta(base: Sequence, cand: Sequence, statistic: Callable[[list], flo
     diff = lambda ps: statistic([c for _, c in ps]) - statistic([b for b, _ in ps])
     delta, se, df = jackknife(pairs, diff, clusters)
     half = quantile(upper, df) * se if df else math.nan
+    # The sides' own spread, for the minimum detectable drop: the pairs' differences are all 0 when a run is
+    # compared with itself, though a different candidate's would not be.
+    unpaired = math.hypot(jackknife(base, statistic, clusters)[1], jackknife(cand, statistic, clusters)[1])
     return {"delta": delta, "ci_low": delta - half, "ci_high": delta + half, "n": n, "se_low": se, "se_high": se,
-            "df": df}
+            "df": df, "se_unpaired": unpaired}
 
 
 def holm(pvalues: Sequence[float], alpha: float) -> list[bool]:

@@ -8,7 +8,9 @@ for a family of one), so a candidate as good as the baseline exits 1 with probab
 number of metrics. Verdicts: "regressed" (H0 rejected), "non-inferior" (the interval at the test's level lies
 above -m: shown not worse than the margin), "inconclusive" (neither: the run was too small to tell).
 Every metric gets its minimum detectable drop: margin + (t_{1-a} + t_{power}) * se, at its level a
-(for a secondary, the strictest step of Holm, alpha/2 / k), so an exit 0 says how large a drop it rules out."""
+(for a secondary, the strictest step of Holm, alpha/2 / k), so an exit 0 says how large a drop it rules out;
+se is the paired delta's, or the unpaired one's where that is 0 (a run compared with itself has paired
+differences of 0, a different candidate would not)."""
 
 from __future__ import annotations
 
@@ -50,7 +52,8 @@ def decide(rows: list[dict], primary: str | None, alpha: float = 0.05, power: fl
         is_primary = r["metric"] == primary
         r["role"] = "primary" if is_primary else "secondary"
         r["level"] = at["primary"] if is_primary else at["secondary"] / max(at["k"], 1)  # Holm's strictest step
-        r["min_detectable_drop"] = minimum_detectable(se, r["df"], r["level"], power, r["margin"])
+        planning = se if not se == 0 else r.get("se_unpaired") or 0.0
+        r["min_detectable_drop"] = minimum_detectable(planning, r["df"], r["level"], power, r["margin"])
         bound = sign * r["delta"] - quantile(1 - r["level"], r["df"]) * se if math.isfinite(se) else -math.inf
         r["verdict"] = "non-inferior" if bound > -r["margin"] else "inconclusive"
     secondary = [r for r in tested if r["role"] == "secondary"]
