@@ -105,3 +105,12 @@ def test_minimum_detectable_drop_and_its_line():
     hit = decide([row("human_likeness", -mde + 0.8416 * 0.04, 0.04), row("role_adherence", 0.0, 0.01, 0.05)],
                  "human_likeness")[0]
     assert hit["p_value"] == pytest.approx(hit["level"], rel=1e-3)
+
+
+def test_a_delta_without_an_interval_is_never_a_regression():
+    from workflows.gate import decide, detectable_line
+
+    rows = decide([row("diversity_between", -0.5, math.nan), row("role_adherence", 0.0, 0.8, 0.05)], None)
+    assert rows[0]["verdict"] == "inconclusive" and math.isnan(rows[0]["p_value"])
+    rows[1]["bounded"] = True  # a [0, 1] value: an MDE above 1 means no drop could be seen
+    assert "role_adherence none possible" in detectable_line(rows, 0.8)

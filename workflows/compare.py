@@ -171,7 +171,7 @@ def metric_row(metric: str, spec: dict, skipped: str | None, base: list, cand: l
     ci = paired_delta(base, cand, fn, bounded=declared.bounded)
     if not math.isfinite(ci["delta"]):
         return {**row, "verdict": "skipped", "note": "not defined on these runs"}
-    row.update({"baseline": fn(base), "candidate": fn(cand), **ci, "verdict": "tested"})
+    row.update({"baseline": fn(base), "candidate": fn(cand), **ci, "bounded": declared.bounded, "verdict": "tested"})
     if real and declared.reference_row:  # the real-human row evaluate and report show, no other
         row["real_humans"] = fn(real)
     return row
@@ -219,7 +219,7 @@ def gate_runs(runs: list[Path], settings: dict, limits: dict, skipped: dict, clf
 
     base, cand = paired_units(runs)
     primary = settings["primary"]
-    rows = []
+    rows, note = [], None
     if primary in M.METRICS and M.METRICS[primary].statistic is not None:
         prepare_against_people(base, cand, reference_dir)
     elif primary:
@@ -232,12 +232,14 @@ def gate_runs(runs: list[Path], settings: dict, limits: dict, skipped: dict, clf
                       reference=real)
     rows += [metric_row(m, spec, skipped.get(m), base, cand, real, inputs) for m, spec in stats.items()]
     if primary and not any(r["metric"] == primary and r["verdict"] != "skipped" for r in rows):
-        say(f"primary metric {primary}: not defined on these runs (needs people's turns in the same contexts: "
-            f"a replay run, or --reference); {settings['fallback_primary']} is primary")
+        note = (f"primary metric {primary}: not defined on these runs (needs people's turns in the same contexts: "
+                f"a replay run, or --reference); {settings['fallback_primary']} is primary")
+        say(note)
         primary = settings["fallback_primary"]
     decide(rows, primary, settings["alpha"], settings["power"])
     regressed = [r["metric"] for r in rows if r["verdict"] == "regressed"]
-    return {"rows": rows, "regressed": regressed, "primary": primary, "paired_conversations": len(base)}
+    return {"rows": rows, "regressed": regressed, "primary": primary, "paired_conversations": len(base),
+            **({"primary_note": note} if primary != settings["primary"] else {})}
 
 
 def compare(baseline: str, candidate: str, scenarios: str, out: str, thresholds: str | None = None,

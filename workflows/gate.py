@@ -26,10 +26,10 @@ def one_sided(row: dict, sign: int) -> tuple[float, float]:
     delta = sign * row["delta"]
     se = row["se_low"] if sign > 0 else row["se_high"]
     margin = row["margin"]
-    if not math.isfinite(delta):
+    if not (math.isfinite(delta) and math.isfinite(se)):  # no interval (too few conversations): never a regression
         return math.nan, math.nan
-    if not (se > 0 and math.isfinite(se)):
-        return (0.0 if delta < -margin else 1.0), (0.0 if se == 0 else math.nan)
+    if se == 0:  # every leave-one-out delta the same
+        return (0.0 if delta < -margin else 1.0), 0.0
     return cdf((delta + margin) / se, row["df"]), se
 
 
@@ -62,14 +62,16 @@ def decide(rows: list[dict], primary: str | None, alpha: float = 0.05, power: fl
         if out:
             r["verdict"] = "regressed"
     for r in tested:
-        if r["role"] == "primary" and r["p_value"] <= r["level"]:
+        if r["role"] == "primary" and r["p_value"] <= r["level"]:  # False for nan
             r["verdict"] = "regressed"
     return rows
 
 
 def detectable_line(rows: list[dict], power: float) -> str:
     """One line: the smallest drop each tested metric could have been caught at, primary first."""
-    parts = [f"{r['metric']} {r['min_detectable_drop']:.3g}" for r in sorted(rows, key=lambda r: r.get("role") != "primary")
+    def drop(r):  # a [0, 1] value cannot drop by more than 1
+        return "none possible" if r.get("bounded") and r["min_detectable_drop"] > 1 else f"{r['min_detectable_drop']:.3g}"
+    parts = [f"{r['metric']} {drop(r)}" for r in sorted(rows, key=lambda r: r.get("role") != "primary")
              if math.isfinite(r.get("min_detectable_drop", math.nan))]
     return (f"Smallest drop this run detects with {power:.0%} power (margin included): " + ", ".join(parts)
             if parts else "No metric could be tested: no minimum detectable drop.")
