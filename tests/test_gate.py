@@ -114,3 +114,29 @@ def test_a_delta_without_an_interval_is_never_a_regression():
     assert rows[0]["verdict"] == "inconclusive" and math.isnan(rows[0]["p_value"])
     rows[1]["bounded"] = True  # a [0, 1] value: an MDE above 1 means no drop could be seen
     assert "role_adherence none possible" in detectable_line(rows, 0.8)
+
+
+def test_replay_runs_pair_by_conversation_id_and_self_play_by_scenario_and_sample(tmp_path):
+    import json
+
+    from workflows.compare import paired_units
+
+    def run(name, records):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "transcripts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        return tmp_path / name
+
+    def rec(sample, text, conversation_id=None):
+        r = {"scenario_id": "replay:test" if conversation_id else "s", "sample": sample, "stop_reason": "replayed",
+             "seed": 0, "turns": [{"role": "user", "text": text}, {"role": "assistant", "text": "ok"}]}
+        return {**r, "conversation_id": conversation_id} if conversation_id else r
+
+    # The same real conversations in another plan order: samples differ, conversation ids match.
+    a = run("a", [rec(0, "first a", "c1"), rec(1, "second a", "c2")])
+    b = run("b", [rec(0, "second b", "c2"), rec(1, "first b", "c1"), rec(2, "third b", "c3")])
+    base, cand = paired_units([a, b])
+    assert [(x["user_turns"][0], y["user_turns"][0]) for x, y in zip(base, cand)] == [("first a", "first b"),
+                                                                                    ("second a", "second b")]
+    c, d = run("c", [rec(0, "x0"), rec(1, "x1")]), run("d", [rec(1, "y1"), rec(0, "y0")])
+    base, cand = paired_units([c, d])
+    assert [(x["user_turns"][0], y["user_turns"][0]) for x, y in zip(base, cand)] == [("x0", "y0"), ("x1", "y1")]
