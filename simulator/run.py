@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -21,13 +22,15 @@ from userlm.io import (
     read_jsonl,
     stable_uint,
     truncate_torn_tail,
-    written_by_userlm,
+    userlm_kind,
 )
+from userlm.locks import locked
 from userlm.models import DEFAULT_ASSISTANT
 from userlm.records import check_transcript
 from userlm.scenarios import Scenario, load_scenarios, scenarios_hash
 from userlm.users import UserSpec, parse_user, user_sees_intent, user_system
 
+RUN_KIND = "userlm-simulation-run"
 # The hf backend's options that fields of SimulationConfig set (option -> field): not a --backend-arg.
 HF_FIELD_OPTIONS = {"quantization": "quantization", "dtype": "dtype", "max_batch": "batch_size",
                     "static_cache": "static_cache"}
@@ -133,18 +136,21 @@ def run_identity(cfg: SimulationConfig, scenarios: list[Scenario]) -> dict:
 
 
 def check_run_dir(out: Path) -> None:
-    """Write only into a missing or empty directory or a run this project wrote (unless --overwrite)."""
+    """Write only into a missing or empty directory or a run this project wrote; --overwrite never lifts it."""
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a directory; choose another --out")
-    if not out.exists() or overwrite_allowed.get():
+    if not out.exists():
         return
-    if (out / "run.json").exists() and not written_by_userlm(out):
-        raise UserError(f"{out}/run.json: not a run.json written by `simulate`; choose another --out, "
-                        f"or pass --overwrite to replace it")
+    kind = userlm_kind(out)
+    if (out / "run.json").exists() and kind is None:
+        raise UserError(f"{out}/run.json: not a run.json written by `simulate`; refusing to replace it, even with "
+                        f"--overwrite: choose another --out")
+    if kind not in (None, RUN_KIND):
+        raise UserError(f"{out}: holds a {kind} written by userlm, not a simulation run; choose another --out")
     ours = {"run.json", "transcripts.jsonl", "shards", "metrics.json", "metrics.md", "metrics.csv"}
-    if any(p.name not in ours and not p.name.startswith(".") for p in out.iterdir()) and not written_by_userlm(out):
-        raise UserError(f"{out}: exists, is not empty and is not a simulation run; choose another --out, "
-                        f"or pass --overwrite to write into it")
+    if any(p.name not in ours and not p.name.startswith(".") for p in out.iterdir()) and kind is None:
+        raise UserError(f"{out}: exists, is not empty and is not a simulation run; refusing to write into it, "
+                        f"even with --overwrite: choose another --out")
 
 
 def _finished_records(out: Path) -> list[dict]:
@@ -200,6 +206,15 @@ def simulate_together(cfgs: list[SimulationConfig], resume: bool = False, consol
     rank, world = distributed.rank(), distributed.world_size()
     if len({Path(c.out).resolve() for c in cfgs}) < len(cfgs):
         raise UserError("runs simulated together need different out directories")
+    with ExitStack() as locks:
+        for cfg in cfgs if rank == 0 else []:  # one writer per run directory (the ranks of a launch are one)
+            locks.enter_context(locked(cfg.out, "--out"))
+        return _simulate_locked(cfgs, resume, console, rank, world)
+
+
+def _simulate_locked(cfgs: list[SimulationConfig], resume: bool, console, rank: int, world: int) -> list[Path]:
+    from userlm import distributed
+
     runs = [_start_run(n, cfg, resume, rank, world) for n, cfg in enumerate(cfgs)]
     distributed.wait_for_everyone()  # every process has read the finished sets before any appends to them
     started, todo = time.perf_counter(), [c for r in runs for c in r.todo]
@@ -245,8 +260,17 @@ def finished_conversations(out: Path, ident: dict, resume: bool) -> set[tuple[st
     """The (scenario, sample) pairs `out` already holds: only for --resume of the same run, else an error."""
     if not (out / "transcripts.jsonl").exists() and not any((out / "shards").glob("*.jsonl")):
         return set()
+    if overwrite_allowed.get() and not resume:  # start this run over: only the files `simulate` writes
+        from userlm import distributed
+
+        if distributed.rank() == 0:
+            for path in [out / "transcripts.jsonl", *(out / "shards").glob("rank-*.jsonl"),
+                         *(out / f"metrics.{ext}" for ext in ("json", "md", "csv"))]:
+                path.unlink(missing_ok=True)
+        return set()
     if not resume:
-        raise UserError(f"{out} already holds transcripts; pass --resume to finish it, or choose another --out")
+        raise UserError(f"{out} already holds transcripts; pass --resume to finish it, --overwrite to start it "
+                        f"over, or choose another --out")
     if not (out / "run.json").exists():
         raise UserError(f"{out}: transcripts without run.json; cannot tell which run they belong to")
     if read_json(out / "run.json", "run.json").get("identity") != ident:
@@ -258,7 +282,7 @@ def start_run_info(cfg: SimulationConfig, user: UserSpec, ident: dict, total: in
     from userlm.provenance import library_versions
 
     return {
-        "kind": "userlm-simulation-run", "identity": ident, "config": to_dict(cfg), "user_kind": user.kind,
+        "kind": RUN_KIND, "identity": ident, "config": to_dict(cfg), "user_kind": user.kind,
         "user_model": _identity(user.model, cfg.user_kind),
         "assistant_model": _identity(cfg.assistant, cfg.assistant_kind),
         "user_adapter_manifest": user.manifest.to_dict() if user.manifest else None, "versions": library_versions(),

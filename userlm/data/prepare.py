@@ -24,6 +24,7 @@ from userlm.io import (
     sha256_file,
     sha256_text,
 )
+from userlm.locks import locked
 
 SPLITS = ("train", "validation", "test")
 
@@ -202,6 +203,11 @@ def _read(spec: str, cfg: PrepareConfig, seen_trees: set, progress) -> tuple[lis
 
 def prepare(cfg: PrepareConfig, progress=None) -> dict:
     _check(cfg)
+    with locked(cfg.out, "--out"):  # one writer per output directory
+        return _prepare(cfg, progress)
+
+
+def _prepare(cfg: PrepareConfig, progress=None) -> dict:
     started = time.time()
     counts = {s: Counter() for s in SPLITS}
     kept, source_info, seen_trees = [], [], set()
