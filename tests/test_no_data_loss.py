@@ -12,7 +12,6 @@ import pytest
 from conftest import SMOKE_SCENARIOS, cli, one_line_error
 
 from userlm.io import UserError, overwrite_allowed
-from userlm.locks import lock_file, locked
 
 pytestmark = pytest.mark.usefixtures("keep_thread_settings")
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,6 +139,8 @@ def test_a_directory_another_process_writes_is_refused_naming_its_pid(tmp_path, 
             proc.kill()  # a crash: the OS releases the lock
             proc.wait()
     assert cli(capsys, "data", "prepare", "--source", source, "--out", data, "--seed", 3)[0] == 0
+    from userlm.locks import lock_file
+
     assert not lock_file(data).exists()  # a released lock leaves no file behind
 
 
@@ -158,6 +159,8 @@ def test_simulate_together_locks_every_run_directory(tmp_path, capsys):
 
 
 def test_lock_is_reentrant_in_one_process_and_released_after(tmp_path):
+    from userlm.locks import lock_file, locked
+
     with locked(tmp_path / "d"):
         with locked(tmp_path / "d"):  # a stage inside another stage of one command
             pass

@@ -116,15 +116,20 @@ def read_sharegpt(path: str | Path, report: ReadReport, skip_bad: bool = False) 
                 raise UserError(f"{path}:{line_of(pos + 1)}: unexpected text after the closing ']'")
             return
         index += 1
+        if text[pos] == "[":  # the records it swallows could not be counted one by one: never skipped
+            raise UserError(f"{path}:{line_of(pos)}: record {index}: a list where a record should start "
+                            f"(a stray '['?)")
+        end = None
         try:
             obj, end = decoder.raw_decode(text, pos)
-            problem = None
+            after = _SPACE.match(text, end).end()
+            problem = None if text[after:after + 1] in (",", "]", "") else "no ',' or ']' after the record"
         except json.JSONDecodeError as e:
             problem = f"invalid JSON ({e.msg})"
         except RecursionError:
             problem = "JSON nested too deeply"
-        if problem:
-            end = _value_end(text, pos) if text[pos] in "{[" else -1
+        if problem:  # where it ends: by its brackets, unless garbage follows a whole value (then resynchronise)
+            end = _value_end(text, pos) if text[pos] == "{" and end is None else -1
             later = _next_record(text, pos + 1, decoder) if end in (None, -1) else None
             if end is None and later is None:  # the file ends inside its last record: a cut-off tail
                 report.dropped_bytes = len(text[pos:].encode("utf-8", errors="surrogateescape"))
