@@ -58,19 +58,25 @@ def test_overwrite_replaces_only_what_userlm_wrote(tmp_path, capsys, source):
     one_line_error(err, clf, "even with --overwrite")
 
 
-def test_simulate_overwrite_never_writes_into_a_users_folder(tmp_path, capsys):
+def tiny_run(tiny_model, out):
+    """simulate arguments for a tiny run (what the old code ran instead of refusing took a second)."""
+    return ["simulate", "--scenarios", SMOKE_SCENARIOS, "--out", out, "--samples", 1, "--max-turns", 1,
+            "--user", f"base:{tiny_model}", "--assistant", tiny_model]
+
+
+def test_simulate_overwrite_never_writes_into_a_users_folder(tmp_path, capsys, tiny_model):
     out = users_folder(tmp_path / "mine")
-    code, err = cli(capsys, "simulate", "--scenarios", SMOKE_SCENARIOS, "--out", out, "--samples", 1, "--overwrite")
+    code, err = cli(capsys, *tiny_run(tiny_model, out), "--overwrite")
     assert code == 2 and untouched(out)
     one_line_error(err, out, "even with --overwrite")
     (out / "run.json").write_text('{"my": "run.json"}')
-    code, err = cli(capsys, "simulate", "--scenarios", SMOKE_SCENARIOS, "--out", out, "--samples", 1, "--overwrite")
+    code, err = cli(capsys, *tiny_run(tiny_model, out), "--overwrite")
     assert code == 2 and json.loads((out / "run.json").read_text()) == {"my": "run.json"}
     one_line_error(err, "run.json")
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "manifest.json").write_text('{"kind": "userlm-adapter"}')
-    code, err = cli(capsys, "simulate", "--scenarios", SMOKE_SCENARIOS, "--out", adapter, "--samples", 1, "--overwrite")
+    code, err = cli(capsys, *tiny_run(tiny_model, adapter), "--overwrite")
     assert code == 2 and sorted(p.name for p in adapter.iterdir()) == ["manifest.json"]
     one_line_error(err, "userlm-adapter", "not a simulation run")
 
@@ -99,7 +105,8 @@ def test_train_resume_continues_only_an_adapter_directory(tmp_path, capsys, sour
     assert cli(capsys, "data", "prepare", "--source", source, "--out", data)[0] == 0
     out = users_folder(tmp_path / "mine") if holds == "user files" else data
     before = sorted(p.name for p in out.iterdir())
-    code, err = cli(capsys, "train", "--base-model", tiny_model, "--data-dir", data, "--output-dir", out, "--resume")
+    code, err = cli(capsys, "train", "--base-model", tiny_model, "--data-dir", data, "--output-dir", out, "--resume",
+                    "--max-steps", 1)
     assert code == 2
     one_line_error(err, out, "--resume continues only an adapter directory",
                    "files userlm did not write" if holds == "user files" else "userlm-prepared-data")
@@ -125,10 +132,11 @@ def test_a_directory_another_process_writes_is_refused_naming_its_pid(tmp_path, 
     holders = [hold_lock(p) for p in (run, data, adapter)]
     try:
         for argv, pid in (
-                (["simulate", "--scenarios", SMOKE_SCENARIOS, "--out", run, "--samples", 1], holders[0].pid),
+                (tiny_run(tiny_model, run), holders[0].pid),
                 (["data", "prepare", "--source", source, "--out", data, "--seed", 3], holders[1].pid),
                 (["data", "intents", data, "--model", tiny_model], holders[1].pid),
-                (["train", "--base-model", tiny_model, "--data-dir", data, "--output-dir", adapter], holders[2].pid)):
+                (["train", "--base-model", tiny_model, "--data-dir", data, "--output-dir", adapter, "--max-steps", 1],
+                 holders[2].pid)):
             code, err = cli(capsys, *argv)
             assert code == 2, argv
             one_line_error(err, f"another userlm process (pid {pid}) is writing it")
@@ -144,12 +152,13 @@ def test_a_directory_another_process_writes_is_refused_naming_its_pid(tmp_path, 
     assert not lock_file(data).exists()  # a released lock leaves no file behind
 
 
-def test_simulate_together_locks_every_run_directory(tmp_path, capsys):
+def test_simulate_together_locks_every_run_directory(tmp_path, capsys, tiny_model):
     from simulator.run import SimulationConfig, simulate_together
 
     holder = hold_lock(tmp_path / "b")
     try:
-        cfgs = [SimulationConfig(scenarios=str(SMOKE_SCENARIOS), out=str(tmp_path / n), samples=1) for n in "ab"]
+        cfgs = [SimulationConfig(scenarios=str(SMOKE_SCENARIOS), out=str(tmp_path / n), samples=1, max_turns=1,
+                                 user=f"base:{tiny_model}", assistant=tiny_model) for n in "ab"]
         with pytest.raises(UserError, match=f"pid {holder.pid}"):
             simulate_together(cfgs)
         assert not (tmp_path / "a").exists()
@@ -181,6 +190,6 @@ def test_evaluate_refuses_transcripts_with_repeated_keys(tmp_path, capsys):
     record = lambda sample, seed: json.dumps({"scenario_id": "s1", "sample": sample, "seed": seed, "stop_reason": "max_turns",
                                               "turns": [{"role": "user", "text": "hi"}, {"role": "assistant", "text": "yo"}]})
     (run / "transcripts.jsonl").write_text("\n".join([record(0, 1), record(1, 2), record(0, 3)]) + "\n")
-    code, err = cli(capsys, "evaluate", run)
+    code, err = cli(capsys, "evaluate", run, "--evaluators", "termination")
     assert code == 2
     one_line_error(err, "transcripts.jsonl", "record 3", "scenario_id 's1', sample 0", "record 1")
