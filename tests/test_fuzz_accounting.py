@@ -76,12 +76,23 @@ def check(read, expected: int, skip_bad: bool, name: str):
     from userlm.data import trees as trees_module
 
     # (before issue 27 the report had no `dropped`: its counters then were skipped records and a cut-off tail)
-    dropped = getattr(report, "dropped", {"old": report.skipped_records + bool(report.dropped_bytes)})
+    old = report.skipped_records + bool(report.dropped_bytes)
+    dropped = getattr(report, "dropped", {"old": old} if old else {})
     counted = sum(dropped.values()) + report.empty_records
     assert len(trees) <= expected
     if not skip_bad:
         assert set(dropped) <= set(getattr(trees_module, "TOLERATED", ())), dropped
     return trees, report, counted
+
+
+def check_threads(trees):
+    """prepare's threads() accounts for every message of every tree it is given."""
+    for tree in trees:
+        for branches in ("all", "best"):
+            dropped = Counter()
+            paths = threads(tree, PrepareConfig(branches=branches), dropped)
+            kept = {id(m) for p in paths for m in p}
+            assert len(kept) + sum(dropped.values()) == size(tree.root), (branches, dropped)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -100,12 +111,7 @@ def test_flat_tables_account_for_every_row(tmp_path, seed):
             continue
         trees, report, counted = result
         assert sum(size(t.root) for t in trees) + counted == len(rows), (rows, report)
-        for tree in trees:  # and threads() accounts for every message of every tree it is given
-            for branches in ("all", "best"):
-                dropped = Counter()
-                paths = threads(tree, PrepareConfig(branches=branches), dropped)
-                kept = {id(m) for p in paths for m in p}
-                assert len(kept) + sum(dropped.values()) == size(tree.root), (branches, dropped)
+        check_threads(trees)
     assert outcomes[True] and outcomes[False], outcomes  # both outcomes reached
 
 
@@ -149,6 +155,7 @@ def test_oasst_tree_files_account_for_every_line(tmp_path, seed):
         if result is not None:
             got, _report, counted = result
             assert len(got) + counted == len(trees)
+            check_threads(got)
     assert outcomes[True] and outcomes[False], outcomes
 
 
