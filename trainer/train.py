@@ -16,9 +16,9 @@ from userlm.config import DType, Quantization, check_fields, option, to_dict
 from userlm.data.intents import gets_intent, load_intents
 from userlm.data.prepare import load_manifest, read_split
 from userlm.distributed import wait_for_everyone, world_size
-from userlm.io import UserError, atomic_write_json
+from userlm.io import UserError, atomic_write_json, sha256_file
 from userlm.models import ADAPTER_MANIFEST, identity, load_causal_lm, resolve_quantization
-from userlm.provenance import git_commit, library_versions
+from userlm.provenance import git_commit, library_versions, provenance, template_sha256
 
 
 @dataclass
@@ -205,8 +205,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     epoch_tokens = sum(len(row) for row in train_ds["input_ids"])
     seen = result.global_step * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world_size()
     tokens_trained = round(epoch_tokens * seen / len(train_ds))  # non-pad tokens the optimizer saw
+    base_identity = identity(cfg.base_model)
     manifest = {
-        "kind": "userlm-adapter", "base_model": cfg.base_model, "base_identity": identity(cfg.base_model),
+        "kind": "userlm-adapter", "base_model": cfg.base_model, "base_identity": base_identity,
         "data_dir": cfg.data_dir, "data_content_hash": data_manifest["content_hash"], "config": to_dict(cfg),
         "quantization": quantization, "target_role": cfg.target_role, "system_prompt": cfg.system_prompt,
         "trained_with_intent": cfg.intent != "none", "intent_mode": cfg.intent,
@@ -220,6 +221,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         "train_tokens_per_second": round(tokens_trained / result.metrics["train_runtime"], 1),
         "peak_gpu_memory_gb": _peak_gpu_memory_gb(), "model_memory_gb": round(model.get_memory_footprint() / 2**30, 3),
         "versions": library_versions(), "git_commit": git_commit(),
+        "provenance": provenance(to_dict(cfg), models={
+            "base": base_identity, "data_content_hash": data_manifest["content_hash"],
+            "adapter_weights_sha256": sha256_file(out / "adapter_model.safetensors")},
+            seeds={"seed": cfg.seed, "data_seed": cfg.seed, "example_sample": cfg.seed, "intent_share": cfg.seed},
+            sampling=None,
+            chat_templates={"user_model": template_sha256(tokenizer)}),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(time.time() - started, 1),
     }
     atomic_write_json(out / ADAPTER_MANIFEST, manifest)  # written last: its presence marks a finished adapter
