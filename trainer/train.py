@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from trainer.curves import LOSS_CURVE, plot_loss_curve, report_to_list
 from userlm import END_OF_CONVERSATION
 from userlm.chat import USER_MODEL_SYSTEM, encode_for_training, user_model_system
 from userlm.config import DType, Quantization, check_fields, option, to_dict
@@ -59,7 +60,7 @@ class TrainConfig:
         "length_grouped", "how batches are formed: length_grouped, padding_free or padded")
     gradient_checkpointing: bool = option(False, "recompute activations to save memory")
     seed: int = option(0, "seed of sampling, shuffling and the intent share")
-    report_to: str = option("none", "a transformers logging integration, e.g. tensorboard (none: off)")
+    report_to: str = option("none", "training curves through a transformers logging integration: tensorboard (logs under OUTPUT_DIR/checkpoints/runs), wandb, ... (comma-separated; none: off)")
 
     def __post_init__(self):
         check_fields(self)
@@ -109,7 +110,7 @@ def _sft_args(cfg: TrainConfig, has_eval: bool):
         num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps, logging_steps=cfg.logging_steps,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2,
         eval_strategy="steps" if has_eval else "no", eval_steps=cfg.eval_steps, seed=cfg.seed, data_seed=cfg.seed,
-        report_to=[] if cfg.report_to == "none" else [cfg.report_to],
+        report_to=report_to_list(cfg.report_to),
         # Sequences are truncated in tokenize_split; TRL refuses max_length with padding-free batches.
         max_length=None if cfg.batching == "padding_free" else cfg.max_length,
         bf16=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available(),  # use_cpu: gloo DDP under accelerate
@@ -157,6 +158,7 @@ def check_config(cfg: TrainConfig) -> None:
     if not cfg.learning_rate > 0 or not 0 <= cfg.lora_dropout < 1 or cfg.warmup_steps < 0:
         raise UserError("need learning_rate > 0, 0 <= lora_dropout < 1 and warmup_steps >= 0")
     resolve(cfg.base_model)
+    report_to_list(cfg.report_to)
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
@@ -201,6 +203,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         return {}
     trainer.model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    curve = plot_loss_curve(trainer.state.log_history, out / LOSS_CURVE, f"{cfg.base_model} -> {out.name}")
     target_tokens = sum(sum(label != -100 for label in row) for row in train_ds["labels"])
     epoch_tokens = sum(len(row) for row in train_ds["input_ids"])
     seen = result.global_step * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world_size()
@@ -215,7 +218,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         "train_examples": len(train_ds), "train_target_tokens": target_tokens,
         "final_train_loss": result.training_loss, "final_eval_loss": eval_loss,
         "final_eval_perplexity": math.exp(eval_loss) if eval_loss is not None else None,
-        "global_step": result.global_step, "processes": world_size(),
+        "loss_curve": curve.name if curve else None, "global_step": result.global_step, "processes": world_size(),
         "distributed_type": str(trainer.accelerator.distributed_type).rsplit(".", 1)[-1], "train_runtime_s": result.metrics.get("train_runtime"),
         "train_tokens": tokens_trained,
         "train_tokens_per_second": round(tokens_trained / result.metrics["train_runtime"], 1),
