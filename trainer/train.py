@@ -20,6 +20,7 @@ from userlm.distributed import wait_for_everyone, world_size
 from userlm.io import UserError, atomic_write_json, sha256_file
 from userlm.models import ADAPTER_MANIFEST, identity, load_causal_lm, resolve_quantization
 from userlm.provenance import git_commit, library_versions, provenance, template_sha256
+from userlm.quiet import output_is_terminal
 
 
 @dataclass
@@ -118,6 +119,7 @@ def _sft_args(cfg: TrainConfig, has_eval: bool):
         # Non-reentrant checkpointing and no unused-parameter search: what DDP over LoRA adapters needs.
         gradient_checkpointing_kwargs={"use_reentrant": False}, ddp_find_unused_parameters=False,
         padding_free=cfg.batching == "padding_free", dataset_num_proc=None,
+        disable_tqdm=not output_is_terminal(),  # a log gets a line per logging step, not a redrawn bar
     )
     if cfg.batching == "length_grouped":
         # transformers 5 names it train_sampling_strategy; older releases group_by_length.
