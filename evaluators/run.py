@@ -77,9 +77,31 @@ def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | N
         "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     report.update(extras)  # the classifier's card in its place; per-turn P(AI) after the rest
+    report["provenance"] = _provenance(run_info, report, reference_limit=limit, user_model=user_model,
+                                       base_model=base_model)
     report["turn_words_run"] = [M.words(t) for t in M.all_turns(units)]
     report["turn_words_reference"] = [M.words(t) for t in M.all_turns(ctx.reference or [])]
     write_metrics(report, run_dir)
     if console:
         print_metrics([report], console)
     return report
+
+
+def _provenance(run_info: dict, report: dict, **options) -> dict:
+    """metrics.json's provenance block: this evaluation's own config, the run's sampling, seeds and chat
+    templates (from its run.json), and the identities of the models, classifier and reference data."""
+    from userlm.data.prepare import load_manifest
+    from userlm.provenance import provenance
+
+    run = run_info.get("provenance") or {}
+    reference = report["reference_dir"]
+    config = {"run_dir": report["run_dir"], "reference": reference, "evaluators": report["evaluators"], **options,
+              "run_config_sha256": run.get("config_sha256")}
+    card = report.get("classifier") or {}
+    models = {"user": run_info.get("user_model"), "assistant": run_info.get("assistant_model"),
+              "user_adapter_manifest_sha256": report["user_adapter_manifest_sha256"],
+              "classifier": {k: card.get(k) for k in ("version", "features", "test_auroc")} if card else None,
+              "reference_content_hash": load_manifest(reference)["content_hash"] if reference else None}
+    return provenance(config, models=models, seeds=run.get("seeds") or {"seed": run_info["config"].get("seed")},
+                      sampling=run.get("sampling"), chat_templates=run.get("chat_template_sha256"))
+
