@@ -11,7 +11,7 @@ import pytest
 from trainer.train import TrainConfig, train
 from userlm.config import load_config
 from userlm.data.prepare import PrepareConfig, prepare, read_split
-from userlm.io import UserError
+from userlm.io import IN_PROGRESS, UserError
 
 TINY = ["max_length=96", "per_device_train_batch_size=2", "logging_steps=1", "max_eval_examples=4",
         "eval_steps=100000", "lora_r=8", "warmup_steps=0"]
@@ -74,9 +74,10 @@ def test_resume_continues_from_the_checkpoint_not_from_scratch(tiny_model, data_
     assert lora_b and all(float(weights[k].abs().max()) < 0.01 for k in lora_b)  # 2 steps at lr 1e-3 from zeros
     save_file({k: (v.fill_(0.5) if k in lora_b else v) for k, v in weights.items()},
               checkpoint / "adapter_model.safetensors")
-    # An interruption after the checkpoint: the finished adapter files are gone.
+    # An interruption after the checkpoint: the finished adapter files are gone, train's in-progress marker stays.
     for name in ("manifest.json", "adapter_model.safetensors", "adapter_config.json"):
         (out / name).unlink()
+    (out / IN_PROGRESS).write_text('{"kind": "userlm-adapter", "state": "training"}')
 
     manifest = train(cfg_for(tiny_model, data_dir, out, "max_steps=3", "save_steps=2", "max_train_examples=8",
                              "learning_rate=0.001"), resume=True)
