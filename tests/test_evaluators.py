@@ -174,5 +174,5 @@ def test_termination_of_a_real_model_on_real_ends(tmp_path):
     prepare(PrepareConfig(sources=["sharegpt"], out=str(tmp_path / "d"), max_trees_per_source=1000))
     examples = [ex for ex in read_split(tmp_path / "d", "test") if len(ex["messages"]) >= 4]  # went on, then ended
     report = termination_report("embedded:smollm2-135m-instruct", USER_MODEL_SYSTEM, examples, limit=4)
-    assert set(report) == {"end_f1", "end_precision", "end_recall", "end_base_rate"}
+    assert set(report) == {"end_f1", "end_f1_always", "end_precision", "end_recall", "end_base_rate"}
     assert 0 < report["end_base_rate"]["value"] < 1 and report["end_base_rate"]["n"] == 4
