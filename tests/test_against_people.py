@@ -180,3 +180,18 @@ def test_self_play_people_are_cut_like_the_run():
     assert [u["people_turns"] for u in units] == [["a b c d", "h"], ["k"], ["l m n o", "r s t u"]]
     assert [len(u["model_turns"]) for u in units] == [2, 1, 2]  # the positions both have
     assert L.people_units(units)[1]["user_turns"] == ["k"]
+
+
+def test_compare_pairs_discriminability_by_conversation(real):
+    """Prepared units carry what the metric's statistic reads, so compare's paired bootstrap works unchanged."""
+    from evaluators.metrics import METRICS, Inputs
+    from evaluators.stats import paired_bootstrap_delta
+
+    sane = replay_units(real[:60], lambda index, text: text)  # writes what the person wrote: 0.5
+    broken = replay_units(real[:60], DEGENERATE["ok spam"])
+    for units in (sane, broken):
+        A.prepare(units)
+    statistic = METRICS["discriminability"].statistic(Inputs())
+    assert statistic(sane) == pytest.approx(0.5)
+    ci = paired_bootstrap_delta(sane, broken, statistic)
+    assert ci["ci_low"] > 0.4 and ci["n"] == 60
