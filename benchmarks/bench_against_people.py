@@ -29,6 +29,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("data_dir")
     parser.add_argument("--conversations", type=int, default=120)
+    parser.add_argument("--no-embed", action="store_true", help="discriminability only (no MiniLM)")
     args = parser.parse_args()
     by_tree = {}
     for ex in read_split(args.data_dir, "test"):
@@ -70,10 +71,10 @@ def main():
     for name, generate in users_.items():
         started = time.time()
         units = replay(generate)
-        metrics, card = evaluate(units, None, embed=embed)
+        metrics, card = evaluate(units, None, embed=None if args.no_embed else embed)
         print(f"{name} ({len(units)} conversations, {card['discriminator']['turns']} turns, "
               f"{time.time() - started:.1f} s): " + "; ".join(
-                  f"{m} {fmt(metrics[m]['run'])}" for m in ("discriminability", "discriminability_people",
+                  f"{m} {fmt(metrics[m]['run'])}" for m in metrics if m in ("discriminability", "discriminability_people",
                                                               "discriminability_self", "embedding_mmd",
                                                               "embedding_mmd_people")))
 

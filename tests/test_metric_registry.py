@@ -14,7 +14,7 @@ def conversations(seed: int, n: int = 12) -> list[dict]:
              "user_turns": [" ".join(f"w{rng.integers(40)}" for _ in range(rng.integers(2, 9)))
                             for _ in range(rng.integers(1, 4))],
              "truncated": [False], "ended_by_user": bool(i % 2),
-             "disc": [(1, rng.uniform()), (0, rng.uniform())], "emb": (rng.normal(size=(2, 4)), rng.normal(size=(2, 4))),
+             "disc": [(1, rng.uniform(), i % 2), (0, rng.uniform(), i % 2)], "emb": (rng.normal(size=(2, 4)), rng.normal(size=(2, 4))),
              "ends": [(bool(rng.integers(2)), bool(rng.integers(2))) for _ in range(3)]} for i in range(n)]
 
 
