@@ -53,6 +53,13 @@ def predict_ends(model: str, system: str, units: list[dict], max_new_tokens: int
         u["pred"] = [strip_end_marker(next(outs).text)[1] for _ in u["points"]]
 
 
+def with_ends(units: list[dict]) -> list[dict]:
+    """u["ends"] = [(predicted end, real end)] from u["pred"] and u["points"], what evaluators/ends.py reads."""
+    for u in units:
+        u["ends"] = [(bool(p), bool(t)) for p, (_, t) in zip(u["pred"], u["points"])]
+    return units
+
+
 def termination_report(model: str, system: str, examples: list[dict], limit: int = 32) -> dict | None:
     """{metric: ci} for end_f1/precision/recall/base_rate and the always-end baseline's F1, or None where the data
     records no real end. The statistics are evaluators/ends.py's, the ones a replay run's points are scored by."""
@@ -64,8 +71,7 @@ def termination_report(model: str, system: str, examples: list[dict], limit: int
     if not units:
         return None
     predict_ends(model, system, units)
-    for u in units:
-        u["ends"] = [(bool(p), bool(t)) for p, (_, t) in zip(u["pred"], u["points"])]
+    with_ends(units)
     return {name: bootstrap_ci(units, fn) for name, fn in ENDS_METRICS.items()}
 
 

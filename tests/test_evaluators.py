@@ -127,6 +127,7 @@ def test_evaluate_and_report_a_real_run(classifier, tmp_path):
 
 
 def test_termination_points_and_f1():
+    from evaluators import ends as E
     from evaluators import termination as T
 
     ex = lambda i, roles, ends: {"id": str(i), "tree_id": str(i), "ends_conversation": ends,
@@ -137,8 +138,9 @@ def test_termination_points_and_f1():
     assert by_id == {"1": [False, True], "2": [False]}  # no end recorded: the last AI turn is no decision point
     for u in units:  # a user model that always ends
         u["pred"] = [True] * len(u["points"])
-    assert T.precision(units) == pytest.approx(1 / 3) and T.recall(units) == 1.0
-    assert T.f1(units) == pytest.approx(0.5) and T.base_rate(units) == pytest.approx(1 / 3)
+    T.with_ends(units)  # scored by the statistics a replay run's points use
+    assert E.precision(units) == pytest.approx(1 / 3) and E.recall(units) == 1.0
+    assert E.f1(units) == pytest.approx(0.5) == E.f1_always(units) and E.base_rate(units) == pytest.approx(1 / 3)
     assert T.termination_report("unused", "", [ex(3, ["user", "assistant"], False)]) is None  # n/a: no real end
 
 
