@@ -55,7 +55,7 @@ def attach_sides(units: list[dict], pool: list[list[str]] | None = None) -> dict
             model, people = replay_pairs(u)
             u["model_turns"], u["people_turns"] = model, [cut(t, budget) for t in people]
         return {"source": "replay", "budget_words": budget,
-                "note": f"people's turns in the same contexts, cut to {budget if budget is not None else 'no'} words"}
+                "note": "people's turns in the same contexts" + (f", cut to {budget} words" if budget else "")}
     if not pool:
         for u in units:
             u["model_turns"], u["people_turns"] = [], []
@@ -65,8 +65,9 @@ def attach_sides(units: list[dict], pool: list[list[str]] | None = None) -> dict
     for u, (model, people) in zip(units, matched_people(units, pool, budget)):
         u["model_turns"], u["people_turns"] = model, people
     return {"source": "reference", "budget_words": budget, "unmatched": max(0, len(units) - len(pool)),
-            "note": f"{min(len(units), len(pool))} real conversations, same turn positions, people's turns cut to "
-                    f"{budget if budget is not None else 'no'} words (the run's capped turns' median)"}
+            "note": f"{min(len(units), len(pool))} real conversations, same turn positions, people's turns "
+                    + (f"cut to {budget} words (the run's capped turns' median)" if budget is not None
+                       else "not cut (no turn of the run hit max_new_tokens)")}
 
 
 def people_units(units: list[dict]) -> list[dict]:
