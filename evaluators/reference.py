@@ -27,8 +27,11 @@ def reference_units(data_dir: str, split: str = "test", limit: int = 300, seed: 
 
 
 def transcript_units(records: list[dict]) -> list[dict]:
+    """A replay run's records (CONTRACT: "points") also carry their points and the replayed conversation's id."""
     return [{"id": f"{r['scenario_id']}#{r['sample']}", "scenario_id": r["scenario_id"],
              "intent": r.get("scenario_intent", ""),
              "user_turns": [t["text"] for t in r["turns"] if t["role"] == "user"],
              "truncated": [bool(t.get("truncated", False)) for t in r["turns"] if t["role"] == "user"],
-             "ended_by_user": r["stop_reason"] == "user_ended"} for r in records]
+             "ended_by_user": r["stop_reason"] == "user_ended",
+             **({"points": r["points"], "conversation_id": r.get("conversation_id")} if "points" in r else {})}
+            for r in records]

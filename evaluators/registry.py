@@ -134,7 +134,7 @@ def termination(ctx: Context) -> Evaluation:
     from evaluators.perplexity import perplexity_examples, perplexity_setup
     from evaluators.termination import termination_report
 
-    if not ctx.reference_dir:
+    if not ctx.reference_dir or ctx.run_info.get("mode") == "replay":  # a replay run's own points: `people`
         return Evaluation({})
     model, system, _ = perplexity_setup(ctx.user_model or ctx.run_info["config"]["user"])
     report = termination_report(model, system, perplexity_examples(ctx.reference_dir, "test"),
@@ -144,12 +144,23 @@ def termination(ctx: Context) -> Evaluation:
             ctx.console.print("termination: n/a (the reference data records no real end of conversation)")
         empty = {"value": None, "ci_low": None, "ci_high": None, "n": 0, "note": "no real ends in the reference"}
         return Evaluation({name: {"run": dict(empty)}
-                           for name in ("end_f1", "end_precision", "end_recall", "end_base_rate")})
+                           for name in ("end_f1", "end_f1_always", "end_precision", "end_recall",
+                                        "end_base_rate")})
     return Evaluation({name: {"run": ci} for name, ci in report.items()})
 
 
+def people(ctx: Context) -> Evaluation:
+    """The run against people like for like: discriminability and embedding_mmd with their controls, end F1
+    from a replay run's points (evaluators/against_people.py)."""
+    from evaluators.against_people import evaluate
+    from evaluators.cache import embed
+
+    metrics, card = evaluate(ctx.units, ctx.reference_dir, embed=lambda texts: embed(texts, ctx.encoder))
+    return Evaluation(metrics, {"against_people": card})
+
+
 EVALUATORS: dict[str, Callable[[Context], Evaluation]] = {
-    "ai_voice": ai_voice, "behaviour": behaviour, "diversity": diversity, "perplexity": perplexity,
+    "people": people, "ai_voice": ai_voice, "behaviour": behaviour, "diversity": diversity, "perplexity": perplexity,
     "termination": termination, "intent": intent,
 }
 

@@ -40,6 +40,7 @@ def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | N
                  user_model: str | None = None, base_model: str | None = None, evaluators: str | None = None,
                  console=None, reference_limit: int | None = None) -> dict:
     from evaluators import metrics as M
+    from evaluators.against_people import people_reference
     from evaluators.reference import reference_units, transcript_units
     from evaluators.registry import EVALUATORS, Context, Evaluation
     from evaluators.tables import print_metrics, write_metrics
@@ -52,10 +53,12 @@ def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | N
     if not units:
         raise UserError(f"{run_dir}: transcripts.jsonl holds no conversation")
     names = evaluator_names(evaluators)
-    # As many real conversations as simulated ones (at least 30): Vendi and distinct-n grow or shrink with
-    # the number of turns, so the human row is only comparable at a matching size.
-    limit = reference_limit or max(30, len(units))
-    ctx = Context(units=units, reference=reference_units(reference, limit=limit) if reference else None,
+    # Like for like (evaluators/like_for_like.py): a replay run's own people, else as many real conversations as
+    # simulated ones at the same turn positions and word budget (Vendi, distinct-n and lengths depend on size).
+    people, _ = people_reference(units, reference)
+    if reference_limit:  # an explicit size: whole real conversations, as before
+        people = reference_units(reference, limit=reference_limit)
+    ctx = Context(units=units, reference=people,
                   run_info=run_info, classifier_dir=classifier, reference_dir=reference, user_model=user_model,
                   base_model=base_model, console=console)
     results, extras = {}, {}
@@ -77,7 +80,7 @@ def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | N
         "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     report.update(extras)  # the classifier's card in its place; per-turn P(AI) after the rest
-    report["provenance"] = _provenance(run_info, report, reference_limit=limit, user_model=user_model,
+    report["provenance"] = _provenance(run_info, report, reference_limit=reference_limit, user_model=user_model,
                                        base_model=base_model)
     report["turn_words_run"] = [M.words(t) for t in M.all_turns(units)]
     report["turn_words_reference"] = [M.words(t) for t in M.all_turns(ctx.reference or [])]
