@@ -97,8 +97,10 @@ def perplexity_of(model: str, data_dir: str, split: str = "test", limit: int = 0
                   base_model: str | None = None) -> dict:
     """`userlm evaluate perplexity`: the `perplexity` evaluator's steps (perplexity_unit_sets), on a split of
     prepared data. Only the targets count (the human turns and the end marker, in the user-model format)."""
+    from evaluators.comparability import check_no_overlap
     from userlm.data.prepare import read_split
 
+    check_no_overlap(model, data_dir, split)  # held-out means not trained on: refused otherwise
     split_examples = read_split(data_dir, split)
     if not split_examples:
         raise UserError(f"{data_dir}: the {split} split holds no example")

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from evaluators import metrics as M
-from evaluators.reference import reference_units
+from evaluators.reference import real_humans
 from evaluators.stats import bootstrap_ci
+from userlm.io import UserError
 
 
 @dataclass
@@ -61,8 +62,9 @@ def ai_voice(ctx: Context) -> Evaluation:
     texts = all_texts(ctx)
     p = dict(zip(texts, clf.p_ai(texts)))
     leaked = clf.trained_on(M.all_turns(ctx.reference or []))
-    if leaked and ctx.console:
-        ctx.console.print(f"[red]warning: {leaked} reference turns were in the classifier's training rows[/red]")
+    if leaked:  # scored turns the classifier was trained on say nothing about held-out people: refused
+        raise UserError(f"{ctx.reference_dir}: {leaked} reference turns were in the training rows of the classifier "
+                        f"{clf.version}; use the data dir it was trained on, or train one on this data")
     test = clf.manifest["test"]
     card = {"version": clf.version, "features": clf.manifest["features"], "test_auroc": clf.manifest["test_auroc"],
             "test_auroc_length_matched": clf.manifest["test_auroc_length_matched"],
@@ -117,8 +119,7 @@ def intent(ctx: Context) -> Evaluation:
     if not any(u.get("intent") for u in ctx.units):
         return Evaluation({})
     score_units(ctx.units, embedder)
-    reference = reference_units(ctx.reference_dir, limit=max(30, len(ctx.units)), with_intents_only=True) \
-        if ctx.reference_dir else []
+    reference = real_humans(ctx.reference_dir, len(ctx.units), with_intents_only=True) if ctx.reference_dir else []
     score_units(reference, embedder)
     out = {}
     for name in ("intent_adherence", "intent_decomposition"):

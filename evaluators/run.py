@@ -38,9 +38,10 @@ def evaluator_names(evaluators: str | None) -> list[str]:
 
 def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | None = None,
                  user_model: str | None = None, base_model: str | None = None, evaluators: str | None = None,
-                 console=None, reference_limit: int | None = None) -> dict:
+                 console=None) -> dict:
     from evaluators import metrics as M
-    from evaluators.reference import reference_units, transcript_units
+    from evaluators.comparability import check_no_overlap
+    from evaluators.reference import real_humans, transcript_units
     from evaluators.registry import EVALUATORS, Context, Evaluation
     from evaluators.tables import print_metrics, write_metrics
     from userlm.provenance import library_versions
@@ -54,8 +55,9 @@ def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | N
     names = evaluator_names(evaluators)
     # As many real conversations as simulated ones (at least 30): Vendi and distinct-n grow or shrink with
     # the number of turns, so the human row is only comparable at a matching size.
-    limit = reference_limit or max(30, len(units))
-    ctx = Context(units=units, reference=reference_units(reference, limit=limit) if reference else None,
+    if reference:  # conversations the user model was trained on are no held-out people: refused
+        check_no_overlap(user_model or run_info["config"]["user"], reference, "test")
+    ctx = Context(units=units, reference=real_humans(reference, len(units)) if reference else None,
                   run_info=run_info, classifier_dir=classifier, reference_dir=reference, user_model=user_model,
                   base_model=base_model, console=console)
     results, extras = {}, {}

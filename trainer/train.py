@@ -13,6 +13,7 @@ from typing import Literal
 from userlm import END_OF_CONVERSATION
 from userlm.chat import USER_MODEL_SYSTEM, encode_for_training, user_model_system
 from userlm.config import DType, Quantization, check_fields, option, to_dict
+from userlm.data.dedup import TRAINING_HASHES, write_hashes
 from userlm.data.intents import gets_intent, load_intents
 from userlm.data.prepare import load_manifest, read_split
 from userlm.distributed import wait_for_everyone, world_size
@@ -201,6 +202,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         return {}
     trainer.model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    hashed = write_hashes(out / TRAINING_HASHES, train_examples)  # evaluate refuses held-out data that shares them
     target_tokens = sum(sum(label != -100 for label in row) for row in train_ds["labels"])
     epoch_tokens = sum(len(row) for row in train_ds["input_ids"])
     seen = result.global_step * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world_size()
@@ -212,6 +214,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         "trained_with_intent": cfg.intent != "none", "intent_mode": cfg.intent,
         "train_examples_with_intent": with_intent, "end_marker": END_OF_CONVERSATION,
         "train_examples": len(train_ds), "train_target_tokens": target_tokens,
+        "training_turn_hashes": {"file": TRAINING_HASHES, "count": hashed},
         "final_train_loss": result.training_loss, "final_eval_loss": eval_loss,
         "final_eval_perplexity": math.exp(eval_loss) if eval_loss is not None else None,
         "global_step": result.global_step, "processes": world_size(),

@@ -112,6 +112,15 @@ def ensure_run(side: str, scenarios: str, sim_overrides: list[str], samples: int
                         console, finished, what=f"cached simulation of {side}")
 
 
+def refuse_incomparable_runs(runs: list[Path]) -> None:
+    """One line (exit 2) when the runs differ in anything but the user model (evaluators/comparability.py)."""
+    from evaluators.comparability import refuse_incomparable
+
+    problems = refuse_incomparable([(str(r), read_json(r / "run.json", "run.json")) for r in runs])
+    if problems:
+        raise UserError(problems[0])
+
+
 def paired_units(runs: list[Path]) -> tuple[list[dict], list[dict]]:
     """The two runs' conversations with the same scenario and sample, in the same order."""
     from evaluators.reference import transcript_units
@@ -154,16 +163,17 @@ def compare(baseline: str, candidate: str, scenarios: str, out: str, thresholds:
     from evaluators import metrics as M
     from evaluators.cache import embed
     from evaluators.classifier import load_classifier
-    from evaluators.reference import reference_units
+    from evaluators.reference import real_humans
 
     limits = load_thresholds(thresholds)
     skipped = {m: "needs --reference (real humans to measure the distance to)"
                for m in limits if M.METRICS[m].needs_reference and not reference}
     if skipped and thresholds:
         raise UserError(f"{thresholds}: {', '.join(skipped)} {next(iter(skipped.values()))}")
-    real = reference_units(reference, limit=300) if reference else []
     runs = [ensure_run(s, scenarios, sim_overrides or [], samples, seed, console) for s in (baseline, candidate)]
+    refuse_incomparable_runs(runs)
     base, cand = paired_units(runs)
+    real = real_humans(reference, len(base)) if reference else []  # evaluate's real humans, at this size
     texts = M.distinct_turns(base, cand, real)
     clf = load_classifier(classifier, console, data_dir=reference)
     embeds = any(M.METRICS[m].embeds for m in limits)  # MiniLM only when needed
