@@ -96,16 +96,17 @@ def diversity(ctx: Context) -> Evaluation:
 
 
 def perplexity(ctx: Context) -> Evaluation:
-    from evaluators.perplexity import perplexity_unit_sets, pooled_perplexity
+    from evaluators.perplexity import perplexity_unit_sets
     from userlm.data.prepare import read_split
 
     if not ctx.reference_dir:
         return Evaluation({})
     with_intent = bool((ctx.run_info.get("user_adapter_manifest") or {}).get("trained_with_intent"))
-    units, _ = perplexity_unit_sets(ctx.user_model or ctx.run_info["config"]["user"], ctx.reference_dir,
-                                    read_split(ctx.reference_dir, "test"), ctx.perplexity_examples,
-                                    base_model=ctx.base_model, with_intent=with_intent)
-    return Evaluation({name: {"run": bootstrap_ci(u, pooled_perplexity)} for name, u in units.items()})
+    sets, _, _ = perplexity_unit_sets(ctx.user_model or ctx.run_info["config"]["user"], ctx.reference_dir,
+                                      read_split(ctx.reference_dir, "test"), ctx.perplexity_examples,
+                                      base_model=ctx.base_model, with_intent=with_intent)
+    # per word, resampled by dedup unit (evaluators/word_perplexity.py)
+    return Evaluation({name: {"run": bootstrap_ci(groups, stat)} for name, (stat, groups) in sets.items()})
 
 
 def intent(ctx: Context) -> Evaluation:

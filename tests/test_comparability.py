@@ -90,24 +90,36 @@ def test_report_warns_in_one_line_when_runs_are_not_comparable(work, tmp_path, c
     assert "seed plan (seed): 0 vs 1" in md.read_text()
 
 
-def test_held_out_data_the_adapter_was_trained_on_is_refused_by_content(work, tmp_path, capsys):
+def test_held_out_data_the_adapter_was_trained_on_is_refused_by_content(work, capsys):
+    """A reference prepared with another seed puts conversations of the adapter's train split in its test split."""
+    from userlm.data.dedup import example_turn_hashes
+    from userlm.data.prepare import read_split
+
+    adapter = work / "adapter"
+    code, err = cli(capsys, "evaluate", "perplexity", "--model", adapter, "--data", work / "data1", "--limit", "2")
+    assert code == 2
+    one_line_error(err, "data1", "test conversations share a human turn", "training data")
+    code, err = cli(capsys, "evaluate", "run", work / "run", "--reference", work / "data1", "--user-model", adapter,
+                    "--evaluators", "behaviour")
+    assert code == 2
+    one_line_error(err, "share a human turn")
+    # The data it was trained on, prepared with the same seed: nothing shared, nothing refused.
+    train = {h for ex in read_split(work / "data0", "train") for h in example_turn_hashes(ex)}
+    assert not any(example_turn_hashes(ex) & train for ex in read_split(work / "data0", "test"))
+    assert any(example_turn_hashes(ex) & train for ex in read_split(work / "data1", "test"))
+
+
+def test_the_adapter_records_its_training_turns_and_old_adapters_fall_back_to_their_data(work, tmp_path, capsys):
     from userlm.data.dedup import TRAINING_HASHES, example_turn_hashes, read_hashes
     from userlm.data.prepare import read_split
 
     adapter = work / "adapter"
     trained = read_hashes(adapter / TRAINING_HASHES)
-    assert trained and json.loads((adapter / "manifest.json").read_text())["training_turn_hashes"]["count"] == len(trained)
-    # The data it was trained on, prepared with the same seed: its test split shares no turn with training.
-    assert not any(example_turn_hashes(ex) & trained for ex in read_split(work / "data0", "test"))
+    manifest = json.loads((adapter / "manifest.json").read_text())
+    assert trained and manifest["training_turn_hashes"] == {"file": TRAINING_HASHES, "count": len(trained)}
     leaked = sum(bool(example_turn_hashes(ex) & trained) for ex in read_split(work / "data1", "test"))
-    assert leaked > 0  # another seed puts trained conversations in test
     code, err = cli(capsys, "evaluate", "perplexity", "--model", adapter, "--data", work / "data1", "--limit", "2")
-    assert code == 2
-    one_line_error(err, "data1", f"{leaked} of", "share a human turn", TRAINING_HASHES)
-    code, err = cli(capsys, "evaluate", "run", work / "run", "--reference", work / "data1", "--user-model", adapter,
-                    "--evaluators", "behaviour")
-    assert code == 2
-    one_line_error(err, "share a human turn")
+    one_line_error(err, f"{leaked} of", TRAINING_HASHES)
     # An adapter trained before the hashes file: the train split of the data dir its manifest names.
     old = tmp_path / "old-adapter"
     shutil.copytree(adapter, old)
