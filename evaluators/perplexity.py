@@ -25,6 +25,8 @@ class PerplexityConfig:
                                  "model and condition (0 = whole conversations)")
     base_model: str | None = option(None, "score this model beside it (default: an adapter's base)")
 
+    REPLACED_FIELDS = {"max_length": "max_words (targets are no longer cut at a token count)"}
+
     def __post_init__(self):
         check_fields(self)
 

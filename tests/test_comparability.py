@@ -92,9 +92,6 @@ def test_report_warns_in_one_line_when_runs_are_not_comparable(work, tmp_path, c
 
 def test_held_out_data_the_adapter_was_trained_on_is_refused_by_content(work, capsys):
     """A reference prepared with another seed puts conversations of the adapter's train split in its test split."""
-    from userlm.data.dedup import example_turn_hashes
-    from userlm.data.prepare import read_split
-
     adapter = work / "adapter"
     code, err = cli(capsys, "evaluate", "perplexity", "--model", adapter, "--data", work / "data1", "--limit", "2")
     assert code == 2
@@ -104,6 +101,9 @@ def test_held_out_data_the_adapter_was_trained_on_is_refused_by_content(work, ca
     assert code == 2
     one_line_error(err, "share a human turn")
     # The data it was trained on, prepared with the same seed: nothing shared, nothing refused.
+    from userlm.data.dedup import example_turn_hashes
+    from userlm.data.prepare import read_split
+
     train = {h for ex in read_split(work / "data0", "train") for h in example_turn_hashes(ex)}
     assert not any(example_turn_hashes(ex) & train for ex in read_split(work / "data0", "test"))
     assert any(example_turn_hashes(ex) & train for ex in read_split(work / "data1", "test"))
