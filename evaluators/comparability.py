@@ -60,7 +60,7 @@ def check_comparable(run_a_info: dict, run_b_info: dict) -> list[str]:
 
 
 def refuse_incomparable(infos: list[tuple[str, dict]], what: str = "runs") -> list[str]:
-    """Every pair's reasons against the first run, as one-line messages ('' when all are comparable)."""
+    """One message a run that is not comparable with the first (none when all are), each on one line."""
     (first, first_info), out = infos[0], []
     for name, info in infos[1:]:
         reasons = check_comparable(first_info, info)
