@@ -164,12 +164,15 @@ def compare(baseline: str, candidate: str, scenarios: str, out: str, thresholds:
     from evaluators.cache import embed
     from evaluators.classifier import load_classifier
     from evaluators.reference import real_humans
+    from userlm.data.prepare import load_manifest
 
     limits = load_thresholds(thresholds)
     skipped = {m: "needs --reference (real humans to measure the distance to)"
                for m in limits if M.METRICS[m].needs_reference and not reference}
     if skipped and thresholds:
         raise UserError(f"{thresholds}: {', '.join(skipped)} {next(iter(skipped.values()))}")
+    if reference:  # a bad data dir is an error before any simulation, not after
+        load_manifest(reference)
     runs = [ensure_run(s, scenarios, sim_overrides or [], samples, seed, console) for s in (baseline, candidate)]
     refuse_incomparable_runs(runs)
     base, cand = paired_units(runs)
