@@ -274,11 +274,19 @@ METRICS = {m.name: m for m in (
            diversity_first, set_based=True, reference_row=False, embeds=True),
     Metric("diversity_ratio_to_human", +1, "diversity_all / real humans' diversity_all (1.0 = as diverse as people)",
            diversity_ratio_to_human, set_based=True, reference_row=False, needs_reference=True, embeds=True),
-    Metric("perplexity_real_user_turns", -1, "user model's perplexity on held-out real human turns"),
-    Metric("perplexity_base_model", 0, "the base model's perplexity on the same turns, for comparison"),
-    Metric("perplexity_with_intent", -1, "perplexity on held-out real human turns with their written intents in "
-                                         "the system prompt (the examples that have one)"),
-    Metric("perplexity_without_intent", -1, "the same examples' perplexity without the intent"),
+    Metric("perplexity_real_user_turns", -1, "user model's perplexity per word of held-out real human turns' text "
+                                             "(end tokens apart)"),
+    Metric("perplexity_base_model", 0, "the base model's perplexity per word on the same turns, for comparison"),
+    Metric("end_of_turn_nll", -1, "nats per end of a held-out human turn (the end-of-turn tokens)"),
+    Metric("end_of_conversation_nll", -1, "nats per end of a held-out conversation (the end marker's turn)"),
+    Metric("perplexity_with_intent", -1, "perplexity per word on held-out real human turns with their written "
+                                         "intents in the system prompt (the examples that have one)"),
+    Metric("perplexity_without_intent", -1, "the same examples' perplexity per word without the intent"),
+    Metric("perplexity_mismatched_intent", 0, "the same examples with another conversation's intent (the control: "
+                                              "a gain over it is the model using its own intent)"),
+    Metric("perplexity_base_with_intent", 0, "the base model's perplexity per word with the intents (its gain "
+                                             "beside the trained model's)"),
+    Metric("perplexity_base_without_intent", 0, "the base model's perplexity per word on those examples without"),
     Metric("intent_adherence", +1, "share of other intents a conversation's user turns are less similar to than "
                                    "to its own (0.5 = chance)"),
     Metric("intent_decomposition", 0, "share of the intent's content words the first user turn already says "

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from evaluators import metrics as M
-from evaluators.reference import reference_units
+from evaluators.reference import real_humans
 from evaluators.stats import bootstrap_ci
+from userlm.io import UserError
 
 
 @dataclass
@@ -62,8 +63,9 @@ def ai_voice(ctx: Context) -> Evaluation:
     texts = all_texts(ctx)
     p = dict(zip(texts, clf.p_ai(texts)))
     leaked = clf.trained_on(M.all_turns(ctx.reference or []))
-    if leaked and ctx.console:
-        ctx.console.print(f"[red]warning: {leaked} reference turns were in the classifier's training rows[/red]")
+    if leaked:  # scored turns the classifier was trained on say nothing about held-out people: refused
+        raise UserError(f"{ctx.reference_dir}: {leaked} reference turns were in the training rows of the classifier "
+                        f"{clf.version}; use the data dir it was trained on, or train one on this data")
     test = clf.manifest["test"]
     card = {"version": clf.version, "features": clf.manifest["features"], "test_auroc": clf.manifest["test_auroc"],
             "test_auroc_length_matched": clf.manifest["test_auroc_length_matched"],
@@ -95,16 +97,17 @@ def diversity(ctx: Context) -> Evaluation:
 
 
 def perplexity(ctx: Context) -> Evaluation:
-    from evaluators.perplexity import perplexity_unit_sets, pooled_perplexity
+    from evaluators.perplexity import perplexity_unit_sets
     from userlm.data.prepare import read_split
 
     if not ctx.reference_dir:
         return Evaluation({})
     with_intent = bool((ctx.run_info.get("user_adapter_manifest") or {}).get("trained_with_intent"))
-    units, _ = perplexity_unit_sets(ctx.user_model or ctx.run_info["config"]["user"], ctx.reference_dir,
-                                    read_split(ctx.reference_dir, "test"), ctx.perplexity_examples,
-                                    base_model=ctx.base_model, with_intent=with_intent)
-    return Evaluation({name: {"run": bootstrap_ci(u, pooled_perplexity)} for name, u in units.items()})
+    sets, _, _ = perplexity_unit_sets(ctx.user_model or ctx.run_info["config"]["user"], ctx.reference_dir,
+                                      read_split(ctx.reference_dir, "test"), ctx.perplexity_examples,
+                                      base_model=ctx.base_model, with_intent=with_intent)
+    # per word, resampled by dedup unit (evaluators/word_perplexity.py)
+    return Evaluation({name: {"run": bootstrap_ci(groups, stat)} for name, (stat, groups) in sets.items()})
 
 
 def intent(ctx: Context) -> Evaluation:
@@ -118,8 +121,7 @@ def intent(ctx: Context) -> Evaluation:
     if not any(u.get("intent") for u in ctx.units):
         return Evaluation({})
     score_units(ctx.units, embedder)
-    reference = reference_units(ctx.reference_dir, limit=max(30, len(ctx.units)), with_intents_only=True) \
-        if ctx.reference_dir else []
+    reference = real_humans(ctx.reference_dir, len(ctx.units), with_intents_only=True) if ctx.reference_dir else []
     score_units(reference, embedder)
     out = {}
     for name in ("intent_adherence", "intent_decomposition"):

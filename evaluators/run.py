@@ -38,10 +38,11 @@ def evaluator_names(evaluators: str | None) -> list[str]:
 
 def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | None = None,
                  user_model: str | None = None, base_model: str | None = None, evaluators: str | None = None,
-                 console=None, reference_limit: int | None = None) -> dict:
+                 console=None) -> dict:
     from evaluators import metrics as M
     from evaluators.against_people import people_reference
-    from evaluators.reference import reference_units, transcript_units
+    from evaluators.comparability import check_no_overlap
+    from evaluators.reference import transcript_units
     from evaluators.registry import EVALUATORS, Context, Evaluation
     from evaluators.tables import print_metrics, write_metrics
     from userlm.provenance import library_versions
@@ -55,9 +56,9 @@ def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | N
     names = evaluator_names(evaluators)
     # Like for like (evaluators/like_for_like.py): a replay run's own people, else as many real conversations as
     # simulated ones at the same turn positions and word budget (Vendi, distinct-n and lengths depend on size).
+    if reference:  # conversations the user model was trained on are no held-out people: refused
+        check_no_overlap(user_model or run_info["config"]["user"], reference, "test")
     people, _ = people_reference(units, reference)
-    if reference_limit:  # an explicit size: whole real conversations, as before
-        people = reference_units(reference, limit=reference_limit)
     ctx = Context(units=units, reference=people,
                   run_info=run_info, classifier_dir=classifier, reference_dir=reference, user_model=user_model,
                   base_model=base_model, console=console)
@@ -80,7 +81,7 @@ def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | N
         "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     report.update(extras)  # the classifier's card in its place; per-turn P(AI) after the rest
-    report["provenance"] = _provenance(run_info, report, reference_limit=reference_limit, user_model=user_model,
+    report["provenance"] = _provenance(run_info, report, user_model=user_model,
                                        base_model=base_model)
     report["turn_words_run"] = [M.words(t) for t in M.all_turns(units)]
     report["turn_words_reference"] = [M.words(t) for t in M.all_turns(ctx.reference or [])]

@@ -152,19 +152,20 @@ def test_evaluate_perplexity_command_is_the_evaluators_code(tmp_path):
     prepare(PrepareConfig(sources=["sharegpt"], out=str(data), max_trees_per_source=400))
     r = subprocess.run([sys.executable, "-m", "workflows.cli", "evaluate", "perplexity", "--model",
                         "base:embedded:smollm2-135m-instruct", "--base-model", "embedded:smollm2-135m-instruct",
-                        "--data", str(data), "--split", "test", "--limit", "6", "--max-length", "192", "--json"],
+                        "--data", str(data), "--split", "test", "--limit", "6", "--max-words", "150", "--json"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(r.stdout.strip().splitlines()[-1])
-    assert result["perplexity"] > 1 and result["tokens"] > 0 and result["examples"] == 6
+    assert result["perplexity"] > 1 and result["words"] > 0 and result["examples"] == 6
     # `base:M` and M as the base model are the same model in the same user-model format: the same perplexity.
     assert result["base"]["perplexity"] == pytest.approx(result["perplexity"], rel=1e-4)
-    from evaluators.perplexity import perplexity_examples, perplexity_units, pooled_perplexity
+    from evaluators.perplexity import perplexity_examples
+    from evaluators.word_perplexity import fitted, score_examples, summary
     from userlm.chat import USER_MODEL_SYSTEM
 
-    units = perplexity_units("embedded:smollm2-135m-instruct", USER_MODEL_SYSTEM,
-                             perplexity_examples(str(data), "test", 6), 192)
-    assert pooled_perplexity(units) == pytest.approx(result["perplexity"], rel=1e-4)
+    examples = [fitted(ex, 150) for ex in perplexity_examples(str(data), "test", 6)]
+    scores = score_examples("embedded:smollm2-135m-instruct", USER_MODEL_SYSTEM, examples)
+    assert summary([[s] for s in scores])["perplexity"] == pytest.approx(result["perplexity"], rel=1e-4)
 
 
 @pytest.mark.slow

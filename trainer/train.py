@@ -14,6 +14,7 @@ from trainer.curves import LOSS_CURVE, plot_loss_curve, report_to_list
 from userlm import END_OF_CONVERSATION
 from userlm.chat import USER_MODEL_SYSTEM, encode_for_training, user_model_system
 from userlm.config import DType, Quantization, check_fields, option, to_dict
+from userlm.data.dedup import TRAINING_HASHES, write_hashes
 from userlm.data.intents import gets_intent, load_intents
 from userlm.data.prepare import load_manifest, read_split
 from userlm.distributed import rank, wait_for_everyone, world_size
@@ -233,6 +234,7 @@ def _train(cfg: TrainConfig, resume: bool) -> dict:
     trainer.model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     curve = plot_loss_curve(trainer.state.log_history, out / LOSS_CURVE, f"{cfg.base_model} -> {out.name}")
+    hashed = write_hashes(out / TRAINING_HASHES, train_examples)  # evaluate refuses held-out data that shares them
     target_tokens = sum(sum(label != -100 for label in row) for row in train_ds["labels"])
     epoch_tokens = sum(len(row) for row in train_ds["input_ids"])
     seen = result.global_step * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world_size()
@@ -245,6 +247,7 @@ def _train(cfg: TrainConfig, resume: bool) -> dict:
         "trained_with_intent": cfg.intent != "none", "intent_mode": cfg.intent,
         "train_examples_with_intent": with_intent, "end_marker": END_OF_CONVERSATION,
         "train_examples": len(train_ds), "train_target_tokens": target_tokens,
+        "training_turn_hashes": {"file": TRAINING_HASHES, "count": hashed},
         "final_train_loss": result.training_loss, "final_eval_loss": eval_loss,
         "final_eval_perplexity": math.exp(eval_loss) if eval_loss is not None else None,
         "loss_curve": curve.name if curve else None, "global_step": result.global_step, "processes": world_size(),
