@@ -3,34 +3,31 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from simulator.loop import Conversation, Side, run_conversations
+from simulator.rundir import check_run_dir, finished_conversations, merge_shards
 from userlm.config import DType, Quantization, check_fields, flag_name, option, to_dict
 from userlm.io import (
     UserError,
     append_jsonl,
     atomic_write_json,
-    atomic_write_text,
-    overwrite_allowed,
-    read_json,
-    read_jsonl,
     stable_uint,
-    truncate_torn_tail,
-    written_by_userlm,
 )
 from userlm.models import DEFAULT_ASSISTANT
-from userlm.records import check_transcript
 from userlm.scenarios import Scenario, load_scenarios, scenarios_hash
 from userlm.users import UserSpec, parse_user, user_sees_intent, user_system
 
 # The hf backend's options that fields of SimulationConfig set (option -> field): not a --backend-arg.
 HF_FIELD_OPTIONS = {"quantization": "quantization", "dtype": "dtype", "max_batch": "batch_size",
                     "static_cache": "static_cache"}
+
+
+# Fields only `--replay` reads (kept out of a self-play run's identity, so runs written before them resume).
+REPLAY_FIELDS = ("replay", "split", "limit", "with_intent", "context_tokens")
 
 
 @dataclass
@@ -55,6 +52,14 @@ class SimulationConfig:
     static_cache: Literal["auto", "on", "off"] = option(
         "auto", "hf backend: the static-slot engine (fixed slots, batched prefill, decode as a CUDA graph); "
                 "auto = on CUDA")
+    replay: str | None = option(None, "a prepared data dir (`userlm data prepare`): instead of self-play, replay its "
+                                "held-out conversations, the user writing each real human turn (or ending) after "
+                                "the real history before it (docs/replay.md)")
+    split: str = option("test", "--replay: the split replayed")
+    limit: int | None = option(None, "--replay: conversations at most (one per tree, a fixed seeded choice)")
+    with_intent: bool = option(False, "--replay: only conversations with a written intent (intents.jsonl)")
+    context_tokens: int = option(2048, "--replay: prompt plus the user's turn at most, in tokens; a longer history "
+                                       "loses its oldest turns (counted in run.json)")
     backend_options: dict = option(
         factory=dict, flag="backend-arg",
         help="an option of the backends in use, typed by their constructors (repeatable KEY=VALUE): openai "
@@ -125,46 +130,11 @@ def run_identity(cfg: SimulationConfig, scenarios: list[Scenario]) -> dict:
     """What must match for --resume (and for caches) to treat two runs as the same."""
     from userlm.backends import backend_options
 
-    keep = {k: v for k, v in to_dict(cfg).items() if k not in ("out", "batch_size")}
+    keep = {k: v for k, v in to_dict(cfg).items() if k not in ("out", "batch_size", *REPLAY_FIELDS)}
     # typed, so `--backend-arg retries=0` and YAML `retries: 0` are one run; concurrency changes no result
     typed = backend_options([cfg.user_kind, cfg.assistant_kind], cfg.backend_options)
     keep["backend_options"] = {k: v for options in typed.values() for k, v in options.items() if k != "concurrency"}
     return {"config": keep, "scenarios_sha256": scenarios_hash(scenarios)}
-
-
-def check_run_dir(out: Path) -> None:
-    """Write only into a missing or empty directory or a run this project wrote (unless --overwrite)."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a directory; choose another --out")
-    if not out.exists() or overwrite_allowed.get():
-        return
-    if (out / "run.json").exists() and not written_by_userlm(out):
-        raise UserError(f"{out}/run.json: not a run.json written by `simulate`; choose another --out, "
-                        f"or pass --overwrite to replace it")
-    ours = {"run.json", "transcripts.jsonl", "shards", "metrics.json", "metrics.md", "metrics.csv"}
-    if any(p.name not in ours and not p.name.startswith(".") for p in out.iterdir()) and not written_by_userlm(out):
-        raise UserError(f"{out}: exists, is not empty and is not a simulation run; choose another --out, "
-                        f"or pass --overwrite to write into it")
-
-
-def _finished_records(out: Path) -> list[dict]:
-    """Conversations already written: the merged file and any shards of an interrupted data-parallel run."""
-    records = []
-    for path in [out / "transcripts.jsonl", *sorted((out / "shards").glob("rank-*.jsonl"))]:
-        if path.exists():
-            truncate_torn_tail(path)
-            records += [check_transcript(r, f"{path}: record {i}") for i, r in enumerate(read_jsonl(path), 1)]
-    return records
-
-
-def merge_shards(out: Path, jobs: list[tuple[Scenario, int]]) -> None:
-    """One transcripts.jsonl in plan order, whatever the number of processes that wrote it (each once)."""
-    order = {(s.id, i): n for n, (s, i) in enumerate(jobs)}
-    records = {(r["scenario_id"], r["sample"]): r for r in _finished_records(out)}
-    lines = [json.dumps(records[k], ensure_ascii=False) + "\n" for k in sorted(records, key=lambda k: order.get(k, len(order)))]
-    atomic_write_text(out / "transcripts.jsonl", "".join(lines))
-    for shard in (out / "shards").glob("rank-*.jsonl"):
-        shard.unlink()
 
 
 @dataclass
@@ -185,6 +155,10 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
     """Under `accelerate launch` / `torchrun` each process takes every N-th conversation on its own GPU and
     appends to shards/rank-R.jsonl; process 0 merges them when all are done. A conversation's text depends
     only on its seed, so the split changes nothing, and --resume skips what any process finished."""
+    if cfg.replay:
+        from simulator.replay import replay_together
+
+        return replay_together([cfg], resume, console)[0]
     return simulate_together([cfg], resume, console)[0]
 
 
@@ -208,7 +182,7 @@ def simulate_together(cfgs: list[SimulationConfig], resume: bool = False, consol
         run_todo(runs, todo, label, console)
     distributed.wait_for_everyone()
     for r in runs if rank == 0 else []:
-        merge_shards(r.out, r.jobs)
+        merge_shards(r.out, [(s.id, i) for s, i in r.jobs])
         r.info["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         r.info["generated_tokens" if world == 1 else "generated_tokens_process_0"] = r.tokens
         r.info["seconds"] = round(time.perf_counter() - started, 1)
@@ -239,19 +213,6 @@ def _start_run(index: int, cfg: SimulationConfig, resume: bool, rank: int, world
     transcripts = out / "transcripts.jsonl" if world == 1 else out / "shards" / f"rank-{rank}.jsonl"
     transcripts.parent.mkdir(parents=True, exist_ok=True)
     return _Run(cfg, user, out, jobs, done, info, todo, transcripts)
-
-
-def finished_conversations(out: Path, ident: dict, resume: bool) -> set[tuple[str, int]]:
-    """The (scenario, sample) pairs `out` already holds: only for --resume of the same run, else an error."""
-    if not (out / "transcripts.jsonl").exists() and not any((out / "shards").glob("*.jsonl")):
-        return set()
-    if not resume:
-        raise UserError(f"{out} already holds transcripts; pass --resume to finish it, or choose another --out")
-    if not (out / "run.json").exists():
-        raise UserError(f"{out}: transcripts without run.json; cannot tell which run they belong to")
-    if read_json(out / "run.json", "run.json").get("identity") != ident:
-        raise UserError(f"{out}: --resume with a different config or scenarios than the run it holds")
-    return {(r["scenario_id"], r["sample"]) for r in _finished_records(out)}
 
 
 def start_run_info(cfg: SimulationConfig, user: UserSpec, ident: dict, total: int, world: int) -> dict:

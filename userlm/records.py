@@ -21,6 +21,12 @@ def check_transcript(record: dict, where: str) -> dict:
     for i, turn in enumerate(record["turns"]):
         if not isinstance(turn, dict) or not isinstance(turn.get("role"), str) or not isinstance(turn.get("text"), str):
             raise UserError(f"{where}: field 'turns[{i}]' needs a string 'role' and 'text'")
+    for i, point in enumerate(record.get("points", [])):  # a replayed conversation's points (docs/replay.md)
+        if not (isinstance(point, dict) and isinstance(point.get("index"), int) and isinstance(point.get("ended"), bool)
+                and isinstance(point.get("decision"), bool) and all(point.get(k) is None or isinstance(point[k], str)
+                                                                      for k in ("real", "generated"))):
+            raise UserError(f"{where}: field 'points[{i}]' needs an int 'index', bool 'ended' and 'decision', "
+                            f"and 'real' / 'generated' strings or null")
     return record
 
 

@@ -1,0 +1,67 @@
+"""A run directory's files, shared by `simulate` and `simulate --replay`: where a run may be written, the
+conversations it already holds (for --resume), and the merge of a data-parallel run's shards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from userlm.io import (
+    UserError,
+    atomic_write_text,
+    overwrite_allowed,
+    read_json,
+    read_jsonl,
+    truncate_torn_tail,
+    written_by_userlm,
+)
+from userlm.records import check_transcript
+
+
+def check_run_dir(out: Path) -> None:
+    """Write only into a missing or empty directory or a run this project wrote (unless --overwrite)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a directory; choose another --out")
+    if not out.exists() or overwrite_allowed.get():
+        return
+    if (out / "run.json").exists() and not written_by_userlm(out):
+        raise UserError(f"{out}/run.json: not a run.json written by `simulate`; choose another --out, "
+                        f"or pass --overwrite to replace it")
+    ours = {"run.json", "transcripts.jsonl", "shards", "metrics.json", "metrics.md", "metrics.csv"}
+    if any(p.name not in ours and not p.name.startswith(".") for p in out.iterdir()) and not written_by_userlm(out):
+        raise UserError(f"{out}: exists, is not empty and is not a simulation run; choose another --out, "
+                        f"or pass --overwrite to write into it")
+
+
+def finished_records(out: Path) -> list[dict]:
+    """Conversations already written: the merged file and any shards of an interrupted data-parallel run."""
+    records = []
+    for path in [out / "transcripts.jsonl", *sorted((out / "shards").glob("rank-*.jsonl"))]:
+        if path.exists():
+            truncate_torn_tail(path)
+            records += [check_transcript(r, f"{path}: record {i}") for i, r in enumerate(read_jsonl(path), 1)]
+    return records
+
+
+def merge_shards(out: Path, keys: list[tuple[str, int]]) -> None:
+    """One transcripts.jsonl in plan order (`keys`: (scenario_id, sample) in order), whatever the number of
+    processes that wrote it (each once)."""
+    order = {k: n for n, k in enumerate(keys)}
+    records = {(r["scenario_id"], r["sample"]): r for r in finished_records(out)}
+    lines = [json.dumps(records[k], ensure_ascii=False) + "\n" for k in sorted(records, key=lambda k: order.get(k, len(order)))]
+    atomic_write_text(out / "transcripts.jsonl", "".join(lines))
+    for shard in (out / "shards").glob("rank-*.jsonl"):
+        shard.unlink()
+
+
+def finished_conversations(out: Path, ident: dict, resume: bool) -> set[tuple[str, int]]:
+    """The (scenario, sample) pairs `out` already holds: only for --resume of the same run, else an error."""
+    if not (out / "transcripts.jsonl").exists() and not any((out / "shards").glob("*.jsonl")):
+        return set()
+    if not resume:
+        raise UserError(f"{out} already holds transcripts; pass --resume to finish it, or choose another --out")
+    if not (out / "run.json").exists():
+        raise UserError(f"{out}: transcripts without run.json; cannot tell which run they belong to")
+    if read_json(out / "run.json", "run.json").get("identity") != ident:
+        raise UserError(f"{out}: --resume with a different config or scenarios than the run it holds")
+    return {(r["scenario_id"], r["sample"]) for r in finished_records(out)}
