@@ -25,7 +25,7 @@ from userlm.io import UserError, append_jsonl, atomic_write_json, read_jsonl, st
 from userlm.users import UserSpec, parse_user, user_sees_intent, user_system
 
 # What self-play reads and replay does not (the assistant's turns are the real ones): not part of its identity.
-NOT_REPLAYED = ("out", "batch_size", "scenarios", "samples", "max_turns", "assistant", "assistant_backend", "replay")
+NOT_REPLAYED = ("out", "batch_size", "scenarios", "samples", "assistant", "assistant_backend", "replay")
 
 
 def point_seed(seed: int, conversation_id: str, index: int | None = None) -> int:
@@ -42,6 +42,7 @@ class Replayed:
     intent: str | None
     told: bool  # the user's system prompt carries the intent
     points: list[dict]
+    upto: int  # the messages replayed: all, or those before the first point left out by max_turns
     system: str | None = None
     backend: Backend | None = None
     sampling: Sampling = field(default_factory=Sampling)
@@ -72,7 +73,7 @@ class Replayed:
     def record(self, user: UserSpec, cfg: SimulationConfig, split: str) -> dict:
         msgs, at = self.example["messages"], {p["index"]: p for p in self.done}
         turns = []
-        for i, m in enumerate(msgs):
+        for i, m in enumerate(msgs[:self.upto]):
             p = at.get(i)
             if m["role"] == "assistant":
                 turns.append({"role": "assistant", "text": m["content"]})
@@ -128,8 +129,9 @@ def _start(index: int, cfg: SimulationConfig, resume: bool) -> _ReplayRun:
     from userlm.backends import backend_options
     from userlm.provenance import library_versions
 
-    if cfg.batch_size < 1:
-        raise UserError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    for name in ("batch_size", "max_turns"):
+        if (getattr(cfg, name) or 1) < 1:
+            raise UserError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     sampling, out = Sampling(), Path(cfg.out)
     if cfg.context_tokens <= sampling.max_new_tokens:
         raise UserError(f"context_tokens must exceed the user's turn budget ({sampling.max_new_tokens}), "
@@ -142,7 +144,8 @@ def _start(index: int, cfg: SimulationConfig, resume: bool) -> _ReplayRun:
              "data_content_hash": manifest["content_hash"], "plan_sha256": plan_hash(examples, intents)}
     check_run_dir(out)
     done = finished_conversations(out, ident, resume)
-    plans = [plan_points(ex) for ex in examples]
+    every = [plan_points(ex) for ex in examples]
+    plans = [points[:cfg.max_turns] for points in every]  # max_turns: the first points of each conversation
     info = {"kind": "userlm-simulation-run", "mode": "replay", "identity": ident,
             "config": {**to_dict(cfg), "assistant": "replayed"}, "user_kind": user.kind,
             "user_model": _identity(user.model, cfg.user_kind), "assistant_model": {"ref": "replayed", "kind": "replayed"},
@@ -152,16 +155,18 @@ def _start(index: int, cfg: SimulationConfig, resume: bool) -> _ReplayRun:
             "replay": {"data_dir": cfg.replay, "split": cfg.split, "limit": cfg.limit, "with_intent": cfg.with_intent,
                        "data_content_hash": manifest["content_hash"], "plan_sha256": ident["plan_sha256"],
                        "context_tokens": cfg.context_tokens, "points": sum(map(len, plans)),
+                       "points_left_out": sum(map(len, every)) - sum(map(len, plans)),
                        "decision_points": sum(p["decision"] for ps in plans for p in ps),
                        "with_intent_text": len(intents)}}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "run.json", info)
     todo = []
-    for n, (ex, points) in enumerate(zip(examples, plans)):
+    for n, (ex, points, all_points) in enumerate(zip(examples, plans, every)):
         if (f"replay:{cfg.split}", n) in done:
             continue
         intent, told = intents.get(ex["id"]), user_sees_intent(user) and ex["id"] in intents
-        todo.append(Replayed(index, n, ex, point_seed(cfg.seed, ex["id"]), intent, told, points,
+        upto = all_points[len(points)]["index"] if len(points) < len(all_points) else len(ex["messages"])
+        todo.append(Replayed(index, n, ex, point_seed(cfg.seed, ex["id"]), intent, told, points, upto,
                              system=user_system(user, intent if told else ""), sampling=sampling,
                              budget=cfg.context_tokens - sampling.max_new_tokens))
     return _ReplayRun(cfg, user, out, info, todo)

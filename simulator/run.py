@@ -43,7 +43,8 @@ class SimulationConfig:
     user_backend: str | None = option(None, "backend of the user side (default: --backend)")
     assistant_backend: str | None = option(None, "backend of the assistant side (default: --backend)")
     samples: int | None = option(None, "conversations per scenario (overrides the scenario files)")
-    max_turns: int | None = option(None, "user turns at most (overrides the scenario files)")
+    max_turns: int | None = option(None, "user turns at most (overrides the scenario files; --replay: points per "
+                                         "conversation, the first ones)")
     seed: int = option(0, "seed of every conversation (each gets its own, derived from it)")
     batch_size: int = option(32, "live conversations at once")
     quantization: Quantization = option("none", "hf backend: none | nf4 | auto")

@@ -140,6 +140,10 @@ def test_end_decisions_and_intents_reach_the_users_system_prompt(tiny_model, dat
     assert not any(p["ended"] for r in records for p in r["points"])
     assert not any(r["user_told_intent"] for r in records)  # an untrained base model is not told the intent
     assert not any(i in p[0]["content"] for p in scripted.prompts for i in intents.values())
+    # max_turns: the first points of each conversation; the rest counted, the turns cut before them
+    info, records = load_run(replay(tiny_model, data_dir, tmp_path / "first", "backend=scripted", "max_turns=1"))
+    assert all(len(r["points"]) == 1 and [t["role"] for t in r["turns"]] == ["user", "assistant"] for r in records)
+    assert info["replay"]["points_left_out"] == info["replay"]["points"] * 2  # two more points each here
 
 
 def test_long_history_is_cut_from_the_left_and_counted(tiny_model, tmp_path):
