@@ -3,9 +3,11 @@ model writes that turn after the whole real history before it (the first from th
 turn it may end instead. The run directory is a normal one (docs/replay.md has the record format), so
 `evaluate`, `report` and `compare` read it like any run.
 
-A conversation's points run one after another under one key, so the hf backend starts each point's prompt from
-the keys/values the previous point left (its history is the previous prompt plus two real turns); conversations
-run side by side, `batch_size` at a time. Each point's text depends only on (seed, conversation, point)."""
+A conversation's points are independent (each sees the real history), so they all run side by side, `batch_size`
+points at a time, in plan order. Running a conversation's points one after another under one key instead lets
+the hf backend start each prompt from the previous point's keys/values, but on the 2-core CPU that was 3x slower
+(docs/replay.md: a chain of up to 4 x 160 decode steps per conversation, batches emptying as chains end). Each
+point's text depends only on (seed, conversation, point)."""
 
 from __future__ import annotations
 
@@ -47,8 +49,8 @@ class Replayed:
     backend: Backend | None = None
     sampling: Sampling = field(default_factory=Sampling)
     budget: int = 2048  # prompt tokens at most
-    done: list[dict] = field(default_factory=list)
-    cut: int = 0  # turns cut from the history of the point in flight
+    done: dict[int, dict] = field(default_factory=dict)  # point number -> what the model did there
+    cuts: dict[int, int] = field(default_factory=dict)  # point number -> turns cut from its history
 
     @property
     def key(self) -> str:
@@ -58,20 +60,20 @@ class Replayed:
     def finished(self) -> bool:
         return len(self.done) == len(self.points)
 
-    def request(self) -> GenerationRequest:
-        point = self.points[len(self.done)]
+    def request(self, j: int) -> GenerationRequest:
+        point = self.points[j]
         history = [{"role": m["role"], "content": m["content"]} for m in self.example["messages"][:point["index"]]]
-        messages, self.cut = fit_history(self.backend.tokenizer, history, self.system, self.budget)
+        messages, self.cuts[j] = fit_history(self.backend.tokenizer, history, self.system, self.budget)
         return GenerationRequest(messages, self.sampling, point_seed(self.seed, self.example["id"], point["index"]))
 
-    def add(self, text: str, tokens: int, truncated: bool, latency: float) -> None:
+    def add(self, j: int, text: str, tokens: int, truncated: bool, latency: float) -> None:
         text, ended = strip_end_marker(text)
-        self.done.append({**self.points[len(self.done)], "generated": text or None, "ended": ended,
-                          "truncated": truncated and not ended, "tokens": tokens, "cut": self.cut,
-                          "latency_s": round(latency, 3)})
+        self.done[j] = {**self.points[j], "generated": text or None, "ended": ended, "truncated": truncated and not ended,
+                        "tokens": tokens, "cut": self.cuts[j], "latency_s": round(latency, 3)}
 
     def record(self, user: UserSpec, cfg: SimulationConfig, split: str) -> dict:
-        msgs, at = self.example["messages"], {p["index"]: p for p in self.done}
+        done = [self.done[j] for j in range(len(self.points))]
+        msgs, at = self.example["messages"], {p["index"]: p for p in done}
         turns = []
         for i, m in enumerate(msgs[:self.upto]):
             p = at.get(i)
@@ -83,36 +85,30 @@ class Replayed:
         return {"scenario_id": f"replay:{split}", "sample": self.sample, "conversation_id": self.example["id"],
                 "stop_reason": "replayed", "seed": self.seed, "n_user_turns": sum(t["role"] == "user" for t in turns),
                 "turns": turns, "real_turns": [{"role": m["role"], "text": m["content"]} for m in msgs],
-                "points": [{k: v for k, v in p.items() if k != "latency_s"} for p in self.done],
+                "points": [{k: v for k, v in p.items() if k != "latency_s"} for p in done],
                 "scenario_intent": self.intent, "user_told_intent": self.told,
                 "end_recorded": bool(self.example.get("end_recorded")), "user_model": cfg.user, "user_kind": user.kind}
 
 
 def replay_conversations(pending: list[Replayed], batch_size: int, on_finish: Callable[[Replayed], None],
                          on_point: Callable[[int, int], None] = lambda *_: None) -> None:
-    """Each live conversation has its next point in flight; a finished conversation's place goes to the next."""
-    pending, live, asked = deque(pending), {}, {}
+    """`batch_size` points in flight, in plan order; the next is submitted as soon as one finishes, and a
+    conversation is handed to `on_finish` once all its points are done."""
     backends = list({id(c.backend): c.backend for c in pending}.values())
-
-    def ask(conv: Replayed) -> None:
-        asked[conv.key] = time.perf_counter()
-        conv.backend.submit((conv.key, "user"), conv.request())
-
-    while pending or live:
-        while pending and len(live) < batch_size:
-            conv = pending.popleft()
-            live[conv.key] = conv
-            ask(conv)
+    pending, flying = deque((c, j) for c in pending for j in range(len(c.points))), {}
+    while pending or flying:
+        while pending and len(flying) < batch_size:
+            conv, j = pending.popleft()
+            flying[f"{conv.key}#{j}"] = conv, j, time.perf_counter()
+            conv.backend.submit((f"{conv.key}#{j}", "user"), conv.request(j))
         for backend in backends:
             for (key, _), out in backend.step():
-                conv = live[key]
-                conv.add(out.text, out.tokens, out.finish_reason == "length", time.perf_counter() - asked[key])
-                on_point(len(live), out.tokens)
+                backend.release(key)
+                conv, j, asked = flying.pop(key)
+                conv.add(j, out.text, out.tokens, out.finish_reason == "length", time.perf_counter() - asked)
+                on_point(len(flying), out.tokens)
                 if conv.finished:
-                    backend.release(key)
-                    on_finish(live.pop(key))
-                else:
-                    ask(conv)
+                    on_finish(conv)
 
 
 @dataclass
@@ -157,7 +153,7 @@ def _start(index: int, cfg: SimulationConfig, resume: bool) -> _ReplayRun:
                        "context_tokens": cfg.context_tokens, "points": sum(map(len, plans)),
                        "points_left_out": sum(map(len, every)) - sum(map(len, plans)),
                        "decision_points": sum(p["decision"] for ps in plans for p in ps),
-                       "with_intent_text": len(intents)}}
+                       "conversations_with_intent": len(intents)}}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "run.json", info)
     todo = []
@@ -219,13 +215,13 @@ def _run_todo(runs: list[_ReplayRun], todo: list[Replayed], label: str, console)
         r = runs[conv.run]
         append_jsonl(r.out / "transcripts.jsonl", {**conv.record(r.user, r.cfg, r.cfg.split),
                                                    "user_adapter_manifest_sha256": r.info["user_model"].get("manifest_sha256")})
-        r.tokens += sum(p["tokens"] for p in conv.done)
+        r.tokens += sum(p["tokens"] for p in conv.done.values())
 
     def point(live: int, new_tokens: int) -> None:
         nonlocal tokens, points
         tokens, points = tokens + new_tokens, points + 1
         elapsed = time.perf_counter() - started
-        bar.update(task, advance=1, description=f"{live} live, {points / elapsed:.1f} points/s, {tokens / elapsed:.0f} tok/s")
+        bar.update(task, advance=1, description=f"{live} in flight, {points / elapsed:.1f} points/s, {tokens / elapsed:.0f} tok/s")
 
     with Progress(TextColumn(f"[bold]{label}[/bold]"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
