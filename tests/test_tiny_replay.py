@@ -12,7 +12,7 @@ from userlm import END_OF_CONVERSATION
 from userlm.data.intents import INTENTS_FILE
 from userlm.data.prepare import PrepareConfig, prepare, read_split
 from userlm.io import UserError, append_jsonl
-from userlm.records import load_run
+from userlm.records import end_decisions, load_run, paired_turns
 
 
 @pytest.fixture
@@ -125,6 +125,9 @@ def test_end_decisions_and_intents_reach_the_users_system_prompt(tiny_model, dat
     out = replay(tiny_model, data_dir, tmp_path / "ends", "backend=scripted")
     for r in load_run(out)[1]:
         assert all(p["ended"] and p["generated"] is None for p in r["points"])  # a user that always ends
+        # one end decision after each AI turn: the person went on, but after the last AI turn, where they stopped
+        final = len(r["real_turns"])
+        assert end_decisions(r) == [(True, p["index"] == final) for p in r["points"][1:]] and not paired_turns(r)
         assert [t["role"] for t in r["turns"]] == ["assistant"] * len(r["turns"])  # no turn where it ended
         assert r["user_told_intent"] == (r["conversation_id"] in intents)
         assert r["scenario_intent"] == intents.get(r["conversation_id"])
@@ -138,6 +141,7 @@ def test_end_decisions_and_intents_reach_the_users_system_prompt(tiny_model, dat
     records = load_run(out)[1]
     assert len(records) == len(read_split(data_dir, "test")) - 1  # the one without an intent left out
     assert not any(p["ended"] for r in records for p in r["points"])
+    assert all(paired_turns(r) == [(p["real"], "ok so what next") for p in r["points"] if p["real"]] for r in records)
     assert not any(r["user_told_intent"] for r in records)  # an untrained base model is not told the intent
     assert not any(i in p[0]["content"] for p in scripted.prompts for i in intents.values())
     # max_turns: the first points of each conversation; the rest counted, the turns cut before them

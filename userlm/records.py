@@ -30,6 +30,19 @@ def check_transcript(record: dict, where: str) -> dict:
     return record
 
 
+def end_decisions(record: dict) -> list[tuple[bool, bool]]:
+    """(the model ended, the person ended) at each end decision of a replayed conversation whose source records
+    ends ([] for a self-play record or a source without ends): the pairs end precision, recall and F1 count."""
+    return [(p["ended"], p["person_ended"]) for p in record.get("points", [])
+            if p["decision"] and p.get("person_ended") is not None]
+
+
+def paired_turns(record: dict) -> list[tuple[str, str]]:
+    """(the person's turn, the model's turn) at each point of a replayed conversation where both wrote one."""
+    return [(p["real"], p["generated"]) for p in record.get("points", [])
+            if isinstance(p.get("real"), str) and isinstance(p.get("generated"), str)]
+
+
 def load_transcripts(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / "transcripts.jsonl"
     if not path.exists():
