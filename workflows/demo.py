@@ -25,7 +25,7 @@ class DemoConfig:
     quick: bool = option(False, "a few-minute variant")
     replay_conversations: int = option(6, "replay stage: test conversations with a written intent replayed per "
                                           "user (one per tree; the quick variant takes 2)")
-    replay_points: int = option(4, "replay stage: points per conversation at most, the first ones (quick: 2)")
+    replay_points: int = option(3, "replay stage: points per conversation at most, the first ones (quick: 2)")
 
     def __post_init__(self):
         check_fields(self)
@@ -160,7 +160,7 @@ def _durations(starts: dict[str, float], end: float) -> dict[str, float]:
     return {name: round(b - a, 1) for name, a, b in zip(starts, times, times[1:])}
 
 
-def run_demo(workdir: str = "work/demo", quick: bool = False, replay_conversations: int = 6, replay_points: int = 4,
+def run_demo(workdir: str = "work/demo", quick: bool = False, replay_conversations: int = 6, replay_points: int = 3,
              console=None) -> dict:
     work, started, stage_starts = Path(workdir), time.time(), {}
 
