@@ -5,9 +5,9 @@ turn it may end instead. The run directory is a normal one (docs/replay.md has t
 
 A conversation's points are independent (each sees the real history), so they all run side by side, `batch_size`
 points at a time, in plan order. Running a conversation's points one after another under one key instead lets
-the hf backend start each prompt from the previous point's keys/values, but on the 2-core CPU that was 3x slower
-(docs/replay.md: a chain of up to 4 x 160 decode steps per conversation, batches emptying as chains end). Each
-point's text depends only on (seed, conversation, point)."""
+the hf backend start each prompt from the previous point's keys/values, but that saved only 7% on the 2-core CPU
+while the chain (up to max_new_tokens decode steps per point, batches emptying as chains end) cost far more
+(docs/replay.md). Each point's text depends only on (seed, conversation, point)."""
 
 from __future__ import annotations
 
