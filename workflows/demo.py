@@ -23,9 +23,9 @@ class DemoConfig:
 
     workdir: str = option("work/demo", "where every stage's output goes")
     quick: bool = option(False, "a few-minute variant")
-    replay_conversations: int = option(6, "replay stage: test conversations with a written intent replayed per "
+    replay_conversations: int = option(4, "replay stage: test conversations with a written intent replayed per "
                                           "user (one per tree; the quick variant takes 2)")
-    replay_points: int = option(3, "replay stage: points per conversation at most, the first ones (quick: 2)")
+    replay_points: int = option(2, "replay stage: points per conversation at most, the first ones (quick: 2)")
 
     def __post_init__(self):
         check_fields(self)
@@ -137,8 +137,10 @@ def replay_stage(work: Path, adapter: Path, key: str, conversations: int, points
     from userlm.config import load_config
 
     runs = {label: work / "replays" / f"{label}-{key}" for label in demo_users(adapter)}
+    # Prefill dominates on the 2-core CPU (~10 tokens/s generated at 2048-token histories, docs/replay.md): the
+    # demo cuts histories to 512 tokens (the cut points are counted in each run.json).
     replay_together([load_config(SimulationConfig, None, [f"replay={work / 'data'}", "with_intent=true", f"user={user}",
-                                                          f"limit={conversations}", f"max_turns={points}",
+                                                          f"limit={conversations}", f"max_turns={points}", "context_tokens=512",
                                                           f"out={runs[label]}"])
                      for label, user in demo_users(adapter).items()], resume=True, console=console)
     return runs
@@ -160,7 +162,7 @@ def _durations(starts: dict[str, float], end: float) -> dict[str, float]:
     return {name: round(b - a, 1) for name, a, b in zip(starts, times, times[1:])}
 
 
-def run_demo(workdir: str = "work/demo", quick: bool = False, replay_conversations: int = 6, replay_points: int = 3,
+def run_demo(workdir: str = "work/demo", quick: bool = False, replay_conversations: int = 4, replay_points: int = 2,
              console=None) -> dict:
     work, started, stage_starts = Path(workdir), time.time(), {}
 
