@@ -7,12 +7,17 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from simulator.loop import Conversation, Side, run_conversations
 from simulator.run_dir import RUN_KIND, check_run_dir, finished_conversations, merge_shards  # noqa: F401
 from simulator.run_provenance import run_provenance
-from userlm.config import DType, Quantization, check_fields, flag_name, option, to_dict
+from simulator.sim_config import (  # noqa: F401 (SimulationConfig is imported from here by its users)
+    REPLAY_FIELDS,
+    SimulationConfig,
+    _backend_options,
+    _identity,
+)
+from userlm.config import to_dict
 from userlm.io import (
     UserError,
     append_jsonl,
@@ -20,87 +25,12 @@ from userlm.io import (
     stable_uint,
 )
 from userlm.locks import locked
-from userlm.models import DEFAULT_ASSISTANT
 from userlm.scenarios import Scenario, load_scenarios, scenarios_hash
 from userlm.users import UserSpec, parse_user, user_sees_intent, user_system
-
-# The hf backend's options that fields of SimulationConfig set (option -> field): not a --backend-arg.
-HF_FIELD_OPTIONS = {"quantization": "quantization", "dtype": "dtype", "max_batch": "batch_size",
-                    "static_cache": "static_cache"}
-
-
-@dataclass
-class SimulationConfig:
-    scenarios: str = option("scenarios/smoke", "scenario YAML file or folder")
-    user: str = option(f"prompted:{DEFAULT_ASSISTANT}",
-                       "user model: an adapter dir from `userlm train`, base:<ref> (an untrained model in the "
-                       "user-model format), or prompted:<ref> (a stock instruct model told to act as a human user: "
-                       "the baseline to beat)")
-    assistant: str = option(DEFAULT_ASSISTANT, "assistant model reference")
-    out: str = option("results/runs/run", "run directory (transcripts.jsonl, run.json)")
-    backend: str = option("hf", "backend of both sides unless overridden: hf | vllm | openai")
-    user_backend: str | None = option(None, "backend of the user side (default: --backend)")
-    assistant_backend: str | None = option(None, "backend of the assistant side (default: --backend)")
-    samples: int | None = option(None, "conversations per scenario (overrides the scenario files)")
-    max_turns: int | None = option(None, "user turns at most (overrides the scenario files)")
-    seed: int = option(0, "seed of every conversation (each gets its own, derived from it)")
-    batch_size: int = option(32, "live conversations at once")
-    quantization: Quantization = option("none", "hf backend: none | nf4 | auto")
-    # bfloat16 on a CPU with AMX decodes ~1.4x faster.
-    dtype: DType = option("auto", "hf backend: auto = bfloat16 on GPU, float32 on CPU")
-    static_cache: Literal["auto", "on", "off"] = option(
-        "auto", "hf backend: the static-slot engine (fixed slots, batched prefill, decode as a CUDA graph); "
-                "auto = on CUDA")
-    backend_options: dict = option(
-        factory=dict, flag="backend-arg",
-        help="an option of the backends in use, typed by their constructors (repeatable KEY=VALUE): openai "
-             "base_url, api_key, concurrency, timeout_s, retries; vllm tensor_parallel_size, "
-             "gpu_memory_utilization, max_lora_rank, max_model_len")
-
-    # Fields of earlier versions, and what replaced them (an old YAML config gets this as its error).
-    REPLACED_FIELDS = {f"{kind}_{name}": f"backend_options: {{{name}: ...}} (--backend-arg {name}=VALUE)"
-                       for kind, names in (("openai", ("base_url", "api_key", "concurrency", "timeout_s", "retries")),
-                                           ("vllm", ("tensor_parallel_size", "gpu_memory_utilization")))
-                       for name in names}
-
-    def __post_init__(self):
-        check_fields(self)
-        fields = {f.name: f for f in dataclasses.fields(self)}
-        for key in self.backend_options:
-            if key in HF_FIELD_OPTIONS:
-                name = HF_FIELD_OPTIONS[key]
-                raise UserError(f"backend option '{key}' has its own setting: use {flag_name(fields[name])} "
-                                f"({name}: in YAML), not --backend-arg {key}=...")
-
-    @property
-    def user_kind(self) -> str:
-        return self.user_backend or self.backend
-
-    @property
-    def assistant_kind(self) -> str:
-        return self.assistant_backend or self.backend
 
 
 def conversation_seed(seed: int, scenario_id: str, sample: int) -> int:
     return stable_uint(f"{seed}:{scenario_id}:{sample}", 4) >> 1
-
-
-def _backend_options(cfg: SimulationConfig, kinds: list[str]) -> dict[str, dict]:
-    """Per backend kind: its options (hf's from the config's own fields, the rest from backend_options)."""
-    from userlm.backends import backend_options
-
-    per_kind = backend_options(kinds, cfg.backend_options)
-    if "hf" in per_kind:
-        per_kind["hf"] = {**{key: getattr(cfg, name) for key, name in HF_FIELD_OPTIONS.items()}, **per_kind["hf"]}
-    return per_kind
-
-
-def _identity(ref: str, backend: str) -> dict:
-    if backend == "openai":
-        return {"ref": ref, "kind": "served"}
-    from userlm.models import identity
-
-    return identity(ref)
 
 
 def plan(cfg: SimulationConfig) -> tuple[list[Scenario], list[tuple[Scenario, int]]]:
@@ -121,7 +51,7 @@ def run_identity(cfg: SimulationConfig, scenarios: list[Scenario]) -> dict:
     """What must match for --resume (and for caches) to treat two runs as the same."""
     from userlm.backends import backend_options
 
-    keep = {k: v for k, v in to_dict(cfg).items() if k not in ("out", "batch_size")}
+    keep = {k: v for k, v in to_dict(cfg).items() if k not in ("out", "batch_size", *REPLAY_FIELDS)}
     # typed, so `--backend-arg retries=0` and YAML `retries: 0` are one run; concurrency changes no result
     typed = backend_options([cfg.user_kind, cfg.assistant_kind], cfg.backend_options)
     keep["backend_options"] = {k: v for options in typed.values() for k, v in options.items() if k != "concurrency"}
@@ -146,6 +76,10 @@ def simulate(cfg: SimulationConfig, resume: bool = False, console=None) -> Path:
     """Under `accelerate launch` / `torchrun` each process takes every N-th conversation on its own GPU and
     appends to shards/rank-R.jsonl; process 0 merges them when all are done. A conversation's text depends
     only on its seed, so the split changes nothing, and --resume skips what any process finished."""
+    if cfg.replay:
+        from simulator.replay import replay_together
+
+        return replay_together([cfg], resume, console)[0]
     return simulate_together([cfg], resume, console)[0]
 
 
@@ -178,7 +112,7 @@ def _simulate_locked(cfgs: list[SimulationConfig], resume: bool, console, rank: 
         run_todo(runs, todo, label, console)
     distributed.wait_for_everyone()
     for r in runs if rank == 0 else []:
-        merge_shards(r.out, r.jobs)
+        merge_shards(r.out, [(s.id, i) for s, i in r.jobs])
         r.info["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         r.info["generated_tokens" if world == 1 else "generated_tokens_process_0"] = r.tokens
         r.info["seconds"] = round(time.perf_counter() - started, 1)

@@ -1,5 +1,6 @@
-"""A simulation run directory on disk: what `simulate` may write into, the conversations it already holds
-(--resume), starting it over (--overwrite), and merging the shards of a data-parallel run."""
+"""A run directory on disk, shared by `simulate` and `simulate --replay`: what they may write into, the
+conversations it already holds (--resume), starting it over (--overwrite), and merging the shards of a
+data-parallel run."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from userlm.io import (
     userlm_kind,
 )
 from userlm.records import check_transcript
-from userlm.scenarios import Scenario
 
 RUN_KIND = "userlm-simulation-run"
 
@@ -39,7 +39,7 @@ def check_run_dir(out: Path) -> None:
                         f"even with --overwrite: choose another --out")
 
 
-def _finished_records(out: Path) -> list[dict]:
+def finished_records(out: Path) -> list[dict]:
     """Conversations already written: the merged file and any shards of an interrupted data-parallel run."""
     records = []
     for path in [out / "transcripts.jsonl", *sorted((out / "shards").glob("rank-*.jsonl"))]:
@@ -49,10 +49,11 @@ def _finished_records(out: Path) -> list[dict]:
     return records
 
 
-def merge_shards(out: Path, jobs: list[tuple[Scenario, int]]) -> None:
-    """One transcripts.jsonl in plan order, whatever the number of processes that wrote it (each once)."""
-    order = {(s.id, i): n for n, (s, i) in enumerate(jobs)}
-    records = {(r["scenario_id"], r["sample"]): r for r in _finished_records(out)}
+def merge_shards(out: Path, keys: list[tuple[str, int]]) -> None:
+    """One transcripts.jsonl in plan order (`keys`: (scenario_id, sample) in order), whatever the number of
+    processes that wrote it (each once)."""
+    order = {k: n for n, k in enumerate(keys)}
+    records = {(r["scenario_id"], r["sample"]): r for r in finished_records(out)}
     lines = [json.dumps(records[k], ensure_ascii=False) + "\n" for k in sorted(records, key=lambda k: order.get(k, len(order)))]
     atomic_write_text(out / "transcripts.jsonl", "".join(lines))
     for shard in (out / "shards").glob("rank-*.jsonl"):
@@ -78,4 +79,4 @@ def finished_conversations(out: Path, ident: dict, resume: bool) -> set[tuple[st
         raise UserError(f"{out}: transcripts without run.json; cannot tell which run they belong to")
     if read_json(out / "run.json", "run.json").get("identity") != ident:
         raise UserError(f"{out}: --resume with a different config or scenarios than the run it holds")
-    return {(r["scenario_id"], r["sample"]) for r in _finished_records(out)}
+    return {(r["scenario_id"], r["sample"]) for r in finished_records(out)}

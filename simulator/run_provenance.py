@@ -22,3 +22,16 @@ def run_provenance(cfg, scenarios: list[Scenario], info: dict) -> dict:
         sampling=sampling,
         chat_templates={"user": chat_template_sha256(user["ref"], cfg.user_kind),
                         "assistant": chat_template_sha256(cfg.assistant, cfg.assistant_kind)})
+
+
+def replay_provenance(cfg, info: dict, user_sampling) -> dict:
+    """The same block for a replay's run.json: one side generates (the user); the assistant's turns are the
+    real ones."""
+    user = info["user_model"]
+    return provenance(
+        info["identity"],  # the config, the data's content hash and the plan's hash
+        models={"user": user, "assistant": info["assistant_model"], "user_kind": info["user_kind"],
+                "user_adapter_manifest_sha256": user.get("manifest_sha256")},
+        seeds={"seed": cfg.seed, "point_seed": "simulator.replay.point_seed(seed, conversation_id, point index)"},
+        sampling={"user": dataclasses.asdict(user_sampling)},
+        chat_templates={"user": chat_template_sha256(user["ref"], cfg.user_kind)})

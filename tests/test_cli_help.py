@@ -171,7 +171,7 @@ def test_a_yaml_config_sets_the_new_commands_fields_under_their_flags(tmp_path):
     (["evaluate", "perplexity", "--data", "d"], "missing required field(s): model (--model)"),
     (["compare", "b", "c"], "missing required field(s): scenarios (--scenarios)"),
     (["evaluate", "perplexity", "--config", "{yaml}"], "field 'split' must be one of train, validation, test"),
-    (["demo", "--config", "{yaml}"], "unknown field 'model' (known: quick, workdir)"),
+    (["demo", "--config", "{yaml}"], "unknown field 'model' (known: quick, replay_conversations, replay_points, workdir)"),
     (["evaluate", "run", "r", "--set", "reference"], "expected key=value"),
 ])
 def test_a_bad_value_for_a_new_config_is_one_line_and_exit_2(tmp_path, capsys, argv, needle):

@@ -27,7 +27,13 @@ def test_quick_demo_runs_the_whole_job_and_reuses_finished_stages(demo):
         assert Path(summary[key]).exists(), key
     assert set(summary["runs"]) == {"trained-user-model", "untrained-base", "prompted-baseline"}
     stages = summary["stage_seconds"]  # where the time went, stage by stage
-    assert [name[:3] for name in stages] == ["1/6", "2/6", "3/6", "4/6", "5/6", "6/6"]
+    assert [name[:3] for name in stages] == [f"{i}/7" for i in range(1, 8)]
+    assert set(summary["replays"]) == set(summary["runs"])  # the three users replayed real conversations
+    from userlm.records import load_run
+
+    for run in summary["replays"].values():
+        info, records = load_run(run)
+        assert info["mode"] == "replay" and all(r["user_told_intent"] or "untrained" in run for r in records)
     assert all(s >= 0 for s in stages.values()) and sum(stages.values()) <= summary["seconds"] + 1
     report = Path(summary["report_md"]).read_text()
     assert "real humans (reference)" in report and "prompted-baseline" in report
@@ -46,7 +52,7 @@ def test_quick_demo_runs_the_whole_job_and_reuses_finished_stages(demo):
                 Path(summary["adapter"]) / "manifest.json"]
     stamps = {path: path.stat().st_mtime_ns for path in finished}
     outputs = [Path(summary["data_dir"]) / "intents.jsonl",
-               *(Path(run) / "transcripts.jsonl" for run in summary["runs"].values())]
+               *(Path(run) / "transcripts.jsonl" for run in [*summary["runs"].values(), *summary["replays"].values()])]
     contents = {path: path.read_bytes() for path in outputs}
     r = subprocess.run([sys.executable, "-m", "workflows.cli", "demo", "--quick", "--workdir", str(work)],
                        capture_output=True, text=True, timeout=900)

@@ -21,7 +21,26 @@ def check_transcript(record: dict, where: str) -> dict:
     for i, turn in enumerate(record["turns"]):
         if not isinstance(turn, dict) or not isinstance(turn.get("role"), str) or not isinstance(turn.get("text"), str):
             raise UserError(f"{where}: field 'turns[{i}]' needs a string 'role' and 'text'")
+    for i, point in enumerate(record.get("points", [])):  # a replayed conversation's points (docs/replay.md)
+        if not (isinstance(point, dict) and isinstance(point.get("index"), int) and isinstance(point.get("ended"), bool)
+                and isinstance(point.get("decision"), bool) and all(point.get(k) is None or isinstance(point[k], str)
+                                                                      for k in ("real", "generated"))):
+            raise UserError(f"{where}: field 'points[{i}]' needs an int 'index', bool 'ended' and 'decision', "
+                            f"and 'real' / 'generated' strings or null")
     return record
+
+
+def end_decisions(record: dict) -> list[tuple[bool, bool]]:
+    """(the model ended, the person ended) at each end decision of a replayed conversation whose source records
+    ends ([] for a self-play record or a source without ends): the pairs end precision, recall and F1 count."""
+    return [(p["ended"], p["person_ended"]) for p in record.get("points", [])
+            if p["decision"] and p.get("person_ended") is not None]
+
+
+def paired_turns(record: dict) -> list[tuple[str, str]]:
+    """(the person's turn, the model's turn) at each point of a replayed conversation where both wrote one."""
+    return [(p["real"], p["generated"]) for p in record.get("points", [])
+            if isinstance(p.get("real"), str) and isinstance(p.get("generated"), str)]
 
 
 def load_transcripts(run_dir: str | Path) -> list[dict]:

@@ -23,6 +23,9 @@ class DemoConfig:
 
     workdir: str = option("work/demo", "where every stage's output goes")
     quick: bool = option(False, "a few-minute variant")
+    replay_conversations: int = option(4, "replay stage: test conversations with a written intent replayed per "
+                                          "user (one per tree; the quick variant takes 2)")
+    replay_points: int = option(2, "replay stage: points per conversation at most, the first ones (quick: 2)")
 
     def __post_init__(self):
         check_fields(self)
@@ -103,14 +106,18 @@ def adapter_stage(work: Path, train_cfg, data_manifest: dict, console) -> tuple[
     return adapter, key
 
 
+def demo_users(adapter: Path) -> dict[str, str]:
+    return {"trained-user-model": str(adapter), "untrained-base": "base:embedded:smollm2-135m-instruct",
+            "prompted-baseline": "prompted:embedded:smollm2-135m-instruct"}
+
+
 def simulate_stage(work: Path, adapter: Path, key: str, quick: bool, console) -> dict[str, Path]:
     """Trained user model, untrained base and prompted baseline against the stock assistant, in one loop (one
     backend serves the assistant and both untrained users); `simulate` resumes a run and says when it is done."""
     from simulator.run import SimulationConfig, simulate_together
     from userlm.config import load_config
 
-    users = {"trained-user-model": str(adapter), "untrained-base": "base:embedded:smollm2-135m-instruct",
-             "prompted-baseline": "prompted:embedded:smollm2-135m-instruct"}
+    users = demo_users(adapter)
     sim_overrides = ["samples=2", "max_turns=2"] if quick else ["samples=5"]
     runs = {label: work / "runs" / (f"{label}-{key}" if label == "trained-user-model" else label) for label in users}
     for label, user in users.items():
@@ -118,6 +125,24 @@ def simulate_stage(work: Path, adapter: Path, key: str, quick: bool, console) ->
     simulate_together([load_config(SimulationConfig, None, [f"scenarios={SMOKE}", f"user={users[label]}",
                                                             f"out={run_dir}", *sim_overrides])
                        for label, run_dir in runs.items()], resume=True, console=console)
+    return runs
+
+
+def replay_stage(work: Path, adapter: Path, key: str, conversations: int, points: int, console) -> dict[str, Path]:
+    """The three users replay the test conversations that have a written intent (docs/replay.md), in one loop
+    (the untrained and prompted users share one backend); named by the adapter's key, which holds the data's and
+    the intents' hashes, so changed contexts get fresh runs."""
+    from simulator.replay import replay_together
+    from simulator.run import SimulationConfig
+    from userlm.config import load_config
+
+    runs = {label: work / "replays" / f"{label}-{key}" for label in demo_users(adapter)}
+    # Prefill dominates on the 2-core CPU (~10 tokens/s generated at 2048-token histories, docs/replay.md): the
+    # demo cuts histories to 512 tokens (the cut points are counted in each run.json).
+    replay_together([load_config(SimulationConfig, None, [f"replay={work / 'data'}", "with_intent=true", f"user={user}",
+                                                          f"limit={conversations}", f"max_turns={points}", "context_tokens=512",
+                                                          f"out={runs[label]}"])
+                     for label, user in demo_users(adapter).items()], resume=True, console=console)
     return runs
 
 
@@ -137,25 +162,29 @@ def _durations(starts: dict[str, float], end: float) -> dict[str, float]:
     return {name: round(b - a, 1) for name, a, b in zip(starts, times, times[1:])}
 
 
-def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> dict:
+def run_demo(workdir: str = "work/demo", quick: bool = False, replay_conversations: int = 4, replay_points: int = 2,
+             console=None) -> dict:
     work, started, stage_starts = Path(workdir), time.time(), {}
 
     def stage(name: str) -> None:  # short rule titles: a long one is cut to the terminal's width, time and all
         stage_starts[name.split(":")[0]] = time.time()
         console.rule(f"[bold]{name}[/bold] (t = {time.time() - started:.0f} s)")
 
-    stage("1/6 data: ShareGPT conversations -> user-model examples")
+    stage("1/7 data: ShareGPT conversations -> user-model examples")
     data_manifest = data_stage(work, console)
     train_cfg = train_config(work / "data", quick)
-    stage("2/6 intents: the assistant writes what each person wanted")
+    stage("2/7 intents: the assistant writes what each person wanted")
     intents = intents_stage(work / "data", train_cfg, quick, console)
-    stage("3/6 classifier: AI voice on real human vs AI turns")
+    stage("3/7 classifier: AI voice on real human vs AI turns")
     clf_dir, clf_manifest = classifier_stage(work, data_manifest, quick, console)
-    stage("4/6 train: LoRA user model on SmolLM2-135M, half with intents")
+    stage("4/7 train: LoRA user model on SmolLM2-135M, half with intents")
     adapter, key = adapter_stage(work, train_cfg, data_manifest, console)
-    stage("5/6 simulate: trained, untrained, prompted users vs assistant")
+    stage("5/7 simulate: trained, untrained, prompted users vs assistant")
     runs = simulate_stage(work, adapter, key, quick, console)
-    stage("6/6 evaluate against real held-out humans; report")
+    stage("6/7 replay: the three users in real held-out conversations")
+    replays = replay_stage(work, adapter, key, 2 if quick else replay_conversations, 2 if quick else replay_points,
+                           console)
+    stage("7/7 evaluate against real held-out humans; report")
     md, html = evaluate_stage(work, runs, clf_dir, console)
     summary = {
         "data_dir": str(work / "data"), "intents": intents, "classifier": str(clf_dir),
@@ -163,7 +192,7 @@ def run_demo(workdir: str = "work/demo", quick: bool = False, console=None) -> d
         "classifier_test_auroc_length_matched": clf_manifest["test_auroc_length_matched"],
         "classifier_word_count_auroc": clf_manifest["test"]["overall"]["word_count_baseline"],
         "adapter": str(adapter), "adapter_final_eval_loss": read_adapter_manifest(adapter).final_eval_loss,
-        "runs": {k: str(v) for k, v in runs.items()},
+        "runs": {k: str(v) for k, v in runs.items()}, "replays": {k: str(v) for k, v in replays.items()},
         "metrics": {k: str(v / "metrics.json") for k, v in runs.items()},
         "report_md": str(md), "report_html": str(html), "seconds": round(time.time() - started, 1),
         "stage_seconds": _durations(stage_starts, time.time()),
