@@ -18,8 +18,8 @@ class PerplexityConfig:
     model: str = option(help="adapter dir, model ref, base:MODEL or prompted:MODEL")
     data_dir: str = option(help="prepared data dir", flag="data", metavar="DATA")
     split: Literal["train", "validation", "test"] = option("test", "which split to score")
-    limit: int = option(0, "examples at most, sampled with seed 0 (0 = all)")
-    max_length: int = option(384, "tokens per example at most")
+    limit: int = option(0, "examples at most, sampled with seed 0 (0 = all)", min=0)
+    max_length: int = option(384, "tokens per example at most", min=1)
     base_model: str | None = option(None, "score this model beside it (default: an adapter's base)")
 
     def __post_init__(self):

@@ -25,7 +25,7 @@ from userlm.io import (
 )
 from userlm.models import DEFAULT_ASSISTANT
 from userlm.records import check_transcript
-from userlm.scenarios import Scenario, load_scenarios, scenarios_hash
+from userlm.scenarios import MAX_SAMPLES, MAX_TURNS, Scenario, load_scenarios, scenarios_hash
 from userlm.users import UserSpec, parse_user, user_sees_intent, user_system
 
 # The hf backend's options that fields of SimulationConfig set (option -> field): not a --backend-arg.
@@ -45,10 +45,12 @@ class SimulationConfig:
     backend: str = option("hf", "backend of both sides unless overridden: hf | vllm | openai")
     user_backend: str | None = option(None, "backend of the user side (default: --backend)")
     assistant_backend: str | None = option(None, "backend of the assistant side (default: --backend)")
-    samples: int | None = option(None, "conversations per scenario (overrides the scenario files)")
-    max_turns: int | None = option(None, "user turns at most (overrides the scenario files)")
+    samples: int | None = option(None, "conversations per scenario (overrides the scenario files)",
+                                 min=1, max=MAX_SAMPLES)
+    max_turns: int | None = option(None, "user turns at most (overrides the scenario files)",
+                                   min=1, max=MAX_TURNS)
     seed: int = option(0, "seed of every conversation (each gets its own, derived from it)")
-    batch_size: int = option(32, "live conversations at once")
+    batch_size: int = option(32, "live conversations at once", min=1)
     quantization: Quantization = option("none", "hf backend: none | nf4 | auto")
     # bfloat16 on a CPU with AMX decodes ~1.4x faster.
     dtype: DType = option("auto", "hf backend: auto = bfloat16 on GPU, float32 on CPU")

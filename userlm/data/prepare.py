@@ -48,12 +48,12 @@ class PrepareConfig:
         "auto", "where an end-of-conversation target goes: auto = only for sources that record where the person "
                 "stopped, always, never")
     dedup: bool = option(True, "drop exact repeats; conversations sharing a long human turn share a split")
-    dedup_min_words: int = option(8, "human turns of at least this many words link conversations into one split unit")
+    dedup_min_words: int = option(8, "human turns of at least this many words link conversations into one split unit", min=1)
     greeting: str = option("", "assistant greeting placed before a conversation the human opens (empty: no context)")
     seed: int = option(0, "seed of the split")
-    validation_fraction: float = option(0.05, "share of split units in validation")
-    test_fraction: float = option(0.05, "share of split units in test")
-    max_trees_per_source: int | None = option(None, "read at most this many trees (conversations) per source")
+    validation_fraction: float = option(0.05, "share of split units in validation", min=0, max=1)
+    test_fraction: float = option(0.05, "share of split units in test", min=0, max=1)
+    max_trees_per_source: int | None = option(None, "read at most this many trees (conversations) per source", min=1)
     skip_bad: bool = option(False, "count and skip malformed records instead of stopping")
 
     def __post_init__(self):
