@@ -244,8 +244,24 @@ def load_manifest(data_dir: str | Path) -> dict:
     return read_json(path, "data manifest", {"counts": dict, "content_hash": str})
 
 
+def check_example(example: dict, where: str) -> dict:
+    """A prepared example with the fields and types every reader needs, or a one-line UserError naming them."""
+    if not isinstance(example.get("id"), str):
+        raise UserError(f"{where}: field 'id' must be a string, got {example.get('id')!r:.60}")
+    messages = example.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise UserError(f"{where}: field 'messages' must be a non-empty list, got {messages!r:.60}")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
+                or not isinstance(m.get("content"), str) or not isinstance(m.get("target", False), bool):
+            raise UserError(f"{where}: field 'messages[{i}]' must be {{role: user|assistant|system, content: "
+                            f"string, target: true|false}}, got {m!r:.80}")
+    return example
+
+
 def read_split(data_dir: str | Path, split: str) -> list[dict]:
     from userlm.io import read_jsonl
 
     load_manifest(data_dir)
-    return list(read_jsonl(Path(data_dir) / f"{split}.jsonl"))
+    path = Path(data_dir) / f"{split}.jsonl"
+    return [check_example(ex, f"{path}: record {i}") for i, ex in enumerate(read_jsonl(path), 1)]
