@@ -23,10 +23,13 @@ pytestmark = pytest.mark.usefixtures("keep_thread_settings")
     (["train", "--data-dir", "d", "--per-device-train-batch-size", "0"], ["per_device_train_batch_size", ">= 1"]),
     (["train", "--data-dir", "d", "--lora-r", "0"], ["lora_r", ">= 1"]),
     (["train", "--data-dir", "d", "--intent-share", "2"], ["intent_share", "0 to 1"]),
-    (["evaluate", "train-classifier", "--max-per-class-per-source", "0"], ["max_per_class_per_source", ">= 1"]),
+    (["evaluate", "train-classifier", "--data", "nowhere", "--max-per-class-per-source", "0"],
+     ["max_per_class_per_source", ">= 1"]),
 ])
 def test_numeric_options_out_of_bounds_are_one_line_errors(tmp_path, capsys, argv, needles):
-    code, err = cli(capsys, *argv, *(["--out", tmp_path / "o"] if argv[:2] == ["data", "prepare"] else []))
+    # a missing source or data dir: the old code, which took these values, stops there instead of working
+    prepare = ["--source", tmp_path / "none.json", "--out", tmp_path / "o"] if argv[:2] == ["data", "prepare"] else []
+    code, err = cli(capsys, *argv, *prepare)
     assert code == 2
     one_line_error(err, *needles)
     assert not (tmp_path / "o").exists()
@@ -87,7 +90,7 @@ def test_samples_and_max_turns_have_upper_bounds(tmp_path, capsys):
 def test_duplicate_keys_in_a_config_file_are_refused(tmp_path, capsys, text, line):
     path = tmp_path / "c.yaml"
     path.write_text(text)
-    code, err = cli(capsys, "simulate", "--config", path, "--out", tmp_path / "r")
+    code, err = cli(capsys, "simulate", "--config", path, "--out", tmp_path / "r", "--user", tmp_path / "none")
     assert code == 2 and not (tmp_path / "r").exists()
     one_line_error(err, str(path), "duplicate key", f"line {line}")
 
@@ -95,7 +98,7 @@ def test_duplicate_keys_in_a_config_file_are_refused(tmp_path, capsys, text, lin
 def test_duplicate_keys_in_scenarios_and_thresholds_are_refused(tmp_path, capsys):
     scenario = tmp_path / "s.yaml"
     scenario.write_text("- id: a\n  description: x\n  samples: 2\n  samples: 300\n")
-    code, err = cli(capsys, "simulate", "--scenarios", scenario, "--out", tmp_path / "r")
+    code, err = cli(capsys, "simulate", "--scenarios", scenario, "--out", tmp_path / "r", "--user", tmp_path / "none")
     assert code == 2
     one_line_error(err, "s.yaml:4", "duplicate key 'samples'")
     thresholds = tmp_path / "t.yaml"

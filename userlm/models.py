@@ -127,7 +127,6 @@ def resolve(ref: str) -> ModelRef:
                         f".gguf file")
     if looks_like_path(ref):
         raise missing_path_error(ref)
-    check_hub_model(ref)
     return ModelRef(ref, "hub", ref)
 
 
@@ -153,6 +152,8 @@ def materialize(model: ModelRef) -> str:
     config, and dequantizing is slow on every load (results/benchmarks/measurements-behind-code-comments.md)."""
     if model.kind == "adapter":
         return materialize(model.base)
+    if model.kind == "hub":
+        check_hub_model(model.location)  # seconds, not a minute of retries, when the hub cannot be reached
     if model.kind != "gguf":
         return model.location
     target = _gguf_cache(model.location)
