@@ -144,16 +144,10 @@ def check_config(cfg: TrainConfig) -> None:
 
     from userlm.models import resolve
 
-    if not 0 <= cfg.intent_share <= 1:
-        raise UserError(f"intent_share must be in [0, 1], got {cfg.intent_share}")
-    check_fields(cfg)  # the Literal fields (again: a field may have been set after construction)
+    check_fields(cfg)  # Literal values and bounds (again: a field may have been set after construction)
     allowed = tuple(t.value for t in SchedulerType)
     if cfg.lr_scheduler_type not in allowed:
         raise UserError(f"lr_scheduler_type must be one of {', '.join(allowed)}; got '{cfg.lr_scheduler_type}'")
-    for name in ("lora_r", "max_length", "per_device_train_batch_size", "per_device_eval_batch_size",
-                 "gradient_accumulation_steps", "eval_steps", "save_steps", "logging_steps"):
-        if getattr(cfg, name) < 1:
-            raise UserError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     if not cfg.learning_rate > 0 or not 0 <= cfg.lora_dropout < 1 or cfg.warmup_steps < 0:
         raise UserError("need learning_rate > 0, 0 <= lora_dropout < 1 and warmup_steps >= 0")
     resolve(cfg.base_model)
