@@ -168,6 +168,12 @@ def diversity_ratio_to_human(s: Inputs):
     return lambda us: div_all(us) / human
 
 
+def _set():
+    from evaluators import set_metrics  # imports this module: imported where it is called
+
+    return set_metrics
+
+
 def plain(fn: Callable[[list], float]):
     """A statistic that reads nothing but the units."""
     return lambda s: fn
@@ -188,18 +194,22 @@ class Metric:
     needs_reference: bool = False  # measured against the real humans: undefined without them
     embeds: bool = False  # reads the turns' sentence embeddings (so the encoder loads only when one does)
     headline: bool = False  # shown in the terminal's short table (every metric stays in JSON, markdown and HTML)
+    bounded: bool = False  # a proportion or other value in [0, 1]: Wilson intervals (evaluators/stats.py)
 
 
 METRICS = {m.name: m for m in (
-    Metric("human_likeness", +1, "1 - mean P(AI) of user turns", human_likeness),
-    Metric("ai_voice_rate", -1, "share of user turns the classifier judges AI (P(AI) > 0.5)", ai_voice_rate),
-    Metric("role_adherence", +1, "share of user turns that do not act as the assistant", plain(role_adherence)),
-    Metric("termination_rate", +1, "share of conversations the user ended", plain(termination_rate)),
+    Metric("human_likeness", +1, "1 - mean P(AI) of user turns", human_likeness, bounded=True),
+    Metric("ai_voice_rate", -1, "share of user turns the classifier judges AI (P(AI) > 0.5)", ai_voice_rate,
+           bounded=True),
+    Metric("role_adherence", +1, "share of user turns that do not act as the assistant", plain(role_adherence),
+           bounded=True),
+    Metric("termination_rate", +1, "share of conversations the user ended", plain(termination_rate),
+           bounded=True),
     Metric("mean_user_turns", 0, "user turns per conversation", plain(mean_user_turns)),
     Metric("mean_turn_words", 0, "words per user turn (no better direction: see turn_length_w1)",
            plain(mean_turn_words)),
     Metric("truncated_share", -1, "share of user turns cut off at max_new_tokens", plain(truncated_share),
-           reference_row=False),
+           reference_row=False, bounded=True),
     Metric("turn_length_w1", -1, "Wasserstein distance of user-turn word counts to real humans'", turn_length_w1,
            reference_row=False, needs_reference=True),
     Metric("conversation_length_w1", -1, "Wasserstein distance of user turns per conversation to real humans'",
@@ -208,6 +218,11 @@ METRICS = {m.name: m for m in (
            set_based=True),
     Metric("distinct_2", +1, "distinct bigrams / bigrams over user turns", plain(lambda us: distinct_n(us, 2)),
            set_based=True),
+    Metric("distinct_2_pair", +1, "distinct bigrams / bigrams of two conversations, averaged over pairs (does not "
+           "shrink as a run grows: evaluators/set_metrics.py)", plain(lambda us: _set().distinct_pair(us, 2)),
+           set_based=True),
+    Metric("diversity_between", +1, "mean cosine distance between user turns of different conversations",
+           lambda s: _set().diversity_between(s), set_based=True, embeds=True),
     Metric("diversity_all", +1, "mean pairwise cosine distance of all user-turn embeddings", diversity_all,
            set_based=True, embeds=True),
     Metric("vendi_all", +1, "Vendi score of all user-turn embeddings", vendi_all, set_based=True,

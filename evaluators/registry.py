@@ -44,9 +44,10 @@ def scored(ctx: Context, names: list[str], inputs: M.Inputs | None = None) -> di
         if metric.needs_reference and not ctx.reference:
             continue
         statistic = metric.statistic(inputs)
-        out[name] = {"run": bootstrap_ci(ctx.units, statistic, set_based=metric.set_based)}
+        out[name] = {"run": bootstrap_ci(ctx.units, statistic, set_based=metric.set_based, bounded=metric.bounded)}
         if ctx.reference and metric.reference_row:
-            out[name]["reference"] = bootstrap_ci(ctx.reference, statistic, set_based=metric.set_based)
+            out[name]["reference"] = bootstrap_ci(ctx.reference, statistic, set_based=metric.set_based,
+                                                   bounded=metric.bounded)
     return out
 
 

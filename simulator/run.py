@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from simulator.loop import Conversation, Side, run_conversations
+from simulator.run_dir import RUN_KIND, check_run_dir, finished_conversations, merge_shards  # noqa: F401
 from userlm.config import DType, Quantization, check_fields, flag_name, option, to_dict
 from userlm.io import (
     UserError,
     append_jsonl,
     atomic_write_json,
-    atomic_write_text,
-    overwrite_allowed,
-    read_json,
-    read_jsonl,
     stable_uint,
-    truncate_torn_tail,
-    written_by_userlm,
 )
+from userlm.locks import locked
 from userlm.models import DEFAULT_ASSISTANT
-from userlm.records import check_transcript
 from userlm.scenarios import MAX_SAMPLES, MAX_TURNS, Scenario, load_scenarios, scenarios_hash
 from userlm.users import UserSpec, parse_user, user_sees_intent, user_system
 
@@ -134,41 +129,6 @@ def run_identity(cfg: SimulationConfig, scenarios: list[Scenario]) -> dict:
     return {"config": keep, "scenarios_sha256": scenarios_hash(scenarios)}
 
 
-def check_run_dir(out: Path) -> None:
-    """Write only into a missing or empty directory or a run this project wrote (unless --overwrite)."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a directory; choose another --out")
-    if not out.exists() or overwrite_allowed.get():
-        return
-    if (out / "run.json").exists() and not written_by_userlm(out):
-        raise UserError(f"{out}/run.json: not a run.json written by `simulate`; choose another --out, "
-                        f"or pass --overwrite to replace it")
-    ours = {"run.json", "transcripts.jsonl", "shards", "metrics.json", "metrics.md", "metrics.csv"}
-    if any(p.name not in ours and not p.name.startswith(".") for p in out.iterdir()) and not written_by_userlm(out):
-        raise UserError(f"{out}: exists, is not empty and is not a simulation run; choose another --out, "
-                        f"or pass --overwrite to write into it")
-
-
-def _finished_records(out: Path) -> list[dict]:
-    """Conversations already written: the merged file and any shards of an interrupted data-parallel run."""
-    records = []
-    for path in [out / "transcripts.jsonl", *sorted((out / "shards").glob("rank-*.jsonl"))]:
-        if path.exists():
-            truncate_torn_tail(path)
-            records += [check_transcript(r, f"{path}: record {i}") for i, r in enumerate(read_jsonl(path), 1)]
-    return records
-
-
-def merge_shards(out: Path, jobs: list[tuple[Scenario, int]]) -> None:
-    """One transcripts.jsonl in plan order, whatever the number of processes that wrote it (each once)."""
-    order = {(s.id, i): n for n, (s, i) in enumerate(jobs)}
-    records = {(r["scenario_id"], r["sample"]): r for r in _finished_records(out)}
-    lines = [json.dumps(records[k], ensure_ascii=False) + "\n" for k in sorted(records, key=lambda k: order.get(k, len(order)))]
-    atomic_write_text(out / "transcripts.jsonl", "".join(lines))
-    for shard in (out / "shards").glob("rank-*.jsonl"):
-        shard.unlink()
-
-
 @dataclass
 class _Run:
     """One run's part of a simulation in this process: where it goes and the conversations left to do here."""
@@ -202,6 +162,15 @@ def simulate_together(cfgs: list[SimulationConfig], resume: bool = False, consol
     rank, world = distributed.rank(), distributed.world_size()
     if len({Path(c.out).resolve() for c in cfgs}) < len(cfgs):
         raise UserError("runs simulated together need different out directories")
+    with ExitStack() as locks:
+        for cfg in cfgs if rank == 0 else []:  # one writer per run directory (the ranks of a launch are one)
+            locks.enter_context(locked(cfg.out, "--out"))
+        return _simulate_locked(cfgs, resume, console, rank, world)
+
+
+def _simulate_locked(cfgs: list[SimulationConfig], resume: bool, console, rank: int, world: int) -> list[Path]:
+    from userlm import distributed
+
     runs = [_start_run(n, cfg, resume, rank, world) for n, cfg in enumerate(cfgs)]
     distributed.wait_for_everyone()  # every process has read the finished sets before any appends to them
     started, todo = time.perf_counter(), [c for r in runs for c in r.todo]
@@ -243,24 +212,11 @@ def _start_run(index: int, cfg: SimulationConfig, resume: bool, rank: int, world
     return _Run(cfg, user, out, jobs, done, info, todo, transcripts)
 
 
-def finished_conversations(out: Path, ident: dict, resume: bool) -> set[tuple[str, int]]:
-    """The (scenario, sample) pairs `out` already holds: only for --resume of the same run, else an error."""
-    if not (out / "transcripts.jsonl").exists() and not any((out / "shards").glob("*.jsonl")):
-        return set()
-    if not resume:
-        raise UserError(f"{out} already holds transcripts; pass --resume to finish it, or choose another --out")
-    if not (out / "run.json").exists():
-        raise UserError(f"{out}: transcripts without run.json; cannot tell which run they belong to")
-    if read_json(out / "run.json", "run.json").get("identity") != ident:
-        raise UserError(f"{out}: --resume with a different config or scenarios than the run it holds")
-    return {(r["scenario_id"], r["sample"]) for r in _finished_records(out)}
-
-
 def start_run_info(cfg: SimulationConfig, user: UserSpec, ident: dict, total: int, world: int) -> dict:
     from userlm.provenance import library_versions
 
     return {
-        "kind": "userlm-simulation-run", "identity": ident, "config": to_dict(cfg), "user_kind": user.kind,
+        "kind": RUN_KIND, "identity": ident, "config": to_dict(cfg), "user_kind": user.kind,
         "user_model": _identity(user.model, cfg.user_kind),
         "assistant_model": _identity(cfg.assistant, cfg.assistant_kind),
         "user_adapter_manifest": user.manifest.to_dict() if user.manifest else None, "versions": library_versions(),

@@ -35,3 +35,22 @@ def test_no_python_file_is_over_max_lines():
     long = [f"{path.relative_to(ROOT)}: {n} lines" for path in files
             if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES]
     assert files and not long, "\n".join(long)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Project modules a file imports (lazy imports included), as dotted names."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+        found |= {n for n in names if n.split(".")[0] in ALLOWED}
+    return found
+
+
+def test_no_two_modules_import_each_other():
+    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts): p
+               for package in ALLOWED for p in (ROOT / package).rglob("*.py")}
+    edges = {name: {m for m in imported_modules(path) if m in modules and m != name}
+             for name, path in modules.items()}
+    cycles = sorted(f"{a} <-> {b}" for a in edges for b in edges[a] if a < b and a in edges.get(b, ()))
+    assert not cycles, "\n".join(cycles)

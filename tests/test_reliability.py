@@ -44,7 +44,7 @@ def test_prepare_out_dot_and_project_root_are_refused(tmp_path, capsys, source, 
     assert (project / "notes.txt").read_text() == "keep" and (project / ".git").is_dir()
 
 
-def test_prepare_replaces_its_own_output_an_empty_dir_or_with_overwrite(tmp_path, capsys, source):
+def test_prepare_replaces_its_own_output_or_an_empty_dir(tmp_path, capsys, source):
     out = tmp_path / "data"
     out.mkdir()  # empty
     assert cli(capsys, "data", "prepare", "--source", source, "--out", out)[0] == 0
@@ -55,8 +55,8 @@ def test_prepare_replaces_its_own_output_an_empty_dir_or_with_overwrite(tmp_path
     other = tmp_path / "other"
     other.mkdir()
     (other / "old.txt").write_text("x")
-    assert cli(capsys, "data", "prepare", "--source", source, "--out", other, "--overwrite")[0] == 0
-    assert not (other / "old.txt").exists() and (other / "manifest.json").exists()
+    assert cli(capsys, "data", "prepare", "--source", source, "--out", other, "--overwrite")[0] == 2  # issue 27
+    assert (other / "old.txt").exists() and not (other / "manifest.json").exists()
 
 
 def test_leftover_partial_directories_of_killed_runs_are_cleaned(tmp_path, capsys, source):

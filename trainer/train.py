@@ -15,10 +15,12 @@ from userlm.chat import USER_MODEL_SYSTEM, encode_for_training, user_model_syste
 from userlm.config import DType, Quantization, check_fields, option, to_dict
 from userlm.data.intents import gets_intent, load_intents
 from userlm.data.prepare import load_manifest, read_split
-from userlm.distributed import wait_for_everyone, world_size
-from userlm.io import UserError, atomic_write_json
+from userlm.distributed import rank, wait_for_everyone, world_size
+from userlm.io import IN_PROGRESS, UserError, atomic_write_json, userlm_kind
 from userlm.models import ADAPTER_MANIFEST, identity, load_causal_lm, resolve_quantization
 from userlm.provenance import git_commit, library_versions
+
+ADAPTER_KIND = "userlm-adapter"
 
 
 @dataclass
@@ -154,16 +156,41 @@ def check_config(cfg: TrainConfig) -> None:
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
-    """Train, save adapter + tokenizer + manifest.json into cfg.output_dir; return the manifest."""
-    from trl import SFTTrainer
+    """Train, save adapter + tokenizer + manifest.json into cfg.output_dir; return the manifest. Process 0
+    holds the output directory's lock (one writer at a time)."""
+    from contextlib import nullcontext
+
+    from userlm.locks import locked
 
     check_config(cfg)
+    with locked(cfg.output_dir, "output_dir") if rank() == 0 else nullcontext():
+        return _train(cfg, resume)
+
+
+def _check_output_dir(out: Path, resume: bool) -> None:
+    """A new or empty directory, or with --resume one `userlm train` wrote (finished or interrupted)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a directory; choose another output_dir")
+    if not out.exists() or all(p.name == IN_PROGRESS for p in out.iterdir()):
+        return  # new, empty, or left by a run that stopped before training began
+    if not resume:
+        raise UserError(f"{out} already exists; pass --resume to continue it, or choose another output_dir")
+    kind = userlm_kind(out)
+    if kind != ADAPTER_KIND:
+        raise UserError(f"{out}: --resume continues only an adapter directory written by `userlm train`; this one "
+                        f"holds {kind or 'files userlm did not write'}: choose another output_dir")
+
+
+def _train(cfg: TrainConfig, resume: bool) -> dict:
+    from trl import SFTTrainer
+
     out = Path(cfg.output_dir)
     checkpoints = out / "checkpoints"
     has_checkpoint = checkpoints.exists() and any(checkpoints.glob("checkpoint-*"))
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise UserError(f"{out} already exists; pass --resume to continue it, or choose another output_dir")
+    _check_output_dir(out, resume)
     wait_for_everyone()  # under `accelerate launch` every process checks before any writes there
+    if rank() == 0:  # marks the directory as ours (for --resume) before anything else is written there
+        atomic_write_json(out / IN_PROGRESS, {"kind": ADAPTER_KIND, "state": "training"})
     data_manifest = load_manifest(cfg.data_dir)
     quantization = resolve_quantization(cfg.quantization)
     started = time.time()
@@ -200,7 +227,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     seen = result.global_step * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world_size()
     tokens_trained = round(epoch_tokens * seen / len(train_ds))  # non-pad tokens the optimizer saw
     manifest = {
-        "kind": "userlm-adapter", "base_model": cfg.base_model, "base_identity": identity(cfg.base_model),
+        "kind": ADAPTER_KIND, "base_model": cfg.base_model, "base_identity": identity(cfg.base_model),
         "data_dir": cfg.data_dir, "data_content_hash": data_manifest["content_hash"], "config": to_dict(cfg),
         "quantization": quantization, "target_role": cfg.target_role, "system_prompt": cfg.system_prompt,
         "trained_with_intent": cfg.intent != "none", "intent_mode": cfg.intent,
@@ -217,6 +244,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(time.time() - started, 1),
     }
     atomic_write_json(out / ADAPTER_MANIFEST, manifest)  # written last: its presence marks a finished adapter
+    (out / IN_PROGRESS).unlink(missing_ok=True)
     return manifest
 
 

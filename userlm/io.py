@@ -31,14 +31,19 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
-# `--overwrite` sets this for the command it is given to: replace a directory this project did not write.
+# `--overwrite` sets this for the command it is given to: replace output this project wrote though it is of
+# another kind (or start a run over); never a directory or file this project did not write.
 overwrite_allowed: ContextVar[bool] = ContextVar("overwrite_allowed", default=False)
+
+
+# Written first into a directory a command fills in place (`train`), so `--resume` can tell it is ours.
+IN_PROGRESS = "userlm_in_progress.json"
 
 
 def userlm_kind(path: str | Path) -> str | None:
     """What this project wrote in directory `path` (its manifest's `kind`), or None if it did not write it."""
     path = Path(path)
-    for name in ("manifest.json", "userlm_source.json", "run.json"):
+    for name in ("manifest.json", "userlm_source.json", "run.json", IN_PROGRESS):
         try:
             obj = json.loads((path / name).read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError):
@@ -60,7 +65,8 @@ def written_by_userlm(path: str | Path) -> bool:
 
 def check_replaceable(path: str | Path, what: str = "output directory", kind: str | None = None) -> None:
     """Refuse (one line) to replace anything but a missing or empty directory or one this project wrote (of
-    the same `kind`, when given); `--overwrite` lifts the last two rules, never the first ones."""
+    the same `kind`, when given); `--overwrite` lifts only the last rule: a directory holding files this
+    project did not write (a home folder, a folder of your files) is never replaced, whatever the flags."""
     path = Path(path)
     resolved = path.resolve()
     if resolved == Path.cwd().resolve() or resolved in Path.cwd().resolve().parents or resolved == resolved.parent:
@@ -72,13 +78,13 @@ def check_replaceable(path: str | Path, what: str = "output directory", kind: st
         raise UserError(f"{path}: exists and is {kind_of}; refusing to replace it, choose another {what}")
     if (path / ".git").exists():
         raise UserError(f"{path}: holds a .git folder; refusing to replace it, choose another {what}")
-    if not any(path.iterdir()) or overwrite_allowed.get():
+    if not any(path.iterdir()):
         return
     existing = userlm_kind(path)
     if existing is None:
-        raise UserError(f"{path}: exists and was not written by userlm (no userlm manifest.json); "
-                        f"choose another {what}, or pass --overwrite to replace it")
-    if kind is not None and existing != kind:
+        raise UserError(f"{path}: exists and was not written by userlm (no userlm manifest.json); refusing to "
+                        f"replace it, even with --overwrite: choose another {what}")
+    if kind is not None and existing != kind and not overwrite_allowed.get():
         raise UserError(f"{path}: holds a {existing} written by userlm, not a {kind}; choose another {what}, "
                         f"or pass --overwrite to replace it")
 

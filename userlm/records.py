@@ -28,8 +28,15 @@ def load_transcripts(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / "transcripts.jsonl"
     if not path.exists():
         raise UserError(f"{run_dir}: no transcripts.jsonl; run `simulate` first")
-    return [check_transcript(r, f"{path}: record {i}")
-            for i, r in enumerate(read_jsonl(path, tolerate_torn_tail=True), 1)]
+    records, seen = [], {}
+    for i, r in enumerate(read_jsonl(path, tolerate_torn_tail=True), 1):
+        key = (check_transcript(r, f"{path}: record {i}")["scenario_id"], r["sample"])
+        if key in seen:  # two runs written into one directory: scoring it would count conversations twice
+            raise UserError(f"{path}: record {i} repeats (scenario_id {key[0]!r:.60}, sample {key[1]}) of record "
+                            f"{seen[key]}; not one run's transcripts")
+        seen[key] = i
+        records.append(r)
+    return records
 
 
 def load_run(run_dir: str | Path, allow_unfinished: bool = False) -> tuple[dict, list[dict]]:

@@ -70,3 +70,21 @@ def configure_threads(requested: int | str | None = None) -> int:
 
         torch.set_num_threads(n)
     return n
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """fp32 GFLOPS of an n x n torch matmul with the threads torch has now (best of `repeats`): the one figure
+    printed beside every CPU timing, so that timings from machines of other speeds can be compared (the issue's
+    yardstick: 2048 x 2048, 2 threads; about 150 on the slower CPU kind this project meets)."""
+    import time
+
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up: thread pool start and first-touch of the output
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - started)
+    return 2 * n ** 3 / best / 1e9

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from userlm.config import check_fields, option, parse_overrides, to_dict
-from userlm.io import UserError, atomic_write_json, atomic_write_text, cache_dir, read_json, sha256_json
+from userlm.io import UserError, cache_dir, read_json, sha256_json
 from userlm.scenarios import MAX_SAMPLES
 from userlm.yamlio import load_yaml
 
@@ -39,6 +39,9 @@ class CompareConfig:
     samples: int | None = option(None, "conversations per scenario (default: the scenario files')",
                                  min=1, max=MAX_SAMPLES)
     seed: int = option(0, "simulation seed")
+    seeds: int = option(1, "A/A check: also simulate the baseline adapter with this many seeds (seed, seed+1, "
+                           "...) and gate every ordered pair of them: the share that exits 1 is the false-alarm "
+                           "rate of these settings (1: no check)", min=1, max=100)
     sim_overrides: list[str] = option(factory=list, flag="set", metavar="KEY=VALUE",
                                       help="simulation config override of both sides (repeatable; "
                                            "sim_overrides: [KEY=VALUE, ...] in a --config file)")
@@ -51,10 +54,10 @@ class CompareConfig:
         # where both sides are finished runs and nothing is simulated
 
 
-def load_thresholds(path: str | None) -> dict:
-    """{metric: {"max_regression": x}}; each metric's direction is the one in evaluators.metrics.METRICS (a
-    `direction` given in the file must agree with it)."""
-    from evaluators import metrics as M
+def load_gate(path: str | None) -> tuple[dict, dict]:
+    """(settings, {metric: spec}) from a thresholds file: `primary`, `fallback_primary`, `alpha`, `power` and
+    `metrics: {name: {margin: x}}` (workflows/gate.py), or the older flat {name: {max_regression: x}}."""
+    from workflows.gate import DEFAULT_GATE
 
     source = Path(path) if path else DEFAULT_THRESHOLDS
     if path and not source.is_file():
@@ -64,27 +67,50 @@ def load_thresholds(path: str | None) -> dict:
     except yaml.YAMLError as e:
         raise UserError(f"{source}: invalid YAML ({str(e).splitlines()[0]})") from None
     if data is None:  # installed without the configs folder
-        data = {"human_likeness": {"max_regression": 0.03}}
+        data = {"metrics": {"human_likeness": {"margin": 0.03}}}
     if not isinstance(data, dict):
-        raise UserError(f"{source}: expected a mapping of metric -> {{max_regression: ...}}")
-    for metric, spec in data.items():
-        check_comparable(source, metric)
-        if not isinstance(spec, dict) or not isinstance(spec.get("max_regression"), (int, float)):
-            raise UserError(f"{source}: {metric} needs a numeric max_regression")
-        if spec.get("direction", M.direction_word(metric)) != M.direction_word(metric):
-            raise UserError(f"{source}: {metric}: {M.direction_word(metric)} is better (evaluators/metrics.py), "
-                            f"not {spec['direction']}")
-        spec["direction"] = M.direction_word(metric)
-    return data
+        raise UserError(f"{source}: expected a mapping (primary, alpha, metrics: {{name: {{margin: ...}}}})")
+    flat = "metrics" not in data
+    settings = {k: data.get(k, v) for k, v in DEFAULT_GATE.items()} if not flat else {**DEFAULT_GATE, "primary": None}
+    for key in ("alpha", "power"):
+        if not isinstance(settings[key], (int, float)) or not 0 < settings[key] < 1:
+            raise UserError(f"{source}: {key} must be a number between 0 and 1")
+    metrics = data if flat else data["metrics"]
+    if not isinstance(metrics, dict):
+        raise UserError(f"{source}: metrics: expected a mapping of metric -> {{margin: ...}}")
+    return settings, {m: _metric_spec(source, m, spec, m == settings["primary"]) for m, spec in metrics.items()}
 
 
-def check_comparable(source: Path, metric: str) -> None:
+def _metric_spec(source: Path, metric: str, spec, primary: bool) -> dict:
+    from evaluators import metrics as M
+
+    if not isinstance(spec, dict):
+        raise UserError(f"{source}: {metric} needs a numeric margin")
+    margin = spec.get("margin", spec.get("max_regression"))
+    if not isinstance(margin, (int, float)) or margin < 0:
+        raise UserError(f"{source}: {metric} needs a numeric margin >= 0")
+    if primary and metric not in M.METRICS:  # written by evaluate into metrics.json (not a statistic here yet)
+        return {"direction": spec.get("direction", "lower"), "max_regression": margin, "margin": margin}
+    check_comparable(source, metric, primary)
+    if spec.get("direction", M.direction_word(metric)) != M.direction_word(metric):
+        raise UserError(f"{source}: {metric}: {M.direction_word(metric)} is better (evaluators/metrics.py), "
+                        f"not {spec['direction']}")
+    return {"direction": M.direction_word(metric), "max_regression": margin, "margin": margin}
+
+
+def load_thresholds(path: str | None) -> dict:
+    """{metric: {"margin", "max_regression" (the same), "direction"}}; each metric's direction is the one in
+    evaluators.metrics.METRICS (a `direction` given in the file must agree with it)."""
+    return load_gate(path)[1]
+
+
+def check_comparable(source: Path, metric: str, primary: bool = False) -> None:
     from evaluators import metrics as M
 
     known = f"(compare pairs: {', '.join(M.COMPARABLE)})"
     if metric not in M.METRICS:
         raise UserError(f"{source}: unknown metric '{metric}' {known}")
-    if M.METRICS[metric].statistic is None:
+    if M.METRICS[metric].statistic is None and not primary:
         raise UserError(f"{source}: {metric} is scored by a model on real data, not on the runs' conversations {known}")
     if M.METRICS[metric].direction == 0:
         raise UserError(f"{source}: {metric} has no better direction, so it cannot regress "
@@ -120,100 +146,141 @@ def ensure_run(side: str, scenarios: str, sim_overrides: list[str], samples: int
 
 
 def paired_units(runs: list[Path]) -> tuple[list[dict], list[dict]]:
-    """The two runs' conversations with the same scenario and sample, in the same order."""
+    """The two runs' conversations paired, in the same order: replay runs share their contexts exactly and pair
+    by conversation_id; self-play runs by (scenario, sample)."""
     from evaluators.reference import transcript_units
     from userlm.records import load_transcripts
 
-    records = [{(r["scenario_id"], r["sample"]): r for r in load_transcripts(run)} for run in runs]
-    keys = sorted(set(records[0]) & set(records[1]))
+    loaded = [load_transcripts(run) for run in runs]
+    replay = all(r.get("conversation_id") is not None for recs in loaded for r in recs)
+    key = (lambda r: r["conversation_id"]) if replay else (lambda r: (r["scenario_id"], r["sample"]))
+    records = [{key(r): r for r in recs} for recs in loaded]
+    keys = sorted(set(records[0]) & set(records[1]), key=str)
     if not keys:
-        raise UserError("baseline and candidate share no (scenario, sample) conversation to pair")
+        raise UserError(f"baseline and candidate share no {'conversation_id' if replay else '(scenario, sample)'} "
+                        "conversation to pair")
     base, cand = (transcript_units([recs[k] for k in keys]) for recs in records)
     return base, cand
 
 
 def metric_row(metric: str, spec: dict, skipped: str | None, base: list, cand: list, real: list,
                inputs: M.Inputs) -> dict:
-    """The metric on both runs and the paired CI of its delta, judged against the allowed regression."""
+    """The metric on both runs and its paired delta's interval (evaluators/stats.py); the gate judges it."""
     from evaluators import metrics as M
-    from evaluators.stats import paired_bootstrap_delta
+    from evaluators.stats import paired_delta
 
-    row = {"metric": metric, "direction": spec["direction"], "max_regression": spec["max_regression"]}
+    margin = spec.get("margin", spec.get("max_regression"))
+    row = {"metric": metric, "direction": spec["direction"], "max_regression": margin, "margin": margin}
     if skipped:
         return {**row, "verdict": "skipped", "note": skipped}
     declared = M.METRICS[metric]
     fn = declared.statistic(inputs)
-    ci = paired_bootstrap_delta(base, cand, fn, set_based=declared.set_based)
+    ci = paired_delta(base, cand, fn, bounded=declared.bounded)
     if not math.isfinite(ci["delta"]):
         return {**row, "verdict": "skipped", "note": "not defined on these runs"}
-    sign = 1 if spec["direction"] == "higher" else -1
-    worst, best = sorted((sign * ci["ci_low"], sign * ci["ci_high"]))  # in "positive = better" units
-    verdict = "regressed" if best < -spec["max_regression"] else "improved" if worst > 0 else "same"
-    row.update({"baseline": fn(base), "candidate": fn(cand), **ci, "verdict": verdict})
+    row.update({"baseline": fn(base), "candidate": fn(cand), **ci, "bounded": declared.bounded, "verdict": "tested"})
     if real and declared.reference_row:  # the real-human row evaluate and report show, no other
         row["real_humans"] = fn(real)
     return row
 
 
-def compare(baseline: str, candidate: str, scenarios: str, out: str, thresholds: str | None = None,
-            samples: int | None = None, seed: int = 0, sim_overrides: list[str] | None = None,
-            classifier: str | None = None, reference: str | None = None, console=None) -> dict:
+def evaluated_row(metric: str, spec: dict, runs: list[Path]) -> dict | None:
+    """A metric scored by `evaluate` (metrics.json beside each run), its delta's standard error from the two
+    intervals (independent sides); None where a run has no such value."""
+    from evaluators.stats import quantile
+
+    values = []
+    for run in runs:
+        path = run / "metrics.json"
+        entry = (read_json(path, "metrics.json").get("metrics", {}).get(metric, {}).get("run") if path.exists() else None)
+        if not entry or not all(isinstance(entry.get(k), (int, float)) for k in ("value", "ci_low", "ci_high")):
+            return None
+        values.append(entry)
+    z = quantile(0.975, math.inf)
+    se = math.hypot(*((v["ci_high"] - v["ci_low"]) / (2 * z) for v in values))
+    delta = values[1]["value"] - values[0]["value"]
+    return {"metric": metric, "direction": spec["direction"], "max_regression": spec["margin"],
+            "margin": spec["margin"], "baseline": values[0]["value"], "candidate": values[1]["value"],
+            "delta": delta, "ci_low": delta - z * se, "ci_high": delta + z * se, "n": values[0].get("n"),
+            "se_low": se, "se_high": se, "df": None, "verdict": "tested"}
+
+
+def prepare_against_people(base: list, cand: list, reference_dir: str | None) -> None:
+    """Units scored against people (discriminability) carry their out-of-fold scores: evaluators/against_people.py
+    prepares them where that module is present."""
+    import importlib.util
+
+    if importlib.util.find_spec("evaluators.against_people") is not None:
+        from evaluators import against_people
+
+        for units in (base, cand):
+            against_people.prepare(units, reference_dir)
+
+
+def gate_runs(runs: list[Path], settings: dict, limits: dict, skipped: dict, clf, real: list, say,
+              reference_dir: str | None = None) -> dict:
+    """The gate's rows and verdict for two finished runs (workflows/gate.py)."""
     from evaluators import metrics as M
     from evaluators.cache import embed
-    from evaluators.classifier import load_classifier
-    from evaluators.reference import reference_units
+    from workflows.gate import decide
 
-    limits = load_thresholds(thresholds)
-    skipped = {m: "needs --reference (real humans to measure the distance to)"
-               for m in limits if M.METRICS[m].needs_reference and not reference}
-    if skipped and thresholds:
-        raise UserError(f"{thresholds}: {', '.join(skipped)} {next(iter(skipped.values()))}")
-    real = reference_units(reference, limit=300) if reference else []
-    runs = [ensure_run(s, scenarios, sim_overrides or [], samples, seed, console) for s in (baseline, candidate)]
     base, cand = paired_units(runs)
+    primary = settings["primary"]
+    rows, note = [], None
+    if primary in M.METRICS and M.METRICS[primary].statistic is not None:
+        prepare_against_people(base, cand, reference_dir)
+    elif primary:
+        row = evaluated_row(primary, limits[primary], runs) if primary in limits else None
+        rows += [row] if row else []
+    stats = {m: s for m, s in limits.items() if m in M.METRICS and M.METRICS[m].statistic is not None}
     texts = M.distinct_turns(base, cand, real)
-    clf = load_classifier(classifier, console, data_dir=reference)
-    embeds = any(M.METRICS[m].embeds for m in limits)  # MiniLM only when needed
+    embeds = any(M.METRICS[m].embeds for m in stats)  # MiniLM only when needed
     inputs = M.Inputs(p_ai=dict(zip(texts, clf.p_ai(texts))), vectors=dict(zip(texts, embed(texts))) if embeds else {},
                       reference=real)
-    rows = [metric_row(m, spec, skipped.get(m), base, cand, real, inputs) for m, spec in limits.items()]
+    rows += [metric_row(m, spec, skipped.get(m), base, cand, real, inputs) for m, spec in stats.items()]
+    if primary and not any(r["metric"] == primary and r["verdict"] != "skipped" for r in rows):
+        note = (f"primary metric {primary}: not defined on these runs (needs people's turns in the same contexts: "
+                f"a replay run, or --reference); {settings['fallback_primary']} is primary")
+        say(note)
+        primary = settings["fallback_primary"]
+    decide(rows, primary, settings["alpha"], settings["power"])
     regressed = [r["metric"] for r in rows if r["verdict"] == "regressed"]
+    return {"rows": rows, "regressed": regressed, "primary": primary, "paired_conversations": len(base),
+            **({"primary_note": note} if primary != settings["primary"] else {})}
+
+
+def compare(baseline: str, candidate: str, scenarios: str, out: str, thresholds: str | None = None,
+            samples: int | None = None, seed: int = 0, sim_overrides: list[str] | None = None,
+            classifier: str | None = None, reference: str | None = None, seeds: int = 1, console=None) -> dict:
+    from evaluators import metrics as M
+    from evaluators.classifier import load_classifier
+    from evaluators.reference import reference_units
+    from workflows.compare_output import false_alarms, write_compare
+
+    settings, limits = load_gate(thresholds)
+    skipped = {m: "needs --reference (real humans to measure the distance to)"
+               for m in limits if m in M.METRICS and M.METRICS[m].needs_reference and not reference}
+    if skipped and thresholds:
+        raise UserError(f"{thresholds}: {', '.join(skipped)} {next(iter(skipped.values()))}")
+    if seeds > 1 and not (Path(baseline) / "adapter_config.json").exists():
+        raise UserError(f"{baseline}: --seeds needs an adapter dir as the baseline (it is simulated with other seeds)")
+    say = (lambda line: console.print(line)) if console else print
+    real = reference_units(reference, limit=300) if reference else []
+    runs = [ensure_run(s, scenarios, sim_overrides or [], samples, seed, console) for s in (baseline, candidate)]
+    clf = load_classifier(classifier, console, data_dir=reference)
+    gated = gate_runs(runs, settings, limits, skipped, clf, real, say, reference)
     result = {"baseline": baseline, "candidate": candidate, "baseline_run": str(runs[0]), "candidate_run": str(runs[1]),
-              "paired_conversations": len(base), "scenarios": scenarios, "seed": seed, "reference": reference,
-              "classifier": {"version": clf.version, "test_auroc": clf.manifest["test_auroc"],
-                             "test_auroc_length_matched": clf.manifest["test_auroc_length_matched"]},
-              "rows": rows, "regressed": regressed, "exit_code": 1 if regressed else 0}
+              "scenarios": scenarios, "seed": seed, "reference": reference, "alpha": settings["alpha"],
+              "power": settings["power"], "classifier": {"version": clf.version, "test_auroc": clf.manifest["test_auroc"],
+              "test_auroc_length_matched": clf.manifest["test_auroc_length_matched"]}, **gated,
+              "exit_code": 1 if gated["regressed"] else 0}
+    if seeds > 1:
+        aa_runs = [runs[0] if k == 0 else ensure_run(baseline, scenarios, sim_overrides or [], samples, seed + k, console)
+                   for k in range(seeds)]
+        result["a_a"] = false_alarms(aa_runs, lambda pair: gate_runs(pair, settings, limits, skipped, clf, real,
+                                                                     lambda line: None, reference))
     write_compare(result, Path(out), console)
     return result
-
-
-def write_compare(result: dict, out_dir: Path, console=None) -> None:
-    """compare.json, compare.md and the console table."""
-    atomic_write_json(out_dir / "compare.json", result)
-    rows, regressed, pairs = result["rows"], result["regressed"], result["paired_conversations"]
-    cells = [_cells(r) for r in rows]
-    lines = ["| metric | baseline | candidate | delta [95% CI] | real humans | allowed | verdict |", "|" + "---|" * 7]
-    lines += ["| " + " | ".join(c) + " |" for c in cells]
-    verdict = f"REGRESSION in {', '.join(regressed)}" if regressed else "no regression"
-    atomic_write_text(out_dir / "compare.md", f"# {result['candidate']} vs {result['baseline']}\n\n{pairs} paired "
-                      f"conversations. Verdict: {verdict}.\n\n" + "\n".join(lines) + "\n")
-    if console:
-        from rich.table import Table
-
-        table = Table(title=f"candidate vs baseline ({pairs} paired conversations): {verdict}")
-        for col in ("metric", "baseline", "candidate", "delta [95% CI]", "real humans", "allowed", "verdict"):
-            table.add_column(col, justify="left" if col == "metric" else "right")
-        color = {"regressed": "red", "improved": "green", "same": "white", "skipped": "yellow"}
-        for r, c in zip(rows, cells):
-            table.add_row(*c[:-1], f"[{color[r['verdict']]}]{r['verdict']}[/]")
-        console.print(table)
-
-
-def _cells(r: dict) -> list[str]:
-    num = lambda key: f"{r[key]:.3f}" if isinstance(r.get(key), (int, float)) and math.isfinite(r[key]) else "n/a"
-    delta = f"{r['delta']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]" if "delta" in r else r.get("note", "")
-    return [f"{r['metric']} ({r['direction']} is better)", num("baseline"), num("candidate"), delta, num("real_humans"),
-            str(r["max_regression"]), r["verdict"]]
 
 
 def compare_main(cfg: CompareConfig, console) -> int:

@@ -69,6 +69,13 @@ def _wanted(cfg: IntentsConfig) -> list[tuple[str, dict]]:
 
 
 def write_intents(cfg: IntentsConfig, progress=None) -> dict:
+    from userlm.locks import locked
+
+    with locked(cfg.data_dir, "data directory"):  # one writer of intents.jsonl (and no prepare replacing it)
+        return _write_intents(cfg, progress)
+
+
+def _write_intents(cfg: IntentsConfig, progress=None) -> dict:
     from userlm.backends import GenerationRequest, Sampling, backend_options, get_backend
 
     load_manifest(cfg.data_dir)

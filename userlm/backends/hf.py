@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
 from typing import Hashable
 
 from userlm.backends import register_backend
 from userlm.backends.base import Backend, Generation, GenerationRequest
 from userlm.backends.growing_cache import growing_layer
 from userlm.backends.hf_scoring import HFScoring
+from userlm.backends.rows import Row
 from userlm.backends.sampling import sample_next
 from userlm.chat import render, stop_token_ids
 from userlm.io import UserError
@@ -56,15 +56,6 @@ def _has_triton() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-@dataclass
-class _Row:
-    key: Hashable
-    ids: list[int]  # the tokens whose keys/values are in the cache
-    sampling: object
-    generator: object
-    generated: list[int] = field(default_factory=list)
-
-
 @register_backend("hf")
 class HFBackend(HFScoring, Backend):
     def __init__(self, model: str, quantization: str = "none", dtype: str = "auto", max_batch: int = 32,
@@ -78,7 +69,7 @@ class HFBackend(HFScoring, Backend):
         self.prefix_cache, self.continuous = prefix_cache, continuous  # off only to measure what they gain
         self.stop_ids = stop_token_ids(self.tokenizer)
         self.waiting: deque = deque()
-        self.rows: list[_Row] = []
+        self.rows: list[Row] = []
         self.cache = None  # the live rows' KV cache, left-padded to a common length
         self.mask = None  # [rows, positions]: 1 where a row has a real token
         self.kept: dict = {}  # key -> (ids, [(keys, values) per layer]) of finished generations
@@ -186,7 +177,7 @@ class HFBackend(HFScoring, Backend):
         out = self.model(input_ids=feed, position_ids=positions, use_cache=True, logits_to_keep=1,
                          **{self.cache_arg: cache})
         generator = torch.Generator().manual_seed(request.seed)
-        row = _Row(key, ids, request.sampling, generator)
+        row = Row(key, ids, request.sampling, generator)
         kv = [(layer.keys, layer.values) for layer in cache.layers]
         if self.recent.maxlen:
             self.recent.append((ids, kv))  # read only: the prefill of a request that starts from it concatenates
@@ -273,7 +264,7 @@ class HFBackend(HFScoring, Backend):
             self.rows, self.cache, self.mask = [], None, None
         return finished
 
-    def _sample(self, rows: list[_Row], logits) -> None:
+    def _sample(self, rows: list[Row], logits) -> None:
         import torch
 
         temperatures = torch.tensor([r.sampling.temperature for r in rows], dtype=torch.float32, device=logits.device)
@@ -282,10 +273,10 @@ class HFBackend(HFScoring, Backend):
         for r, token in zip(rows, sample_next(logits.float(), temperatures, top_ps, uniforms).tolist()):
             r.generated.append(token)
 
-    def _done(self, row: _Row) -> bool:
+    def _done(self, row: Row) -> bool:
         return row.generated[-1] in self.stop_ids or len(row.generated) >= row.sampling.max_new_tokens
 
-    def _finish(self, row: _Row, kv) -> tuple[Hashable, Generation]:
+    def _finish(self, row: Row, kv) -> tuple[Hashable, Generation]:
         if self.prefix_cache:
             self.kept[row.key] = (row.ids, kv)
         stopped = row.generated[-1] in self.stop_ids

@@ -23,6 +23,7 @@ import time
 from collections.abc import Hashable
 
 from userlm.backends.decode_graphs import DecodeGraphs
+from userlm.backends.rows import Row
 from userlm.backends.slot_kv import SlotBuffers, SlotKV, register_slot_attention, slot_cache_class
 
 LENGTH_BUCKET = 256  # attention reads positions [0, Lb): a multiple of this above the longest live row
@@ -117,8 +118,6 @@ class SlotEngine(DecodeGraphs, SlotBuffers):
         so a chunk pads little), each written straight into its slot."""
         import torch
 
-        from userlm.backends.hf import _Row
-
         backend = self.backend
         prepared = []
         for key, request in joining:
@@ -137,7 +136,7 @@ class SlotEngine(DecodeGraphs, SlotBuffers):
                     self.keys[layer, slot, :, :reused] = k[0, :, :reused]
                     self.values[layer, slot, :, :reused] = v[0, :, :reused]
             generator = torch.Generator().manual_seed(request.seed)
-            row = _Row(key, ids, request.sampling, generator)
+            row = Row(key, ids, request.sampling, generator)
             self.rows[slot] = row  # taken now so the next request gets another slot
             placed.append((slot, row, reused))
         placed.sort(key=lambda p: len(p[1].ids) - p[2])

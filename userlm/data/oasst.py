@@ -28,12 +28,15 @@ def _message_fields(obj: dict, where: str) -> dict:
     }
 
 
-def _oasst_message(obj: dict, where: str) -> Message:
+def _oasst_message(obj: dict, where: str, parent_role: str | None = None) -> Message:
     if not isinstance(obj, dict):
         raise BadRecord(where, "expected an object")
     replies = typed_field(obj, "replies", (list,), f"{where}.", [])
-    return Message(**_message_fields(obj, where),
-                   children=[_oasst_message(r, f"{where}.replies[{i}]") for i, r in enumerate(replies)])
+    fields = _message_fields(obj, where)
+    if fields["role"] == parent_role:  # the branch below it would vanish from every thread
+        raise BadRecord(f"{where}.role", f"a {obj['role']} reply to a {obj['role']} message")
+    return Message(**fields, children=[_oasst_message(r, f"{where}.replies[{i}]", fields["role"])
+                                       for i, r in enumerate(replies)])
 
 
 def _json_lines(path: Path, report: ReadReport, skip_bad: bool) -> Iterator[tuple[int, object]]:
@@ -59,12 +62,12 @@ def _json_lines(path: Path, report: ReadReport, skip_bad: bool) -> Iterator[tupl
                     continue
                 if not skip_bad:
                     raise UserError(f"{path}:{number}: {problem}")
-                report.skipped_records += 1
+                report.drop("malformed")
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
         where = f"{path}:{number + 1}"
         if not skip_bad:
             raise UserError(f"{where}: corrupt or truncated gzip file ({e})") from None
-        report.skipped_records += 1
+        report.drop("malformed")
         report.notes.append(f"{path.name}: corrupt or truncated gzip; stopped at line {number + 1}")
 
 
@@ -85,18 +88,18 @@ def read_oasst_trees(path: str | Path, report: ReadReport, skip_bad: bool = Fals
             tree_state = typed_field(obj, "tree_state", (str,), "")
         except BadRecord as e:
             if skip_bad:
-                report.skipped_records += 1
+                report.drop(e.reason)
                 continue
             raise UserError(f"{path}:{number}: {e}") from None
         yield Tree(tree_id, f"oasst:{path.name}", root, tree_state=tree_state)
 
 
 def trees_from_message_rows(rows: Iterable[dict], source: str, report: ReadReport, skip_bad: bool) -> Iterator[Tree]:
-    """OASST flat message tables (the hub dataset OpenAssistant/oasst1, or its parquet/jsonl files)."""
-    by_id: dict[str, Message] = {}
-    parents: dict[str, str | None] = {}
-    tree_of: dict[str, str] = {}
-    state_of: dict[str, str | None] = {}
+    """OASST flat message tables (the hub dataset OpenAssistant/oasst1, or its parquet/jsonl files). A row
+    that breaks the tree structure (a repeated message id, its own parent, a parent in another tree or of the
+    same role, a parent cycle) is an error naming the row; under skip_bad it and the branch below it are
+    counted by reason. A row whose parent is not in the table (filtered out of it) is counted as an orphan."""
+    rows_of: dict[str, tuple[int, Message, str | None, str, str | None]] = {}  # id -> row, message, parent, tree, state
     for number, row in enumerate(rows, 1):
         try:
             if not isinstance(row, dict):
@@ -107,26 +110,70 @@ def trees_from_message_rows(rows: Iterable[dict], source: str, report: ReadRepor
             tree_id = str(typed_field(row, "message_tree_id", (str, int), ""))
             parent = typed_field(row, "parent_id", (str, int), "")
             state = typed_field(row, "tree_state", (str,), "")
+            if msg.id in rows_of:
+                raise BadRecord("message_id", f"{msg.id!r:.60} repeats row {rows_of[msg.id][0]}", "duplicate_id")
         except BadRecord as e:
             if skip_bad:
-                report.skipped_records += 1
+                report.drop(e.reason)
                 continue
             raise UserError(f"{source}: row {number}: {e}") from None
-        by_id[msg.id] = msg
-        parents[msg.id] = None if parent is None else str(parent)
-        tree_of[msg.id] = tree_id
-        state_of[msg.id] = state
+        rows_of[msg.id] = (number, msg, None if parent is None else str(parent), tree_id, state)
+    broken: dict[str, str] = {}  # message id -> why it is not linked to its parent
     roots = []
-    for mid, msg in by_id.items():
-        parent = parents[mid]
+    for mid, (number, msg, parent, tree_id, _state) in rows_of.items():
         if parent is None:
-            roots.append(msg)
-        elif parent in by_id:
-            by_id[parent].children.append(msg)
+            roots.append(mid)
+            continue
+        if parent not in rows_of:
+            broken[mid] = "orphan"  # its parent was filtered out of the table: counted, not an error
+            continue
+        above = rows_of[parent]
+        problem = ("self_parent", "parent_id", "is the row's own message_id") if parent == mid else \
+            ("parent_in_other_tree", "parent_id", f"{parent!r:.60} (row {above[0]}) is in tree {above[3]!r:.60}, "
+                                                  f"this row in {tree_id!r:.60}") if above[3] != tree_id else \
+            ("same_role_reply", "role", f"a {msg.role} reply to a {msg.role} message (row {above[0]})") \
+            if above[1].role == msg.role else None
+        if problem is None:
+            above[1].children.append(msg)
+        elif skip_bad:
+            broken[mid] = problem[0]
         else:
-            report.skipped_records += 1  # orphan: its parent was filtered out of the table
-    for root in roots:
-        yield Tree(tree_of[root.id], source, root, tree_state=state_of[root.id])
+            raise UserError(f"{source}: row {number}: field '{problem[1]}': {problem[2]}")
+    _count_unreachable(rows_of, roots, broken, source, report, skip_bad)
+    for mid in roots:
+        _number, msg, _parent, tree_id, state = rows_of[mid]
+        yield Tree(tree_id, source, msg, tree_state=state)
+
+
+def _count_unreachable(rows_of: dict, roots: list[str], broken: dict[str, str], source: str, report: ReadReport,
+                       skip_bad: bool) -> None:
+    """Count every message no root reaches by the reason of the first broken link above it (or a cycle)."""
+    reached, stack = set(), [rows_of[mid][1] for mid in roots]
+    while stack:
+        msg = stack.pop()
+        reached.add(msg.id)
+        stack += msg.children
+    reason_of = dict(broken)
+    for mid in rows_of:
+        if mid in reached or mid in reason_of:
+            continue
+        chain, node = [], mid
+        while node not in reason_of and node not in chain:
+            chain.append(node)
+            node = rows_of[node][2]
+        if node in chain:  # a parent cycle: no root above these rows
+            cycle = chain[chain.index(node):]
+            if not skip_bad:
+                first = min(cycle, key=lambda m: rows_of[m][0])
+                raise UserError(f"{source}: row {rows_of[first][0]}: field 'parent_id': a parent cycle "
+                                f"({' -> '.join(repr(m)[:40] for m in [*cycle, node])})")
+            reason = "cycle"
+        else:
+            reason = reason_of[node]
+        for m in chain:
+            reason_of[m] = reason
+    for reason in reason_of.values():
+        report.drop(reason)
 
 
 def load_table(spec: str):
@@ -149,6 +196,6 @@ def jsonl_rows(path: Path, report: ReadReport, skip_bad: bool) -> Iterator[dict]
         if isinstance(obj, dict):
             yield obj
         elif skip_bad:
-            report.skipped_records += 1
+            report.drop("malformed")
         else:
             raise UserError(f"{path}:{number}: expected a JSON object")

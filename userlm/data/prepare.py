@@ -24,6 +24,7 @@ from userlm.io import (
     sha256_file,
     sha256_text,
 )
+from userlm.locks import locked
 
 SPLITS = ("train", "validation", "test")
 
@@ -77,24 +78,34 @@ def _rank_key(msg: Message):
     return (msg.rank is None, msg.rank if msg.rank is not None else 0)
 
 
+def _size(msg: Message) -> int:
+    n, stack = 0, [msg]
+    while stack:
+        n += 1
+        stack += stack.pop().children
+    return n
+
+
 def threads(tree: Tree, cfg: PrepareConfig, dropped: Counter | None = None) -> list[list[Message]]:
     """Root-to-leaf paths over kept messages (a path stops where its children were all filtered).
-    `dropped` counts the filtered messages by reason (each the top of a pruned branch)."""
+    `dropped` counts the messages left out by reason: a filtered message and every message below it."""
     dropped = Counter() if dropped is None else dropped
     if reason := drop_reason(tree.root, cfg):
-        dropped[reason] += 1
+        dropped[reason] += _size(tree.root)
         return []
     paths, stack = [], [[tree.root]]
     while stack:
         path = stack.pop()
         children = []
         for child in path[-1].children:
-            if reason := drop_reason(child, cfg):
-                dropped[reason] += 1
-            elif child.role != path[-1].role:
+            if reason := drop_reason(child, cfg) or ("same_role_reply" if child.role == path[-1].role else None):
+                dropped[reason] += _size(child)  # the readers refuse same-role replies; a tree built elsewhere
+            else:
                 children.append(child)
         if cfg.branches == "best" and children:
-            children = [min(children, key=_rank_key)]
+            best = min(children, key=_rank_key)
+            dropped["other_branches"] += sum(_size(c) for c in children if c is not best)
+            children = [best]
         if not children:
             paths.append(path)
         for child in reversed(children):
@@ -185,12 +196,18 @@ def _read(spec: str, cfg: PrepareConfig, seen_trees: set, progress) -> tuple[lis
             "duplicate_trees": report.duplicate_trees, "parts_joined": report.parts_joined,
             "part_breaks": report.part_breaks, "dropped_trees": dict(dropped_trees),
             "dropped_messages": dict(dropped_messages), "dropped_bytes": report.dropped_bytes,
+            "dropped_records": dict(report.dropped),
             "notes": report.notes}
     return kept, info
 
 
 def prepare(cfg: PrepareConfig, progress=None) -> dict:
     _check(cfg)
+    with locked(cfg.out, "--out"):  # one writer per output directory
+        return _prepare(cfg, progress)
+
+
+def _prepare(cfg: PrepareConfig, progress=None) -> dict:
     started = time.time()
     counts = {s: Counter() for s in SPLITS}
     kept, source_info, seen_trees = [], [], set()

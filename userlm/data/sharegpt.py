@@ -70,6 +70,23 @@ def _value_end(text: str, pos: int) -> int | None:
     return None
 
 
+_RECORD_START, _SPACE = re.compile(r'\{\s*"'), re.compile(r"\s*")
+
+
+def _next_record(text: str, pos: int, decoder: json.JSONDecoder) -> int | None:
+    """Where the next whole record after `pos` starts (an object with `conversations`, then ',' or ']'), or
+    None: tells a record broken mid-file (whole records follow it) from a file cut off inside its last one."""
+    for m in _RECORD_START.finditer(text, pos):
+        try:
+            obj, end = decoder.raw_decode(text, m.start())
+        except (json.JSONDecodeError, RecursionError):
+            continue
+        after = _SPACE.match(text, end).end()
+        if isinstance(obj, dict) and "conversations" in obj and text[after:after + 1] in (",", "]", ""):
+            return m.start()
+    return None
+
+
 def read_sharegpt(path: str | Path, report: ReadReport, skip_bad: bool = False) -> Iterator[Tree]:
     """ShareGPT JSON (a list of {id, conversations: [{from, value}]}), read record by record.
 
@@ -99,21 +116,31 @@ def read_sharegpt(path: str | Path, report: ReadReport, skip_bad: bool = False) 
                 raise UserError(f"{path}:{line_of(pos + 1)}: unexpected text after the closing ']'")
             return
         index += 1
+        if text[pos] == "[":  # the records it swallows could not be counted one by one: never skipped
+            raise UserError(f"{path}:{line_of(pos)}: record {index}: a list where a record should start "
+                            f"(a stray '['?)")
+        end = None
         try:
             obj, end = decoder.raw_decode(text, pos)
-            problem = None
+            after = _SPACE.match(text, end).end()
+            problem = None if text[after:after + 1] in (",", "]", "") else "no ',' or ']' after the record"
         except json.JSONDecodeError as e:
             problem = f"invalid JSON ({e.msg})"
         except RecursionError:
             problem = "JSON nested too deeply"
-        if problem:
-            end = _value_end(text, pos) if text[pos] in "{[" else -1
-            if end is None:  # the file ends inside this record: a cut-off tail, not a malformed record
+        if problem:  # where it ends: by its brackets, unless garbage follows a whole value (then resynchronise)
+            end = _value_end(text, pos) if text[pos] == "{" and end is None else -1
+            later = _next_record(text, pos + 1, decoder) if end in (None, -1) else None
+            if end is None and later is None:  # the file ends inside its last record: a cut-off tail
                 report.dropped_bytes = len(text[pos:].encode("utf-8", errors="surrogateescape"))
+                report.drop("cut_off_tail")
                 report.notes.append(f"{path.name}: cut off mid-record; {report.dropped_bytes:,} trailing bytes dropped")
                 return
-            if end == -1:
-                raise UserError(f"{path}:{line_of(pos)}: record {index}: {problem}; cannot tell where it ends")
+            if end in (None, -1):  # e.g. a missing quote: whole records follow, so this one is broken
+                if later is None or not skip_bad:
+                    raise UserError(f"{path}:{line_of(pos)}: record {index}: {problem}"
+                                    f"{'; cannot tell where it ends' if later is None else ''}")
+                end = later
         start, pos = pos, end
         try:
             if problem:
@@ -125,7 +152,7 @@ def read_sharegpt(path: str | Path, report: ReadReport, skip_bad: bool = False) 
             tree = _sharegpt_tree(obj, index)
         except BadRecord as e:
             if skip_bad:
-                report.skipped_records += 1
+                report.drop(e.reason)
                 continue
             raise UserError(f"{path}:{line_of(start)}: record {index}: {e}") from None
         if tree is None:

@@ -55,7 +55,8 @@ def print_stats(stats: dict, console) -> None:
         table.add_row(f"human turns ({lang})", *(f"{s[sp]['turns_by_lang'].get(lang, 0):,}" for sp in SPLITS))
     console.print(table)
     for src in stats["manifest"]["sources"]:
-        dropped = {**src.get("dropped_trees", {}), **{f"message:{k}": v for k, v in src.get("dropped_messages", {}).items()}}
+        dropped = {**src.get("dropped_trees", {}), **{f"message:{k}": v for k, v in src.get("dropped_messages", {}).items()},
+                   **{f"record:{k}": v for k, v in src.get("dropped_records", {}).items()}}
         console.print(f"[dim]{src['source']}: {src['trees']:,} conversations, {src['skipped_records']} skipped, "
                       f"{src['empty_records']} empty, {src['duplicate_trees']} duplicate trees, "
                       f"{src.get('parts_joined', 0):,} parts joined, {src['dropped_bytes']:,} bytes dropped; "

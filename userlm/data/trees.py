@@ -4,6 +4,7 @@ reader passed over, and the field checks that name a malformed record's field (`
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 ROLES = {"prompter": "user", "human": "user", "user": "user",
@@ -37,21 +38,36 @@ class Tree:
         self.group_id = self.group_id or self.tree_id
 
 
+# Drops that are no error without --skip-bad: a row whose parent was filtered out of its table, and the
+# record a file cut off at its very end stops inside.
+TOLERATED = ("orphan", "cut_off_tail")
+
+
 @dataclass
 class ReadReport:
-    """What a reader passed over, for the manifest and the console."""
-    skipped_records: int = 0
+    """What a reader passed over, for the manifest and the console: `dropped` counts every input record (a
+    line, row, ShareGPT record or message) that is not in a yielded tree, by reason (`drop`)."""
+    skipped_records: int = 0  # bad records skipped under --skip-bad (every reason of `dropped` but TOLERATED)
     dropped_bytes: int = 0
     empty_records: int = 0
     duplicate_trees: int = 0
     parts_joined: int = 0  # ShareGPT parts appended to the conversation they were cut from
     part_breaks: int = 0  # parts that did not continue their predecessor (kept as separate segments)
     notes: list[str] = field(default_factory=list)
+    dropped: Counter = field(default_factory=Counter)
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        self.dropped[reason] += n
+        if reason not in TOLERATED:
+            self.skipped_records += n
 
 
 class BadRecord(Exception):
-    def __init__(self, field_name: str, problem: str):
+    """A record that cannot be read; `reason` is what --skip-bad counts it as."""
+
+    def __init__(self, field_name: str, problem: str, reason: str = "malformed"):
         super().__init__(f"field '{field_name}': {problem}")
+        self.reason = reason
 
 
 def role_of(value, where: str) -> str:
