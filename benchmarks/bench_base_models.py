@@ -2,8 +2,8 @@
 better than instruct ones. Trains SmolLM2-135M-Instruct and Gemma-3-270M base (optional packages) with one
 recipe on one data and budget, side by side in one run, and prints for each: held-out perplexity on real human
 turns before and after training, and the human-likeness of its simulated user on the smoke scenarios, scored by
-one classifier. The two tokenizers differ (49k vs 262k tokens), so perplexity is compared per word: the targets'
-total negative log-likelihood over their word count (sequences are not truncated, so every target counts)."""
+one classifier. The two tokenizers differ (49k vs 262k tokens), so perplexity is per word of the turns' text
+(`perplexity_of`, end tokens apart), on whole conversations (max_words=0)."""
 
 import argparse
 from pathlib import Path
@@ -13,9 +13,8 @@ MODELS = ("embedded:smollm2-135m-instruct", "embedded:gemma3-270m")
 
 
 def main():
-    import math
 
-    from evaluators.perplexity import perplexity_examples, perplexity_of
+    from evaluators.perplexity import perplexity_of
     from evaluators.run import evaluate_run
     from simulator.run import SimulationConfig, simulate
     from trainer.train import TrainConfig, train
@@ -34,14 +33,6 @@ def main():
     data = work / "data"
     if not (data / "manifest.json").exists():
         prepare(PrepareConfig(sources=["sharegpt"], out=str(data)))
-    held_out = perplexity_examples(str(data), "test", args.perplexity_examples)
-    # an end marker counts as one word
-    words = sum(len(m["content"].split()) for ex in held_out for m in ex["messages"] if m["target"]) + \
-        sum(ex["ends_conversation"] for ex in held_out)
-
-    def per_word(result: dict) -> float:
-        return math.exp(math.log(result["perplexity"]) * result["tokens"] / words)
-
     rows = []
     for model in MODELS:
         name = model.split(":")[1]
@@ -51,13 +42,13 @@ def main():
                            f"max_steps={args.steps}", "eval_steps=100000"])
         manifest = read_adapter_manifest(adapter).to_dict() if (adapter / "manifest.json").exists() \
             else train(cfg, resume=adapter.exists())
-        ppl = perplexity_of(str(adapter), str(data), "test", limit=args.perplexity_examples, max_length=4096)
+        ppl = perplexity_of(str(adapter), str(data), "test", limit=args.perplexity_examples, max_words=0)  # per word
         run = work / f"run-{name}"
         simulate(SimulationConfig(scenarios=str(ROOT / "scenarios" / "smoke"), user=str(adapter), assistant=MODELS[0],
                                   out=str(run), samples=args.samples), resume=(run / "transcripts.jsonl").exists())
         metrics = evaluate_run(str(run), reference=str(data), classifier=args.classifier,
                                evaluators="ai_voice,behaviour")["metrics"]
-        rows.append((name, per_word(ppl["base"]), per_word(ppl), metrics["human_likeness"]["run"]["value"],
+        rows.append((name, ppl["base"]["perplexity"], ppl["perplexity"], metrics["human_likeness"]["run"]["value"],
                      metrics["turn_length_w1"]["run"]["value"], manifest["train_runtime_s"]))
     print(f"{'model':<24}{'word ppl before':>16}{'word ppl after':>16}{'human_likeness':>16}{'turn_length_w1':>16}{'train s':>9}")
     for row in rows:

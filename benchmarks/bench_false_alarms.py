@@ -95,16 +95,16 @@ def split_run_a_a(run: str, classifier: str, reps: int, seed: int = 0) -> str:
 
 
 def adapter_a_a(adapter: str, scenarios: str, seeds: int, samples: int | None, out: str,
-                classifier: str | None) -> str:
+                classifier: str | None, reference: str | None = None) -> str:
     from rich.console import Console
 
     from workflows.compare import compare
 
     result = compare(adapter, adapter, scenarios=scenarios, out=out, samples=samples, seeds=seeds,
-                     classifier=classifier, console=Console(stderr=True))
+                     classifier=classifier, reference=reference, console=Console(stderr=True))
     aa = result["a_a"]
-    return (f"| adapter | seeds | comparisons | exit 1 | rate |\n|---|---|---|---|---|\n"
-            f"| {adapter} | {seeds} | {aa['comparisons']} | {aa['exit_1']} | {aa['rate']:.1%} |")
+    return (f"| adapter | primary | seeds | comparisons | exit 1 | rate |\n|---|---|---|---|---|---|\n"
+            f"| {adapter} | {result['primary']} | {seeds} | {aa['comparisons']} | {aa['exit_1']} | {aa['rate']:.1%} |")
 
 
 def main() -> None:
@@ -112,6 +112,7 @@ def main() -> None:
     ap.add_argument("--adapter")
     ap.add_argument("--split-run")
     ap.add_argument("--classifier")
+    ap.add_argument("--reference", help="prepared data dir: real people, so that discriminability is the primary")
     ap.add_argument("--scenarios", default=str(Path(__file__).resolve().parents[1] / "scenarios" / "smoke"))
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--samples", type=int)
@@ -123,7 +124,8 @@ def main() -> None:
     if args.split_run:
         print(split_run_a_a(args.split_run, args.classifier, args.reps))
     elif args.adapter:
-        print(adapter_a_a(args.adapter, args.scenarios, args.seeds, args.samples, args.out, args.classifier))
+        print(adapter_a_a(args.adapter, args.scenarios, args.seeds, args.samples, args.out, args.classifier,
+                          args.reference))
     else:
         print(population_a_a([int(n) for n in args.sizes.split(",")], args.reps))
     print(f"\n{time.time() - started:.0f} s")

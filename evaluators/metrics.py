@@ -194,17 +194,59 @@ class Metric:
     needs_reference: bool = False  # measured against the real humans: undefined without them
     embeds: bool = False  # reads the turns' sentence embeddings (so the encoder loads only when one does)
     headline: bool = False  # shown in the terminal's short table (every metric stays in JSON, markdown and HTML)
+    # Measures the simulation's setup more than the user (a length under a turn cap): shown, never gated.
+    measures_setup: bool = False
     bounded: bool = False  # a proportion or other value in [0, 1]: Wilson intervals (evaluators/stats.py)
 
 
+def _people(module: str, name: str):
+    """A statistic of units the against-people evaluator prepared (out-of-fold scores, embeddings, end
+    decisions on them): evaluators/discriminability.py, distance.py, ends.py, imported when first scored."""
+    def statistic(s: Inputs):
+        import importlib
+
+        return getattr(importlib.import_module(f"evaluators.{module}"), name)
+    return statistic
+
+
+# Against people in the same contexts (evaluators/against_people.py): first in every table.
+AGAINST_PEOPLE = (
+    Metric("discriminability", -1, "cross-validated AUROC of a discriminator trained to tell the model's user turns "
+                                   "from people's in the same contexts (0.5 = indistinguishable, 1 = told apart)",
+           _people("discriminability", "auroc"), reference_row=False, headline=True),
+    Metric("discriminability_people", 0, "control: the same test, people vs other people cut alike (should hold "
+                                         "0.5 in its CI)", _people("discriminability", "auroc"),
+           reference_row=False, headline=True),
+    Metric("discriminability_self", 0, "control: the same test, the model vs itself (two halves of its "
+                                       "conversations, other seeds)", _people("discriminability", "auroc"),
+           reference_row=False),
+    Metric("embedding_mmd", -1, "unbiased MMD^2 (RBF, median bandwidth) of MiniLM embeddings, the model's user turns "
+                                "vs people's at equal sizes (0 = same distribution)",
+           _people("distance", "embedding_mmd"), set_based=True, reference_row=False, headline=True),
+    Metric("embedding_mmd_people", 0, "control: the same distance, people vs other people at the same size",
+           _people("distance", "embedding_mmd"), set_based=True, reference_row=False),
+    Metric("end_f1", +1, "F1 of ending where real people ended, at every point where they went on or stopped",
+           _people("ends", "f1"), reference_row=False, headline=True),
+    Metric("end_f1_always", 0, "the always-end baseline's F1 on the same points (end_f1 should beat it)",
+           _people("ends", "f1_always"), reference_row=False),
+    Metric("end_precision", +1, "share of the user model's ends that fall where the person ended",
+           _people("ends", "precision"), reference_row=False),
+    Metric("end_recall", +1, "share of real ends where the user model ended", _people("ends", "recall"),
+           reference_row=False),
+    Metric("end_base_rate", 0, "share of decision points where the real person ended", _people("ends", "base_rate"),
+           reference_row=False),
+)
+
+
 METRICS = {m.name: m for m in (
+    *AGAINST_PEOPLE,
     Metric("human_likeness", +1, "1 - mean P(AI) of user turns", human_likeness, bounded=True),
     Metric("ai_voice_rate", -1, "share of user turns the classifier judges AI (P(AI) > 0.5)", ai_voice_rate,
            bounded=True),
     Metric("role_adherence", +1, "share of user turns that do not act as the assistant", plain(role_adherence),
            bounded=True),
-    Metric("termination_rate", +1, "share of conversations the user ended", plain(termination_rate),
-           bounded=True),
+    Metric("termination_rate", 0, "share of conversations the user ended (no better direction: see end_f1)",
+           plain(termination_rate), bounded=True),
     Metric("mean_user_turns", 0, "user turns per conversation", plain(mean_user_turns)),
     Metric("mean_turn_words", 0, "words per user turn (no better direction: see turn_length_w1)",
            plain(mean_turn_words)),
@@ -212,8 +254,9 @@ METRICS = {m.name: m for m in (
            reference_row=False, bounded=True),
     Metric("turn_length_w1", -1, "Wasserstein distance of user-turn word counts to real humans'", turn_length_w1,
            reference_row=False, needs_reference=True),
-    Metric("conversation_length_w1", -1, "Wasserstein distance of user turns per conversation to real humans'",
-           conversation_length_w1, reference_row=False, needs_reference=True),
+    Metric("conversation_length_w1", -1, "Wasserstein distance of user turns per conversation to real humans' "
+                                         "(under a turn cap it measures the cap)",
+           conversation_length_w1, reference_row=False, needs_reference=True, measures_setup=True),
     Metric("distinct_1", +1, "distinct unigrams / unigrams over user turns", plain(lambda us: distinct_n(us, 1)),
            set_based=True),
     Metric("distinct_2", +1, "distinct bigrams / bigrams over user turns", plain(lambda us: distinct_n(us, 2)),
@@ -231,24 +274,30 @@ METRICS = {m.name: m for m in (
            diversity_first, set_based=True, reference_row=False, embeds=True),
     Metric("diversity_ratio_to_human", +1, "diversity_all / real humans' diversity_all (1.0 = as diverse as people)",
            diversity_ratio_to_human, set_based=True, reference_row=False, needs_reference=True, embeds=True),
-    Metric("perplexity_real_user_turns", -1, "user model's perplexity on held-out real human turns"),
-    Metric("perplexity_base_model", 0, "the base model's perplexity on the same turns, for comparison"),
-    Metric("perplexity_with_intent", -1, "perplexity on held-out real human turns with their written intents in "
-                                         "the system prompt (the examples that have one)"),
-    Metric("perplexity_without_intent", -1, "the same examples' perplexity without the intent"),
+    Metric("perplexity_real_user_turns", -1, "user model's perplexity per word of held-out real human turns' text "
+                                             "(end tokens apart)"),
+    Metric("perplexity_base_model", 0, "the base model's perplexity per word on the same turns, for comparison"),
+    Metric("end_of_turn_nll", -1, "nats per end of a held-out human turn (the end-of-turn tokens)"),
+    Metric("end_of_conversation_nll", -1, "nats per end of a held-out conversation (the end marker's turn)"),
+    Metric("perplexity_with_intent", -1, "perplexity per word on held-out real human turns with their written "
+                                         "intents in the system prompt (the examples that have one)"),
+    Metric("perplexity_without_intent", -1, "the same examples' perplexity per word without the intent"),
+    Metric("perplexity_mismatched_intent", 0, "the same examples with another conversation's intent (the control: "
+                                              "a gain over it is the model using its own intent)"),
+    Metric("perplexity_base_with_intent", 0, "the base model's perplexity per word with the intents (its gain "
+                                             "beside the trained model's)"),
+    Metric("perplexity_base_without_intent", 0, "the base model's perplexity per word on those examples without"),
     Metric("intent_adherence", +1, "share of other intents a conversation's user turns are less similar to than "
                                    "to its own (0.5 = chance)"),
     Metric("intent_decomposition", 0, "share of the intent's content words the first user turn already says "
                                       "(real people reveal bit by bit: compare with their row)"),
-    Metric("end_f1", +1, "F1 of ending where real people ended, at every point where they went on or stopped"),
-    Metric("end_precision", +1, "share of the user model's ends that fall where the person ended"),
-    Metric("end_recall", +1, "share of real ends where the user model ended"),
-    Metric("end_base_rate", 0, "share of decision points where the real person ended"),
 )}
 
 
-# What `userlm compare` can gate on: a statistic of the paired conversations with a better direction.
-COMPARABLE = [name for name, m in METRICS.items() if m.statistic is not None and m.direction != 0]
+# What `userlm compare` can gate on: a statistic of the paired conversations with a better direction that
+# measures the user, not the setup.
+COMPARABLE = [name for name, m in METRICS.items()
+              if m.statistic is not None and m.direction != 0 and not m.measures_setup]
 
 
 def direction_word(metric: str) -> str:

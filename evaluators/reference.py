@@ -26,9 +26,18 @@ def reference_units(data_dir: str, split: str = "test", limit: int = 300, seed: 
              "ended_by_user": bool(ex["ends_conversation"]) if ex.get("end_recorded") else None} for ex in examples]
 
 
+def real_humans(data_dir: str, conversations: int, with_intents_only: bool = False) -> list[dict]:
+    """The one definition of "real humans" that `evaluate`, `report` (through evaluate's metrics.json) and
+    `compare` print: the test split of `data_dir`, as many conversations as the run(s) hold, at least 30."""
+    return reference_units(data_dir, "test", limit=max(30, conversations), with_intents_only=with_intents_only)
+
+
 def transcript_units(records: list[dict]) -> list[dict]:
+    """A replay run's records (CONTRACT: "points") also carry their points and the replayed conversation's id."""
     return [{"id": f"{r['scenario_id']}#{r['sample']}", "scenario_id": r["scenario_id"],
              "intent": r.get("scenario_intent", ""),
              "user_turns": [t["text"] for t in r["turns"] if t["role"] == "user"],
              "truncated": [bool(t.get("truncated", False)) for t in r["turns"] if t["role"] == "user"],
-             "ended_by_user": r["stop_reason"] == "user_ended"} for r in records]
+             "ended_by_user": r["stop_reason"] == "user_ended",
+             **({"points": r["points"], "conversation_id": r.get("conversation_id")} if "points" in r else {})}
+            for r in records]

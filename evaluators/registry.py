@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from evaluators import metrics as M
-from evaluators.reference import reference_units
+from evaluators.reference import real_humans
 from evaluators.stats import bootstrap_ci
+from userlm.io import UserError
 
 
 @dataclass
@@ -62,8 +63,9 @@ def ai_voice(ctx: Context) -> Evaluation:
     texts = all_texts(ctx)
     p = dict(zip(texts, clf.p_ai(texts)))
     leaked = clf.trained_on(M.all_turns(ctx.reference or []))
-    if leaked and ctx.console:
-        ctx.console.print(f"[red]warning: {leaked} reference turns were in the classifier's training rows[/red]")
+    if leaked:  # scored turns the classifier was trained on say nothing about held-out people: refused
+        raise UserError(f"{ctx.reference_dir}: {leaked} reference turns were in the training rows of the classifier "
+                        f"{clf.version}; use the data dir it was trained on, or train one on this data")
     test = clf.manifest["test"]
     card = {"version": clf.version, "features": clf.manifest["features"], "test_auroc": clf.manifest["test_auroc"],
             "test_auroc_length_matched": clf.manifest["test_auroc_length_matched"],
@@ -95,16 +97,17 @@ def diversity(ctx: Context) -> Evaluation:
 
 
 def perplexity(ctx: Context) -> Evaluation:
-    from evaluators.perplexity import perplexity_unit_sets, pooled_perplexity
+    from evaluators.perplexity import perplexity_unit_sets
     from userlm.data.prepare import read_split
 
     if not ctx.reference_dir:
         return Evaluation({})
     with_intent = bool((ctx.run_info.get("user_adapter_manifest") or {}).get("trained_with_intent"))
-    units, _ = perplexity_unit_sets(ctx.user_model or ctx.run_info["config"]["user"], ctx.reference_dir,
-                                    read_split(ctx.reference_dir, "test"), ctx.perplexity_examples,
-                                    base_model=ctx.base_model, with_intent=with_intent)
-    return Evaluation({name: {"run": bootstrap_ci(u, pooled_perplexity)} for name, u in units.items()})
+    sets, _, _ = perplexity_unit_sets(ctx.user_model or ctx.run_info["config"]["user"], ctx.reference_dir,
+                                      read_split(ctx.reference_dir, "test"), ctx.perplexity_examples,
+                                      base_model=ctx.base_model, with_intent=with_intent)
+    # per word, resampled by dedup unit (evaluators/word_perplexity.py)
+    return Evaluation({name: {"run": bootstrap_ci(groups, stat)} for name, (stat, groups) in sets.items()})
 
 
 def intent(ctx: Context) -> Evaluation:
@@ -118,8 +121,7 @@ def intent(ctx: Context) -> Evaluation:
     if not any(u.get("intent") for u in ctx.units):
         return Evaluation({})
     score_units(ctx.units, embedder)
-    reference = reference_units(ctx.reference_dir, limit=max(30, len(ctx.units)), with_intents_only=True) \
-        if ctx.reference_dir else []
+    reference = real_humans(ctx.reference_dir, len(ctx.units), with_intents_only=True) if ctx.reference_dir else []
     score_units(reference, embedder)
     out = {}
     for name in ("intent_adherence", "intent_decomposition"):
@@ -134,7 +136,7 @@ def termination(ctx: Context) -> Evaluation:
     from evaluators.perplexity import perplexity_examples, perplexity_setup
     from evaluators.termination import termination_report
 
-    if not ctx.reference_dir:
+    if not ctx.reference_dir or ctx.run_info.get("mode") == "replay":  # a replay run's own points: `people`
         return Evaluation({})
     model, system, _ = perplexity_setup(ctx.user_model or ctx.run_info["config"]["user"])
     report = termination_report(model, system, perplexity_examples(ctx.reference_dir, "test"),
@@ -144,12 +146,23 @@ def termination(ctx: Context) -> Evaluation:
             ctx.console.print("termination: n/a (the reference data records no real end of conversation)")
         empty = {"value": None, "ci_low": None, "ci_high": None, "n": 0, "note": "no real ends in the reference"}
         return Evaluation({name: {"run": dict(empty)}
-                           for name in ("end_f1", "end_precision", "end_recall", "end_base_rate")})
+                           for name in ("end_f1", "end_f1_always", "end_precision", "end_recall",
+                                        "end_base_rate")})
     return Evaluation({name: {"run": ci} for name, ci in report.items()})
 
 
+def people(ctx: Context) -> Evaluation:
+    """The run against people like for like: discriminability and embedding_mmd with their controls, end F1
+    from a replay run's points (evaluators/against_people.py)."""
+    from evaluators.against_people import evaluate
+    from evaluators.cache import embed
+
+    metrics, card = evaluate(ctx.units, ctx.reference_dir, embed=lambda texts: embed(texts, ctx.encoder))
+    return Evaluation(metrics, {"against_people": card})
+
+
 EVALUATORS: dict[str, Callable[[Context], Evaluation]] = {
-    "ai_voice": ai_voice, "behaviour": behaviour, "diversity": diversity, "perplexity": perplexity,
+    "people": people, "ai_voice": ai_voice, "behaviour": behaviour, "diversity": diversity, "perplexity": perplexity,
     "termination": termination, "intent": intent,
 }
 

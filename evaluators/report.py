@@ -115,8 +115,26 @@ def reliability_plot(reports: list[dict]) -> list[tuple[str, str]]:
     return out
 
 
+def report_warnings(runs: list[str], reports: list[dict]) -> list[str]:
+    """One line each (on stderr and in report.md): runs that differ in more than the user model, and runs
+    evaluated against different real humans."""
+    import sys
+
+    from evaluators.comparability import refuse_incomparable
+
+    infos = [(run, read_json(Path(run) / "run.json", "run.json")) for run in runs if (Path(run) / "run.json").exists()]
+    warnings = refuse_incomparable(infos) if len(infos) > 1 else []
+    references = sorted({str(r.get("reference_dir")) for r in reports})
+    if len(references) > 1:
+        warnings.append(f"the runs were evaluated against different real humans ({', '.join(references)})")
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return warnings
+
+
 def write_report(runs: list[str], out: str, console=None) -> tuple[Path, Path]:
     reports = load_reports(runs)
+    warnings = report_warnings(runs, reports)
     out_dir = Path(out)
     stamp = time.strftime("%Y-%m-%d %H:%M")
     better = {1: "higher is more human", -1: "lower is more human", 0: "no better direction"}
@@ -124,6 +142,7 @@ def write_report(runs: list[str], out: str, console=None) -> tuple[Path, Path]:
     section = classifier_section(reports)
     md = f"# User-model comparison ({stamp})\n\nValues with 95% bootstrap CIs.\n\n{markdown_table(reports)}\n{legend}"
     md += f"\n{section}" if section else ""
+    md += "".join(f"\nWarning: {w}.\n" for w in warnings)
     atomic_write_text(out_dir / "report.md", md)
     names, rows = table_rows(reports)
     head = "".join(f"<th>{html.escape(n)}</th>" for n in ["run", *names])

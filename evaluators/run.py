@@ -38,9 +38,11 @@ def evaluator_names(evaluators: str | None) -> list[str]:
 
 def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | None = None,
                  user_model: str | None = None, base_model: str | None = None, evaluators: str | None = None,
-                 console=None, reference_limit: int | None = None) -> dict:
+                 console=None) -> dict:
     from evaluators import metrics as M
-    from evaluators.reference import reference_units, transcript_units
+    from evaluators.against_people import people_reference
+    from evaluators.comparability import check_no_overlap
+    from evaluators.reference import transcript_units
     from evaluators.registry import EVALUATORS, Context, Evaluation
     from evaluators.tables import print_metrics, write_metrics
     from userlm.provenance import library_versions
@@ -52,10 +54,12 @@ def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | N
     if not units:
         raise UserError(f"{run_dir}: transcripts.jsonl holds no conversation")
     names = evaluator_names(evaluators)
-    # As many real conversations as simulated ones (at least 30): Vendi and distinct-n grow or shrink with
-    # the number of turns, so the human row is only comparable at a matching size.
-    limit = reference_limit or max(30, len(units))
-    ctx = Context(units=units, reference=reference_units(reference, limit=limit) if reference else None,
+    # Like for like (evaluators/like_for_like.py): a replay run's own people, else as many real conversations as
+    # simulated ones at the same turn positions and word budget (Vendi, distinct-n and lengths depend on size).
+    if reference:  # conversations the user model was trained on are no held-out people: refused
+        check_no_overlap(user_model or run_info["config"]["user"], reference, "test")
+    people, _ = people_reference(units, reference)
+    ctx = Context(units=units, reference=people,
                   run_info=run_info, classifier_dir=classifier, reference_dir=reference, user_model=user_model,
                   base_model=base_model, console=console)
     results, extras = {}, {}
@@ -77,9 +81,31 @@ def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | N
         "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     report.update(extras)  # the classifier's card in its place; per-turn P(AI) after the rest
+    report["provenance"] = _provenance(run_info, report, user_model=user_model,
+                                       base_model=base_model)
     report["turn_words_run"] = [M.words(t) for t in M.all_turns(units)]
     report["turn_words_reference"] = [M.words(t) for t in M.all_turns(ctx.reference or [])]
     write_metrics(report, run_dir)
     if console:
         print_metrics([report], console)
     return report
+
+
+def _provenance(run_info: dict, report: dict, **options) -> dict:
+    """metrics.json's provenance block: this evaluation's own config, the run's sampling, seeds and chat
+    templates (from its run.json), and the identities of the models, classifier and reference data."""
+    from userlm.data.prepare import load_manifest
+    from userlm.provenance import provenance
+
+    run = run_info.get("provenance") or {}
+    reference = report["reference_dir"]
+    config = {"run_dir": report["run_dir"], "reference": reference, "evaluators": report["evaluators"], **options,
+              "run_config_sha256": run.get("config_sha256")}
+    card = report.get("classifier") or {}
+    models = {"user": run_info.get("user_model"), "assistant": run_info.get("assistant_model"),
+              "user_adapter_manifest_sha256": report["user_adapter_manifest_sha256"],
+              "classifier": {k: card.get(k) for k in ("version", "features", "test_auroc")} if card else None,
+              "reference_content_hash": load_manifest(reference)["content_hash"] if reference else None}
+    return provenance(config, models=models, seeds=run.get("seeds") or {"seed": run_info["config"].get("seed")},
+                      sampling=run.get("sampling"), chat_templates=run.get("chat_template_sha256"))
+

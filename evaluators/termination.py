@@ -5,7 +5,7 @@ base rate (the share of points where the person stopped)."""
 
 from __future__ import annotations
 
-import numpy as np
+from evaluators import ends
 
 # The context a decision is made on: the last MAX_MESSAGES messages, each cut to its last MAX_CHARS characters
 # (CPU cost, and the model's context window; the decision rests mostly on the latest exchange).
@@ -53,36 +53,16 @@ def predict_ends(model: str, system: str, units: list[dict], max_new_tokens: int
         u["pred"] = [strip_end_marker(next(outs).text)[1] for _ in u["points"]]
 
 
-def _counts(units):
-    tp = sum(p and t for u in units for p, (_, t) in zip(u["pred"], u["points"]))
-    fp = sum(p and not t for u in units for p, (_, t) in zip(u["pred"], u["points"]))
-    fn = sum(t and not p for u in units for p, (_, t) in zip(u["pred"], u["points"]))
-    n = sum(len(u["points"]) for u in units)
-    return tp, fp, fn, n
-
-
-def precision(units):
-    tp, fp, _, _ = _counts(units)
-    return tp / (tp + fp) if tp + fp else np.nan
-
-
-def recall(units):
-    tp, _, fn, _ = _counts(units)
-    return tp / (tp + fn) if tp + fn else np.nan
-
-
-def f1(units):
-    tp, fp, fn, _ = _counts(units)
-    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else np.nan
-
-
-def base_rate(units):
-    tp, _, fn, n = _counts(units)
-    return (tp + fn) / n if n else np.nan
+def with_ends(units: list[dict]) -> list[dict]:
+    """u["ends"] = [(predicted end, real end)] from u["pred"] and u["points"], what evaluators/ends.py reads."""
+    for u in units:
+        u["ends"] = [(bool(p), bool(t)) for p, (_, t) in zip(u["pred"], u["points"])]
+    return units
 
 
 def termination_report(model: str, system: str, examples: list[dict], limit: int = 32) -> dict | None:
-    """{metric: ci} for end_f1/precision/recall/base_rate, or None where the data records no real end."""
+    """{metric: ci} for end_f1/precision/recall/base_rate and the always-end baseline's F1, or None where the data
+    records no real end. The statistics are evaluators/ends.py's, the ones a replay run's points are scored by."""
     from evaluators.stats import bootstrap_ci
 
     if not any(ex.get("ends_conversation") for ex in examples):
@@ -91,5 +71,9 @@ def termination_report(model: str, system: str, examples: list[dict], limit: int
     if not units:
         return None
     predict_ends(model, system, units)
-    return {"end_f1": bootstrap_ci(units, f1), "end_precision": bootstrap_ci(units, precision),
-            "end_recall": bootstrap_ci(units, recall), "end_base_rate": bootstrap_ci(units, base_rate)}
+    with_ends(units)
+    return {name: bootstrap_ci(units, fn) for name, fn in ENDS_METRICS.items()}
+
+
+ENDS_METRICS = {"end_f1": ends.f1, "end_f1_always": ends.f1_always, "end_precision": ends.precision,
+                "end_recall": ends.recall, "end_base_rate": ends.base_rate}

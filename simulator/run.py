@@ -11,6 +11,7 @@ from typing import Literal
 
 from simulator.loop import Conversation, Side, run_conversations
 from simulator.run_dir import RUN_KIND, check_run_dir, finished_conversations, merge_shards  # noqa: F401
+from simulator.run_provenance import run_provenance
 from userlm.config import DType, Quantization, check_fields, flag_name, option, to_dict
 from userlm.io import (
     UserError,
@@ -202,6 +203,7 @@ def _start_run(index: int, cfg: SimulationConfig, resume: bool, rank: int, world
     check_run_dir(out)
     done = finished_conversations(out, ident, resume)
     info = start_run_info(cfg, user, ident, len(jobs), world)
+    info["provenance"] = run_provenance(cfg, scenarios, info)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "run.json", info)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("keep_thread_settings")
     (["data", "prepare", "--set", "test_fraction=nan"], ["test_fraction", "nan"]),
     (["data", "prepare", "--max-trees-per-source", "0"], ["max_trees_per_source", ">= 1"]),
     (["evaluate", "perplexity", "--model", "m", "--data", "d", "--limit", "-1"], ["limit", ">= 0", "-1"]),
-    (["evaluate", "perplexity", "--model", "m", "--data", "d", "--max-length", "0"], ["max_length", ">= 1"]),
+    (["evaluate", "perplexity", "--model", "m", "--data", "d", "--max-words", "-1"], ["max_words", ">= 0"]),
     (["train", "--data-dir", "d", "--max-train-examples", "0"], ["max_train_examples", ">= 1"]),
     (["train", "--data-dir", "d", "--weight-decay", "-1"], ["weight_decay", ">= 0"]),
     (["train", "--data-dir", "d", "--intent-share", "2"], ["intent_share", "0 to 1"]),

@@ -134,9 +134,9 @@ def test_evaluate_perplexity_compare_and_demo_flags_build_their_configs(tmp_path
     assert config_from_args(EvaluateConfig, seen["args"]) == EvaluateConfig(
         run_dir="r", reference="d", user_model="u", base_model="b", evaluators="ai_voice,behaviour")
     args = parser.parse_args(["evaluate", "perplexity", "--model", "m", "--data", "d", "--split", "validation",
-                              "--limit", "6", "--max-length", "192", "--base-model", "b", "--json"])
+                              "--limit", "6", "--max-words", "192", "--base-model", "b", "--json"])
     assert args.json and config_from_args(PerplexityConfig, args) == PerplexityConfig(
-        model="m", data_dir="d", split="validation", limit=6, max_length=192, base_model="b")
+        model="m", data_dir="d", split="validation", limit=6, max_words=192, base_model="b")
     args = parser.parse_args(["compare", "base", "cand", "--scenarios", "s", "--thresholds", "t.yaml", "--out", "o",
                               "--reference", "d", "--classifier", "c", "--samples", "6", "--seed", "3",
                               "--set", "max_turns=2", "--set", "assistant=a", "--overwrite"])
@@ -156,11 +156,11 @@ def test_a_yaml_config_sets_the_new_commands_fields_under_their_flags(tmp_path):
     from workflows.flags import config_from_args
 
     parser = build_parser()
-    (tmp_path / "p.yaml").write_text("model: m\ndata_dir: d\nlimit: 5\nmax_length: 100\n")
+    (tmp_path / "p.yaml").write_text("model: m\ndata_dir: d\nlimit: 5\nmax_words: 100\n")
     args = parser.parse_args(["evaluate", "perplexity", "--config", str(tmp_path / "p.yaml"), "--set", "split=train",
-                              "--max-length", "64"])
+                              "--max-words", "64"])
     assert config_from_args(PerplexityConfig, args) == PerplexityConfig(
-        model="m", data_dir="d", split="train", limit=5, max_length=64)
+        model="m", data_dir="d", split="train", limit=5, max_words=64)
     # compare's --set is the simulation override it always was; its own fields come from flags or --config
     (tmp_path / "c.yaml").write_text("scenarios: s\nseed: 7\nsim_overrides: [max_turns=3]\n")
     cfg = config_from_args(CompareConfig, parser.parse_args(["compare", "b", "c", "--config", str(tmp_path / "c.yaml")]))

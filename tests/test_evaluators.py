@@ -127,6 +127,7 @@ def test_evaluate_and_report_a_real_run(classifier, tmp_path):
 
 
 def test_termination_points_and_f1():
+    from evaluators import ends as E
     from evaluators import termination as T
 
     ex = lambda i, roles, ends: {"id": str(i), "tree_id": str(i), "ends_conversation": ends,
@@ -137,8 +138,9 @@ def test_termination_points_and_f1():
     assert by_id == {"1": [False, True], "2": [False]}  # no end recorded: the last AI turn is no decision point
     for u in units:  # a user model that always ends
         u["pred"] = [True] * len(u["points"])
-    assert T.precision(units) == pytest.approx(1 / 3) and T.recall(units) == 1.0
-    assert T.f1(units) == pytest.approx(0.5) and T.base_rate(units) == pytest.approx(1 / 3)
+    T.with_ends(units)  # scored by the statistics a replay run's points use
+    assert E.precision(units) == pytest.approx(1 / 3) and E.recall(units) == 1.0
+    assert E.f1(units) == pytest.approx(0.5) == E.f1_always(units) and E.base_rate(units) == pytest.approx(1 / 3)
     assert T.termination_report("unused", "", [ex(3, ["user", "assistant"], False)]) is None  # n/a: no real end
 
 
@@ -150,19 +152,20 @@ def test_evaluate_perplexity_command_is_the_evaluators_code(tmp_path):
     prepare(PrepareConfig(sources=["sharegpt"], out=str(data), max_trees_per_source=400))
     r = subprocess.run([sys.executable, "-m", "workflows.cli", "evaluate", "perplexity", "--model",
                         "base:embedded:smollm2-135m-instruct", "--base-model", "embedded:smollm2-135m-instruct",
-                        "--data", str(data), "--split", "test", "--limit", "6", "--max-length", "192", "--json"],
+                        "--data", str(data), "--split", "test", "--limit", "6", "--max-words", "150", "--json"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(r.stdout.strip().splitlines()[-1])
-    assert result["perplexity"] > 1 and result["tokens"] > 0 and result["examples"] == 6
+    assert result["perplexity"] > 1 and result["words"] > 0 and result["examples"] == 6
     # `base:M` and M as the base model are the same model in the same user-model format: the same perplexity.
     assert result["base"]["perplexity"] == pytest.approx(result["perplexity"], rel=1e-4)
-    from evaluators.perplexity import perplexity_examples, perplexity_units, pooled_perplexity
+    from evaluators.perplexity import perplexity_examples
+    from evaluators.word_perplexity import fitted, score_examples, summary
     from userlm.chat import USER_MODEL_SYSTEM
 
-    units = perplexity_units("embedded:smollm2-135m-instruct", USER_MODEL_SYSTEM,
-                             perplexity_examples(str(data), "test", 6), 192)
-    assert pooled_perplexity(units) == pytest.approx(result["perplexity"], rel=1e-4)
+    examples = [fitted(ex, 150) for ex in perplexity_examples(str(data), "test", 6)]
+    scores = score_examples("embedded:smollm2-135m-instruct", USER_MODEL_SYSTEM, examples)
+    assert summary([[s] for s in scores])["perplexity"] == pytest.approx(result["perplexity"], rel=1e-4)
 
 
 @pytest.mark.slow
@@ -174,5 +177,5 @@ def test_termination_of_a_real_model_on_real_ends(tmp_path):
     prepare(PrepareConfig(sources=["sharegpt"], out=str(tmp_path / "d"), max_trees_per_source=1000))
     examples = [ex for ex in read_split(tmp_path / "d", "test") if len(ex["messages"]) >= 4]  # went on, then ended
     report = termination_report("embedded:smollm2-135m-instruct", USER_MODEL_SYSTEM, examples, limit=4)
-    assert set(report) == {"end_f1", "end_precision", "end_recall", "end_base_rate"}
+    assert set(report) == {"end_f1", "end_f1_always", "end_precision", "end_recall", "end_base_rate"}
     assert 0 < report["end_base_rate"]["value"] < 1 and report["end_base_rate"]["n"] == 4

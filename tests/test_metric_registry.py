@@ -7,11 +7,15 @@ from evaluators import metrics as M
 
 
 def conversations(seed: int, n: int = 12) -> list[dict]:
+    """Units as evaluate scores them, with what the against-people evaluator puts on them (out-of-fold
+    discriminator scores, both sides' embeddings, end decisions)."""
     rng = np.random.default_rng(seed)
     return [{"id": f"s{i % 3}#{i}", "scenario_id": f"s{i % 3}", "intent": "",
              "user_turns": [" ".join(f"w{rng.integers(40)}" for _ in range(rng.integers(2, 9)))
                             for _ in range(rng.integers(1, 4))],
-             "truncated": [False], "ended_by_user": bool(i % 2)} for i in range(n)]
+             "truncated": [False], "ended_by_user": bool(i % 2),
+             "disc": [(1, rng.uniform(), i % 2), (0, rng.uniform(), i % 2)], "emb": (rng.normal(size=(2, 4)), rng.normal(size=(2, 4))),
+             "ends": [(bool(rng.integers(2)), bool(rng.integers(2))) for _ in range(3)]} for i in range(n)]
 
 
 def inputs_for(*groups: list[dict], reference: list[dict]) -> M.Inputs:
@@ -28,6 +32,12 @@ def test_every_metric_is_declared_with_a_direction_and_a_description():
         assert metric.name == name and metric.direction in (-1, 0, 1) and metric.description
         assert not (metric.needs_reference and metric.reference_row)  # a distance to humans has no human row
     assert "mean_turn_words" not in M.COMPARABLE and "turn_length_w1" in M.COMPARABLE
+    # Judged against people first; controls and what measures the setup (a capped length) are never gated.
+    assert list(M.METRICS)[0] == "discriminability" and M.METRICS["discriminability"].headline
+    assert M.METRICS["discriminability"].direction == -1 and "discriminability" in M.COMPARABLE
+    assert {"discriminability_people", "embedding_mmd_people", "end_f1_always", "conversation_length_w1",
+            "termination_rate"}.isdisjoint(M.COMPARABLE)
+    assert M.METRICS["termination_rate"].direction == 0 and M.METRICS["conversation_length_w1"].measures_setup
 
 
 def test_evaluate_and_compare_score_a_metric_with_the_same_statistic():

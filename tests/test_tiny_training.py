@@ -11,7 +11,7 @@ import pytest
 from trainer.train import TrainConfig, train
 from userlm.config import load_config
 from userlm.data.prepare import PrepareConfig, prepare, read_split
-from userlm.io import UserError
+from userlm.io import IN_PROGRESS, UserError
 
 TINY = ["max_length=96", "per_device_train_batch_size=2", "logging_steps=1", "max_eval_examples=4",
         "eval_steps=100000", "lora_r=8", "warmup_steps=0"]
@@ -44,6 +44,10 @@ def test_training_learns_its_targets_and_writes_a_versioned_adapter(tiny_model, 
     assert manifest["base_model"] == tiny_model and manifest["quantization"] == "none"
     assert manifest["data_content_hash"] and manifest["versions"]["trl"] and manifest["global_step"] == 8
     assert math.isfinite(manifest["final_train_loss"]) and manifest["train_tokens_per_second"] > 0
+    # the loss curve, drawn from the trainer's log history (a loss logged every step here), kept as a PNG
+    assert manifest["loss_curve"] == "loss.png"
+    png = (out / "loss.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(png[16:20], "big") > 100
     # It learned what it was shown: the adapter's perplexity on its own training turns is below the base's.
     sample = random.Random(0).sample(read_split(data_dir, "train"), 16)[:6]  # what max_train_examples=16 drew
     adapter_ppl = pooled_perplexity(perplexity_units(str(out), USER_MODEL_SYSTEM, sample, max_length=96))
@@ -70,9 +74,10 @@ def test_resume_continues_from_the_checkpoint_not_from_scratch(tiny_model, data_
     assert lora_b and all(float(weights[k].abs().max()) < 0.01 for k in lora_b)  # 2 steps at lr 1e-3 from zeros
     save_file({k: (v.fill_(0.5) if k in lora_b else v) for k, v in weights.items()},
               checkpoint / "adapter_model.safetensors")
-    # An interruption after the checkpoint: the finished adapter files are gone.
+    # An interruption after the checkpoint: the finished adapter files are gone, train's in-progress marker stays.
     for name in ("manifest.json", "adapter_model.safetensors", "adapter_config.json"):
         (out / name).unlink()
+    (out / IN_PROGRESS).write_text('{"kind": "userlm-adapter", "state": "training"}')
 
     manifest = train(cfg_for(tiny_model, data_dir, out, "max_steps=3", "save_steps=2", "max_train_examples=8",
                              "learning_rate=0.001"), resume=True)
@@ -90,3 +95,22 @@ def test_bad_config_values_are_one_line_errors(tiny_model, data_dir, tmp_path):
         train(cfg_for(tiny_model, data_dir, tmp_path / "x", "target_role=robot"))
     with pytest.raises(UserError, match="not a prepared data directory"):
         train(cfg_for(tiny_model, tmp_path, tmp_path / "y"))
+
+
+def test_report_to_tensorboard_writes_the_training_curves(tiny_model, data_dir, tmp_path):
+    pytest.importorskip("tensorboard", reason="report_to=tensorboard needs the tensorboard package (dev extra)")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "adapter"
+    train(cfg_for(tiny_model, data_dir, out, "max_steps=3", "max_train_examples=6", "report_to=tensorboard"))
+    (events,) = (out / "checkpoints" / "runs").glob("*/events.out.tfevents.*")
+    acc = EventAccumulator(str(events.parent))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3]
+
+
+def test_report_to_an_unknown_integration_is_one_line_before_loading(tiny_model, data_dir, tmp_path):
+    with pytest.raises(UserError, match="report_to: unknown logging integration 'tensorbored'"):
+        train(cfg_for(tiny_model, data_dir, tmp_path / "a", "max_steps=1", "report_to=tensorbored"))
+    assert not (tmp_path / "a").exists()
+

@@ -6,7 +6,7 @@ import pytest
 from trainer.train import TrainConfig, train
 from userlm.config import load_config
 from userlm.data.prepare import PrepareConfig, prepare, read_split
-from userlm.io import UserError
+from userlm.io import IN_PROGRESS, UserError
 
 TINY = ["max_length=96", "per_device_train_batch_size=2", "logging_steps=1", "max_eval_examples=8",
         "eval_steps=100000", "lora_r=8", "learning_rate=0.001", "warmup_steps=0"]
@@ -50,9 +50,11 @@ def test_lora_training_learns_human_turns_and_writes_a_versioned_adapter(data_di
 def test_resume_continues_from_the_last_checkpoint(data_dir, tmp_path):
     out = tmp_path / "resumable"
     train(cfg_for(data_dir, out, "max_steps=2", "save_steps=2", "max_train_examples=8"))
-    # Simulate an interruption after the checkpoint: the finished adapter files are gone.
+    # Simulate an interruption after the checkpoint: the finished adapter files are gone and the in-progress
+    # marker, which train writes first and removes with the manifest, is still there.
     for name in ("manifest.json", "adapter_model.safetensors", "adapter_config.json"):
         (out / name).unlink()
+    (out / IN_PROGRESS).write_text('{"kind": "userlm-adapter", "state": "training"}')
     manifest = train(cfg_for(data_dir, out, "max_steps=3", "save_steps=2", "max_train_examples=8"), resume=True)
     assert manifest["global_step"] == 3
     state = json.loads((out / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())

@@ -10,15 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from trainer.curves import LOSS_CURVE, plot_loss_curve, report_to_list
 from userlm import END_OF_CONVERSATION
 from userlm.chat import USER_MODEL_SYSTEM, encode_for_training, user_model_system
 from userlm.config import DType, Quantization, check_fields, option, to_dict
+from userlm.data.dedup import TRAINING_HASHES, write_hashes
 from userlm.data.intents import gets_intent, load_intents
 from userlm.data.prepare import load_manifest, read_split
 from userlm.distributed import rank, wait_for_everyone, world_size
-from userlm.io import IN_PROGRESS, UserError, atomic_write_json, userlm_kind
+from userlm.io import IN_PROGRESS, UserError, atomic_write_json, sha256_file, userlm_kind
 from userlm.models import ADAPTER_MANIFEST, identity, load_causal_lm, resolve_quantization
-from userlm.provenance import git_commit, library_versions
+from userlm.provenance import git_commit, library_versions, provenance, template_sha256
+from userlm.quiet import output_is_terminal
 
 ADAPTER_KIND = "userlm-adapter"
 
@@ -61,7 +64,7 @@ class TrainConfig:
         "length_grouped", "how batches are formed: length_grouped, padding_free or padded")
     gradient_checkpointing: bool = option(False, "recompute activations to save memory")
     seed: int = option(0, "seed of sampling, shuffling and the intent share")
-    report_to: str = option("none", "a transformers logging integration, e.g. tensorboard (none: off)")
+    report_to: str = option("none", "training curves through a transformers logging integration: tensorboard (logs under OUTPUT_DIR/checkpoints/runs), wandb, ... (comma-separated; none: off)")
 
     def __post_init__(self):
         check_fields(self)
@@ -111,7 +114,7 @@ def _sft_args(cfg: TrainConfig, has_eval: bool):
         num_train_epochs=cfg.num_train_epochs, max_steps=cfg.max_steps, logging_steps=cfg.logging_steps,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2,
         eval_strategy="steps" if has_eval else "no", eval_steps=cfg.eval_steps, seed=cfg.seed, data_seed=cfg.seed,
-        report_to=[] if cfg.report_to == "none" else [cfg.report_to],
+        report_to=report_to_list(cfg.report_to),
         # Sequences are truncated in tokenize_split; TRL refuses max_length with padding-free batches.
         max_length=None if cfg.batching == "padding_free" else cfg.max_length,
         bf16=torch.cuda.is_available(), use_cpu=not torch.cuda.is_available(),  # use_cpu: gloo DDP under accelerate
@@ -119,6 +122,7 @@ def _sft_args(cfg: TrainConfig, has_eval: bool):
         # Non-reentrant checkpointing and no unused-parameter search: what DDP over LoRA adapters needs.
         gradient_checkpointing_kwargs={"use_reentrant": False}, ddp_find_unused_parameters=False,
         padding_free=cfg.batching == "padding_free", dataset_num_proc=None,
+        disable_tqdm=not output_is_terminal(),  # a log gets a line per logging step, not a redrawn bar
     )
     if cfg.batching == "length_grouped":
         # transformers 5 names it train_sampling_strategy; older releases group_by_length.
@@ -153,6 +157,7 @@ def check_config(cfg: TrainConfig) -> None:
     if not cfg.learning_rate > 0 or not 0 <= cfg.lora_dropout < 1 or cfg.warmup_steps < 0:
         raise UserError("need learning_rate > 0, 0 <= lora_dropout < 1 and warmup_steps >= 0")
     resolve(cfg.base_model)
+    report_to_list(cfg.report_to)
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
@@ -222,25 +227,35 @@ def _train(cfg: TrainConfig, resume: bool) -> dict:
         return {}
     trainer.model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    curve = plot_loss_curve(trainer.state.log_history, out / LOSS_CURVE, f"{cfg.base_model} -> {out.name}")
+    hashed = write_hashes(out / TRAINING_HASHES, train_examples)  # evaluate refuses held-out data that shares them
     target_tokens = sum(sum(label != -100 for label in row) for row in train_ds["labels"])
     epoch_tokens = sum(len(row) for row in train_ds["input_ids"])
     seen = result.global_step * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world_size()
     tokens_trained = round(epoch_tokens * seen / len(train_ds))  # non-pad tokens the optimizer saw
+    base_identity = identity(cfg.base_model)
     manifest = {
-        "kind": ADAPTER_KIND, "base_model": cfg.base_model, "base_identity": identity(cfg.base_model),
+        "kind": ADAPTER_KIND, "base_model": cfg.base_model, "base_identity": base_identity,
         "data_dir": cfg.data_dir, "data_content_hash": data_manifest["content_hash"], "config": to_dict(cfg),
         "quantization": quantization, "target_role": cfg.target_role, "system_prompt": cfg.system_prompt,
         "trained_with_intent": cfg.intent != "none", "intent_mode": cfg.intent,
         "train_examples_with_intent": with_intent, "end_marker": END_OF_CONVERSATION,
         "train_examples": len(train_ds), "train_target_tokens": target_tokens,
+        "training_turn_hashes": {"file": TRAINING_HASHES, "count": hashed},
         "final_train_loss": result.training_loss, "final_eval_loss": eval_loss,
         "final_eval_perplexity": math.exp(eval_loss) if eval_loss is not None else None,
-        "global_step": result.global_step, "processes": world_size(),
+        "loss_curve": curve.name if curve else None, "global_step": result.global_step, "processes": world_size(),
         "distributed_type": str(trainer.accelerator.distributed_type).rsplit(".", 1)[-1], "train_runtime_s": result.metrics.get("train_runtime"),
         "train_tokens": tokens_trained,
         "train_tokens_per_second": round(tokens_trained / result.metrics["train_runtime"], 1),
         "peak_gpu_memory_gb": _peak_gpu_memory_gb(), "model_memory_gb": round(model.get_memory_footprint() / 2**30, 3),
         "versions": library_versions(), "git_commit": git_commit(),
+        "provenance": provenance(to_dict(cfg), models={
+            "base": base_identity, "data_content_hash": data_manifest["content_hash"],
+            "adapter_weights_sha256": sha256_file(out / "adapter_model.safetensors")},
+            seeds={"seed": cfg.seed, "data_seed": cfg.seed, "example_sample": cfg.seed, "intent_share": cfg.seed},
+            sampling=None,
+            chat_templates={"user_model": template_sha256(tokenizer)}),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(time.time() - started, 1),
     }
     atomic_write_json(out / ADAPTER_MANIFEST, manifest)  # written last: its presence marks a finished adapter

@@ -18,13 +18,39 @@ class UserError(Exception):
     """A problem with the user's input; the CLI prints it as one line, without a traceback."""
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
+def current_umask() -> int:
+    """The process's umask, read without changing it where /proc says it (os.umask can only be read by
+    setting it, which races with other threads creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write through a temporary file in the same directory, then rename over `path`. mkstemp creates the
+    file 0600; it is given the mode a plain open() would (0666 less the umask), so a report copied to a
+    shared folder stays readable as the umask allows."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
@@ -127,6 +153,7 @@ def atomic_directory(path: str | Path, kind: str | None = None) -> Iterator[Path
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it 0700; give it a plain mkdir's mode
     old = None
     if path.exists():
         check_replaceable(path, kind=kind or userlm_kind(tmp))  # again, knowing what we wrote

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import warnings
 
 # transformers 5 renamed gradient checkpointing to activation checkpointing; TRL and peft still read the old
@@ -44,6 +45,24 @@ def quiet_library_noise() -> None:
         warnings.filterwarnings("ignore", message=message, category=FutureWarning)
     logging.getLogger(BNB_LOGGER).addFilter(_DropMessage(BNB_MESSAGE))
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    no_redrawn_bars_in_logs()
+
+
+def output_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def no_redrawn_bars_in_logs() -> None:
+    """Where stderr is not a terminal (a log file, a pipe, CI), bars that redraw themselves with `\\r` only
+    litter the log, so they are turned off: every tqdm bar (TQDM_DISABLE, read by tqdm >= 4.66 for each bar it
+    makes: transformers' GGUF conversion, the trainer's step bar), huggingface_hub's and transformers' (read
+    when they are imported, which is after this). Training prints a line of losses per logging step instead
+    (trainer/train.py: disable_tqdm); rich's bars draw once, at the end, on a non-terminal. A variable the
+    user set is kept."""
+    if output_is_terminal():
+        return
+    for name in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        os.environ.setdefault(name, "1")
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import yaml
+from yaml import YAMLError  # noqa: F401 - re-exported for the readers' except clauses
 
 
 class UniqueKeyLoader(yaml.SafeLoader):

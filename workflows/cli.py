@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
              EvaluateConfig, positional=("run_dir",))
     p = _command(ev_sub, "perplexity", "perplexity of a model or adapter on real held-out human turns",
                  cmd_evaluate_perplexity, PerplexityConfig)
-    p.add_argument("--json", action="store_true", help='print {"perplexity", "tokens", "examples", ...}')
+    p.add_argument("--json", action="store_true", help='print {"perplexity" (per word), "words", "examples", ...}')
     _command(ev_sub, "train-classifier", "train the AI-voice classifier on real data", cmd_train_classifier,
              ClassifierConfig, overwrite=True)
     p = _command(ev_sub, "score-texts", "P(AI) for each {\"text\": ...} line of a JSONL file", cmd_score_texts)

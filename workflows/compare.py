@@ -9,12 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
 from userlm.config import check_fields, option, parse_overrides, to_dict
 from userlm.io import UserError, cache_dir, read_json, sha256_json
 from userlm.scenarios import MAX_SAMPLES
-from userlm.yamlio import load_yaml
+from userlm.yamlio import YAMLError, load_yaml
 
 # The evaluators (numpy and up) are imported where they are used, so that `--help` reads CompareConfig alone.
 if TYPE_CHECKING:
@@ -36,8 +34,7 @@ class CompareConfig:
     reference: str | None = option(None, "prepared data dir: real humans for turn_length_w1 and the table, and "
                                          "the classifier trained on its train split")
     classifier: str | None = option(None, "AI-voice classifier dir (default: the one for --reference's data)")
-    samples: int | None = option(None, "conversations per scenario (default: the scenario files')",
-                                 min=1, max=MAX_SAMPLES)
+    samples: int | None = option(None, "conversations per scenario (default: the scenarios')", min=1, max=MAX_SAMPLES)
     seed: int = option(0, "simulation seed")
     seeds: int = option(1, "A/A check: also simulate the baseline adapter with this many seeds (seed, seed+1, "
                            "...) and gate every ordered pair of them: the share that exits 1 is the false-alarm "
@@ -48,10 +45,8 @@ class CompareConfig:
 
     def __post_init__(self):
         from simulator.run import SimulationConfig
-
         check_fields(self)
-        parse_overrides(SimulationConfig, self.sim_overrides)  # an unknown or mistyped --set is an error, even
-        # where both sides are finished runs and nothing is simulated
+        parse_overrides(SimulationConfig, self.sim_overrides)  # checked even where no side is simulated
 
 
 def load_gate(path: str | None) -> tuple[dict, dict]:
@@ -64,7 +59,7 @@ def load_gate(path: str | None) -> tuple[dict, dict]:
         raise UserError(f"{source}: thresholds file not found")
     try:
         data = load_yaml(source.read_text()) if source.exists() else None
-    except yaml.YAMLError as e:
+    except YAMLError as e:
         raise UserError(f"{source}: invalid YAML ({str(e).splitlines()[0]})") from None
     if data is None:  # installed without the configs folder
         data = {"metrics": {"human_likeness": {"margin": 0.03}}}
@@ -145,6 +140,15 @@ def ensure_run(side: str, scenarios: str, sim_overrides: list[str], samples: int
                         console, finished, what=f"cached simulation of {side}")
 
 
+def refuse_incomparable_runs(runs: list[Path]) -> None:
+    """One line (exit 2) when the runs differ in anything but the user model (evaluators/comparability.py)."""
+    from evaluators.comparability import refuse_incomparable
+
+    problems = refuse_incomparable([(str(r), read_json(r / "run.json", "run.json")) for r in runs])
+    if problems:
+        raise UserError(problems[0])
+
+
 def paired_units(runs: list[Path]) -> tuple[list[dict], list[dict]]:
     """The two runs' conversations paired, in the same order: replay runs share their contexts exactly and pair
     by conversation_id; self-play runs by (scenario, sample)."""
@@ -217,14 +221,17 @@ def prepare_against_people(base: list, cand: list, reference_dir: str | None) ->
             against_people.prepare(units, reference_dir)
 
 
-def gate_runs(runs: list[Path], settings: dict, limits: dict, skipped: dict, clf, real: list, say,
+def gate_runs(runs: list[Path], settings: dict, limits: dict, skipped: dict, clf, say,
               reference_dir: str | None = None) -> dict:
-    """The gate's rows and verdict for two finished runs (workflows/gate.py)."""
+    """The gate's rows and verdict for two finished runs (workflows/gate.py). The real-human row is evaluate's
+    (evaluators/against_people.py people_reference: the same people, like for like with the baseline's units)."""
     from evaluators import metrics as M
+    from evaluators.against_people import people_reference
     from evaluators.cache import embed
     from workflows.gate import decide
 
     base, cand = paired_units(runs)
+    real = (people_reference(base, reference_dir)[0] or []) if reference_dir else []
     primary = settings["primary"]
     rows, note = [], None
     if primary in M.METRICS and M.METRICS[primary].statistic is not None:
@@ -254,7 +261,7 @@ def compare(baseline: str, candidate: str, scenarios: str, out: str, thresholds:
             classifier: str | None = None, reference: str | None = None, seeds: int = 1, console=None) -> dict:
     from evaluators import metrics as M
     from evaluators.classifier import load_classifier
-    from evaluators.reference import reference_units
+    from userlm.data.prepare import load_manifest
     from workflows.compare_output import false_alarms, write_compare
 
     settings, limits = load_gate(thresholds)
@@ -265,10 +272,12 @@ def compare(baseline: str, candidate: str, scenarios: str, out: str, thresholds:
     if seeds > 1 and not (Path(baseline) / "adapter_config.json").exists():
         raise UserError(f"{baseline}: --seeds needs an adapter dir as the baseline (it is simulated with other seeds)")
     say = (lambda line: console.print(line)) if console else print
-    real = reference_units(reference, limit=300) if reference else []
+    if reference:  # a bad data dir is an error before any simulation, not after
+        load_manifest(reference)
     runs = [ensure_run(s, scenarios, sim_overrides or [], samples, seed, console) for s in (baseline, candidate)]
+    refuse_incomparable_runs(runs)
     clf = load_classifier(classifier, console, data_dir=reference)
-    gated = gate_runs(runs, settings, limits, skipped, clf, real, say, reference)
+    gated = gate_runs(runs, settings, limits, skipped, clf, say, reference)
     result = {"baseline": baseline, "candidate": candidate, "baseline_run": str(runs[0]), "candidate_run": str(runs[1]),
               "scenarios": scenarios, "seed": seed, "reference": reference, "alpha": settings["alpha"],
               "power": settings["power"], "classifier": {"version": clf.version, "test_auroc": clf.manifest["test_auroc"],
@@ -277,7 +286,7 @@ def compare(baseline: str, candidate: str, scenarios: str, out: str, thresholds:
     if seeds > 1:
         aa_runs = [runs[0] if k == 0 else ensure_run(baseline, scenarios, sim_overrides or [], samples, seed + k, console)
                    for k in range(seeds)]
-        result["a_a"] = false_alarms(aa_runs, lambda pair: gate_runs(pair, settings, limits, skipped, clf, real,
+        result["a_a"] = false_alarms(aa_runs, lambda pair: gate_runs(pair, settings, limits, skipped, clf,
                                                                      lambda line: None, reference))
     write_compare(result, Path(out), console)
     return result

@@ -126,7 +126,7 @@ def evaluate_stage(work: Path, runs: dict[str, Path], clf_dir: Path, console) ->
     from evaluators.run import evaluate_run
 
     for label, run_dir in runs.items():
-        names = "ai_voice,behaviour,diversity,intent" + (",perplexity" if label == "trained-user-model" else "")
+        names = "people,ai_voice,behaviour,diversity,intent" + (",perplexity" if label == "trained-user-model" else "")
         console.print(f"evaluating {label}: {names.replace(',', ', ')}")
         evaluate_run(str(run_dir), reference=str(work / "data"), classifier=str(clf_dir), evaluators=names)
     return write_report([str(r) for r in runs.values()], str(work / "report"), console=console)

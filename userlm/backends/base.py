@@ -51,8 +51,9 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def masked_loglikelihood(self, encoded: list[tuple[list[int], list[int]]],
-                             batch_tokens: int | None = None) -> list[tuple[float, int]]:
-        """Per (input ids, labels) pair: (sum of log p of the tokens whose label is not -100, their count).
+                             batch_tokens: int | None = None, per_token: bool = False) -> list:
+        """Per (input ids, labels) pair: (sum of log p of the tokens whose label is not -100, their count), or
+        with `per_token` the list of those log p in order (perplexity per word, end tokens apart).
         Labels are aligned with the input ids (the token at position i is scored given positions < i). The
         backend chooses how to batch them (`batch_tokens`: padded tokens a batch at most, where it batches)."""
 

@@ -47,7 +47,7 @@ class OpenAIBackend(BatchBackend):
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(self._one, requests))
 
-    def masked_loglikelihood(self, encoded, batch_tokens=None):
+    def masked_loglikelihood(self, encoded, batch_tokens=None, per_token=False):
         from userlm.io import UserError
 
         raise UserError("the openai backend cannot score log-likelihoods (a chat endpoint returns no prompt "

@@ -40,7 +40,7 @@ class VLLMBackend(BatchBackend):
         return [Generation(text=o.outputs[0].text, tokens=len(o.outputs[0].token_ids),
                            finish_reason=o.outputs[0].finish_reason or "stop") for o in outputs]
 
-    def masked_loglikelihood(self, encoded, batch_tokens=None):
+    def masked_loglikelihood(self, encoded, batch_tokens=None, per_token=False):
         """The log-probabilities vLLM returns for the prompt's own tokens (`prompt_logprobs`); position i's is
         that of token i given the tokens before it, as the labels say."""
         from vllm import SamplingParams
@@ -51,5 +51,5 @@ class VLLMBackend(BatchBackend):
         results = []
         for out, (ids, labels) in zip(outputs, encoded):
             logps = [out.prompt_logprobs[i][ids[i]].logprob for i in range(1, len(ids)) if labels[i] != -100]
-            results.append((sum(logps), len(logps)))
+            results.append(logps if per_token else (sum(logps), len(logps)))
         return results

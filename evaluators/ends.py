@@ -1,0 +1,56 @@
+"""End decisions scored against where real people stopped (UserLM-8b's end-of-conversation F1,
+arXiv 2510.06552). A unit (conversation) carries u["ends"] = [(the user model ended, the person ended), ...],
+one pair per decision point (after each AI turn); the statistics pool them, so one bootstrap over
+conversations serves all, and compare pairs them. Sources: a replay run's points (decision true,
+person_ended not null), or evaluators/termination.py's own predictions on held-out real conversations."""
+
+from __future__ import annotations
+
+import numpy as np
+
+NO_ENDS = "n/a: the source records no real ends (person_ended is null at every point)"
+
+
+def ends_from_points(points: list[dict] | None) -> list[tuple[bool, bool]]:
+    return [(bool(p["ended"]), bool(p["person_ended"])) for p in points or []
+            if p.get("decision") and p.get("person_ended") is not None]
+
+
+def attach_ends(units: list[dict]) -> int:
+    """u["ends"] from each replay unit's points, in place; returns the number of scored decision points."""
+    for u in units:
+        u["ends"] = ends_from_points(u.get("points"))
+    return sum(len(u["ends"]) for u in units)
+
+
+def _counts(units, always: bool = False):
+    pairs = [(True if always else p, t) for u in units for p, t in u.get("ends") or ()]
+    tp = sum(p and t for p, t in pairs)
+    fp = sum(p and not t for p, t in pairs)
+    fn = sum(t and not p for p, t in pairs)
+    return tp, fp, fn, len(pairs)
+
+
+def precision(units):
+    tp, fp, _, _ = _counts(units)
+    return tp / (tp + fp) if tp + fp else np.nan
+
+
+def recall(units):
+    tp, _, fn, _ = _counts(units)
+    return tp / (tp + fn) if tp + fn else np.nan
+
+
+def f1(units, always: bool = False):
+    tp, fp, fn, n = _counts(units, always)
+    return 2 * tp / (2 * tp + fp + fn) if n and tp + fp + fn else np.nan
+
+
+def f1_always(units):
+    """The always-end baseline: it ends at every point, so precision = the base rate, recall = 1."""
+    return f1(units, always=True)
+
+
+def base_rate(units):
+    tp, _, fn, n = _counts(units)
+    return (tp + fn) / n if n else np.nan

@@ -1,0 +1,75 @@
+"""`userlm evaluate RUN --reference DIR` scores a run against people like for like: a replay run against its own
+people (points), a self-play run against as many real conversations cut to its positions and word budget."""
+
+import json
+
+import pytest
+
+from tests.test_against_people import DEGENERATE, replay_record
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from userlm.data.prepare import PrepareConfig, prepare
+
+    out = tmp_path_factory.mktemp("people") / "data"
+    prepare(PrepareConfig(sources=["sharegpt"], out=str(out), max_trees_per_source=600))
+    return out
+
+
+def write_run(path, records, mode=None):
+    path.mkdir()
+    info = {"config": {"user": "prompted:x", "assistant": "x"}, "finished_at": "now",
+            "total_conversations": len(records), **({"mode": mode} if mode else {})}
+    (path / "run.json").write_text(json.dumps(info))
+    (path / "transcripts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_evaluate_scores_a_replay_run_against_its_own_people(tmp_path, data):
+    from evaluators.run import evaluate_run
+    from userlm.data.prepare import read_split
+
+    conversations = [[{"role": m["role"], "text": m["content"]} for m in ex["messages"]]
+                     for ex in read_split(data, "test")][:20]
+    records = [replay_record(i, msgs, DEGENERATE["ok spam"]) for i, msgs in enumerate(conversations)]
+    run = write_run(tmp_path / "replay", records, mode="replay")
+    report = evaluate_run(str(run), reference=str(data), evaluators="people,behaviour")
+    m = report["metrics"]
+    assert m["discriminability"]["run"]["value"] >= 0.95
+    assert m["discriminability_people"]["run"]["value"] is not None
+    assert m["end_f1_always"]["run"]["value"] is not None and "end_f1" in m
+    assert report["against_people"]["source"] == "replay"
+    # Every metric's human row is the same people in the same contexts.
+    people_turns = sum(len([p for p in r["points"] if p["real"] is not None]) for r in records)
+    assert sum(report["turn_words_reference"]) == sum(len(p["real"].split()) for r in records
+                                                      for p in r["points"] if p["real"] is not None)
+    assert len(report["turn_words_reference"]) == people_turns
+    header = (run / "metrics.md").read_text().splitlines()[2]
+    assert header.startswith("| run | discriminability | discriminability_people |")
+
+
+def test_evaluate_compares_a_self_play_run_with_people_cut_alike(tmp_path, data):
+    from evaluators.run import evaluate_run
+
+    records = [{"scenario_id": f"s{i % 4}", "sample": i // 4, "stop_reason": "max_turns", "seed": i,
+                "turns": [t for k in range(3) for t in (
+                    {"role": "user", "text": DEGENERATE["ok spam"](k, ""), "tokens": 2, "truncated": k == 2},
+                    {"role": "assistant", "text": "Sure, here is more."})]} for i in range(16)]
+    run = write_run(tmp_path / "selfplay", records)
+    report = evaluate_run(str(run), reference=str(data), evaluators="people,behaviour")
+    m, card = report["metrics"], report["against_people"]
+    assert card["source"] == "reference" and card["budget_words"] == 2  # the run's capped turn: "ok thanks"
+    assert m["discriminability"]["run"]["value"] >= 0.95 and m["discriminability"]["run"]["n"] == 16
+    assert "end_f1" not in m  # a self-play run records no real ends: the termination evaluator's job
+    # The human row: 16 real conversations, at most 3 turns each, each cut to 2 words.
+    assert len(report["turn_words_reference"]) <= 48 and max(report["turn_words_reference"]) <= 2
+    assert m["mean_user_turns"]["reference"]["n"] == 16
+
+
+def test_a_self_play_run_without_people_says_why():
+    from evaluators.against_people import evaluate
+
+    units = [{"id": "s#0", "user_turns": ["hi"], "truncated": [False], "ended_by_user": False}]
+    metrics, card = evaluate(units, None)
+    assert metrics["discriminability"]["run"]["value"] is None and "--reference" in card["note"]
