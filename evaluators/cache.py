@@ -10,13 +10,13 @@ from typing import Callable
 
 import numpy as np
 
-from userlm.io import cache_dir
+from userlm.io import writable_cache_dir
 
 
 class VectorCache:
     def __init__(self, namespace: str, path=None):
         self.namespace = namespace
-        path = path or cache_dir() / "vectors.sqlite"
+        path = path or writable_cache_dir() / "vectors.sqlite"
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(path), timeout=60)
         self.db.execute("CREATE TABLE IF NOT EXISTS v (ns TEXT, key TEXT, data BLOB, PRIMARY KEY (ns, key))")

@@ -20,9 +20,9 @@ class PerplexityConfig:
     model: str = option(help="adapter dir, model ref, base:MODEL or prompted:MODEL")
     data_dir: str = option(help="prepared data dir", flag="data", metavar="DATA")
     split: Literal["train", "validation", "test"] = option("test", "which split to score")
-    limit: int = option(0, "examples at most, sampled with seed 0 (0 = all)")
+    limit: int = option(0, "examples at most, sampled with seed 0 (0 = all)", min=0)
     max_words: int = option(400, "words per conversation at most, cut at a message boundary, the same for every "
-                                 "model and condition (0 = whole conversations)")
+                                 "model and condition (0 = whole conversations)", min=0)
     base_model: str | None = option(None, "score this model beside it (default: an adapter's base)")
 
     REPLACED_FIELDS = {"max_length": "max_words (targets are no longer cut at a token count)"}

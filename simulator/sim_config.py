@@ -11,6 +11,7 @@ from typing import Literal
 from userlm.config import DType, Quantization, check_fields, flag_name, option
 from userlm.io import UserError
 from userlm.models import DEFAULT_ASSISTANT
+from userlm.scenarios import MAX_SAMPLES, MAX_TURNS
 
 # The hf backend's options that fields of SimulationConfig set (option -> field): not a --backend-arg.
 HF_FIELD_OPTIONS = {"quantization": "quantization", "dtype": "dtype", "max_batch": "batch_size",
@@ -33,11 +34,12 @@ class SimulationConfig:
     backend: str = option("hf", "backend of both sides unless overridden: hf | vllm | openai")
     user_backend: str | None = option(None, "backend of the user side (default: --backend)")
     assistant_backend: str | None = option(None, "backend of the assistant side (default: --backend)")
-    samples: int | None = option(None, "conversations per scenario (overrides the scenario files)")
+    samples: int | None = option(None, "conversations per scenario (overrides the scenario files)",
+                                 min=1, max=MAX_SAMPLES)
     max_turns: int | None = option(None, "user turns at most (overrides the scenario files; --replay: points per "
-                                         "conversation, the first ones)")
+                                         "conversation, the first ones)", min=1, max=MAX_TURNS)
     seed: int = option(0, "seed of every conversation (each gets its own, derived from it)")
-    batch_size: int = option(32, "live conversations at once")
+    batch_size: int = option(32, "live conversations at once", min=1)
     quantization: Quantization = option("none", "hf backend: none | nf4 | auto")
     # bfloat16 on a CPU with AMX decodes ~1.4x faster.
     dtype: DType = option("auto", "hf backend: auto = bfloat16 on GPU, float32 on CPU")
@@ -48,10 +50,10 @@ class SimulationConfig:
                                 "held-out conversations, the user writing each real human turn (or ending) after "
                                 "the real history before it (docs/replay.md)")
     split: str = option("test", "--replay: the split replayed")
-    limit: int | None = option(None, "--replay: conversations at most (one per tree, a fixed seeded choice)")
+    limit: int | None = option(None, "--replay: conversations at most (one per tree, a fixed seeded choice)", min=1)
     with_intent: bool = option(False, "--replay: only conversations with a written intent (intents.jsonl)")
     context_tokens: int = option(2048, "--replay: prompt plus the user's turn at most, in tokens; a longer history "
-                                       "loses its oldest turns (counted in run.json)")
+                                       "loses its oldest turns (counted in run.json)", min=1)
     backend_options: dict = option(
         factory=dict, flag="backend-arg",
         help="an option of the backends in use, typed by their constructors (repeatable KEY=VALUE): openai "

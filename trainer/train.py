@@ -38,28 +38,28 @@ class TrainConfig:
     intent: Literal["none", "always", "mixed"] = option(
         "none", "condition on each conversation's written intent (`userlm data intents`) in the system prompt: "
                 "none, always (every example that has one), or mixed (a seeded share, so one adapter works both ways)")
-    intent_share: float = option(0.5, "with intent=mixed: the share of examples given their intent")
+    intent_share: float = option(0.5, "with intent=mixed: the share of examples given their intent", min=0, max=1)
     quantization: Quantization = option("auto", "auto = NF4 (QLoRA) when CUDA + bitsandbytes are present, else none")
     dtype: DType = option("auto", "auto = bfloat16 on CUDA, float32 on CPU")
-    lora_r: int = option(16, "LoRA rank")
-    lora_alpha: int = option(32, "LoRA alpha")
-    lora_dropout: float = option(0.05, "LoRA dropout")
+    lora_r: int = option(16, "LoRA rank", min=1)
+    lora_alpha: int = option(32, "LoRA alpha", min=1)
+    lora_dropout: float = option(0.05, "LoRA dropout", min=0, max=1)
     lora_target_modules: str = option("all-linear", "all-linear, or a comma-separated list of module names")
-    max_length: int = option(512, "tokens per example at most")
-    per_device_train_batch_size: int = option(4, "training batch size per device")
-    per_device_eval_batch_size: int = option(8, "evaluation batch size per device")
-    gradient_accumulation_steps: int = option(1, "batches per optimizer step")
-    learning_rate: float = option(2e-4, "peak learning rate")
+    max_length: int = option(512, "tokens per example at most", min=1)
+    per_device_train_batch_size: int = option(4, "training batch size per device", min=1)
+    per_device_eval_batch_size: int = option(8, "evaluation batch size per device", min=1)
+    gradient_accumulation_steps: int = option(1, "batches per optimizer step", min=1)
+    learning_rate: float = option(2e-4, "peak learning rate", min=0)
     lr_scheduler_type: str = option("cosine", "a transformers scheduler name (cosine, linear, constant, ...)")
-    warmup_steps: float = option(0.03, "warmup steps; below 1: a fraction of the training steps")
-    weight_decay: float = option(0.0, "weight decay")
-    num_train_epochs: float = option(1.0, "epochs (max_steps wins when set)")
-    max_steps: int = option(-1, "optimizer steps at most (-1: run num_train_epochs)")
-    max_train_examples: int | None = option(None, "a seeded sample of this many training examples (null: all)")
-    max_eval_examples: int | None = option(200, "validation examples at most (null: all)")
-    eval_steps: int = option(50, "evaluate every this many steps")
-    save_steps: int = option(50, "checkpoint every this many steps (what --resume continues from)")
-    logging_steps: int = option(10, "log every this many steps")
+    warmup_steps: float = option(0.03, "warmup steps; below 1: a fraction of the training steps", min=0)
+    weight_decay: float = option(0.0, "weight decay", min=0)
+    num_train_epochs: float = option(1.0, "epochs (max_steps wins when set)", min=0)
+    max_steps: int = option(-1, "optimizer steps at most (-1: run num_train_epochs)", min=-1)
+    max_train_examples: int | None = option(None, "a seeded sample of this many training examples (null: all)", min=1)
+    max_eval_examples: int | None = option(200, "validation examples at most (null: all)", min=1)
+    eval_steps: int = option(50, "evaluate every this many steps", min=1)
+    save_steps: int = option(50, "checkpoint every this many steps (what --resume continues from)", min=1)
+    logging_steps: int = option(10, "log every this many steps", min=1)
     batching: Literal["length_grouped", "padding_free", "padded"] = option(
         "length_grouped", "how batches are formed: length_grouped, padding_free or padded")
     gradient_checkpointing: bool = option(False, "recompute activations to save memory")
@@ -150,16 +150,10 @@ def check_config(cfg: TrainConfig) -> None:
 
     from userlm.models import resolve
 
-    if not 0 <= cfg.intent_share <= 1:
-        raise UserError(f"intent_share must be in [0, 1], got {cfg.intent_share}")
-    check_fields(cfg)  # the Literal fields (again: a field may have been set after construction)
+    check_fields(cfg)  # Literal values and bounds (again: a field may have been set after construction)
     allowed = tuple(t.value for t in SchedulerType)
     if cfg.lr_scheduler_type not in allowed:
         raise UserError(f"lr_scheduler_type must be one of {', '.join(allowed)}; got '{cfg.lr_scheduler_type}'")
-    for name in ("lora_r", "max_length", "per_device_train_batch_size", "per_device_eval_batch_size",
-                 "gradient_accumulation_steps", "eval_steps", "save_steps", "logging_steps"):
-        if getattr(cfg, name) < 1:
-            raise UserError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     if not cfg.learning_rate > 0 or not 0 <= cfg.lora_dropout < 1 or cfg.warmup_steps < 0:
         raise UserError("need learning_rate > 0, 0 <= lora_dropout < 1 and warmup_steps >= 0")
     resolve(cfg.base_model)

@@ -5,6 +5,7 @@ types, checked when the dataclass is built (`check_fields` in its `__post_init__
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 import yaml
 
 from userlm.io import UserError
+from userlm.yamlio import load_yaml
 
 T = TypeVar("T")
 _MISSING = dataclasses.MISSING
@@ -22,10 +24,12 @@ DType = typing.Literal["auto", "float32", "bfloat16", "float16"]
 
 
 def option(default: Any = _MISSING, help: str = "", factory: Any = _MISSING, flag: str | None = None,
-           metavar: str | None = None) -> Any:
+           metavar: str | None = None, min: float | None = None, max: float | None = None) -> Any:
     """A config field with its help text (shown by `--help`). `flag` spells its command-line option where
-    the field's own name would not (`--source` for `sources`); `metavar` names its value there."""
-    metadata = {"help": help, **({"flag": flag} if flag else {}), **({"metavar": metavar} if metavar else {})}
+    the field's own name would not (`--source` for `sources`); `metavar` names its value there. A number's
+    bounds `min` and `max` (inclusive) are checked by `check_fields` (None, where the type allows it, passes)."""
+    metadata = {"help": help, **({"flag": flag} if flag else {}), **({"metavar": metavar} if metavar else {}),
+                **({"min": min} if min is not None else {}), **({"max": max} if max is not None else {})}
     if factory is not _MISSING:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -119,7 +123,7 @@ def parse_string(hint, name: str, raw: str, source: str) -> Any:
                 pass
         elif base in (list, dict, tuple):
             try:
-                value = yaml.safe_load(raw)
+                value = load_yaml(raw)
             except (yaml.YAMLError, RecursionError):
                 break
             if base is list and isinstance(value, str):
@@ -137,9 +141,28 @@ def field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+def range_text(lo: float | None, hi: float | None) -> str:
+    """"1 to 100000", ">= 1", "<= 1", or "" without bounds."""
+    if lo is not None and hi is not None:
+        return f"{lo} to {hi}"
+    return f">= {lo}" if lo is not None else f"<= {hi}" if hi is not None else ""
+
+
+def check_bounds(value: Any, lo: float | None, hi: float | None, what: str) -> None:
+    """A number within [lo, hi] (and finite), or a one-line UserError naming `what`; None passes."""
+    if (lo is None and hi is None) or value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if not math.isfinite(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise UserError(f"{what} must be {range_text(lo, hi)}, got {value!r}")
+
+
 def check_fields(config: Any) -> None:
-    """Every `Literal` field of a config holds one of its allowed values (a one-line UserError naming the
-    field and the values otherwise). Called from each config's `__post_init__`."""
+    """Every `Literal` field of a config holds one of its allowed values and every bounded number is within
+    its `min`/`max` (a one-line UserError naming the field and what it allows otherwise). Called from each
+    config's `__post_init__`."""
+    for f in dataclasses.fields(config):
+        check_bounds(getattr(config, f.name), f.metadata.get("min"), f.metadata.get("max"),
+                     f"{type(config).__name__}: field '{f.name}' ({flag_name(f)})")
     for name, hint in field_types(type(config)).items():
         allowed = allowed_values(hint)
         value = getattr(config, name)
@@ -156,6 +179,23 @@ def _unknown_field(cls: type, key: str, where: str) -> UserError:
     return UserError(f"{where}: unknown field '{key}' (known: {known})")
 
 
+def parse_overrides(cls: type, overrides: list[str], flag: str = "--set") -> dict[str, Any]:
+    """`key=value` items as {field: value}, each key a field of `cls` and each value parsed by its type and
+    within its bounds (a one-line UserError naming the item otherwise)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = field_types(cls)
+    values = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise UserError(f"{flag} {item!r}: expected key=value")
+        if key not in fields:
+            raise _unknown_field(cls, key, f"{flag} {key}")
+        values[key] = parse_string(hints[key], key, raw, f"{flag} {key}")
+        check_bounds(values[key], fields[key].metadata.get("min"), fields[key].metadata.get("max"), f"{flag} {key}")
+    return values
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
                 values_from_cli: dict[str, Any] | None = None) -> T:
     """Build `cls` from an optional YAML file, then `key=value` overrides (each value parsed by the field's
@@ -165,7 +205,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     values: dict[str, Any] = {}
     if path is not None:
         try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+            loaded = load_yaml(Path(path).read_text(encoding="utf-8")) or {}
         except FileNotFoundError:
             raise UserError(f"{path}: config file not found") from None
         except IsADirectoryError:
@@ -182,13 +222,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
             if key not in fields:
                 raise _unknown_field(cls, key, str(path))
             values[key] = check_value(hints[key], key, value, str(path))
-    for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise UserError(f"--set {item!r}: expected key=value")
-        if key not in fields:
-            raise _unknown_field(cls, key, f"--set {key}")
-        values[key] = parse_string(hints[key], key, raw, f"--set {key}")
+    values.update(parse_overrides(cls, overrides or []))
     for key, value in (values_from_cli or {}).items():
         if value is not None:
             value = check_value(hints[key], key, value, flag_name(fields[key]))

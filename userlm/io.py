@@ -285,3 +285,18 @@ def cache_dir() -> Path:
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "userlm"
     )
     return Path(root)
+
+
+def writable_cache_dir() -> Path:
+    """cache_dir(), created, after checking that files can be written in it: called before work whose result
+    goes there (a GGUF's conversion, the vector store), so a read-only USERLM_CACHE fails at once, naming it."""
+    root = cache_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=root, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"{root}: the userlm cache is not writable ({e.strerror or e}); point USERLM_CACHE at a "
+                        f"writable folder") from None
+    return root

@@ -17,7 +17,24 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from userlm.io import UserError, atomic_directory, atomic_write_json, cache_dir, sha256_file
+from userlm.io import (
+    UserError,
+    atomic_directory,
+    atomic_write_json,
+    cache_dir,
+    sha256_file,
+    writable_cache_dir,
+)
+from userlm.model_checks import (
+    adapter_fit_errors,
+    check_adapter,
+    check_gguf,
+    check_hub_model,
+    check_model_dir,
+    gguf_read_errors,
+    looks_like_path,
+    missing_path_error,
+)
 from userlm.records import ADAPTER_MANIFEST, read_adapter_manifest
 
 EMBEDDED_LMS = {
@@ -59,6 +76,7 @@ def assemble_split_gguf(module: str, filename: str, parts: int, hint: str) -> Pa
     target = cache_dir() / "models" / filename
     if target.exists() and target.stat().st_size > 0:
         return target
+    writable_cache_dir()
     chunks = [package_dir(f"{module}_part{i}", hint) / "data" / f"{filename}.part{i - 1:02d}" for i in range(1, parts + 1)]
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{filename}.partial")
@@ -84,10 +102,13 @@ def resolve(ref: str) -> ModelRef:
             raise UserError(f"unknown embedded model '{ref}' (known: {known})")
         module, filename, hint = EMBEDDED_LMS[name]
         return ModelRef(ref, "gguf", str(package_dir(module, hint) / filename))
+    if not ref.strip():
+        raise UserError("empty model reference: expected an embedded:<name>, a hub id, a directory or a .gguf file")
     path = Path(ref).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise UserError(f"{ref}: GGUF file not found")
+        check_gguf(path)
         return ModelRef(ref, "gguf", str(path.resolve()))
     if path.is_dir():
         manifest = path / ADAPTER_MANIFEST
@@ -95,13 +116,18 @@ def resolve(ref: str) -> ModelRef:
             if not manifest.exists():
                 raise UserError(f"{ref}: adapter directory has no {ADAPTER_MANIFEST}; was it made by `userlm train`?")
             base_ref = read_adapter_manifest(path).base_model
+            check_adapter(path, base_ref)
             return ModelRef(ref, "adapter", str(path.resolve()), base=resolve(base_ref))
         if not (path / "config.json").exists():
             raise UserError(f"{ref}: directory holds neither a model (config.json) nor an adapter")
+        check_model_dir(path)
         return ModelRef(ref, "local", str(path.resolve()))
-    if ref.count("/") == 1 and not ref.startswith((".", "/")):
-        return ModelRef(ref, "hub", ref)
-    raise UserError(f"model reference '{ref}' is not an embedded name, a hub id, a directory or a .gguf file")
+    if "/" not in ref and not ref.startswith((".", "~")):
+        raise UserError(f"model reference '{ref}' is not an embedded name, a hub id (owner/name), a directory or a "
+                        f".gguf file")
+    if looks_like_path(ref):
+        raise missing_path_error(ref)
+    return ModelRef(ref, "hub", ref)
 
 
 def encoder_location(ref: str) -> str:
@@ -126,17 +152,21 @@ def materialize(model: ModelRef) -> str:
     config, and dequantizing is slow on every load (results/benchmarks/measurements-behind-code-comments.md)."""
     if model.kind == "adapter":
         return materialize(model.base)
+    if model.kind == "hub":
+        check_hub_model(model.location)  # seconds, not a minute of retries, when the hub cannot be reached
     if model.kind != "gguf":
         return model.location
     target = _gguf_cache(model.location)
     if (target / "userlm_source.json").exists():
         return str(target)
+    writable_cache_dir()  # before the conversion (a minute for a 1B model), not after it
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     folder, filename = os.path.split(model.location)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
-    config = AutoConfig.from_pretrained(folder, gguf_file=filename)
+    with gguf_read_errors(model.location):
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename)
+        config = AutoConfig.from_pretrained(folder, gguf_file=filename)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     plain = AutoModelForCausalLM.from_config(config)
@@ -232,7 +262,8 @@ def load_causal_lm(ref: str, *, quantization: str = "none", dtype: str = "auto",
         if model_ref.kind == "adapter":
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, model_ref.location, is_trainable=trainable)
+            with adapter_fit_errors(ref, model_ref.base.ref):
+                model = PeftModel.from_pretrained(model, model_ref.location, is_trainable=trainable)
             if not trainable and quantization == "none" and torch_dtype == torch.float32:
                 # Inference on float32 weights: fold the LoRA into them (one rounding per weight, ~1e-7). The
                 # separate LoRA path cost 1.3-1.5x a forward pass on the 2-core CPU (SmolLM2-135M, rank 16 on

@@ -107,4 +107,11 @@ def read_adapter_manifest(adapter_dir: str | Path) -> AdapterManifest:
     path = Path(adapter_dir) / ADAPTER_MANIFEST
     if not path.exists():
         raise UserError(f"{adapter_dir}: no {ADAPTER_MANIFEST}; not a finished `userlm train` output")
-    return AdapterManifest.from_dict(read_json(path, "adapter manifest", {"base_model": str}))
+    manifest = read_json(path, "adapter manifest", {"base_model": str})
+    for name, kinds in (("system_prompt", (str, type(None))), ("trained_with_intent", (bool,)),
+                        ("final_eval_loss", (int, float, type(None)))):
+        value = manifest.get(name)
+        if name in manifest and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
+            expected = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+            raise UserError(f"{path}: adapter manifest field '{name}' must be {expected}, got {value!r:.60}")
+    return AdapterManifest.from_dict(manifest)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from userlm.chat import PROMPTED_USER_SYSTEM, USER_MODEL_SYSTEM, user_model_system
+from userlm.io import UserError
 from userlm.records import AdapterManifest, read_adapter_manifest
 
 
@@ -19,8 +20,11 @@ class UserSpec:
 
 def parse_user(spec: str, backend: str) -> UserSpec:
     """`prompted:<ref>`, `base:<ref>`, an adapter directory, or any other model ref (read as `base:`)."""
-    from userlm.models import resolve
+    from userlm.models import DEFAULT_ASSISTANT, resolve
 
+    kind, sep, ref = spec.partition(":")
+    if sep and kind in ("prompted", "base") and not ref.strip():
+        raise UserError(f"user '{spec}': expected a model reference after '{kind}:' (e.g. {kind}:{DEFAULT_ASSISTANT})")
     if spec.startswith("prompted:"):
         return UserSpec("prompted", spec.split(":", 1)[1], PROMPTED_USER_SYSTEM)
     if spec.startswith("base:"):

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import traceback
 from pathlib import Path
 
 from userlm.config import to_dict
 from userlm.io import UserError, check_replaceable, overwrite_allowed
 from userlm.quiet import quiet_library_noise
 from userlm.threads import configure_threads
+from workflows.entry import exit_code, interrupts_raise
 from workflows.flags import add_config_file_flags, add_config_flags, config_from_args
 
 
@@ -269,31 +268,14 @@ def run(argv: list[str] | None, parser: argparse.ArgumentParser) -> int:
     args = parser.parse_args(argv)
     token = overwrite_allowed.set(bool(getattr(args, "overwrite", False)))
     try:
+        interrupts_raise()  # installed by the entry point (entry.py) before the imports
         configure_threads(getattr(args, "threads", None))
         quiet_library_noise()  # the log shows the command's stages, not known library warnings
         return args.func(args)
-    except UserError as e:
-        print(f"error: {_one_line(str(e))}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished work is saved; run the same command again (with --resume) to continue",
-              file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001 - any error is one line and exit 2, never a traceback
-        if os.environ.get("USERLM_TRACEBACK"):
-            traceback.print_exc()
-        elif isinstance(e, OSError) and e.filename is not None:
-            print(f"error: {e.filename}: {e.strerror or _one_line(str(e))}", file=sys.stderr)
-        else:
-            print(f"error: unexpected {type(e).__name__}: {_one_line(str(e))} "
-                  f"(a bug; USERLM_TRACEBACK=1 shows where)", file=sys.stderr)
-        return 2
+    except BaseException as e:  # noqa: BLE001 - one line and an exit code, never a traceback
+        return exit_code(e)
     finally:
         overwrite_allowed.reset(token)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:500] or "(no message)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,4 +289,6 @@ def simulate_main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from workflows.entry import main as guarded_main
+
+    sys.exit(guarded_main())

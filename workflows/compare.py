@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
-from userlm.config import check_fields, option, to_dict
+from userlm.config import check_fields, option, parse_overrides, to_dict
 from userlm.io import UserError, cache_dir, read_json, sha256_json
+from userlm.scenarios import MAX_SAMPLES
+from userlm.yamlio import YAMLError, load_yaml
 
 # The evaluators (numpy and up) are imported where they are used, so that `--help` reads CompareConfig alone.
 if TYPE_CHECKING:
@@ -34,17 +34,19 @@ class CompareConfig:
     reference: str | None = option(None, "prepared data dir: real humans for turn_length_w1 and the table, and "
                                          "the classifier trained on its train split")
     classifier: str | None = option(None, "AI-voice classifier dir (default: the one for --reference's data)")
-    samples: int | None = option(None, "conversations per scenario (default: the scenario files')")
+    samples: int | None = option(None, "conversations per scenario (default: the scenarios')", min=1, max=MAX_SAMPLES)
     seed: int = option(0, "simulation seed")
     seeds: int = option(1, "A/A check: also simulate the baseline adapter with this many seeds (seed, seed+1, "
                            "...) and gate every ordered pair of them: the share that exits 1 is the false-alarm "
-                           "rate of these settings (1: no check)")
+                           "rate of these settings (1: no check)", min=1, max=100)
     sim_overrides: list[str] = option(factory=list, flag="set", metavar="KEY=VALUE",
                                       help="simulation config override of both sides (repeatable; "
                                            "sim_overrides: [KEY=VALUE, ...] in a --config file)")
 
     def __post_init__(self):
+        from simulator.run import SimulationConfig
         check_fields(self)
+        parse_overrides(SimulationConfig, self.sim_overrides)  # checked even where no side is simulated
 
 
 def load_gate(path: str | None) -> tuple[dict, dict]:
@@ -56,8 +58,8 @@ def load_gate(path: str | None) -> tuple[dict, dict]:
     if path and not source.is_file():
         raise UserError(f"{source}: thresholds file not found")
     try:
-        data = yaml.safe_load(source.read_text()) if source.exists() else None
-    except yaml.YAMLError as e:
+        data = load_yaml(source.read_text()) if source.exists() else None
+    except YAMLError as e:
         raise UserError(f"{source}: invalid YAML ({str(e).splitlines()[0]})") from None
     if data is None:  # installed without the configs folder
         data = {"metrics": {"human_likeness": {"margin": 0.03}}}

@@ -15,6 +15,7 @@ from userlm.config import (
     flag_name,
     load_config,
     parse_string,
+    range_text,
     required,
     type_options,
 )
@@ -28,6 +29,12 @@ def base_type(hint):
 
 
 def _default_text(f: dataclasses.Field) -> str:
+    bounds = range_text(f.metadata.get("min"), f.metadata.get("max"))
+    return _default_value_text(f)[:-1] + f"; {bounds})" if bounds and _default_value_text(f) else \
+        f" ({bounds})" if bounds else _default_value_text(f)
+
+
+def _default_value_text(f: dataclasses.Field) -> str:
     if required(f):
         return " (required)"
     value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default

@@ -38,17 +38,17 @@ class IntentsConfig:
                                    help="an option of the backend (repeatable KEY=VALUE), e.g. "
                                         "base_url=http://127.0.0.1:8000/v1")
     splits: list = option(factory=lambda: list(SPLITS), flag="split", help="splits to write intents for (repeatable)")
-    limit: int | None = option(None, "examples per split (a seeded sample, the one `userlm train` takes; default: all)")
+    limit: int | None = option(None, "examples per split (a seeded sample, the one `userlm train` takes; default: all)", min=1)
     split_limits: dict[str, int] = option(factory=dict, flag="split-limit", metavar="SPLIT=N",
                                           help="cap one split over --limit (repeatable SPLIT=N)")
     seed: int = option(0, "seed of the sample")
     # The examples a `userlm train` run with intent=mixed, the same seed and intent_share=share gives an intent
     # (the others would never read theirs).
-    share: float = option(1.0, "below 1: only the seeded share of training examples an intent=mixed run uses")
-    batch_size: int = option(16, "prompts in flight at once")
-    max_new_tokens: int = option(64, "tokens per intent at most")
-    max_words: int = option(60, "longer intents are flagged too_long")
-    max_copied: float = option(0.5, "intents whose word trigrams come from the first turn this much are flagged copied")
+    share: float = option(1.0, "below 1: only the seeded share of training examples an intent=mixed run uses", min=0, max=1)
+    batch_size: int = option(16, "prompts in flight at once", min=1)
+    max_new_tokens: int = option(64, "tokens per intent at most", min=1)
+    max_words: int = option(60, "longer intents are flagged too_long", min=1)
+    max_copied: float = option(0.5, "intents whose word trigrams come from the first turn this much are flagged copied", min=0, max=1)
 
     def __post_init__(self):
         check_fields(self)

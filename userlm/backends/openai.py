@@ -20,6 +20,10 @@ class OpenAIBackend(BatchBackend):
             from userlm.io import UserError
 
             raise UserError("the openai backend needs the openai package: pip install 'userlm[openai]'") from None
+        from userlm.config import check_bounds
+
+        for name, value, lo in (("concurrency", concurrency, 1), ("timeout_s", timeout_s, 0.001), ("retries", retries, 0)):
+            check_bounds(value, lo, None, f"openai backend option '{name}' (--backend-arg {name}=...)")
         self.model = model
         self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=retries)
         self.concurrency = concurrency

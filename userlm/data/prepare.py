@@ -49,12 +49,12 @@ class PrepareConfig:
         "auto", "where an end-of-conversation target goes: auto = only for sources that record where the person "
                 "stopped, always, never")
     dedup: bool = option(True, "drop exact repeats; conversations sharing a long human turn share a split")
-    dedup_min_words: int = option(8, "human turns of at least this many words link conversations into one split unit")
+    dedup_min_words: int = option(8, "human turns of at least this many words link conversations into one split unit", min=1)
     greeting: str = option("", "assistant greeting placed before a conversation the human opens (empty: no context)")
     seed: int = option(0, "seed of the split")
-    validation_fraction: float = option(0.05, "share of split units in validation")
-    test_fraction: float = option(0.05, "share of split units in test")
-    max_trees_per_source: int | None = option(None, "read at most this many trees (conversations) per source")
+    validation_fraction: float = option(0.05, "share of split units in validation", min=0, max=1)
+    test_fraction: float = option(0.05, "share of split units in test", min=0, max=1)
+    max_trees_per_source: int | None = option(None, "read at most this many trees (conversations) per source", min=1)
     skip_bad: bool = option(False, "count and skip malformed records instead of stopping")
 
     def __post_init__(self):
@@ -262,8 +262,24 @@ def load_manifest(data_dir: str | Path) -> dict:
     return read_json(path, "data manifest", {"counts": dict, "content_hash": str})
 
 
+def check_example(example: dict, where: str) -> dict:
+    """A prepared example with the fields and types every reader needs, or a one-line UserError naming them."""
+    if not isinstance(example.get("id"), str):
+        raise UserError(f"{where}: field 'id' must be a string, got {example.get('id')!r:.60}")
+    messages = example.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise UserError(f"{where}: field 'messages' must be a non-empty list, got {messages!r:.60}")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
+                or not isinstance(m.get("content"), str) or not isinstance(m.get("target", False), bool):
+            raise UserError(f"{where}: field 'messages[{i}]' must be {{role: user|assistant|system, content: "
+                            f"string, target: true|false}}, got {m!r:.80}")
+    return example
+
+
 def read_split(data_dir: str | Path, split: str) -> list[dict]:
     from userlm.io import read_jsonl
 
     load_manifest(data_dir)
-    return list(read_jsonl(Path(data_dir) / f"{split}.jsonl"))
+    path = Path(data_dir) / f"{split}.jsonl"
+    return [check_example(ex, f"{path}: record {i}") for i, ex in enumerate(read_jsonl(path), 1)]
