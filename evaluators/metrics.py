@@ -125,12 +125,19 @@ def _stack(s: Inputs, turns: list[str]) -> np.ndarray:
     return np.stack([s.vectors[t] for t in turns]) if turns else np.zeros((0, 384))
 
 
+def turn_p_ai(s: Inputs, units) -> list[float]:
+    """P(AI) of every user turn, 1.0 where the turn is degenerate in its conversation (evaluators/degenerate.py)."""
+    from evaluators.degenerate import conversation_p_ai
+
+    return [p for u in units for p in conversation_p_ai(u["user_turns"], s.p_ai)]
+
+
 def human_likeness(s: Inputs):
-    return lambda us: 1 - float(np.mean([s.p_ai[t] for t in all_turns(us)])) if all_turns(us) else np.nan
+    return lambda us: 1 - float(np.mean(turn_p_ai(s, us))) if all_turns(us) else np.nan
 
 
 def ai_voice_rate(s: Inputs):
-    return lambda us: float(np.mean([s.p_ai[t] > 0.5 for t in all_turns(us)])) if all_turns(us) else np.nan
+    return lambda us: float(np.mean(np.asarray(turn_p_ai(s, us)) > 0.5)) if all_turns(us) else np.nan
 
 
 def turn_length_w1(s: Inputs):
@@ -221,10 +228,14 @@ METRICS = {m.name: m for m in (
     Metric("perplexity_with_intent", -1, "perplexity on held-out real human turns with their written intents in "
                                          "the system prompt (the examples that have one)"),
     Metric("perplexity_without_intent", -1, "the same examples' perplexity without the intent"),
-    Metric("intent_adherence", +1, "share of other intents a conversation's user turns are less similar to than "
-                                   "to its own (0.5 = chance)"),
-    Metric("intent_decomposition", 0, "share of the intent's content words the first user turn already says "
-                                      "(real people reveal bit by bit: compare with their row)"),
+    Metric("intent_adherence", +1, "share of hard negatives (its task with the constraints of the nearest other "
+                                   "intents) the user turns are less similar to than to its own intent (0.5 = chance: "
+                                   "on topic, constraints ignored)"),
+    Metric("intent_topic", +1, "share of the other intents in play the user turns are less similar to than to its "
+                               "own (topic only: the old intent_adherence)"),
+    Metric("intent_checklist", +1, "share of the intent's constraints the user turns say (lexical checklist)"),
+    Metric("intent_decomposition", 0, "share of the intent's constraints the first user turn already says (people "
+                                      "reveal bit by bit: below their checklist; compare with their row)"),
     Metric("end_f1", +1, "F1 of ending where real people ended, at every point where they went on or stopped"),
     Metric("end_precision", +1, "share of the user model's ends that fall where the person ended"),
     Metric("end_recall", +1, "share of real ends where the user model ended"),

@@ -214,17 +214,17 @@ def test_intent_trained_adapter_is_told_the_scenario_intent(data_dir, tiny_model
     assert {name: metrics[name]["run"]["value"] for name in command} == pytest.approx(command, rel=1e-6)
 
 
-def test_intent_metrics_tell_a_pursued_intent_from_another_and_a_pasted_one():
+def test_intent_topic_tells_a_pursued_intent_from_another_and_decomposition_a_pasted_one():
     from evaluators.cache import embed
-    from evaluators.intent import decomposition, mean_of, score_units
+    from evaluators.intent import checklist, mean_of, score_units
 
-    meals = "a week of cheap vegetarian dinners for two people"
-    bug = "fix a Python KeyError when counting words in a dictionary"
+    meals = "a week of cheap vegetarian dinners for two people, without mushrooms, for 40 dollars"
+    bug = "fix a Python KeyError when counting words in a dictionary, without defaultdict"
     units = [{"intent": meals, "user_turns": ["what can i cook this week without meat, on a budget?"]},
              {"intent": bug, "user_turns": ["my python script crashes with KeyError in counts[word] += 1"]},
              {"intent": bug, "user_turns": ["any vegetarian recipes for dinner?"]}]  # pursues the other intent
     score_units(units, lambda texts: embed(texts))
-    assert [u["intent_adherence"] for u in units] == [1.0, 1.0, 0.0]
-    assert mean_of("intent_adherence")(units) == pytest.approx(2 / 3)
-    assert decomposition(meals, f"i want {meals}") == 1.0
-    assert decomposition(meals, "hi, can you help me with food?") < 0.3
+    assert [u["intent_topic"] for u in units] == [1.0, 1.0, 0.0]
+    assert mean_of("intent_topic")(units) == pytest.approx(2 / 3)
+    assert checklist(meals, f"i want {meals}") == 1.0
+    assert checklist(meals, "hi, can you help me with food?") == 0.0

@@ -1,5 +1,5 @@
 """Fast tier: evaluation, the report and `userlm compare` end to end on the tiny real-architecture model of
-conftest.py: a real classifier (TF-IDF, its machine-written turns from the tiny model), real simulations and a
+conftest.py: a real classifier (TF-IDF, data-only AI turns: the tiny model's runs are ranked), real simulations and a
 real adapter. Whether compare catches an assistant-voiced adapter trained on SmolLM2 is the slow test of
 test_workflows.py; here the regression is a candidate run whose user turns speak as an assistant."""
 
@@ -24,8 +24,7 @@ def work(tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-compare")
     prepare(PrepareConfig(sources=["sharegpt"], out=str(root / "data"), max_trees_per_source=600))
     train_classifier(ClassifierConfig(out=str(root / "classifier"), data=[str(root / "data")],
-                                      max_per_class_per_source=150, stock_model=tiny_model, stock_turns=4,
-                                      adversary_turns=4, held_out_generators=False))
+                                      max_per_class_per_source=150, held_out_generators=False))
     train(load_config(TrainConfig, None, [f"base_model={tiny_model}", f"data_dir={root / 'data'}",
                                           f"output_dir={root / 'adapter'}", "max_steps=2", "max_length=96",
                                           "per_device_train_batch_size=2", "eval_steps=100000",

@@ -154,6 +154,7 @@ def compare(baseline: str, candidate: str, scenarios: str, out: str, thresholds:
     from evaluators import metrics as M
     from evaluators.cache import embed
     from evaluators.classifier import load_classifier
+    from evaluators.classifier_guard import check_held_out
     from evaluators.reference import reference_units
 
     limits = load_thresholds(thresholds)
@@ -166,6 +167,8 @@ def compare(baseline: str, candidate: str, scenarios: str, out: str, thresholds:
     base, cand = paired_units(runs)
     texts = M.distinct_turns(base, cand, real)
     clf = load_classifier(classifier, console, data_dir=reference)
+    for run in runs:  # no generator may be ranked by a classifier trained on its turns
+        check_held_out(clf.manifest, read_json(Path(run) / "run.json", "run.json"), f"the classifier for {run}")
     embeds = any(M.METRICS[m].embeds for m in limits)  # MiniLM only when needed
     inputs = M.Inputs(p_ai=dict(zip(texts, clf.p_ai(texts))), vectors=dict(zip(texts, embed(texts))) if embeds else {},
                       reference=real)
