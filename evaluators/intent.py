@@ -31,8 +31,8 @@ _STOP = set("""a an the and or but if then to of in on at for from by with witho
 is are was were be been being do does did have has had can could will would should may might must you your
 yours want wants wanted need needs get gets how what which who whom whose when where why that this these those
 it its they them their there here some any all each more most less very just also not no so than too goal""".split())
-_SPLIT = re.compile(r"[,;:]\s+|\.\s+|\s(?=(?:with|without|using|including|but|except|while|so that|not|no|"
-                    r"in under|within|avoiding|focusing on|focus on|and focus)\s)", re.I)
+_SPLIT = re.compile(r"[,;:]\s+|\.\s+|\s(?=(?:with|without|using|including|but|except|while|so that|not|no|under|"
+                    r"for|who|from|within|avoiding|focusing on|focus on|mentioning|and focus)\s)", re.I)
 
 
 def content_words(text: str) -> set[str]:
@@ -40,11 +40,22 @@ def content_words(text: str) -> set[str]:
 
 
 def clauses(intent: str) -> tuple[str, list[str]]:
-    """(task, constraints) of an intent sentence."""
-    parts = [p.strip(" .") for p in _SPLIT.split(intent.strip()) if p and content_words(p)]
-    if not parts:
+    """(task, constraints) of an intent sentence. A clause of one content word joins the next ("ready" + "in under
+    30 minutes"); the task takes clauses until it has 3 content words ("get a short" + "polite email ...")."""
+    text = intent.strip()
+    cuts = [0, *(m.end() if m.group().strip() else m.start() + 1 for m in _SPLIT.finditer(text)), len(text)]
+    spans = [(a, b) for a, b in zip(cuts, cuts[1:]) if content_words(text[a:b])]
+    merged: list[list[int]] = []
+    for a, b in spans:  # merged spans keep the intent's own words and separators between them
+        if merged and (len(content_words(text[slice(*merged[-1])])) < 2
+                       or (len(merged) == 1 and len(content_words(text[slice(*merged[0])])) < 3)):
+            merged[-1][1] = b
+        else:
+            merged.append([a, b])
+    merged = [text[a:b].strip(" ,;:.") for a, b in merged]
+    if not merged:
         return intent.strip(), []
-    return parts[0], list(dict.fromkeys(parts[1:]))
+    return merged[0], list(dict.fromkeys(merged[1:]))
 
 
 def said(constraint: str, text: str) -> bool:

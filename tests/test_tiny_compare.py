@@ -137,3 +137,25 @@ def test_a_float32_adapter_is_folded_into_its_weights_for_inference(work, tiny_m
     torch.testing.assert_close(folded, unmerged, atol=1e-4, rtol=1e-4)  # float32 rounding
     trainable, _ = load_causal_lm(str(work / "adapter"), trainable=True)
     assert isinstance(trainable, PeftModel)  # training keeps the adapter separate
+
+
+def test_the_classifier_scores_loops_as_ai_and_refuses_a_run_of_a_generator_it_trained_on(work, tiny_model, tmp_path):
+    from evaluators.classifier import AIVoiceClassifier
+    from evaluators.run import evaluate_run
+    from simulator.run import SimulationConfig, simulate
+    from userlm.config import load_config
+    from userlm.io import UserError
+
+    clf = AIVoiceClassifier(work / "classifier")
+    assert clf.manifest["generators"] == [] and clf.manifest["test"]["degenerate"]["n"] > 0
+    assert list(clf.p_ai(["please " * 50, "I see. " * 12])) == [1.0, 1.0]
+    # The same classifier, as if its AI class held the tiny model's turns: a run of that model is refused.
+    owned = tmp_path / "owned"
+    shutil.copytree(work / "classifier", owned)
+    manifest = json.loads((owned / "manifest.json").read_text())
+    (owned / "manifest.json").write_text(json.dumps({**manifest, "generators": [tiny_model]}))
+    run = simulate(load_config(SimulationConfig, None, [f"out={tmp_path / 'run'}", "samples=1", "max_turns=1",
+                                                        f"scenarios={SMOKE}", f"user=prompted:{tiny_model}",
+                                                        f"assistant={tiny_model}"]))
+    with pytest.raises(UserError, match="trained on turns written by"):
+        evaluate_run(str(run), classifier=str(owned), evaluators="ai_voice")
