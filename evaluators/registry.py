@@ -111,6 +111,8 @@ def perplexity(ctx: Context) -> Evaluation:
 
 def intent(ctx: Context) -> Evaluation:
     """Intent adherence and decomposition of the run, beside real held-out people with their written intents."""
+    import numpy as np
+
     from evaluators.cache import embed
     from evaluators.intent import mean_of, scenario_intents, score_units
 
@@ -131,6 +133,11 @@ def intent(ctx: Context) -> Evaluation:
         out[name] = {"run": bootstrap_ci(ctx.units, mean_of(name))}
         if reference:
             out[name]["reference"] = bootstrap_ci(reference, mean_of(name))
+        for row, units in (("run", ctx.units), ("reference", reference)):
+            if row in out[name]:  # n: the conversations scored (an intent without constraints has no checklist)
+                out[name][row]["n"] = sum(np.isfinite(u.get(name, np.nan)) for u in units)
+                if not out[name][row]["n"]:
+                    out[name][row]["note"] = "n/a: no intent with constraints (and hard negatives) to test"
     return Evaluation(out)
 
 
