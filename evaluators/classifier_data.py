@@ -143,13 +143,14 @@ CUT_WORDS = (5, 40)  # the range of lengths both classes are cut to for the leng
 
 
 def degenerate_rows(splits: dict, n: int, seed: int) -> dict:
-    """n looped texts made from each split's own turns (both classes), as AI turns of source 'degenerate'."""
+    """n looped texts made from each split's own AI turns, as AI turns of source 'degenerate' (loops of human
+    turns labelled AI taught the bag-of-n-grams model that people's words are AI: whole AUROC 0.950 -> 0.910)."""
     from evaluators.degenerate import degenerate_variants
 
     out = {}
     for i, (split, share) in enumerate(DEGENERATE_SHARE.items()):
         rows = splits.get(split, [])
-        made = degenerate_variants([r["text"] for r in rows], round(n * share), seed + i)
+        made = degenerate_variants([r["text"] for r in rows if r["label"] == 1], round(n * share), seed + i)
         out[split] = [{"text": t, "label": 1, "source": "degenerate", "data": "degenerate", "group": f"degenerate:{j}"}
                       for j, t in enumerate(dict.fromkeys(made))]
     return out

@@ -135,7 +135,7 @@ def intent(ctx: Context) -> Evaluation:
             out[name]["reference"] = bootstrap_ci(reference, mean_of(name))
         for row, units in (("run", ctx.units), ("reference", reference)):
             if row in out[name]:  # n: the conversations scored (an intent without constraints has no checklist)
-                out[name][row]["n"] = sum(np.isfinite(u.get(name, np.nan)) for u in units)
+                out[name][row]["n"] = int(sum(np.isfinite(u.get(name, np.nan)) for u in units))
                 if not out[name][row]["n"]:
                     out[name][row]["note"] = "n/a: no intent with constraints (and hard negatives) to test"
     return Evaluation(out)
