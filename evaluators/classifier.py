@@ -1,6 +1,7 @@
 """AI-voice classifier: P(AI) for a turn. Trained by the project on prepared data (`userlm data prepare`): human
-turns against AI turns (ShareGPT gpt, OASST assistant, the stock assistant's replies, and the stock model told to
-act as a user), train split only; features picked on validation; every AUROC reported on test.
+turns against AI turns (ShareGPT gpt, OASST assistant, looped copies of real turns; a model's own turns only on
+request, and then never used on that model's runs: classifier_guard), train split only; features picked on
+validation; every AUROC reported on test. Degenerate text scores P(AI) = 1 (evaluators/degenerate.py).
 
 Stored without pickle: the TF-IDF vocabularies as JSON, idf weights and the logistic-regression coefficients in
 a `.npz` read with `allow_pickle=False`, and a manifest holding every file's sha256. Loading checks the manifest's
@@ -15,8 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from evaluators.classifier_config import ClassifierConfig
-from evaluators.classifier_data import balanced_weights, data_rows, generated_rows, length_matched
+from evaluators.classifier_data import (
+    balanced_weights,
+    data_rows,
+    degenerate_rows,
+    generated_rows,
+    length_matched,
+)
 from evaluators.classifier_eval import auroc, held_out_report, summary_line
+from evaluators.classifier_guard import RULE, training_generators
+from evaluators.degenerate import DEGENERATE_RULE, degenerate_text
 from userlm.config import to_dict
 from userlm.io import (
     UserError,
@@ -29,7 +38,7 @@ from userlm.io import (
     sha256_text,
 )
 
-KIND, FORMAT = "userlm-ai-voice-classifier", 2
+KIND, FORMAT = "userlm-ai-voice-classifier", 3
 FILES = ("weights.npz", "vocabulary.json", "train_texts.json")
 WORD = {"ngram_range": (1, 2), "min_df": 2, "max_features": 50000, "sublinear_tf": True}
 CHAR = {"analyzer": "char_wb", "ngram_range": (2, 4), "min_df": 2, "max_features": 50000, "sublinear_tf": True,
@@ -111,11 +120,12 @@ def fit_model(kind: str, encoder: str, rows: list[dict], length_control: bool, s
 
 
 def training_rows(rows: list[dict], length_control: bool, seed: int) -> list[dict]:
-    """The train split's turns, plus (with length control) every AI turn cut to a paired human turn's length."""
+    """The train split's turns, plus (with length control) human and AI turns cut alike to paired lengths, so that
+a turn cut mid-sentence is no sign of either class."""
     if not length_control:
         return rows
-    cut = [r for r in length_matched([r for r in rows if r["label"] == 1], [r for r in rows if r["label"] == 0],
-                                     seed) if r["cut"]]
+    humans, ais = length_matched([r for r in rows if r["label"] == 1], [r for r in rows if r["label"] == 0], seed)
+    cut = [r for r in humans + ais if r["cut"]]
     seen = {r["text"] for r in rows}
     return rows + [r for r in cut if r["text"] not in seen and not seen.add(r["text"])]
 
@@ -125,27 +135,31 @@ def train_classifier(cfg: ClassifierConfig, console=None) -> dict:
     started = time.time()
     data_dirs = [str(d) for d in cfg.data] or [str(default_data_dir())]
     splits, openings = data_rows(data_dirs, cfg.max_per_class_per_source, cfg.seed)
-    for split, extra in generated_rows(cfg, openings, console).items():
-        splits[split] += extra
+    for made in (generated_rows(cfg, openings, console), degenerate_rows(splits, cfg.degenerate_turns, cfg.seed)):
+        for split, extra in made.items():
+            splits[split] += extra
     for split, rows in splits.items():
         if len({r["label"] for r in rows}) < 2:
             raise UserError(f"classifier data needs human and AI turns in the {split} split of {', '.join(data_dirs)}")
     train = training_rows(splits["train"], cfg.length_control, cfg.seed)
     val, test = splits["validation"], splits["test"]
-    val_cut = length_matched([r for r in val if r["label"]], [r for r in val if not r["label"]], cfg.seed)
+    val_humans, val_cut = length_matched([r for r in val if r["label"]], [r for r in val if not r["label"]], cfg.seed)
     kinds = ["embeddings", "tfidf", "both"] if cfg.features == "auto" else [cfg.features]
     validation, models = {}, {}
     for kind in kinds:
         models[kind] = model = fit_model(kind, cfg.encoder, train, cfg.length_control, cfg.seed)
         whole = auroc([r["label"] for r in val], model.p_ai([r["text"] for r in val]))
-        humans = [r for r in val if not r["label"]]
-        matched = auroc([0] * len(humans) + [1] * len(val_cut), model.p_ai([r["text"] for r in humans + val_cut]))
+        matched = auroc([0] * len(val_humans) + [1] * len(val_cut),
+                        model.p_ai([r["text"] for r in val_humans + val_cut]))
         validation[kind] = {"auroc": whole, "length_matched": matched}
         say(f"classifier features={kind}: validation AUROC {whole:.3f}, length-matched {matched:.3f}")
     # Picked on the mean of whole and length-matched validation AUROC: a length shortcut does not win.
     best = max(validation, key=lambda k: validation[k]["auroc"] + validation[k]["length_matched"])
     model = models[best]
-    report = held_out_report(test, model.p_ai, cfg.seed)
+    report = held_out_report([r for r in test if r["source"] != "degenerate"], model.p_ai, cfg.seed)
+    looped = [r["text"] for r in test if r["source"] == "degenerate"]
+    report["degenerate"] = {"n": len(looped), "share_p_ai_over_half_model_alone": round(float(np.mean(
+        model.p_ai(looped) > 0.5)), 4) if looped else None, "rule_catches": sum(map(degenerate_text, looped))}
     if cfg.held_out_generators:
         report["held_out_generator"] = held_out_generators(cfg, best, train, test, model)
     out = Path(cfg.out) if cfg.out else default_classifier_dir(cfg.data)
@@ -153,6 +167,7 @@ def train_classifier(cfg: ClassifierConfig, console=None) -> dict:
               for s, rows in (("train", train), ("validation", val), ("test", test))}
     manifest = {
         "kind": KIND, "format": FORMAT, "config": to_dict(cfg), "features": best, "encoder": cfg.encoder,
+        "generators": training_generators(cfg), "held_out_rule": RULE, "degenerate_rule": DEGENERATE_RULE,
         "data": [{"dir": d, "content_hash": json.loads(Path(d, "manifest.json").read_text())["content_hash"]}
                  for d in data_dirs],
         "validation": validation, "test": report, "test_auroc": report["overall"]["auroc"],
@@ -244,7 +259,8 @@ class AIVoiceClassifier:
         if not texts:
             return np.zeros(0)
         compute = lambda batch: self.model.p_ai(batch)[:, None]
-        return VectorCache(f"p_ai:{self.version}").get_or_compute(texts, compute)[:, 0].astype(float)
+        p = VectorCache(f"p_ai:{self.version}").get_or_compute(texts, compute)[:, 0].astype(float)
+        return np.where([degenerate_text(t) for t in texts], 1.0, p)  # the rule of evaluators/degenerate.py
 
 
 def _current(directory: Path) -> bool:

@@ -18,8 +18,10 @@ class ClassifierConfig:
     data: list = option(factory=list, help="prepared data dirs (default: the embedded ShareGPT, prepared by default)")
     max_per_class_per_source: int = option(1500, "human and AI turns per source at most, per split", min=1)
     stock_model: str = option(DEFAULT_ASSISTANT, "the stock assistant whose replies (and user imitations) are AI turns")
-    stock_turns: int = option(64, "the stock assistant's replies to real first human turns, over all splits", min=0)
-    adversary_turns: int = option(64, "the stock model told to act as a user, over all splits", min=0)
+    # Off by default: a model whose turns are trained on is never used on that model's runs (classifier_guard).
+    stock_turns: int = option(0, "the stock assistant's replies to real first human turns, over all splits", min=0)
+    adversary_turns: int = option(0, "the stock model told to act as a user, over all splits", min=0)
+    degenerate_turns: int = option(600, "looped copies of real turns (a sentence or word repeated), as AI turns", min=0)
     adversary_scenarios: str = option(str(SCENARIOS), "scenario intents for adversary opening turns (train split only)")
     length_control: bool = option(True, "add AI turns cut to paired human lengths, and balance lengths by weights")
     encoder: str = option(DEFAULT_ENCODER, "sentence-embedding model of the embeddings features")

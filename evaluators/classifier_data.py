@@ -15,7 +15,10 @@ from evaluators.classifier_config import SCENARIOS
 
 SPLITS = ("train", "validation", "test")
 # Generated (machine-written) turns are spread over the splits like this, by the split of their prompt.
-GENERATED_SHARE = {"train": 0.7, "validation": 0.1, "test": 0.2}
+# The test split gets 0.4 so that each generator has turns enough for its own AUROC and CI.
+GENERATED_SHARE = {"train": 0.5, "validation": 0.1, "test": 0.4}
+# Looped copies of real turns (evaluators/degenerate.py), labelled AI, spread the same way.
+DEGENERATE_SHARE = {"train": 0.7, "validation": 0.1, "test": 0.2}
 
 
 def family(source: str) -> str:
@@ -136,20 +139,53 @@ def generated_rows(cfg, openings: dict, console=None) -> dict:
     return out
 
 
-def length_matched(ai_rows: list[dict], human_rows: list[dict], seed: int) -> list[dict]:
-    """Each AI turn cut at a word boundary to the length of a random human turn of the same data source (any
-    human turn where that source has none); AI turns already no longer than their pair stay whole."""
-    rng = random.Random(seed)
-    lengths: dict = {}
-    for h in human_rows:
-        lengths.setdefault(h["data"], []).append(words(h["text"]))
-    every = [n for v in lengths.values() for n in v]
-    out = []
-    for r in ai_rows:
-        pool = lengths.get(r["data"]) or every
-        n = rng.choice(pool)
-        out.append({**r, "text": cut_to_words(r["text"], n), "cut": n < words(r["text"])})
+CUT_WORDS = (5, 40)  # the range of lengths both classes are cut to for the length-matched AUROC
+
+
+def degenerate_rows(splits: dict, n: int, seed: int) -> dict:
+    """n looped texts made from each split's own AI turns, as AI turns of source 'degenerate' (loops of human
+    turns labelled AI taught the bag-of-n-grams model that people's words are AI: whole AUROC 0.950 -> 0.910)."""
+    from evaluators.degenerate import degenerate_variants
+
+    out = {}
+    for i, (split, share) in enumerate(DEGENERATE_SHARE.items()):
+        rows = splits.get(split, [])
+        made = degenerate_variants([r["text"] for r in rows if r["label"] == 1], round(n * share), seed + i)
+        out[split] = [{"text": t, "label": 1, "source": "degenerate", "data": "degenerate", "group": f"degenerate:{j}"}
+                      for j, t in enumerate(dict.fromkeys(made))]
     return out
+
+
+def length_matched(ai_rows: list[dict], human_rows: list[dict], seed: int,
+                   span: tuple[int, int] = CUT_WORDS) -> tuple[list[dict], list[dict]]:
+    """(humans, ais) cut alike: target lengths n drawn uniformly from `span`, and for each one a human and an AI
+    turn of at least n words, both cut to their first n words at a word boundary. Both classes then have the
+    same length distribution and are cut mid-sentence equally often (before, only AI turns were cut: the cut
+    itself was a signal). Turns shorter than span[0] words take no part; a target no unused turn of one class
+    can reach is dropped. Each row gains `cut` (True where words were dropped)."""
+    rng = random.Random(seed)
+    lo, hi = span
+    targets = sorted((rng.randint(lo, hi) for _ in range(min(len(ai_rows), len(human_rows)))), reverse=True)
+    classes = []
+    for rows in (human_rows, ai_rows):
+        order = sorted((r for r in rows if words(r["text"]) >= lo), key=lambda r: -words(r["text"]))
+        classes.append(order)
+    picked: list[list[dict]] = [[], []]
+    pools: list[list[dict]] = [[], []]
+    at = [0, 0]
+    for n in targets:  # longest targets first: the pool of turns long enough only grows
+        for c, order in enumerate(classes):
+            while at[c] < len(order) and words(order[at[c]]["text"]) >= n:
+                pools[c].append(order[at[c]])
+                at[c] += 1
+        if not (pools[0] and pools[1]):
+            continue
+        for c in (0, 1):
+            i = rng.randrange(len(pools[c]))
+            pools[c][i], pools[c][-1] = pools[c][-1], pools[c][i]
+            r = pools[c].pop()
+            picked[c].append({**r, "text": cut_to_words(r["text"], n), "cut": n < words(r["text"])})
+    return picked[0], picked[1]
 
 
 BUCKETS = (1, 4, 9, 17, 33, 65, 129)  # word-count lower edges: 1-3, 4-8, 9-16, 17-32, 33-64, 65-128, 129+

@@ -1,6 +1,7 @@
-"""What the AI-voice classifier's AUROC is worth: the same held-out turns scored whole, with the AI turns cut to
-paired human lengths, within length buckets, per AI source and per data source, each beside the AUROC of word
-count alone (the shortcut), plus a reliability table (P(AI) against the observed share of AI turns)."""
+"""What the AI-voice classifier's AUROC is worth: the same held-out turns scored whole, with both classes cut
+alike to paired lengths (classifier_data.length_matched), within length buckets, per AI source and per data
+source, each beside the AUROC of word count alone (the shortcut), with n and a bootstrap CI per source, plus a
+reliability table (P(AI) against the observed share of AI turns)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,29 @@ def auroc(labels, scores) -> float | None:
     return round(float(roc_auc_score(labels, list(scores))), 4)
 
 
-def _pair(humans, ais, score_of, length_of) -> dict:
+def auroc_ci(labels, scores, seed: int = 0, resamples: int = 300, level: float = 0.95) -> list | None:
+    """Percentile bootstrap CI of the AUROC, resampling each class's turns (stratified, so both classes stay in
+    every resample). sklearn has no AUROC interval; the rank form below is roc_auc_score's value, vectorised."""
+    from scipy.stats import rankdata
+
+    labels, scores = np.asarray(labels), np.asarray(scores, float)
+    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    if not len(pos) or not len(neg):
+        return None
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        p, q = rng.choice(pos, len(pos)), rng.choice(neg, len(neg))
+        ranks = rankdata(np.concatenate([scores[p], scores[q]]))
+        values.append((ranks[: len(p)].sum() - len(p) * (len(p) + 1) / 2) / (len(p) * len(q)))
+    tail = (1 - level) / 2 * 100
+    return [round(float(np.percentile(values, tail)), 4), round(float(np.percentile(values, 100 - tail)), 4)]
+
+
+def _pair(humans, ais, score_of, length_of, seed: int = 0) -> dict:
     labels = [0] * len(humans) + [1] * len(ais)
-    return {"auroc": auroc(labels, [score_of(r) for r in humans + ais]),
+    scores = [score_of(r) for r in humans + ais]
+    return {"auroc": auroc(labels, scores), "ci": auroc_ci(labels, scores, seed),
             "word_count_baseline": auroc(labels, [length_of(r) for r in humans + ais]),
             "n_human": len(humans), "n_ai": len(ais)}
 
@@ -46,13 +67,19 @@ def held_out_report(rows: list[dict], score: Callable[[list[str]], np.ndarray], 
     """All the AUROCs of one model on held-out rows ({text, label, source, data})."""
     humans = [r for r in rows if r["label"] == 0]
     ais = [r for r in rows if r["label"] == 1]
-    cut = length_matched(ais, humans, seed)
-    texts = sorted({r["text"] for r in rows + cut})
+    cuts = {"all": length_matched(ais, humans, seed)}
+    for source in sorted({r["source"] for r in ais}):
+        cuts[source] = length_matched([r for r in ais if r["source"] == source], humans, seed)
+    for fam in sorted({r["data"] for r in humans}):
+        cuts["data:" + fam] = length_matched([r for r in ais if r["data"] == fam and r["source"].startswith(fam + ":")],
+                                             [r for r in humans if r["data"] == fam], seed)
+    texts = sorted({r["text"] for r in rows} | {r["text"] for h, a in cuts.values() for r in h + a})
     p = dict(zip(texts, score(texts)))
     s = lambda r: p[r["text"]]
     n = lambda r: words(r["text"])
-    out = {"overall": _pair(humans, ais, s, n), "length_matched": _pair(humans, cut, s, n)}
-    out["length_matched"]["ai_turns_cut"] = sum(r["cut"] for r in cut)
+    out = {"overall": _pair(humans, ais, s, n), "length_matched": _pair(*cuts["all"], s, n)}
+    out["length_matched"]["cut_turns"] = {"human": sum(r["cut"] for r in cuts["all"][0]),
+                                          "ai": sum(r["cut"] for r in cuts["all"][1])}
     out["by_length_bucket"] = {}
     for b in range(len(BUCKETS)):
         hb, ab = [r for r in humans if bucket(n(r)) == b], [r for r in ais if bucket(n(r)) == b]
@@ -61,15 +88,17 @@ def held_out_report(rows: list[dict], score: Callable[[list[str]], np.ndarray], 
     out["by_ai_source"] = {}
     for source in sorted({r["source"] for r in ais}):
         mine = [r for r in ais if r["source"] == source]
-        out["by_ai_source"][source] = {**_pair(humans, mine, s, n), "length_matched": _pair(
-            humans, [r for r in cut if r["source"] == source], s, n)["auroc"]}
+        matched = _pair(*cuts[source], s, n)
+        out["by_ai_source"][source] = {**_pair(humans, mine, s, n), "length_matched": matched["auroc"],
+                                       "length_matched_ci": matched["ci"], "length_matched_n_ai": matched["n_ai"]}
     out["by_data_source"] = {}
     for fam in sorted({r["data"] for r in humans}):
         hf = [r for r in humans if r["data"] == fam]
         af = [r for r in ais if r["data"] == fam and r["source"].startswith(fam + ":")]
         if hf and af:
-            out["by_data_source"][fam] = {**_pair(hf, af, s, n), "length_matched": _pair(
-                hf, [r for r in cut if r["data"] == fam and r["source"].startswith(fam + ":")], s, n)["auroc"]}
+            matched = _pair(*cuts["data:" + fam], s, n)
+            out["by_data_source"][fam] = {**_pair(hf, af, s, n), "length_matched": matched["auroc"],
+                                          "length_matched_ci": matched["ci"]}
     out["calibration"] = reliability([r["label"] for r in rows], [s(r) for r in rows])
     return out
 

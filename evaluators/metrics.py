@@ -125,12 +125,19 @@ def _stack(s: Inputs, turns: list[str]) -> np.ndarray:
     return np.stack([s.vectors[t] for t in turns]) if turns else np.zeros((0, 384))
 
 
+def turn_p_ai(s: Inputs, units) -> list[float]:
+    """P(AI) of every user turn, 1.0 where the turn is degenerate in its conversation (evaluators/degenerate.py)."""
+    from evaluators.degenerate import conversation_p_ai
+
+    return [p for u in units for p in conversation_p_ai(u["user_turns"], s.p_ai)]
+
+
 def human_likeness(s: Inputs):
-    return lambda us: 1 - float(np.mean([s.p_ai[t] for t in all_turns(us)])) if all_turns(us) else np.nan
+    return lambda us: 1 - float(np.mean(turn_p_ai(s, us))) if all_turns(us) else np.nan
 
 
 def ai_voice_rate(s: Inputs):
-    return lambda us: float(np.mean([s.p_ai[t] > 0.5 for t in all_turns(us)])) if all_turns(us) else np.nan
+    return lambda us: float(np.mean(np.asarray(turn_p_ai(s, us)) > 0.5)) if all_turns(us) else np.nan
 
 
 def turn_length_w1(s: Inputs):
@@ -287,10 +294,14 @@ METRICS = {m.name: m for m in (
     Metric("perplexity_base_with_intent", 0, "the base model's perplexity per word with the intents (its gain "
                                              "beside the trained model's)"),
     Metric("perplexity_base_without_intent", 0, "the base model's perplexity per word on those examples without"),
-    Metric("intent_adherence", +1, "share of other intents a conversation's user turns are less similar to than "
-                                   "to its own (0.5 = chance)"),
-    Metric("intent_decomposition", 0, "share of the intent's content words the first user turn already says "
-                                      "(real people reveal bit by bit: compare with their row)"),
+    Metric("intent_adherence", +1, "share of hard negatives (its task with the constraints of the nearest other "
+                                   "intents) the user turns are less similar to than to its own intent (0.5 = chance: "
+                                   "on topic, constraints ignored)"),
+    Metric("intent_topic", +1, "share of the other intents in play the user turns are less similar to than to its "
+                               "own (topic only: the old intent_adherence)"),
+    Metric("intent_checklist", +1, "share of the intent's constraints the user turns say (lexical checklist)"),
+    Metric("intent_decomposition", 0, "share of the intent's constraints the first user turn already says (people "
+                                      "reveal bit by bit: below their checklist; compare with their row)"),
 )}
 
 

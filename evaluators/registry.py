@@ -58,8 +58,10 @@ def all_texts(ctx: Context) -> list[str]:
 
 def ai_voice(ctx: Context) -> Evaluation:
     from evaluators.classifier import load_classifier
+    from evaluators.classifier_guard import check_held_out
 
     clf = load_classifier(ctx.classifier_dir, ctx.console, data_dir=ctx.reference_dir)
+    check_held_out(clf.manifest, ctx.run_info, f"the classifier {ctx.classifier_dir or 'in the cache'}")
     texts = all_texts(ctx)
     p = dict(zip(texts, clf.p_ai(texts)))
     leaked = clf.trained_on(M.all_turns(ctx.reference or []))
@@ -70,11 +72,12 @@ def ai_voice(ctx: Context) -> Evaluation:
     card = {"version": clf.version, "features": clf.manifest["features"], "test_auroc": clf.manifest["test_auroc"],
             "test_auroc_length_matched": clf.manifest["test_auroc_length_matched"],
             "word_count_auroc": test["overall"]["word_count_baseline"], "reference_turns_in_training": leaked,
-            "test": test}
-    metrics = scored(ctx, ["human_likeness", "ai_voice_rate"], M.Inputs(p_ai=p, reference=ctx.reference or []))
-    return Evaluation(metrics, {  # P(AI) of every turn, kept for the report's plots
-        "classifier": card, "p_ai_run": [round(float(p[t]), 4) for t in M.all_turns(ctx.units)],
-        "p_ai_reference": [round(float(p[t]), 4) for t in M.all_turns(ctx.reference or [])]})
+            "generators": clf.manifest.get("generators", []), "test": test}
+    inputs = M.Inputs(p_ai=p, reference=ctx.reference or [])
+    metrics = scored(ctx, ["human_likeness", "ai_voice_rate"], inputs)
+    return Evaluation(metrics, {  # P(AI) of every turn (1.0 where degenerate), kept for the report's plots
+        "classifier": card, "p_ai_run": [round(v, 4) for v in M.turn_p_ai(inputs, ctx.units)],
+        "p_ai_reference": [round(v, 4) for v in M.turn_p_ai(inputs, ctx.reference or [])]})
 
 
 def behaviour(ctx: Context) -> Evaluation:
@@ -112,22 +115,32 @@ def perplexity(ctx: Context) -> Evaluation:
 
 def intent(ctx: Context) -> Evaluation:
     """Intent adherence and decomposition of the run, beside real held-out people with their written intents."""
+    import numpy as np
+
     from evaluators.cache import embed
-    from evaluators.intent import mean_of, score_units
+    from evaluators.intent import mean_of, scenario_intents, score_units
 
     def embedder(texts):
         return embed(texts, ctx.encoder)
 
     if not any(u.get("intent") for u in ctx.units):
         return Evaluation({})
-    score_units(ctx.units, embedder)
     reference = real_humans(ctx.reference_dir, len(ctx.units), with_intents_only=True) if ctx.reference_dir else []
-    score_units(reference, embedder)
+    # One pool of intents for the hard negatives of the run and the people alike (the everyday scenarios' too,
+    # so that a run over a few scenarios still has constraints to draw from).
+    pool = [u["intent"] for u in ctx.units + reference if u.get("intent")] + scenario_intents()
+    score_units(ctx.units, embedder, pool)
+    score_units(reference, embedder, pool)
     out = {}
-    for name in ("intent_adherence", "intent_decomposition"):
+    for name in ("intent_adherence", "intent_topic", "intent_checklist", "intent_decomposition"):
         out[name] = {"run": bootstrap_ci(ctx.units, mean_of(name))}
         if reference:
             out[name]["reference"] = bootstrap_ci(reference, mean_of(name))
+        for row, units in (("run", ctx.units), ("reference", reference)):
+            if row in out[name]:  # n: the conversations scored (an intent without constraints has no checklist)
+                out[name][row]["n"] = int(sum(np.isfinite(u.get(name, np.nan)) for u in units))
+                if not out[name][row]["n"]:
+                    out[name][row]["note"] = "n/a: no intent with constraints (and hard negatives) to test"
     return Evaluation(out)
 
 

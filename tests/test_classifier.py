@@ -15,7 +15,6 @@ from evaluators.classifier_data import (
     bucket,
     cut_to_words,
     data_rows,
-    length_matched,
     words,
 )
 from evaluators.classifier_eval import held_out_report, reliability
@@ -25,14 +24,6 @@ def test_cut_to_words_keeps_whitespace_and_cuts_at_word_boundaries():
     text = "Sure!\n\n1. First step\n2. Second  step"
     assert cut_to_words(text, 3) == "Sure!\n\n1. First"
     assert cut_to_words(text, 100) == text and words(cut_to_words(text, 1)) == 1
-
-
-def test_length_matched_pairs_ai_turns_with_human_lengths_of_the_same_source():
-    humans = [{"text": "hi there", "label": 0, "data": "a"}, {"text": "one two three", "label": 0, "data": "b"}]
-    ais = [{"text": " ".join(["w"] * 50), "label": 1, "data": "a", "source": "a:assistant"},
-           {"text": " ".join(["w"] * 50), "label": 1, "data": "b", "source": "b:assistant"}]
-    cut = length_matched(ais, humans, seed=0)
-    assert [words(r["text"]) for r in cut] == [2, 3] and all(r["cut"] for r in cut)
 
 
 def test_balanced_weights_give_both_classes_equal_weight_in_every_length_bucket():

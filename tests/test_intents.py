@@ -204,7 +204,10 @@ def test_intent_trained_adapter_is_told_the_scenario_intent(data_dir, tiny_model
 
     report = evaluate_run(str(tmp_path / "trained"), reference=str(data_dir), evaluators="intent,perplexity")
     metrics = report["metrics"]
-    assert 0 <= metrics["intent_adherence"]["reference"]["value"] <= 1
+    assert 0 <= metrics["intent_topic"]["reference"]["value"] <= 1
+    # "You want a cheap plan for X" has no constraints: adherence on hard negatives is n/a, and says why.
+    assert "no intent with constraints" in metrics["intent_adherence"]["reference"]["note"]
+    assert 0 <= metrics["intent_adherence"]["run"]["value"] <= 1  # the smoke intents have constraints
     assert metrics["perplexity_with_intent"]["run"]["n"] == metrics["perplexity_without_intent"]["run"]["n"] > 0
     result = perplexity_of(str(adapter), str(data_dir), "test")
     assert result["intent"]["examples"] == len(read_split(data_dir, "test"))
@@ -214,17 +217,17 @@ def test_intent_trained_adapter_is_told_the_scenario_intent(data_dir, tiny_model
     assert {name: metrics[name]["run"]["value"] for name in command} == pytest.approx(command, rel=1e-6)
 
 
-def test_intent_metrics_tell_a_pursued_intent_from_another_and_a_pasted_one():
+def test_intent_topic_tells_a_pursued_intent_from_another_and_decomposition_a_pasted_one():
     from evaluators.cache import embed
-    from evaluators.intent import decomposition, mean_of, score_units
+    from evaluators.intent import checklist, mean_of, score_units
 
-    meals = "a week of cheap vegetarian dinners for two people"
-    bug = "fix a Python KeyError when counting words in a dictionary"
+    meals = "a week of cheap vegetarian dinners for two people, without mushrooms, for 40 dollars"
+    bug = "fix a Python KeyError when counting words in a dictionary, without defaultdict"
     units = [{"intent": meals, "user_turns": ["what can i cook this week without meat, on a budget?"]},
              {"intent": bug, "user_turns": ["my python script crashes with KeyError in counts[word] += 1"]},
              {"intent": bug, "user_turns": ["any vegetarian recipes for dinner?"]}]  # pursues the other intent
     score_units(units, lambda texts: embed(texts))
-    assert [u["intent_adherence"] for u in units] == [1.0, 1.0, 0.0]
-    assert mean_of("intent_adherence")(units) == pytest.approx(2 / 3)
-    assert decomposition(meals, f"i want {meals}") == 1.0
-    assert decomposition(meals, "hi, can you help me with food?") < 0.3
+    assert [u["intent_topic"] for u in units] == [1.0, 1.0, 0.0]
+    assert mean_of("intent_topic")(units) == pytest.approx(2 / 3)
+    assert checklist(meals, f"i want {meals}") == 1.0
+    assert checklist(meals, "hi, can you help me with food?") == 0.0

@@ -1,5 +1,5 @@
 """Fast tier: evaluation, the report and `userlm compare` end to end on the tiny real-architecture model of
-conftest.py: a real classifier (TF-IDF, its machine-written turns from the tiny model), real simulations and a
+conftest.py: a real classifier (TF-IDF, data-only AI turns: the tiny model's runs are ranked), real simulations and a
 real adapter. Whether compare catches an assistant-voiced adapter trained on SmolLM2 is the slow test of
 test_workflows.py; here the regression is a candidate run whose user turns speak as an assistant."""
 
@@ -24,8 +24,7 @@ def work(tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-compare")
     prepare(PrepareConfig(sources=["sharegpt"], out=str(root / "data"), max_trees_per_source=600))
     train_classifier(ClassifierConfig(out=str(root / "classifier"), data=[str(root / "data")],
-                                      max_per_class_per_source=150, stock_model=tiny_model, stock_turns=4,
-                                      adversary_turns=4, held_out_generators=False))
+                                      max_per_class_per_source=150, held_out_generators=False))
     train(load_config(TrainConfig, None, [f"base_model={tiny_model}", f"data_dir={root / 'data'}",
                                           f"output_dir={root / 'adapter'}", "max_steps=2", "max_length=96",
                                           "per_device_train_batch_size=2", "eval_steps=100000",
@@ -157,3 +156,25 @@ def test_compare_seeds_runs_the_a_a_check_and_states_its_false_alarm_rate(work, 
     aa = result["a_a"]
     assert aa["comparisons"] == 2 and len(set(aa["runs"])) == 2 and 0 <= aa["rate"] <= 1
     assert "A/A check:" in (tmp_path / "aa" / "compare.md").read_text()
+
+
+def test_the_classifier_scores_loops_as_ai_and_refuses_a_run_of_a_generator_it_trained_on(work, tiny_model, tmp_path):
+    from evaluators.classifier import AIVoiceClassifier
+    from evaluators.run import evaluate_run
+    from simulator.run import SimulationConfig, simulate
+    from userlm.config import load_config
+    from userlm.io import UserError
+
+    clf = AIVoiceClassifier(work / "classifier")
+    assert clf.manifest["generators"] == [] and clf.manifest["test"]["degenerate"]["n"] > 0
+    assert list(clf.p_ai(["please " * 50, "I see. " * 12])) == [1.0, 1.0]
+    # The same classifier, as if its AI class held the tiny model's turns: a run of that model is refused.
+    owned = tmp_path / "owned"
+    shutil.copytree(work / "classifier", owned)
+    manifest = json.loads((owned / "manifest.json").read_text())
+    (owned / "manifest.json").write_text(json.dumps({**manifest, "generators": [tiny_model]}))
+    run = simulate(load_config(SimulationConfig, None, [f"out={tmp_path / 'run'}", "samples=1", "max_turns=1",
+                                                        f"scenarios={SMOKE}", f"user=prompted:{tiny_model}",
+                                                        f"assistant={tiny_model}"]))
+    with pytest.raises(UserError, match="trained on turns written by"):
+        evaluate_run(str(run), classifier=str(owned), evaluators="ai_voice")

@@ -188,27 +188,6 @@ def metric_row(metric: str, spec: dict, skipped: str | None, base: list, cand: l
     return row
 
 
-def evaluated_row(metric: str, spec: dict, runs: list[Path]) -> dict | None:
-    """A metric scored by `evaluate` (metrics.json beside each run), its delta's standard error from the two
-    intervals (independent sides); None where a run has no such value."""
-    from evaluators.stats import quantile
-
-    values = []
-    for run in runs:
-        path = run / "metrics.json"
-        entry = (read_json(path, "metrics.json").get("metrics", {}).get(metric, {}).get("run") if path.exists() else None)
-        if not entry or not all(isinstance(entry.get(k), (int, float)) for k in ("value", "ci_low", "ci_high")):
-            return None
-        values.append(entry)
-    z = quantile(0.975, math.inf)
-    se = math.hypot(*((v["ci_high"] - v["ci_low"]) / (2 * z) for v in values))
-    delta = values[1]["value"] - values[0]["value"]
-    return {"metric": metric, "direction": spec["direction"], "max_regression": spec["margin"],
-            "margin": spec["margin"], "baseline": values[0]["value"], "candidate": values[1]["value"],
-            "delta": delta, "ci_low": delta - z * se, "ci_high": delta + z * se, "n": values[0].get("n"),
-            "se_low": se, "se_high": se, "df": None, "verdict": "tested"}
-
-
 def prepare_against_people(base: list, cand: list, reference_dir: str | None) -> None:
     """Units scored against people (discriminability) carry their out-of-fold scores: evaluators/against_people.py
     prepares them where that module is present."""
@@ -228,7 +207,7 @@ def gate_runs(runs: list[Path], settings: dict, limits: dict, skipped: dict, clf
     from evaluators import metrics as M
     from evaluators.against_people import people_reference
     from evaluators.cache import embed
-    from workflows.gate import decide
+    from workflows.gate import decide, evaluated_row
 
     base, cand = paired_units(runs)
     real = (people_reference(base, reference_dir)[0] or []) if reference_dir else []
@@ -261,6 +240,7 @@ def compare(baseline: str, candidate: str, scenarios: str, out: str, thresholds:
             classifier: str | None = None, reference: str | None = None, seeds: int = 1, console=None) -> dict:
     from evaluators import metrics as M
     from evaluators.classifier import load_classifier
+    from evaluators.classifier_guard import check_held_out
     from userlm.data.prepare import load_manifest
     from workflows.compare_output import false_alarms, write_compare
 
@@ -277,6 +257,8 @@ def compare(baseline: str, candidate: str, scenarios: str, out: str, thresholds:
     runs = [ensure_run(s, scenarios, sim_overrides or [], samples, seed, console) for s in (baseline, candidate)]
     refuse_incomparable_runs(runs)
     clf = load_classifier(classifier, console, data_dir=reference)
+    for run in runs:  # no generator may be ranked by a classifier trained on its turns
+        check_held_out(clf.manifest, read_json(Path(run) / "run.json", "run.json"), f"the classifier for {run}")
     gated = gate_runs(runs, settings, limits, skipped, clf, say, reference)
     result = {"baseline": baseline, "candidate": candidate, "baseline_run": str(runs[0]), "candidate_run": str(runs[1]),
               "scenarios": scenarios, "seed": seed, "reference": reference, "alpha": settings["alpha"],

@@ -79,9 +79,8 @@ def classifier_stage(work: Path, data_manifest: dict, quick: bool, console) -> t
     """Trained on the train split of the same prepared data whose test split is the real-human reference."""
     from evaluators.classifier import ClassifierConfig, train_classifier
 
-    cfg = ClassifierConfig(data=[str(work / "data")], max_per_class_per_source=300 if quick else 800,
-                           stock_turns=8 if quick else 32, adversary_turns=8 if quick else 32,
-                           held_out_generators=not quick)
+    # Data-only AI turns (the default): the demo ranks SmolLM2 users, so no SmolLM2 turn is trained on.
+    cfg = ClassifierConfig(data=[str(work / "data")], max_per_class_per_source=300 if quick else 800)
     clf_dir = work / f"classifier-{sha256_json({**cfg.__dict__, 'data': data_manifest['content_hash']})[:10]}"
     cfg.out = str(clf_dir)
     cached_stage(clf_dir, lambda: train_classifier(cfg, console), console)

@@ -15,8 +15,10 @@ differences of 0, a different candidate would not)."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from evaluators.stats import cdf, holm, minimum_detectable, quantile
+from userlm.io import read_json
 
 DEFAULT_GATE = {"primary": "discriminability", "fallback_primary": "human_likeness", "alpha": 0.05, "power": 0.8}
 
@@ -75,3 +77,22 @@ def detectable_line(rows: list[dict], power: float) -> str:
              if math.isfinite(r.get("min_detectable_drop", math.nan))]
     return (f"Smallest drop this run detects with {power:.0%} power (margin included): " + ", ".join(parts)
             if parts else "No metric could be tested: no minimum detectable drop.")
+
+
+def evaluated_row(metric: str, spec: dict, runs: list[Path]) -> dict | None:
+    """A metric scored by `evaluate` (metrics.json beside each run), its delta's standard error from the two
+    intervals (independent sides); None where a run has no such value."""
+    values = []
+    for run in runs:
+        path = run / "metrics.json"
+        entry = (read_json(path, "metrics.json").get("metrics", {}).get(metric, {}).get("run") if path.exists() else None)
+        if not entry or not all(isinstance(entry.get(k), (int, float)) for k in ("value", "ci_low", "ci_high")):
+            return None
+        values.append(entry)
+    z = quantile(0.975, math.inf)
+    se = math.hypot(*((v["ci_high"] - v["ci_low"]) / (2 * z) for v in values))
+    delta = values[1]["value"] - values[0]["value"]
+    return {"metric": metric, "direction": spec["direction"], "max_regression": spec["margin"],
+            "margin": spec["margin"], "baseline": values[0]["value"], "candidate": values[1]["value"],
+            "delta": delta, "ci_low": delta - z * se, "ci_high": delta + z * se, "n": values[0].get("n"),
+            "se_low": se, "se_high": se, "df": None, "verdict": "tested"}
