@@ -12,6 +12,8 @@ from typing import Callable
 
 import numpy as np
 
+from evaluators.embedding_stats import mean_pairwise_cosine_distance, vendi_score  # noqa: F401 (tests read M.*)
+
 # Openings and phrases of an assistant's voice: a user turn that uses them is acting as the assistant.
 ASSISTANT_PATTERNS = re.compile(
     r"^\s*(sure|certainly|of course|absolutely|great question)[!,.]|how (can|may) i (help|assist)|"
@@ -90,27 +92,6 @@ def distinct_n(units, n: int):
     grams = [unit_grams(u, n) for u in units]
     total = sum(len(g) for g in grams)
     return len(np.unique(np.concatenate(grams))) / total if total else np.nan
-
-
-def mean_pairwise_cosine_distance(vectors: np.ndarray) -> float:
-    """For normalized vectors: mean over pairs i != j of 1 - cos. Identical vectors give 0."""
-    n = len(vectors)
-    if n < 2:
-        return np.nan
-    s = vectors @ vectors.T
-    return float((n * n - s.sum()) / (n * (n - 1)))  # diagonal contributes n*(1-1)=0 to the distance sum
-
-
-def vendi_score(vectors: np.ndarray) -> float:
-    """exp(entropy of the eigenvalues of K/n), K the cosine similarity matrix (Friedman & Dieng, 2023): the
-    effective number of distinct items. Computed on the smaller of X X^T and X^T X (same non-zero spectrum)."""
-    n = len(vectors)
-    if n == 0:
-        return np.nan
-    gram = vectors.T @ vectors if vectors.shape[1] < n else vectors @ vectors.T
-    eig = np.clip(np.linalg.eigvalsh(gram / n), 0, None)
-    eig = eig[eig > 1e-12]
-    return float(np.exp(-(eig * np.log(eig)).sum()))
 
 
 @dataclass
