@@ -79,6 +79,7 @@ def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | N
     report.update(extras)  # the classifier's card in its place; per-turn P(AI) after the rest
     report["turn_words_run"] = [M.words(t) for t in M.all_turns(units)]
     report["turn_words_reference"] = [M.words(t) for t in M.all_turns(ctx.reference or [])]
+    report["conversation_turns_reference"] = [len(u["user_turns"]) for u in ctx.reference or []]
     write_metrics(report, run_dir)
     if console:
         print_metrics([report], console)
