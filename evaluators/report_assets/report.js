@@ -32,7 +32,7 @@ function legend(parent, items) {
 
 // A line chart of shares per bin (one line per series); bins are labelled categories.
 function shareChart(target, binLabels, lines, xTitle, yTitle) {
-  const W = 640, H = 260, L = 48, R = 12, T = 12, B = 48;
+  const W = 640, H = 260, L = 48, R = 28, T = 12, B = 48;
   const svg = el("svg:svg", {viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img"}, target);
   const ymax = Math.max(0.05, ...lines.flatMap((l) => l.values));
   const x = (i) => L + (binLabels.length === 1 ? 0.5 : i / (binLabels.length - 1)) * (W - L - R);
@@ -48,8 +48,7 @@ function shareChart(target, binLabels, lines, xTitle, yTitle) {
     "text-anchor": "middle"}, svg, yTitle);
   for (const l of lines) {
     const pts = l.values.map((v, i) => `${x(i)},${y(v)}`).join(" ");
-    el("svg:polyline", {points: pts, fill: "none", stroke: l.color, "stroke-width": l.people ? 3 : 2,
-      "stroke-dasharray": l.people ? "" : ""}, svg);
+    el("svg:polyline", {points: pts, fill: "none", stroke: l.color, "stroke-width": l.people ? 3 : 2}, svg);
     l.values.forEach((v, i) => el("svg:circle", {cx: x(i), cy: y(v), r: 3, fill: l.color}, svg)
       .appendChild(el("svg:title", {}, null, `${l.label}: ${(v * 100).toFixed(1)}% (${binLabels[i]}, n=${l.n})`)));
   }
@@ -75,11 +74,11 @@ function plotTurnLengths() {
 function plotPAi() {
   const target = document.getElementById("plot-p-ai");
   const edges = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, Infinity];
-  const labels = edges.map((e, i) => (i / 10).toFixed(1) + "-" + ((i + 1) / 10).toFixed(1));
+  const labels = edges.map((e, i) => (i / 10).toFixed(1) + "+");
   const lines = series().filter((s) => s.run.p_ai.length)
     .map((s) => ({...s, values: shares(s.run.p_ai, edges), n: s.run.p_ai.length}));
   if (!lines.length) { el("p", {class: "note"}, target, "No run was scored by the AI-voice classifier."); return; }
-  shareChart(target, labels, lines, "P(AI) of a user turn (AI-voice classifier)", "share of turns");
+  shareChart(target, labels, lines, "P(AI) of a user turn, bins of 0.1 (AI-voice classifier)", "share of turns");
   legend(target, lines);
 }
 
