@@ -196,7 +196,7 @@ function showRun() {
   });
 }
 
-function init() {{
+function init() {
   const select = document.getElementById("run-select");
   DATA.runs.forEach((r, i) => el("option", {value: i}, select, `${r.label} (${r.mode})`));
   select.addEventListener("change", showRun);
