@@ -15,7 +15,7 @@ CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222;line-height:1.4}
 h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em} table{border-collapse:collapse;font-size:13px}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;vertical-align:top} td:first-child,th:first-child{text-align:left}
-tr.people td{background:#f4f8ff;font-weight:600} .ci{color:#777;font-size:11px;display:block}
+tr.people td{background:#f4f8ff;font-weight:600} td.best{background:#e6f4e6;font-weight:600} .ci{color:#777;font-size:11px;display:block}
 .verdict{background:#f7f7f2;border-left:4px solid #2ca02c;padding:.6em 1em} .verdict li{margin:.2em 0}
 .scroll{overflow-x:auto} .grid{stroke:#e4e4e4} .tick{font-size:11px;fill:#444} .axis{font-size:12px;fill:#222}
 .bar-label{font-size:11px;fill:#fff} .legend{font-size:12px;margin:.3em 0 1em}
@@ -42,15 +42,17 @@ def _cell(ci: dict | None) -> str:
 
 
 def headline_table(reports: list[dict], names: list[str]) -> str:
-    from evaluators.verdict import PEOPLE, reference_ci
+    from evaluators.verdict import PEOPLE, metric_verdict, reference_ci
 
     arrow = {1: " ↑", -1: " ↓", 0: ""}
+    best = {n: (metric_verdict(reports, n) or {}).get("best") for n in names}  # the closest run: highlighted
+    mark = lambda r, n: ' class="best"' if best[n] == r["label"] else ""
     head = "".join(f'<th title="{html.escape(METRICS[n].description)}">{html.escape(n)}{arrow[METRICS[n].direction]}</th>'
                    for n in names)
     rows = [f'<tr class="people"><td>{PEOPLE}</td>' + "".join(
         f"<td>{_cell(reference_ci(reports, n)) if METRICS[n].reference_row else '-'}</td>" for n in names) + "</tr>"]
     rows += [f"<tr><td>{html.escape(r['label'])}</td>" + "".join(
-        f"<td>{_cell(r['metrics'].get(n, {}).get('run'))}</td>" for n in names) + "</tr>" for r in reports]
+        f"<td{mark(r, n)}>{_cell(r['metrics'].get(n, {}).get('run'))}</td>" for n in names) + "</tr>" for r in reports]
     return f'<table id="headline-table"><tr><th></th>{head}</tr>{"".join(rows)}</table>'
 
 
@@ -83,6 +85,7 @@ def page(reports: list[dict], data: dict, stamp: str, figures: str, legend_items
 Every metric is in the table at the end, in report.md and in each run's metrics.json.</p>
 <div class="verdict" id="verdict"><strong>{html.escape(verdict["summary"])}</strong><ul>{lines}</ul></div>
 <h2>Headline metrics</h2>{headline_table(reports, data["headline"])}
+<p class="note">Green: the run closest to real people on that metric (↑ higher / ↓ lower is more human).</p>
 <h2>Plots</h2><div class="plots">
 <div><h3>User-turn length against people</h3><div id="plot-turn-length"></div></div>
 <div><h3>P(AI) of user turns</h3><div id="plot-p-ai"></div></div>
