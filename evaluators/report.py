@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from evaluators.metrics import METRICS
-from evaluators.tables import markdown_table, print_metrics, table_rows
+from evaluators.tables import markdown_table, print_headline
 from userlm.io import UserError, atomic_write_text, read_json
 
 
@@ -31,34 +31,6 @@ def _figure_png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     return base64.b64encode(buf.getvalue()).decode()
-
-
-def plots(reports: list[dict]) -> list[tuple[str, str]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    out = []
-    ref = next((r for r in reports if r.get("turn_words_reference")), None)
-    series = ([("real humans", ref)] if ref else []) + [(r["label"], r) for r in reports]
-    for key, title, xlabel, bins in (("turn_words", "User-turn length", "words per user turn (log scale)", None),
-                                     ("p_ai", "P(AI) of user turns (AI-voice classifier)", "P(AI)", np.linspace(0, 1, 21))):
-        fig, ax = plt.subplots(figsize=(7, 3.2))
-        for label, r in series:
-            values = r.get(f"{key}_reference" if label == "real humans" else f"{key}_run") or []
-            if not values:
-                continue
-            if key == "turn_words":
-                values = np.log10(np.asarray(values) + 1)
-            ax.hist(values, bins=bins if bins is not None else 20, alpha=0.45, density=True, label=label)
-        ax.set_title(title)
-        ax.set_xlabel(xlabel)
-        ax.legend(fontsize=8)
-        out.append((title, _figure_png(fig)))
-        plt.close(fig)
-    return out
 
 
 def classifier_section(reports: list[dict]) -> str:
@@ -133,6 +105,10 @@ def report_warnings(runs: list[str], reports: list[dict]) -> list[str]:
 
 
 def write_report(runs: list[str], out: str, console=None) -> tuple[Path, Path]:
+    from evaluators.report_data import report_data
+    from evaluators.report_html import page
+    from evaluators.verdict import headline_names, verdict
+
     reports = load_reports(runs)
     warnings = report_warnings(runs, reports)
     out_dir = Path(out)
@@ -140,27 +116,23 @@ def write_report(runs: list[str], out: str, console=None) -> tuple[Path, Path]:
     better = {1: "higher is more human", -1: "lower is more human", 0: "no better direction"}
     legend = "".join(f"- `{m.name}` ({better[m.direction]}): {m.description}\n" for m in METRICS.values())
     section = classifier_section(reports)
-    md = f"# User-model comparison ({stamp})\n\nValues with 95% bootstrap CIs.\n\n{markdown_table(reports)}\n{legend}"
+    names = headline_names(reports)
+    summary, lines = verdict(reports, names)
+    md = (f"# User-model comparison ({stamp})\n\nValues with 95% bootstrap CIs; real people first.\n\n"
+          f"**{summary}**\n\n" + "".join(f"- {line}\n" for line in lines)
+          + f"\n## Headline metrics\n\n{markdown_table(reports, names)}\n## All metrics\n\n"
+          f"{markdown_table(reports)}\n{legend}")
     md += f"\n{section}" if section else ""
     md += "".join(f"\nWarning: {w}.\n" for w in warnings)
     atomic_write_text(out_dir / "report.md", md)
-    names, rows = table_rows(reports)
-    head = "".join(f"<th>{html.escape(n)}</th>" for n in ["run", *names])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    figures = "".join(f'<h3>{html.escape(t)}</h3><img src="data:image/png;base64,{png}">'
-                      for t, png in plots(reports) + reliability_plot(reports))
+    figures = "".join(f'<h3>{html.escape(t)}</h3><img alt="{html.escape(t)}" src="data:image/png;base64,{png}">'
+                      for t, png in reliability_plot(reports))
     if section:
         figures += f"<pre>{html.escape(section)}</pre>"
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>userlm report</title><style>
-body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse;font-size:13px}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} td:first-child{{text-align:left;font-weight:600}}
-tr:nth-child(2) td{{background:#f4f8ff}}</style></head><body>
-<h1>How human is the simulated user?</h1><p>{stamp}. Rows: real humans (held-out reference) and each run; 95% bootstrap CIs.</p>
-<table><tr>{head}</tr>{body}</table>{figures}
-<h3>Metrics</h3><ul>{''.join(f'<li><code>{m.name}</code>: {html.escape(m.description)}</li>' for m in METRICS.values())}</ul>
-</body></html>"""
-    atomic_write_text(out_dir / "report.html", page)
+    items = "".join(f"<li><code>{m.name}</code>: {html.escape(m.description)}</li>" for m in METRICS.values())
+    data = report_data(reports, runs, (summary, lines))
+    atomic_write_text(out_dir / "report.html", page(reports, data, stamp, figures, items))
     if console:
-        print_metrics(reports, console)
+        print_headline(reports, console, where=f"{out_dir / 'report.md'} and report.html")
         console.print(f"wrote {out_dir / 'report.md'} and {out_dir / 'report.html'}")
     return out_dir / "report.md", out_dir / "report.html"

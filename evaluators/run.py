@@ -85,6 +85,7 @@ def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | N
                                        base_model=base_model)
     report["turn_words_run"] = [M.words(t) for t in M.all_turns(units)]
     report["turn_words_reference"] = [M.words(t) for t in M.all_turns(ctx.reference or [])]
+    report["conversation_turns_reference"] = [len(u["user_turns"]) for u in ctx.reference or []]
     write_metrics(report, run_dir)
     if console:
         print_metrics([report], console)

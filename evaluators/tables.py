@@ -21,9 +21,10 @@ def fmt(ci: dict | None) -> str:
     return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
-def table_rows(reports: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """Columns: metrics present; rows: real humans (reference, from the first report having one), then runs."""
-    names = [m for m in METRICS if any(m in r["metrics"] for r in reports)]
+def table_rows(reports: list[dict], names: list[str] | None = None) -> tuple[list[str], list[list[str]]]:
+    """Columns: metrics present (or `names`); rows: real humans (reference, from the first report having one),
+    then runs."""
+    names = names or [m for m in METRICS if any(m in r["metrics"] for r in reports)]
     rows = []
     ref = next((r for r in reports if any("reference" in v for v in r["metrics"].values())), None)
     if ref:
@@ -33,11 +34,46 @@ def table_rows(reports: list[dict]) -> tuple[list[str], list[list[str]]]:
     return names, rows
 
 
-def markdown_table(reports: list[dict]) -> str:
-    names, rows = table_rows(reports)
+def markdown_table(reports: list[dict], names: list[str] | None = None) -> str:
+    names, rows = table_rows(reports, names)
     lines = ["| run | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def _cell(ci: dict | None) -> str:
+    """The value on one line, its CI dim under it: a headline column stays narrow."""
+    text = fmt(ci)
+    if " [" not in text:
+        return text
+    value, interval = text.split(" ", 1)
+    return f"{value}\n[dim]{interval}[/dim]"
+
+
+def print_headline(reports: list[dict], console, where: str | None = None) -> None:
+    """The short table (real people first, a row per run, the headline metrics with 95% CIs) and the verdict."""
+    from rich.table import Table
+
+    from evaluators.verdict import PEOPLE, headline_names, reference_ci, verdict
+
+    names = headline_names(reports)
+    table = Table(title="How close to real people? (95% bootstrap CIs)", show_lines=True)
+    table.add_column("", overflow="fold")
+    for name in names:
+        arrow = {1: " ↑", -1: " ↓", 0: ""}[METRICS[name].direction]
+        table.add_column(name + arrow, justify="right", overflow="fold")
+    table.add_row(f"[bold]{PEOPLE}[/bold]", *(_cell(reference_ci(reports, m)) if METRICS[m].reference_row else "-"
+                                              for m in names))
+    for r in reports:
+        table.add_row(r["label"], *(_cell(r["metrics"].get(m, {}).get("run")) for m in names))
+    console.print(table)
+    summary, lines = verdict(reports, names)
+    console.print(f"[bold]{summary}[/bold]")
+    for line in lines:
+        console.print(f"  {line}")
+    total = sum(1 for m in METRICS if any(m in r["metrics"] for r in reports))
+    console.print(f"[dim]{len(names)} of {total} metrics shown (↑ higher / ↓ lower is more human)"
+                  + (f"; all of them in {where}" if where else "") + "[/dim]")
 
 
 def print_metrics(reports: list[dict], console) -> None:
