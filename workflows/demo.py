@@ -23,9 +23,9 @@ class DemoConfig:
 
     workdir: str = option("work/demo", "where every stage's output goes")
     quick: bool = option(False, "a few-minute variant")
-    replay_conversations: int = option(4, "replay stage: test conversations with a written intent replayed per "
+    replay_conversations: int = option(8, "replay stage: test conversations with a written intent replayed per "
                                           "user (one per tree; the quick variant takes 2)")
-    replay_points: int = option(2, "replay stage: points per conversation at most, the first ones (quick: 2)")
+    replay_points: int = option(3, "replay stage: points per conversation at most, the first ones (quick: 2)")
 
     def __post_init__(self):
         check_fields(self)
@@ -145,15 +145,20 @@ def replay_stage(work: Path, adapter: Path, key: str, conversations: int, points
     return runs
 
 
-def evaluate_stage(work: Path, runs: dict[str, Path], clf_dir: Path, console) -> tuple[Path, Path]:
+def evaluate_stage(work: Path, runs: dict[str, Path], replays: dict[str, Path], clf_dir: Path,
+                   console) -> tuple[Path, Path]:
+    """Self-play runs against as many real conversations cut alike; replays against the people of their own
+    contexts (discriminability, end F1 on the real ends), one report for all."""
     from evaluators.report import write_report
     from evaluators.run import evaluate_run
 
-    for label, run_dir in runs.items():
-        names = "people,ai_voice,behaviour,diversity,intent" + (",perplexity" if label == "trained-user-model" else "")
+    jobs = [(f"{label} (self-play)", run_dir, "people,ai_voice,behaviour,diversity,intent"
+             + (",perplexity" if label == "trained-user-model" else "")) for label, run_dir in runs.items()]
+    jobs += [(f"{label} (replay)", run_dir, "people,ai_voice,behaviour") for label, run_dir in replays.items()]
+    for label, run_dir, names in jobs:
         console.print(f"evaluating {label}: {names.replace(',', ', ')}")
         evaluate_run(str(run_dir), reference=str(work / "data"), classifier=str(clf_dir), evaluators=names)
-    return write_report([str(r) for r in runs.values()], str(work / "report"), console=console)
+    return write_report([str(r) for _, r, _ in jobs], str(work / "report"), console=console)
 
 
 def _durations(starts: dict[str, float], end: float) -> dict[str, float]:
@@ -161,9 +166,16 @@ def _durations(starts: dict[str, float], end: float) -> dict[str, float]:
     return {name: round(b - a, 1) for name, a, b in zip(starts, times, times[1:])}
 
 
-def run_demo(workdir: str = "work/demo", quick: bool = False, replay_conversations: int = 4, replay_points: int = 2,
+def run_demo(workdir: str = "work/demo", quick: bool = False, replay_conversations: int = 8, replay_points: int = 3,
              console=None) -> dict:
+    import torch
+
+    from userlm.threads import matmul_gflops
+
     work, started, stage_starts = Path(workdir), time.time(), {}
+    # Timings are only comparable across machines beside the machine's speed (the slower CPU kind: ~150).
+    gflops = round(matmul_gflops())
+    console.print(f"this machine: {gflops} GFLOPS (fp32 2048x2048 torch matmul, {torch.get_num_threads()} threads)")
 
     def stage(name: str) -> None:  # short rule titles: a long one is cut to the terminal's width, time and all
         stage_starts[name.split(":")[0]] = time.time()
@@ -184,7 +196,7 @@ def run_demo(workdir: str = "work/demo", quick: bool = False, replay_conversatio
     replays = replay_stage(work, adapter, key, 2 if quick else replay_conversations, 2 if quick else replay_points,
                            console)
     stage("7/7 evaluate against real held-out humans; report")
-    md, html = evaluate_stage(work, runs, clf_dir, console)
+    md, html = evaluate_stage(work, runs, replays, clf_dir, console)
     summary = {
         "data_dir": str(work / "data"), "intents": intents, "classifier": str(clf_dir),
         "classifier_test_auroc": clf_manifest["test_auroc"],
@@ -193,7 +205,8 @@ def run_demo(workdir: str = "work/demo", quick: bool = False, replay_conversatio
         "adapter": str(adapter), "adapter_final_eval_loss": read_adapter_manifest(adapter).final_eval_loss,
         "runs": {k: str(v) for k, v in runs.items()}, "replays": {k: str(v) for k, v in replays.items()},
         "metrics": {k: str(v / "metrics.json") for k, v in runs.items()},
-        "report_md": str(md), "report_html": str(html), "seconds": round(time.time() - started, 1),
+        "replay_metrics": {k: str(v / "metrics.json") for k, v in replays.items()},
+        "report_md": str(md), "report_html": str(html), "seconds": round(time.time() - started, 1), "matmul_gflops": gflops,
         "stage_seconds": _durations(stage_starts, time.time()),
     }
     atomic_write_json(work / "demo.json", summary)
