@@ -52,3 +52,14 @@ def test_replay_people_row_uses_the_real_contexts():
     units = transcript_units([rec])
     attach_sides(units)
     assert echo_rate(units) == 0 and echo_rate(people_units(units)) == pytest.approx(1 / 2)
+
+
+def test_stop_reasons_are_counted_with_the_guardrails_that_fired():
+    from evaluators.stops import stop_reasons, stops_markdown
+
+    reasons = stop_reasons([{"stop_reason": s} for s in ("max_turns", "user_ended", "max_turns", "empty_turn")])
+    assert reasons == {"max_turns": 2, "empty_turn": 1, "user_ended": 1} and list(reasons)[0] == "max_turns"
+    md = stops_markdown([{"label": "a", "stop_reasons": reasons,
+                          "guardrails": {"options": {"min_turns": 2}, "fired": {"min_turns": 3}}}])
+    assert "| a | 4 | 2 (50%) | 1 (25%) | 1 (25%) |" in md and "- a: user guardrails min_turns=2: min_turns 3" in md
+    assert stops_markdown([{"label": "old", "metrics": {}}]) == ""  # a metrics.json written before them
