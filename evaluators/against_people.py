@@ -27,19 +27,25 @@ NA = {"value": None, "ci_low": None, "ci_high": None, "n": 0}
 def reference_pool(units: list[dict], reference_dir: str | None, size: int) -> list[list[str]]:
     """User turns of up to `size` held-out real conversations (a seeded sample, one per tree), leaving out the
     conversations a replay run replays."""
+    return [r["user_turns"] for r in reference_pool_units(units, reference_dir, size)]
+
+
+def reference_pool_units(units: list[dict], reference_dir: str | None, size: int) -> list[dict]:
     if not reference_dir:
         return []
     replayed = {u.get("conversation_id") for u in units}
     real = reference_units(reference_dir, limit=size + len(replayed))
-    return [r["user_turns"] for r in real if r["id"] not in replayed][:size]
+    return [r for r in real if r["id"] not in replayed][:size]
 
 
 def people_reference(units: list[dict], reference_dir: str | None) -> tuple[list[dict] | None, dict]:
     """The run's units get their model and people sides (in place); returns the people's side as reference
     units (None for a self-play run without a reference dir) and what was matched."""
     # One draw of 2N serves the run's people (the first N) and the control's other people (the next N).
-    pool = [] if L.is_replay(units) else reference_pool(units, reference_dir, 2 * len(units))[:len(units)]
-    info = L.attach_sides(units, pool)
+    pool = [] if L.is_replay(units) else reference_pool_units(units, reference_dir, 2 * len(units))[:len(units)]
+    info = L.attach_sides(units, [r["user_turns"] for r in pool])
+    for u, r in zip(units, pool):  # the matched people's contexts (echo_rate), position by position
+        u["people_before"] = r["assistant_before"][:len(u["people_turns"])]
     return (L.people_units(units) if info["source"] else None), info
 
 

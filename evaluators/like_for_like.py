@@ -77,7 +77,8 @@ def people_units(units: list[dict]) -> list[dict]:
         ends = [p.get("person_ended") for p in u.get("points") or [] if p.get("decision")]
         ended = any(ends) if ends and all(e is not None for e in ends) else None
         out.append({"id": u["id"], "scenario_id": "real", "intent": u.get("intent", ""),
-                    "user_turns": list(u["people_turns"]), "ended_by_user": ended})
+                    "user_turns": list(u["people_turns"]), "ended_by_user": ended,
+                    "assistant_before": u.get("people_before")})  # their contexts, where known (echo_rate)
     return out
 
 

@@ -235,6 +235,9 @@ METRICS = {m.name: m for m in (
            bounded=True),
     Metric("termination_rate", 0, "share of conversations the user ended (no better direction: see end_f1)",
            plain(termination_rate), bounded=True),
+    Metric("echo_rate", 0, "share of user turns that copy 8+ consecutive words of the assistant turns before them "
+                           "(no better direction: compare with people's row)", _people("echo", "echo_rate"),
+           bounded=True),
     Metric("mean_user_turns", 0, "user turns per conversation", plain(mean_user_turns)),
     Metric("mean_turn_words", 0, "words per user turn (no better direction: see turn_length_w1)",
            plain(mean_turn_words)),

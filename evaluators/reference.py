@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from evaluators.echo import assistant_before, people_before
 from userlm.data.intents import load_intents
 from userlm.data.prepare import read_split
 
@@ -23,6 +24,7 @@ def reference_units(data_dir: str, split: str = "test", limit: int = 300, seed: 
     # ended_by_user is None where the source does not record where people stopped (OASST): termination n/a.
     return [{"id": ex["id"], "scenario_id": "real", "intent": intents.get(ex["id"], ""),
              "user_turns": [m["content"] for m in ex["messages"] if m["role"] == "user"],
+             "assistant_before": assistant_before(ex["messages"], text="content"),
              "ended_by_user": bool(ex["ends_conversation"]) if ex.get("end_recorded") else None} for ex in examples]
 
 
@@ -38,6 +40,8 @@ def transcript_units(records: list[dict]) -> list[dict]:
              "intent": r.get("scenario_intent", ""),
              "user_turns": [t["text"] for t in r["turns"] if t["role"] == "user"],
              "truncated": [bool(t.get("truncated", False)) for t in r["turns"] if t["role"] == "user"],
-             "ended_by_user": r["stop_reason"] == "user_ended",
-             **({"points": r["points"], "conversation_id": r.get("conversation_id")} if "points" in r else {})}
+             "ended_by_user": r["stop_reason"] == "user_ended", "stop_reason": r["stop_reason"],
+             "assistant_before": assistant_before(r["turns"]),
+             **({"points": r["points"], "conversation_id": r.get("conversation_id"),
+                 "people_before": people_before(r)} if "points" in r else {})}
             for r in records]

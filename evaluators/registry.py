@@ -81,7 +81,7 @@ def ai_voice(ctx: Context) -> Evaluation:
 
 
 def behaviour(ctx: Context) -> Evaluation:
-    out = scored(ctx, ["role_adherence", "termination_rate", "mean_user_turns", "mean_turn_words", "truncated_share",
+    out = scored(ctx, ["role_adherence", "termination_rate", "echo_rate", "mean_user_turns", "mean_turn_words", "truncated_share",
                        "distinct_1", "distinct_2", "turn_length_w1", "conversation_length_w1"])
     if ctx.reference and all(u["ended_by_user"] is None for u in ctx.reference):
         out["termination_rate"]["reference"]["note"] = "n/a: the reference source records no conversation ends"

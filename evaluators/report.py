@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from evaluators.metrics import METRICS
+from evaluators.stops import stops_markdown
 from evaluators.tables import markdown_table, print_headline
 from userlm.io import UserError, atomic_write_text, read_json
 
@@ -122,6 +123,10 @@ def write_report(runs: list[str], out: str, console=None) -> tuple[Path, Path]:
           f"**{summary}**\n\n" + "".join(f"- {line}\n" for line in lines)
           + f"\n## Headline metrics\n\n{markdown_table(reports, names)}\n## All metrics\n\n"
           f"{markdown_table(reports)}\n{legend}")
+    data = report_data(reports, runs, (summary, lines))  # stop reasons from the transcripts, where metrics.json
+    stops = stops_markdown([{**r, "stop_reasons": d["stop_reasons"] or r.get("stop_reasons")}  # has none
+                            for r, d in zip(reports, data["runs"])])
+    md += f"\n{stops}" if stops else ""
     md += f"\n{section}" if section else ""
     md += "".join(f"\nWarning: {w}.\n" for w in warnings)
     atomic_write_text(out_dir / "report.md", md)
@@ -130,7 +135,6 @@ def write_report(runs: list[str], out: str, console=None) -> tuple[Path, Path]:
     if section:
         figures += f"<pre>{html.escape(section)}</pre>"
     items = "".join(f"<li><code>{m.name}</code>: {html.escape(m.description)}</li>" for m in METRICS.values())
-    data = report_data(reports, runs, (summary, lines))
     atomic_write_text(out_dir / "report.html", page(reports, data, stamp, figures, items))
     if console:
         print_headline(reports, console, where=f"{out_dir / 'report.md'} and report.html")

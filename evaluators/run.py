@@ -44,6 +44,7 @@ def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | N
     from evaluators.comparability import check_no_overlap
     from evaluators.reference import transcript_units
     from evaluators.registry import EVALUATORS, Context, Evaluation
+    from evaluators.stops import stop_reasons
     from evaluators.tables import print_metrics, write_metrics
     from userlm.provenance import library_versions
     from userlm.records import load_run
@@ -86,6 +87,9 @@ def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | N
     report["turn_words_run"] = [M.words(t) for t in M.all_turns(units)]
     report["turn_words_reference"] = [M.words(t) for t in M.all_turns(ctx.reference or [])]
     report["conversation_turns_reference"] = [len(u["user_turns"]) for u in ctx.reference or []]
+    report["stop_reasons"] = stop_reasons(records)  # how each conversation stopped (evaluators/stops.py)
+    if run_info.get("guardrails"):
+        report["guardrails"] = run_info["guardrails"]
     write_metrics(report, run_dir)
     if console:
         print_metrics([report], console)

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from evaluators.metrics import METRICS
+from evaluators.stops import stops_markdown
 from userlm.io import atomic_write_json, atomic_write_text
 
 
@@ -93,7 +94,8 @@ def print_metrics(reports: list[dict], console) -> None:
 def write_metrics(report: dict, run_dir: Path) -> None:
     atomic_write_json(run_dir / "metrics.json", report)
     atomic_write_text(run_dir / "metrics.md", f"# {report['label']}\n\n{markdown_table([report])}\n"
-                      + "".join(f"- `{m}`: {METRICS[m].description}\n" for m in METRICS if m in report["metrics"]))
+                      + "".join(f"- `{m}`: {METRICS[m].description}\n" for m in METRICS if m in report["metrics"])
+                      + (f"\n{stops_markdown([report])}" if report.get("stop_reasons") else ""))
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["row", "metric", "value", "ci_low", "ci_high", "n"])

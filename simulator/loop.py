@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable
 
+from simulator.guardrails import Guardrails, retry_seed, review
 from userlm.backends import Backend, GenerationRequest
 from userlm.chat import speaker_view, strip_end_marker
 from userlm.scenarios import Scenario
@@ -32,6 +33,9 @@ class Conversation:
     turns: list[dict] = field(default_factory=list)
     stop_reason: str | None = None
     generated_tokens: int = 0  # both sides', kept turns or not
+    guardrails: Guardrails | None = None  # the user side's (simulator/guardrails.py); None: off
+    attempt: int = 0  # resamples of the user turn being written
+    fired: Counter = field(default_factory=Counter)  # guardrail -> times it acted in this conversation
 
     def __post_init__(self):
         if self.scenario.opening and not self.turns:
@@ -48,8 +52,14 @@ class Conversation:
     def request(self, side: Side) -> GenerationRequest:
         history = [{"role": t["role"], "content": t["text"]} for t in self.turns]
         sampling = self.scenario.user_sampling if side.speaker == "user" else self.scenario.assistant_sampling
-        return GenerationRequest(speaker_view(history, side.speaker, side.system(self.scenario)), sampling,
-                                 seed=self.seed * 1000 + len(self.turns))
+        seed = self.seed * 1000 + len(self.turns)
+        if side.speaker == "user" and self.attempt:
+            seed = retry_seed(seed, self.attempt)
+        return GenerationRequest(speaker_view(history, side.speaker, side.system(self.scenario)), sampling, seed)
+
+    @property
+    def last_assistant(self) -> str | None:
+        return next((t["text"] for t in reversed(self.turns) if t["role"] == "assistant"), None)
 
 
 def degenerate(text: str) -> bool:
@@ -60,9 +70,12 @@ def degenerate(text: str) -> bool:
     return len(words) >= 16 and len(set(words)) / len(words) < 0.2
 
 
-def add_user_turn(conv: Conversation, text: str, tokens: int, latency: float, truncated: bool = False) -> None:
-    """`truncated`: the turn hit max_new_tokens (recorded, so that a cut-off turn is not read as a short one)."""
-    text, ended = strip_end_marker(text)
+def add_user_turn(conv: Conversation, text: str, tokens: int, latency: float, truncated: bool = False,
+                  ended: bool | None = None) -> None:
+    """`truncated`: the turn hit max_new_tokens (recorded, so that a cut-off turn is not read as a short one).
+    `ended`: whether the user ended (None: read from the end marker in `text`)."""
+    if ended is None:
+        text, ended = strip_end_marker(text)
     previous = {t.strip().lower() for t in conv.user_turns}
     if text:
         if text.strip().lower() in previous:
@@ -103,7 +116,13 @@ def run_conversations(pending: list[Conversation], batch_size: int, on_finish: C
                 new_tokens, turns = new_tokens + out.tokens, turns + 1
                 conv.generated_tokens += out.tokens
                 if speaker == "user":
-                    add_user_turn(conv, out.text, out.tokens, latency, out.finish_reason == "length")
+                    r = review(conv.guardrails, out.text, out.finish_reason == "length", len(conv.user_turns),
+                               conv.last_assistant, conv.attempt, conv.fired)
+                    conv.attempt = conv.attempt + 1 if r.resample else 0
+                    if r.resample:  # the same turn again, another seed
+                        ask(conv, "user")
+                        continue
+                    add_user_turn(conv, r.text, out.tokens, latency, r.truncated, r.ended)
                 else:
                     conv.turns.append({"role": "assistant", "text": out.text.strip(), "tokens": out.tokens,
                                        "latency_s": round(latency, 3)})

@@ -12,17 +12,17 @@ while the chain (up to max_new_tokens decode steps per point, batches emptying a
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from simulator.guardrails import Guardrails, retry_seed, review, totals
 from simulator.replay_plan import fit_history, plan_hash, plan_points, replay_plan
 from simulator.run_dir import RUN_KIND, check_run_dir, finished_conversations, merge_shards
 from simulator.run_provenance import replay_provenance
-from simulator.sim_config import SimulationConfig, _backend_options, _identity
+from simulator.sim_config import SimulationConfig, _backend_options, _identity, identity_config
 from userlm.backends import Backend, GenerationRequest, Sampling
-from userlm.chat import strip_end_marker
 from userlm.config import to_dict
 from userlm.io import UserError, append_jsonl, atomic_write_json, read_jsonl, stable_uint
 from userlm.users import UserSpec, parse_user, user_sees_intent, user_system
@@ -52,6 +52,9 @@ class Replayed:
     budget: int = 2048  # prompt tokens at most
     done: dict[int, dict] = field(default_factory=dict)  # point number -> what the model did there
     cuts: dict[int, int] = field(default_factory=dict)  # point number -> turns cut from its history
+    guardrails: Guardrails | None = None  # the user side's (simulator/guardrails.py); None: off
+    attempts: Counter = field(default_factory=Counter)  # point number -> resamples so far
+    fired: Counter = field(default_factory=Counter)  # guardrail -> times it acted in this conversation
 
     @property
     def key(self) -> str:
@@ -65,12 +68,22 @@ class Replayed:
         point = self.points[j]
         history = [{"role": m["role"], "content": m["content"]} for m in self.example["messages"][:point["index"]]]
         messages, self.cuts[j] = fit_history(self.backend.tokenizer, history, self.system, self.budget)
-        return GenerationRequest(messages, self.sampling, point_seed(self.seed, self.example["id"], point["index"]))
+        seed = point_seed(self.seed, self.example["id"], point["index"])
+        return GenerationRequest(messages, self.sampling, retry_seed(seed, self.attempts[j]) if self.attempts[j] else seed)
 
-    def add(self, j: int, text: str, tokens: int, truncated: bool, latency: float) -> None:
-        text, ended = strip_end_marker(text)
-        self.done[j] = {**self.points[j], "generated": text or None, "ended": ended, "truncated": truncated and not ended,
-                        "tokens": tokens, "cut": self.cuts[j], "latency_s": round(latency, 3)}
+    def add(self, j: int, raw: str, tokens: int, truncated: bool, latency: float) -> bool:
+        """Takes point j's generated turn; False when a guardrail wants it resampled (`request(j)` again)."""
+        before = self.example["messages"][:self.points[j]["index"]]
+        last_ai = next((m["content"] for m in reversed(before) if m["role"] == "assistant"), None)
+        r = review(self.guardrails, raw, truncated, sum(m["role"] == "user" for m in before), last_ai,
+                   self.attempts[j], self.fired)
+        if r.resample:
+            self.attempts[j] += 1
+            return False
+        self.done[j] = {**self.points[j], "generated": r.text or None, "ended": r.ended,
+                        "truncated": r.truncated and not r.ended, "tokens": tokens, "cut": self.cuts[j],
+                        "latency_s": round(latency, 3)}
+        return True
 
     def record(self, user: UserSpec, cfg: SimulationConfig, split: str) -> dict:
         done = [self.done[j] for j in range(len(self.points))]
@@ -88,7 +101,8 @@ class Replayed:
                 "turns": turns, "real_turns": [{"role": m["role"], "text": m["content"]} for m in msgs],
                 "points": [{k: v for k, v in p.items() if k != "latency_s"} for p in done],
                 "scenario_intent": self.intent, "user_told_intent": self.told,
-                "end_recorded": bool(self.example.get("end_recorded")), "user_model": cfg.user, "user_kind": user.kind}
+                "end_recorded": bool(self.example.get("end_recorded")), "user_model": cfg.user, "user_kind": user.kind,
+                **({"guardrails": dict(self.fired)} if self.guardrails else {})}
 
 
 def replay_conversations(pending: list[Replayed], batch_size: int, on_finish: Callable[[Replayed], None],
@@ -106,7 +120,10 @@ def replay_conversations(pending: list[Replayed], batch_size: int, on_finish: Ca
             for (key, _), out in backend.step():
                 backend.release(key)
                 conv, j, asked = flying.pop(key)
-                conv.add(j, out.text, out.tokens, out.finish_reason == "length", time.perf_counter() - asked)
+                if not conv.add(j, out.text, out.tokens, out.finish_reason == "length", time.perf_counter() - asked):
+                    flying[key] = conv, j, time.perf_counter()  # resampled by a guardrail, another seed
+                    conv.backend.submit((key, "user"), conv.request(j))
+                    continue
                 on_point(len(flying), out.tokens)
                 if conv.finished:
                     on_finish(conv)
@@ -136,7 +153,7 @@ def _start(index: int, cfg: SimulationConfig, resume: bool) -> _ReplayRun:
     examples, intents, manifest = replay_plan(cfg.replay, cfg.split, cfg.limit, cfg.with_intent)
     user = parse_user(cfg.user, cfg.user_kind)
     typed = backend_options([cfg.user_kind], cfg.backend_options)[cfg.user_kind]
-    ident = {"config": {k: v for k, v in to_dict(cfg).items() if k not in NOT_REPLAYED},
+    ident = {"config": identity_config(to_dict(cfg), NOT_REPLAYED),
              "backend_options": {k: v for k, v in typed.items() if k != "concurrency"},
              "data_content_hash": manifest["content_hash"], "plan_sha256": plan_hash(examples, intents)}
     check_run_dir(out)
@@ -166,7 +183,8 @@ def _start(index: int, cfg: SimulationConfig, resume: bool) -> _ReplayRun:
         upto = all_points[len(points)]["index"] if len(points) < len(all_points) else len(ex["messages"])
         todo.append(Replayed(index, n, ex, point_seed(cfg.seed, ex["id"]), intent, told, points, upto,
                              system=user_system(user, intent if told else ""), sampling=sampling,
-                             budget=cfg.context_tokens - sampling.max_new_tokens))
+                             budget=cfg.context_tokens - sampling.max_new_tokens,
+                             guardrails=Guardrails.parse(cfg.user_guardrails)))
     return _ReplayRun(cfg, user, out, info, todo)
 
 
@@ -190,6 +208,8 @@ def replay_together(cfgs: list[SimulationConfig], resume: bool = False, console=
         merge_shards(r.out, [(f"replay:{r.cfg.split}", n) for n in range(r.info["total_conversations"])])  # plan order
         records = list(read_jsonl(r.out / "transcripts.jsonl")) if (r.out / "transcripts.jsonl").exists() else []
         r.info["replay"]["points_cut"] = sum(p.get("cut", 0) > 0 for rec in records for p in rec["points"])
+        if r.cfg.user_guardrails:  # each guardrail's firings, all told
+            r.info["guardrails"] = {"options": r.cfg.user_guardrails, "fired": totals(records)}
         r.info["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         r.info["generated_tokens"], r.info["seconds"] = r.tokens, round(time.perf_counter() - started, 1)
         atomic_write_json(r.out / "run.json", r.info)

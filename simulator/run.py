@@ -8,6 +8,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from simulator.guardrails import Guardrails, totals
 from simulator.loop import Conversation, Side, run_conversations
 from simulator.run_dir import RUN_KIND, check_run_dir, finished_conversations, merge_shards  # noqa: F401
 from simulator.run_provenance import run_provenance
@@ -16,14 +17,10 @@ from simulator.sim_config import (  # noqa: F401 (SimulationConfig is imported f
     SimulationConfig,
     _backend_options,
     _identity,
+    identity_config,
 )
 from userlm.config import to_dict
-from userlm.io import (
-    UserError,
-    append_jsonl,
-    atomic_write_json,
-    stable_uint,
-)
+from userlm.io import UserError, append_jsonl, atomic_write_json, read_jsonl, stable_uint
 from userlm.locks import locked
 from userlm.scenarios import Scenario, load_scenarios, scenarios_hash
 from userlm.users import UserSpec, parse_user, user_sees_intent, user_system
@@ -51,7 +48,7 @@ def run_identity(cfg: SimulationConfig, scenarios: list[Scenario]) -> dict:
     """What must match for --resume (and for caches) to treat two runs as the same."""
     from userlm.backends import backend_options
 
-    keep = {k: v for k, v in to_dict(cfg).items() if k not in ("out", "batch_size", *REPLAY_FIELDS)}
+    keep = identity_config(to_dict(cfg), ("out", "batch_size", *REPLAY_FIELDS))
     # typed, so `--backend-arg retries=0` and YAML `retries: 0` are one run; concurrency changes no result
     typed = backend_options([cfg.user_kind, cfg.assistant_kind], cfg.backend_options)
     keep["backend_options"] = {k: v for options in typed.values() for k, v in options.items() if k != "concurrency"}
@@ -116,6 +113,9 @@ def _simulate_locked(cfgs: list[SimulationConfig], resume: bool, console, rank: 
         r.info["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         r.info["generated_tokens" if world == 1 else "generated_tokens_process_0"] = r.tokens
         r.info["seconds"] = round(time.perf_counter() - started, 1)
+        if r.cfg.user_guardrails and (r.out / "transcripts.jsonl").exists():  # each guardrail's firings, all told
+            r.info["guardrails"] = {"options": r.cfg.user_guardrails,
+                                    "fired": totals(read_jsonl(r.out / "transcripts.jsonl"))}
         atomic_write_json(r.out / "run.json", r.info)
         if not r.jobs:
             console.print(f"{r.out}: no conversations to run")
@@ -139,7 +139,8 @@ def _start_run(index: int, cfg: SimulationConfig, resume: bool, rank: int, world
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "run.json", info)
-    todo = [Conversation(s, i, conversation_seed(cfg.seed, s.id, i), run=index)
+    guard = Guardrails.parse(cfg.user_guardrails)
+    todo = [Conversation(s, i, conversation_seed(cfg.seed, s.id, i), run=index, guardrails=guard)
             for s, i in jobs if (s.id, i) not in done][rank::world]
     transcripts = out / "transcripts.jsonl" if world == 1 else out / "shards" / f"rank-{rank}.jsonl"
     transcripts.parent.mkdir(parents=True, exist_ok=True)
@@ -183,7 +184,8 @@ def run_todo(runs: list[_Run], todo: list[Conversation], label: str, console) ->
             # the scenario's intent (what the conversation should pursue) and whether the user was told it
             "scenario_intent": conv.scenario.intent, "user_told_intent": told,
             "user_model": r.cfg.user, "user_kind": r.user.kind, "assistant_model": r.cfg.assistant,
-            "user_adapter_manifest_sha256": r.info["user_model"].get("manifest_sha256")})
+            "user_adapter_manifest_sha256": r.info["user_model"].get("manifest_sha256"),
+            **({"guardrails": dict(conv.fired)} if conv.guardrails else {})})
         r.tokens += conv.generated_tokens
         bar.advance(task)
 

@@ -22,6 +22,12 @@ HF_FIELD_OPTIONS = {"quantization": "quantization", "dtype": "dtype", "max_batch
 REPLAY_FIELDS = ("replay", "split", "limit", "with_intent", "context_tokens")
 
 
+def identity_config(config: dict, leave_out: tuple[str, ...]) -> dict:
+    """A run's config as its identity: without `leave_out`, nor guardrails when none is on (so that runs
+    written before `user_guardrails` existed still resume)."""
+    return {k: v for k, v in config.items() if k not in leave_out and not (k == "user_guardrails" and not v)}
+
+
 @dataclass
 class SimulationConfig:
     scenarios: str = option("scenarios/smoke", "scenario YAML file or folder")
@@ -54,6 +60,10 @@ class SimulationConfig:
     with_intent: bool = option(False, "--replay: only conversations with a written intent (intents.jsonl)")
     context_tokens: int = option(2048, "--replay: prompt plus the user's turn at most, in tokens; a longer history "
                                        "loses its oldest turns (counted in run.json)", min=1)
+    user_guardrails: dict[str, int] = option(
+        factory=dict, flag="guardrail",
+        help="a guardrail of the user side (repeatable KEY=VALUE, all off by default; docs/user-behaviour.md): "
+             "min_turns, no_assistant_opening, echo_words, max_words, retries")
     backend_options: dict = option(
         factory=dict, flag="backend-arg",
         help="an option of the backends in use, typed by their constructors (repeatable KEY=VALUE): openai "
@@ -68,6 +78,9 @@ class SimulationConfig:
 
     def __post_init__(self):
         check_fields(self)
+        from simulator.guardrails import Guardrails
+
+        Guardrails.parse(self.user_guardrails)
         fields = {f.name: f for f in dataclasses.fields(self)}
         for key in self.backend_options:
             if key in HF_FIELD_OPTIONS:

@@ -45,6 +45,10 @@ def test_report_page_embeds_conversations_scores_and_replay_pairs(tmp_path):
     assert all(f"<code>{m}</code>" in html for m in ("human_likeness", "turn_length_w1", "termination_rate"))
     text = md.read_text()
     assert "## All metrics" in text and "termination_rate" in text and data["verdict"]["summary"] in text
+    # how each conversation stopped: one row per run, each reason's count and share
+    assert "## How conversations stopped" in text and "| max_turns (the turn cap) | user_ended" in text
+    assert "| self-play | 4 | 2 (50%) | 2 (50%) | 0 (0%) |" in text and "| replay | 1 | 0 (0%) | 0 (0%) | 1 (100%) |" \
+        in text
     assert '<td class="best">0.700' in html  # the run closest to people on a headline metric stands out
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")  # nothing fetched from a network
 

@@ -81,7 +81,8 @@ def test_replay_writes_the_run_format_is_seeded_and_resumes(tiny_model, data_dir
     from evaluators.run import evaluate_run
 
     report = evaluate_run(str(out), reference=str(data_dir), evaluators="behaviour,diversity")
-    assert report["conversations"] == len(records)
+    assert report["conversations"] == len(records) and report["stop_reasons"] == {"replayed": len(records)}
+    assert "reference" in report["metrics"]["echo_rate"]  # people's echo_rate in the same contexts beside the run's
 
     # killed mid-write: --resume finishes the rest once, with the uninterrupted run's text
     lines = (out / "transcripts.jsonl").read_text().splitlines(keepends=True)
