@@ -24,6 +24,8 @@ def load_reports(runs: list[str]) -> list[dict]:
         for metric, sides in report["metrics"].items():
             if not isinstance(sides, dict) or not all(isinstance(v, dict) for v in sides.values()):
                 raise UserError(f"{path}: field 'metrics.{metric}' must map run/reference to numbers with CIs")
+        if (report.get("run_config") or {}).get("replay") and not report["label"].endswith("(replay)"):
+            report["label"] += " (replay)"  # a replay and a self-play run of one user may share a directory name
         reports.append(report)
     return reports
 

@@ -74,7 +74,7 @@ def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | N
         if console:
             console.print(f"[dim]evaluator {name}: {time.time() - started:.1f} s[/dim]")
     report = {
-        "run_dir": str(run_dir), "label": run_dir.name, "user_model": run_info["config"]["user"],
+        "run_dir": str(run_dir), "label": run_dir.name + (" (replay)" if run_info.get("mode") == "replay" else ""), "user_model": run_info["config"]["user"],
         "user_kind": run_info.get("user_kind"), "assistant_model": run_info["config"]["assistant"],
         "user_adapter_manifest_sha256": run_info.get("user_model", {}).get("manifest_sha256"),
         "conversations": len(units), "reference_dir": reference, "evaluators": names, "classifier": None,
