@@ -1,0 +1,148 @@
+"""Replay (`simulate --replay`) vs self-play on one loaded model, the same backend and batch size, alternating
+(replay, self-play, replay, self-play: the first runs capture the CUDA graphs of their shapes and compile the
+decode step; the later ones replay them). For each: generated tokens, seconds, tok/s, and where the time went: building the requests on the host
+(replay's `fit_history` tokenizes each point's history to fit `context_tokens`), prefill (passes, prompt tokens
+fed) and decode (steps, ms a step). Issue 22: "Replay on the GPU runs at the static engine's speed".
+
+    python benchmarks/bench_replay.py --model MODEL --data PREPARED_DATA [--limit 128] [--batch-size 128]"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from simulator.loop import Conversation, Side, run_conversations
+from simulator.replay import Replayed, _start, replay_conversations
+from simulator.run import conversation_seed
+from simulator.sim_config import SimulationConfig
+from userlm.backends import get_backend
+from userlm.scenarios import load_scenarios
+from userlm.users import parse_user, user_system
+
+HOST = Counter()  # seconds and counts spent outside step(): building requests, tokenizing prompts
+
+
+def timed(owner, name: str, label: str):
+    """Wrap owner.name so that its calls' seconds (and, for `_prompt`, the tokens fed) add up in HOST."""
+    inner = getattr(owner, name)
+
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        out = inner(*args, **kwargs)
+        HOST[label] += time.perf_counter() - started
+        if name == "_prompt":
+            ids, reused, _ = out
+            HOST["prompt tokens"] += len(ids)
+            HOST["tokens fed"] += len(ids) - reused
+        return out
+    setattr(owner, name, wrapper)
+
+
+def one_turn_at_a_time(tokenizer, history, system, budget):
+    """fit_history as first written: the oldest turns cut one at a time, the rest re-tokenized after each."""
+    from simulator.replay_plan import fit_history, prompt_tokens
+    from userlm.chat import speaker_view
+
+    cut = 0
+    while prompt_tokens(tokenizer, speaker_view(history[cut:], "user", system)) > budget and cut < len(history) - 1:
+        cut += 1
+    messages, more = fit_history(tokenizer, history[cut:], system, budget)  # the last turn's shortening, if any
+    return messages, cut + more
+
+
+def replay_run(backend, args) -> tuple[int, float, dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = SimulationConfig(replay=args.data, split=args.split, limit=args.limit, user=f"base:{args.model}",
+                               out=str(Path(tmp) / "run"), batch_size=args.batch_size, dtype=args.dtype,
+                               context_tokens=args.context_tokens)
+        run = _start(0, cfg, resume=False)
+        for conv in run.todo:
+            conv.backend = backend
+        tokens, points = [0], sum(len(c.points) for c in run.todo)
+        started = time.perf_counter()
+        replay_conversations(run.todo, args.batch_size, lambda c: None,
+                             lambda live, n: tokens.__setitem__(0, tokens[0] + n))
+        seconds = time.perf_counter() - started
+    ended = sum(p["ended"] for c in run.todo for p in c.done.values())
+    return tokens[0], seconds, {"conversations": len(run.todo), "points": points, "ended": ended}
+
+
+def selfplay_run(backend, args) -> tuple[int, float, dict]:
+    scenarios = [s.__class__(**{**s.__dict__, "max_turns": args.max_turns}) for s in load_scenarios(args.scenarios)]
+    user = parse_user(f"base:{args.model}", "hf")
+    jobs = [(s, i) for i in range(args.batch_size) for s in scenarios][:args.batch_size]
+    convs = [Conversation(s, i, conversation_seed(0, s.id, i)) for s, i in jobs]
+    for conv in convs:
+        conv.user = Side(backend, "user", lambda s: user_system(user, s.intent, s.persona))
+        conv.assistant = Side(backend, "assistant", lambda s: None)
+    tokens = [0]
+    started = time.perf_counter()
+    run_conversations(convs, args.batch_size, lambda c: None,
+                      lambda live, n, turns: tokens.__setitem__(0, tokens[0] + n))
+    return tokens[0], time.perf_counter() - started, {"conversations": len(convs),
+                                                       "turns": sum(len(c.turns) for c in convs)}
+
+
+def main():
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="both self-play sides and the replayed user (base:)")
+    parser.add_argument("--data", required=True, help="a prepared data dir (`userlm data prepare`)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--limit", type=int, default=128)
+    parser.add_argument("--context-tokens", type=int, default=2048)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--static-cache", default="auto", help="auto: on CUDA (the engine measured on a GPU)")
+    parser.add_argument("--scenarios", default="scenarios/everyday", help="self-play's scenarios")
+    parser.add_argument("--max-turns", type=int, default=3, help="self-play's user turns a conversation")
+    parser.add_argument("--order", default="replay,selfplay,replay,selfplay",
+                        help="runs in this order: replay, selfplay, replay-old-fit (the history cut one turn at "
+                             "a time, as before 2026-11-30, each cut re-tokenizing the rest)")
+    args = parser.parse_args()
+    backend = get_backend("hf", args.model, dtype=args.dtype, max_batch=args.batch_size,
+                          static_cache=args.static_cache)
+    cuda = backend.device.type == "cuda"
+    where = torch.cuda.get_device_name() if cuda else f"{torch.get_num_threads()} CPU threads"
+    engine = backend.slots
+    print(f"machine: {where}; torch {torch.__version__}; {args.model}: "
+          f"{sum(p.numel() for p in backend.model.parameters()) / 1e6:.0f}M parameters, "
+          f"{next(backend.model.parameters()).dtype}; static engine {engine is not None}"
+          + (f", graphs {engine.use_graphs}, compiled decode {engine.compile_decode}" if engine else ""), flush=True)
+    timed(Replayed, "request", "replay requests (fit_history)")
+    timed(Conversation, "request", "self-play requests")
+    timed(backend, "_prompt", "prompt tokenization")
+    for what in args.order.split(","):
+        backend.seconds.clear()
+        backend.counts.clear()
+        HOST.clear()
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        if what == "replay-old-fit":
+            import simulator.replay as replay_module
+
+            replay_module.fit_history, fitted = one_turn_at_a_time, replay_module.fit_history
+        tokens, seconds, about = (selfplay_run if what == "selfplay" else replay_run)(backend, args)
+        if what == "replay-old-fit":
+            replay_module.fit_history = fitted
+        s, c = backend.seconds, backend.counts
+        prefill, decode = s["prefill"], s["decode"]
+        print(f"[{what}, {args.batch_size} live] {about}: {tokens} tokens in {seconds:.1f} s = {tokens / seconds:.0f} "
+              f"tok/s; prefill {c['prefill']} passes, {HOST['tokens fed']:.0f} prompt tokens fed "
+              f"(of {HOST['prompt tokens']:.0f} in prompts) in {prefill:.1f} s "
+              f"= {HOST['tokens fed'] / max(prefill, 1e-9):.0f} tok/s; decode {c['decode']} steps in {decode:.1f} s "
+              f"= {1000 * decode / max(c['decode'], 1):.2f} ms a step, {tokens / max(decode, 1e-9):.0f} tok/s of decode"
+              + (f"; {c['graphs']} graphs captured in {s['capture']:.1f} s" if s["capture"] else "")
+              + (f"; peak GPU memory {torch.cuda.max_memory_allocated() / 1e9:.1f} GB" if cuda else ""), flush=True)
+        rest = seconds - prefill - decode
+        print("    host: " + ", ".join(f"{k} {v:.1f} s" for k, v in HOST.items() if "tokens" not in k)
+              + f"; outside step() altogether {rest:.1f} s (prompt tokenization is inside prefill)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
