@@ -89,6 +89,9 @@ def interval(units: Sequence, statistic: Callable[[list], float], bounded: bool 
         at_edge = not (0 < value < 1) or not (se > 0)
         z = quantile(upper, math.inf if at_edge else df)
         low, high = wilson(value, effective_n(value, se, df + 1 if df else len(units)), z)
+        if not at_edge and df:  # never narrower than the jackknife-t interval (clipped to [0, 1]): a rare event in
+            # one conversation makes p(1-p)/se^2 overstate the observations (coverage 0.917 at 15, tests/test_coverage.py)
+            low, high = max(0.0, min(low, value - z * se)), min(1.0, max(high, value + z * se))
     else:
         half = quantile(upper, df) * se if df else math.nan
         low, high = value - half, value + half
