@@ -98,10 +98,16 @@ def report_warnings(runs: list[str], reports: list[dict]) -> list[str]:
     from evaluators.comparability import refuse_incomparable
 
     infos = [(run, read_json(Path(run) / "run.json", "run.json")) for run in runs if (Path(run) / "run.json").exists()]
-    warnings = refuse_incomparable(infos) if len(infos) > 1 else []
+    by_mode: dict = {}  # a replay and a self-play run differ by design: each is compared with its own kind
+    for run, info in infos:
+        by_mode.setdefault(info.get("mode", "self-play"), []).append((run, info))
+    warnings = [w for group in by_mode.values() if len(group) > 1 for w in refuse_incomparable(group)]
     references = sorted({str(r.get("reference_dir")) for r in reports})
     if len(references) > 1:
         warnings.append(f"the runs were evaluated against different real humans ({', '.join(references)})")
+    classifiers = sorted({str((r.get("classifier") or {}).get("version")) for r in reports if r.get("classifier")})
+    if len(classifiers) > 1:
+        warnings.append(f"the runs were scored by different AI-voice classifiers ({', '.join(classifiers)})")
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     return warnings

@@ -127,3 +127,22 @@ def test_the_adapter_records_its_training_turns_and_old_adapters_fall_back_to_th
     code, err = cli(capsys, "evaluate", "perplexity", "--model", old, "--data", work / "data1", "--limit", "2")
     assert code == 2
     one_line_error(err, "share a human turn", "the train split of")  # the whole split: a superset
+
+
+def test_report_compares_runs_of_one_kind_and_warns_on_other_classifiers(work, tmp_path, capsys):
+    """A replay and a self-play run differ by design (no warning between them); two runs scored by different
+    AI-voice classifiers get one line."""
+    from evaluators.report import write_report
+
+    def replay(info):
+        info["mode"] = "replay"
+
+    runs = []
+    for name, edit, version in (("a", lambda info: None, "c1"), ("b", replay, "c1"), ("c", lambda info: None, "c2")):
+        run = _variant(work, tmp_path, name, edit)
+        (run / "metrics.json").write_text(json.dumps({"label": name, "metrics": {}, "reference_dir": None,
+                                                      "classifier": {"version": version}}))
+        runs.append(str(run))
+    write_report(runs, str(tmp_path / "report"))
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err == ["warning: the runs were scored by different AI-voice classifiers (c1, c2)"], err
