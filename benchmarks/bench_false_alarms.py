@@ -25,12 +25,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
+def gate_pair(base: list, cand: list, gated: dict, inputs, settings: dict, mdes: dict) -> bool:
+    """One A/A comparison through compare's gate: True when it exits 1; each metric's detectable drop is kept."""
+    from workflows.compare import metric_row
+    from workflows.gate import decide
+
+    rows = decide([metric_row(m, s, None, base, cand, [], inputs) for m, s in gated.items()],
+                  settings["fallback_primary"], settings["alpha"], settings["power"])
+    for r in rows:
+        if math.isfinite(r.get("min_detectable_drop", math.nan)):
+            mdes[r["metric"]].append(r["min_detectable_drop"])
+    return any(r["verdict"] == "regressed" for r in rows)
+
+
 def population_a_a(sizes: list[int], reps: int, seed: int = 0) -> str:
     import coverage_sim as C
     import numpy as np
 
-    from workflows.compare import load_gate, metric_row
-    from workflows.gate import decide
+    from workflows.compare import load_gate
 
     settings, limits = load_gate(None)
     units = C.population()
@@ -43,12 +55,7 @@ def population_a_a(sizes: list[int], reps: int, seed: int = 0) -> str:
         for _ in range(reps):
             idx = rng.choice(len(units), 2 * n, replace=False)
             base, cand = [units[i] for i in idx[:n]], [units[i] for i in idx[n:]]
-            rows = decide([metric_row(m, s, None, base, cand, [], inputs) for m, s in gated.items()],
-                          settings["fallback_primary"], settings["alpha"], settings["power"])
-            alarms += any(r["verdict"] == "regressed" for r in rows)
-            for r in rows:
-                if math.isfinite(r.get("min_detectable_drop", math.nan)):
-                    mdes[r["metric"]].append(r["min_detectable_drop"])
+            alarms += gate_pair(base, cand, gated, inputs, settings, mdes)
         mde = ", ".join(f"{m} {np.median(v):.3f}" for m, v in mdes.items() if v)
         lines.append(f"| {n} | {reps} | {alarms} | {alarms / reps:.1%} | {mde} |")
     return "\n".join(lines)
@@ -62,8 +69,7 @@ def split_run_a_a(run: str, classifier: str, reps: int, seed: int = 0) -> str:
     from evaluators.classifier import load_classifier
     from evaluators.reference import transcript_units
     from userlm.records import load_run
-    from workflows.compare import load_gate, metric_row
-    from workflows.gate import decide
+    from workflows.compare import load_gate
 
     settings, limits = load_gate(None)
     units = transcript_units(load_run(Path(run))[1])
@@ -83,12 +89,7 @@ def split_run_a_a(run: str, classifier: str, reps: int, seed: int = 0) -> str:
             order = rng.permutation(len(group))
             base += [group[i] for i in order[:half]]
             cand += [group[i] for i in order[half:2 * half]]
-        rows = decide([metric_row(m, s, None, base, cand, [], inputs) for m, s in gated.items()],
-                      settings["fallback_primary"], settings["alpha"], settings["power"])
-        alarms += any(r["verdict"] == "regressed" for r in rows)
-        for r in rows:
-            if math.isfinite(r.get("min_detectable_drop", math.nan)):
-                mdes[r["metric"]].append(r["min_detectable_drop"])
+        alarms += gate_pair(base, cand, gated, inputs, settings, mdes)
     mde = ", ".join(f"{m} {np.median(v):.3f}" for m, v in mdes.items() if v)
     return (f"| run | pairs | splits | exit 1 | rate | median minimum detectable drop |\n|---|---|---|---|---|---|\n"
             f"| {run} | {half * len(by_scenario)} | {reps} | {alarms} | {alarms / reps:.1%} | {mde} |")
