@@ -1,7 +1,7 @@
 """fit_history (replay's context budget) finds the same cut as cutting one turn at a time, with O(log n)
 tokenizations instead of one per turn cut (which made replay host-bound on a GPU: docs/replay-gpu.md)."""
 
-import simulator.replay_plan as replay_plan
+import userlm.history as history_module
 from simulator.replay_plan import fit_history, prompt_tokens
 from userlm.chat import speaker_view
 
@@ -32,7 +32,7 @@ def test_same_cut_as_one_turn_at_a_time_with_few_tokenizations(tiny_model, monke
         for budget in (60, 150, 400, 1000, 100_000):
             want = one_at_a_time(tokenizer, history[:n], "sys", budget)
             calls[0] = 0
-            monkeypatch.setattr(replay_plan, "prompt_tokens", counted)
+            monkeypatch.setattr(history_module, "prompt_tokens", counted)
             messages, cut = fit_history(tokenizer, history[:n], "sys", budget)
             monkeypatch.undo()
             whole = prompt_tokens(tokenizer, speaker_view(history[want:n], "user", "sys")) <= budget
