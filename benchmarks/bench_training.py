@@ -20,7 +20,7 @@ def nonpad_share(cfg, batches: int) -> float:
     cfg = dataclasses.replace(cfg, output_dir=cfg.output_dir + "-batches")  # not the run's own directory
     model, tokenizer = load_causal_lm(cfg.base_model, quantization="none", trainable=True)
     examples = random.Random(cfg.seed).sample(read_split(cfg.data_dir, "train"), batches * cfg.per_device_train_batch_size)
-    trainer = SFTTrainer(model=model, args=_sft_args(cfg, False, "none"), train_dataset=tokenize_split(tokenizer, examples, cfg),
+    trainer = SFTTrainer(model=model, args=_sft_args(cfg, False), train_dataset=tokenize_split(tokenizer, examples, cfg)[0],
                          processing_class=tokenizer, peft_config=_lora_config(cfg))
     real = total = 0
     for batch in trainer.get_train_dataloader():

@@ -46,6 +46,9 @@ class TrainConfig:
     lora_dropout: float = option(0.05, "LoRA dropout", min=0, max=1)
     lora_target_modules: str = option("all-linear", "all-linear, or a comma-separated list of module names")
     max_length: int = option(512, "tokens per example at most", min=1)
+    context: Literal["windows", "head"] = option(
+        "windows", "a conversation longer than max_length: windows (every human turn and end decision trained once, "
+                   "with the history before it cut as replay cuts prompts) or head (its first max_length tokens)")
     per_device_train_batch_size: int = option(4, "training batch size per device", min=1)
     per_device_eval_batch_size: int = option(8, "evaluation batch size per device", min=1)
     gradient_accumulation_steps: int = option(1, "batches per optimizer step", min=1)
@@ -86,19 +89,27 @@ def example_systems(examples: list[dict], cfg: TrainConfig, intents: dict[str, s
     return systems
 
 
-def tokenize_split(tokenizer, examples: list[dict], cfg: TrainConfig, systems: list[str] | None = None):
-    """Examples -> a datasets.Dataset of input_ids/labels, dropping those left with no target token."""
+def tokenize_split(tokenizer, examples: list[dict], cfg: TrainConfig, systems: list[str] | None = None,
+                   limit: int | None = None):
+    """Examples -> (a datasets.Dataset of input_ids/labels, how many of its rows train the end marker): one row
+    an example (context=head) or one a window (trainer/windows.py), a seeded sample of `limit` rows where more,
+    dropping rows left with no target token."""
     import datasets
+
+    from trainer.windows import encode_windows
 
     rows = []
     for i, ex in enumerate(examples):
-        system = systems[i] if systems else cfg.system_prompt
-        enc = encode_for_training(tokenizer, ex, speaker=cfg.target_role, system=system, max_length=cfg.max_length)
-        if any(label != -100 for label in enc["labels"]):
-            rows.append(enc)
+        kw = dict(speaker=cfg.target_role, system=systems[i] if systems else cfg.system_prompt, max_length=cfg.max_length)
+        rows += encode_windows(tokenizer, ex, **kw) if cfg.context == "windows" else [
+            {**encode_for_training(tokenizer, ex, **kw), "ends_conversation": None}]
+    rows = [r for r in rows if any(label != -100 for label in r["labels"])]
     if not rows:
         raise UserError(f"{cfg.data_dir}: no example has a target token within max_length={cfg.max_length}")
-    return datasets.Dataset.from_list(rows)
+    if limit is not None and limit < len(rows):
+        rows = random.Random(cfg.seed).sample(rows, limit)
+    ends = sum(bool(r.pop("ends_conversation")) for r in rows) if cfg.context == "windows" else None
+    return datasets.Dataset.from_list(rows), ends
 
 
 def _sft_args(cfg: TrainConfig, has_eval: bool):
@@ -214,9 +225,9 @@ def _train(cfg: TrainConfig, resume: bool) -> dict:
     if cfg.intent != "none" and not with_intent:
         raise UserError(f"{cfg.data_dir}: intent={cfg.intent} but no training example has a usable intent; "
                         f"run `userlm data intents {cfg.data_dir}` for the train split")
-    train_ds = tokenize_split(tokenizer, train_examples, cfg, train_systems)
-    eval_ds = tokenize_split(tokenizer, eval_examples, cfg, example_systems(eval_examples, cfg, intents)) \
-        if eval_examples else None
+    train_ds, end_rows = tokenize_split(tokenizer, train_examples, cfg, train_systems, limit=needed)
+    eval_ds = tokenize_split(tokenizer, eval_examples, cfg, example_systems(eval_examples, cfg, intents),
+                             limit=cfg.max_eval_examples)[0] if eval_examples else None
     if cfg.gradient_checkpointing:
         model.config.use_cache = False
     trainer = SFTTrainer(model=model, args=_sft_args(cfg, eval_ds is not None), train_dataset=train_ds,
@@ -240,7 +251,7 @@ def _train(cfg: TrainConfig, resume: bool) -> dict:
         "quantization": quantization, "target_role": cfg.target_role, "system_prompt": cfg.system_prompt,
         "trained_with_intent": cfg.intent != "none", "intent_mode": cfg.intent,
         "train_examples_with_intent": with_intent, "end_marker": END_OF_CONVERSATION,
-        "train_examples": len(train_ds), "train_target_tokens": target_tokens,
+        "train_examples": len(train_ds), "train_target_tokens": target_tokens, "train_rows_with_end": end_rows,
         "training_turn_hashes": {"file": TRAINING_HASHES, "count": hashed},
         "final_train_loss": result.training_loss, "final_eval_loss": eval_loss,
         "final_eval_perplexity": math.exp(eval_loss) if eval_loss is not None else None,

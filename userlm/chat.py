@@ -106,17 +106,28 @@ def target_spans(tokenizer, turns: list[dict], speaker: str, system: str | None)
     return full, spans
 
 
+def training_turns(example: dict, speaker: str) -> list[dict]:
+    """The turns a model is trained on as `speaker`: the user model's with the end marker where the person
+    stopped; the assistant's (negative control) every AI turn."""
+    if speaker == "user":
+        return with_end_marker(example)
+    return [{**t, "target": True} for t in example["messages"]]
+
+
 def encode_for_training(
     tokenizer, example: dict, *, speaker: str = "user", system: str | None = USER_MODEL_SYSTEM, max_length: int = 1024
 ) -> dict:
-    """input_ids and labels (-100 outside the speaker's target turns), truncated to max_length.
+    """input_ids and labels (-100 outside the speaker's target turns) of the conversation from its start,
+    truncated to max_length."""
+    return encode_turns(tokenizer, training_turns(example, speaker), speaker, system, max_length)
+
+
+def encode_turns(tokenizer, turns: list[dict], speaker: str, system: str | None, max_length: int) -> dict:
+    """input_ids and labels (-100 outside the speaker's target turns) of `turns`, truncated to max_length.
 
     TRL's `assistant_only_loss` needs `{% generation %}` markers that few chat templates have, so the
     labels are computed here from the same rendering the simulator uses.
     """
-    turns = with_end_marker(example) if speaker == "user" else [
-        {**t, "target": True} for t in example["messages"]
-    ]
     text, spans = target_spans(tokenizer, turns, speaker, system)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     labels = []

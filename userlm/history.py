@@ -10,6 +10,8 @@ CHARS_PER_TOKEN = 4  # the budget's estimate where the backend renders prompts i
 
 
 def prompt_tokens(tokenizer, messages: list[dict]) -> int:
+    if not messages:  # no system prompt and no history: chat templates refuse to render nothing
+        return 0
     if tokenizer is None:
         return sum(len(m["content"]) for m in messages) // CHARS_PER_TOKEN + 8 * len(messages)
     return len(tokenizer(render(tokenizer, messages, add_generation_prompt=True), add_special_tokens=False)["input_ids"])
