@@ -27,6 +27,8 @@ def test_shipped_scenarios_are_valid_and_diverse():
     assert len(scenarios) >= 20
     # Enough new tokens for a user turn to finish (a cut-off turn would read as a short, human one).
     assert all(s.user_sampling.max_new_tokens >= 128 for s in scenarios + load_scenarios(SMOKE))
+    # Room for a conversation to end where the user model chooses (people average 6.8 turns in ShareGPT).
+    assert all(s.max_turns >= 8 for s in scenarios + load_scenarios(SMOKE))
     assert {"non-english", "role-confusion", "coding", "health", "travel"} <= {t for s in scenarios for t in s.tags}
     assert any(s.opening for s in scenarios) and any(not s.opening for s in scenarios)
 

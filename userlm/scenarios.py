@@ -28,7 +28,7 @@ class Scenario:
     intent: str = ""  # what the user wants, revealed bit by bit; given to user models trained with it, and
     persona: str = ""  # to prompted baselines
     assistant_system: str = ""
-    max_turns: int = 6  # user turns at most
+    max_turns: int = 8  # user turns at most (a safety cap: the user model ends a conversation when it chooses)
     samples: int = 4  # conversations per scenario
     user_sampling: Sampling = field(default_factory=Sampling)
     assistant_sampling: Sampling = field(default_factory=lambda: Sampling(temperature=0.7, max_new_tokens=128))

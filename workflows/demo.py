@@ -117,7 +117,9 @@ def simulate_stage(work: Path, adapter: Path, key: str, quick: bool, console) ->
     from userlm.config import load_config
 
     users = demo_users(adapter)
-    sim_overrides = ["samples=2", "max_turns=2"] if quick else ["samples=5"]
+    # The scenarios allow 8 user turns; the demo caps self-play at 3 to fit the 2-core CPU's time budget (its
+    # conversations that stop at the cap are counted as such in the report; replay lets a user end anywhere).
+    sim_overrides = ["samples=2", "max_turns=2"] if quick else ["samples=5", "max_turns=3"]
     runs = {label: work / "runs" / (f"{label}-{key}" if label == "trained-user-model" else label) for label in users}
     for label, user in users.items():
         console.print(f"[bold]{label}[/bold]: {user} -> {runs[label]}")
