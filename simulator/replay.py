@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 from simulator.guardrails import Guardrails, retry_seed, review, totals
-from simulator.replay_plan import fit_history, plan_hash, plan_points, replay_plan
+from simulator.replay_fit import fit_points
+from simulator.replay_plan import plan_hash, plan_points, replay_plan
 from simulator.run_dir import RUN_KIND, check_run_dir, finished_conversations, merge_shards
 from simulator.run_provenance import replay_provenance
 from simulator.sim_config import SimulationConfig, _backend_options, _identity, identity_config
@@ -50,6 +51,8 @@ class Replayed:
     backend: Backend | None = None
     sampling: Sampling = field(default_factory=Sampling)
     budget: int = 2048  # prompt tokens at most
+    history_cut: str = "latest"  # which turns a point over the budget sees (simulator/replay_fit.py)
+    fitted: list = field(default_factory=list)  # point number -> (its messages, turns cut), all found at once
     done: dict[int, dict] = field(default_factory=dict)  # point number -> what the model did there
     cuts: dict[int, int] = field(default_factory=dict)  # point number -> turns cut from its history
     guardrails: Guardrails | None = None  # the user side's (simulator/guardrails.py); None: off
@@ -66,8 +69,10 @@ class Replayed:
 
     def request(self, j: int) -> GenerationRequest:
         point = self.points[j]
-        history = [{"role": m["role"], "content": m["content"]} for m in self.example["messages"][:point["index"]]]
-        messages, self.cuts[j] = fit_history(self.backend.tokenizer, history, self.system, self.budget)
+        if not self.fitted:
+            self.fitted = fit_points(self.backend.tokenizer, self.example["messages"], [p["index"] for p in self.points],
+                                     self.system, self.budget, self.history_cut)
+        messages, self.cuts[j] = self.fitted[j]
         seed = point_seed(self.seed, self.example["id"], point["index"])
         return GenerationRequest(messages, self.sampling, retry_seed(seed, self.attempts[j]) if self.attempts[j] else seed)
 
@@ -110,6 +115,17 @@ def replay_conversations(pending: list[Replayed], batch_size: int, on_finish: Ca
     """`batch_size` points in flight, in plan order; the next is submitted as soon as one finishes, and a
     conversation is handed to `on_finish` once all its points are done."""
     backends = list({id(c.backend): c.backend for c in pending}.values())
+    engines = [(e, e.share_prefixes) for e in (getattr(b, "slots", None) for b in backends) if e is not None]
+    for engine, _ in engines:  # a conversation's points share their history: its keys/values are computed once
+        engine.share_prefixes = True
+    try:
+        _replay(pending, batch_size, on_finish, on_point, backends)
+    finally:
+        for engine, was in engines:
+            engine.share_prefixes = was
+
+
+def _replay(pending, batch_size, on_finish, on_point, backends) -> None:
     pending, flying = deque((c, j) for c in pending for j in range(len(c.points))), {}
     while pending or flying:
         while pending and len(flying) < batch_size:
@@ -168,7 +184,8 @@ def _start(index: int, cfg: SimulationConfig, resume: bool) -> _ReplayRun:
             "total_conversations": len(examples), "processes": 1,
             "replay": {"data_dir": cfg.replay, "split": cfg.split, "limit": cfg.limit, "with_intent": cfg.with_intent,
                        "data_content_hash": manifest["content_hash"], "plan_sha256": ident["plan_sha256"],
-                       "context_tokens": cfg.context_tokens, "points": sum(map(len, plans)),
+                       "context_tokens": cfg.context_tokens, "history_cut": cfg.history_cut,
+                       "points": sum(map(len, plans)),
                        "points_left_out": sum(map(len, every)) - sum(map(len, plans)),
                        "decision_points": sum(p["decision"] for ps in plans for p in ps),
                        "conversations_with_intent": len(intents)}}
@@ -183,7 +200,7 @@ def _start(index: int, cfg: SimulationConfig, resume: bool) -> _ReplayRun:
         upto = all_points[len(points)]["index"] if len(points) < len(all_points) else len(ex["messages"])
         todo.append(Replayed(index, n, ex, point_seed(cfg.seed, ex["id"]), intent, told, points, upto,
                              system=user_system(user, intent if told else ""), sampling=sampling,
-                             budget=cfg.context_tokens - sampling.max_new_tokens,
+                             budget=cfg.context_tokens - sampling.max_new_tokens, history_cut=cfg.history_cut,
                              guardrails=Guardrails.parse(cfg.user_guardrails)))
     return _ReplayRun(cfg, user, out, info, todo)
 
