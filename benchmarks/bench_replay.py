@@ -45,7 +45,7 @@ def timed(owner, name: str, label: str):
 def exact_fit(tokenizer, messages, indexes, system, budget, history_cut="latest"):
     """Each point fitted on its own by `fit_history` (before 2026-11-30's per-message counts)."""
     history = [{"role": m["role"], "content": m["content"]} for m in messages]
-    return [fit_history(tokenizer, history[:i], system, budget) for i in indexes]
+    return [(*fit_history(tokenizer, history[:i], system, budget), None) for i in indexes]
 
 
 def replay_run(backend, args, what="replay") -> tuple[int, float, dict]:

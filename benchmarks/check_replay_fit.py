@@ -13,7 +13,7 @@ import time
 
 from simulator.replay_fit import fit_points
 from simulator.replay_plan import fit_history, plan_points, prompt_tokens, replay_plan
-from userlm.chat import USER_MODEL_SYSTEM
+from userlm.chat import USER_MODEL_SYSTEM, render
 
 
 def main():
@@ -40,17 +40,21 @@ def main():
                        for ex, idx in zip(examples, plans)]
         fitted[cut + " s"] = time.perf_counter() - started
     points = sum(map(len, plans))
-    same = sum(a == b for x, y in zip(exact, fitted["latest"]) for a, b in zip(x, y))
+    same = sum(a == b[:2] for x, y in zip(exact, fitted["latest"]) for a, b in zip(x, y))
+    joined = [(ids, messages) for conv in fitted["latest"] + fitted["blocks"] for messages, _, ids in conv if ids]
+    ids_same = sum(ids == tokenizer(render(tokenizer, messages, add_generation_prompt=True),
+                                    add_special_tokens=False)["input_ids"] for ids, messages in joined)
     print(f"{len(examples)} conversations, {points} points: fit_history {t_exact:.1f} s, per-message counts "
-          f"{fitted['latest s']:.1f} s (blocks {fitted['blocks s']:.1f} s); same messages and cut at {same} of {points}")
+          f"{fitted['latest s']:.1f} s (blocks {fitted['blocks s']:.1f} s); same messages and cut at {same} of {points}; "
+          f"joined prompt ids equal to the prompt tokenized at {ids_same} of {len(joined)} (latest and blocks)")
     for cut in ("latest", "blocks"):
         total = shared = cut_points = 0
         for conv in fitted[cut]:
-            lengths = [prompt_tokens(tokenizer, messages) for messages, _ in conv]
+            lengths = [prompt_tokens(tokenizer, messages) for messages, _, _ in conv]
             total += sum(lengths)
-            cut_points += sum(c > 0 for _, c in conv)
+            cut_points += sum(c > 0 for _, c, _ in conv)
             runs: dict[int, int] = {}
-            for (_, start), n in zip(conv, lengths):
+            for (_, start, _), n in zip(conv, lengths):
                 runs[start] = max(runs.get(start, 0), n)
             shared += sum(runs.values())
         print(f"history_cut={cut}: {cut_points} points cut; prompt tokens {total}, with each run of points of one "

@@ -72,9 +72,10 @@ class Replayed:
         if not self.fitted:
             self.fitted = fit_points(self.backend.tokenizer, self.example["messages"], [p["index"] for p in self.points],
                                      self.system, self.budget, self.history_cut)
-        messages, self.cuts[j] = self.fitted[j]
+        messages, self.cuts[j], ids = self.fitted[j]
         seed = point_seed(self.seed, self.example["id"], point["index"])
-        return GenerationRequest(messages, self.sampling, retry_seed(seed, self.attempts[j]) if self.attempts[j] else seed)
+        return GenerationRequest(messages, self.sampling, retry_seed(seed, self.attempts[j]) if self.attempts[j] else seed,
+                                 prompt_ids=ids)
 
     def add(self, j: int, raw: str, tokens: int, truncated: bool, latency: float) -> bool:
         """Takes point j's generated turn; False when a guardrail wants it resampled (`request(j)` again)."""

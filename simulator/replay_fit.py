@@ -3,10 +3,11 @@
 `fit_history` (replay_plan.py) renders and tokenizes a point's history O(log n) times: ~18 ms a ShareGPT point,
 spent on the host between the GPU's decode steps (results/benchmarks/2026-11-30-h200-replay.md). Chat templates
 of the ChatML kind render each message on its own, fenced by special tokens, so a prompt's token count is the sum
-of its messages' counts: here each message of a conversation is tokenized once, and every point's cut is found
-from the sums. Whether a template adds up is checked on each conversation (the counts' sum against the whole
-conversation tokenized at once); where it does not, every point takes the exact path, `fit_history`, as does a
-point whose last turn alone is over the budget (it is shortened there).
+of its messages' counts, and its token ids those of its messages in a row: here each message of a conversation
+is tokenized once, every point's cut is found from the counts, and its prompt's ids (which the hf backend would
+otherwise render and tokenize again) are joined from the messages'. Whether a template adds up so is checked on
+each conversation (its whole and its second half tokenized at once); where it does not, every point takes the
+exact path, `fit_history`, as does a point whose last turn alone is over the budget (it is shortened there).
 
 `history_cut` chooses which turns a point sees when its history is over the budget:
 - `latest` (the default): the most recent turns that fit, as `fit_history` finds them;
@@ -25,47 +26,59 @@ HISTORY_CUTS = ("latest", "blocks")
 BLOCK_FILL = 0.5  # `blocks`: a cut history fills at most this share of the budget
 
 
-def _count(tokenizer, messages: list[dict], generation: bool) -> int:
-    return len(tokenizer(render(tokenizer, messages, add_generation_prompt=generation),
-                         add_special_tokens=False)["input_ids"])
+def _ids(tokenizer, messages: list[dict], generation: bool) -> list[int]:
+    return tokenizer(render(tokenizer, messages, add_generation_prompt=generation), add_special_tokens=False)["input_ids"]
 
 
-def message_counts(tokenizer, view: list[dict]) -> tuple[int, list[int]] | None:
-    """(tokens of the system part and the generation prompt, each further message's tokens) of `view` (the
-    user's view of a whole conversation), or None where the template's counts do not add up on it."""
+def message_tokens(tokenizer, view: list[dict]) -> tuple[list[int], list[list[int]], list[int]] | None:
+    """(the system part's token ids, each further message's, the generation prompt's) of `view` (the user's view
+    of a whole conversation): any run of its messages renders to the system's, those messages' and the
+    generation prompt's ids in a row. None where the template does not add up so (checked on the whole view and
+    on its second half)."""
     if tokenizer is None:
         return None
     system = view[:1] if view and view[0]["role"] == "system" else []
+    rest = view[len(system):]
     try:
-        base = _count(tokenizer, system, False) if system else 0
-        counts = [_count(tokenizer, system + [m], False) - base for m in view[len(system):]]
-        head = _count(tokenizer, system, True)
-        whole = _count(tokenizer, view, True)
+        head = _ids(tokenizer, system, False) if system else []
+        parts = [_ids(tokenizer, system + [m], False) for m in rest]
+        generation = _ids(tokenizer, system, True) if system else _ids(tokenizer, rest[:1], True)[len(parts[0]):]
+        checks = [(0, _ids(tokenizer, view, True))]
+        if len(rest) > 2:
+            checks.append((len(rest) // 2, _ids(tokenizer, system + rest[len(rest) // 2:], True)))
     except Exception:  # noqa: BLE001 - a template that cannot render a part alone (no messages, say): exact path
         return None
-    if head + sum(counts) != whole or min(counts, default=1) <= 0:
+    if any(p[:len(head)] != head or len(p) <= len(head) for p in parts) or generation[:len(head)] != head:
         return None
-    return head, counts
+    parts, generation = [p[len(head):] for p in parts], generation[len(head):] if system else generation
+    for start, ids in checks:
+        if ids != head + [t for p in parts[start:] for t in p] + generation:
+            return None
+    return head, parts, generation
 
 
 def fit_points(tokenizer, messages: list[dict], indexes: list[int], system: str | None, budget: int,
-               history_cut: str = "latest") -> list[tuple[list[dict], int]]:
+               history_cut: str = "latest") -> list[tuple[list[dict], int, list[int] | None]]:
     """For each point (the index of its message in the conversation, in order): the user's view of the history
-    before it within `budget` prompt tokens, and how many turns were cut from it (`fit_history`'s answer)."""
+    before it within `budget` prompt tokens, how many turns were cut from it (`fit_history`'s answer), and its
+    prompt's token ids where they were found from the messages' (None: the backend tokenizes the prompt)."""
     history = [{"role": m["role"], "content": m["content"]} for m in messages]
     view = speaker_view(history, "user", system)
     skip = len(view) - len(history)  # the system message
-    found = message_counts(tokenizer, view)
+    found = message_tokens(tokenizer, view)
+    if found:
+        system_ids, parts, generation = found
+        head, counts = len(system_ids) + len(generation), [len(p) for p in parts]
     out, start = [], 0
     for index in indexes:
-        exact = lambda: fit_history(tokenizer, history[:index], system, budget)  # noqa: E731
+        exact = lambda: (*fit_history(tokenizer, history[:index], system, budget), None)  # noqa: E731
         if found is None or index == 0:
             out.append(exact())
             continue
-        head, counts = found
+        ids = lambda: system_ids + [t for p in parts[start:index] for t in p] + generation  # noqa: E731
         total = head + sum(counts[start:index])
         if history_cut == "blocks" and start < index and total <= budget:
-            out.append((view[:skip] + view[skip + start: skip + index], start))
+            out.append((view[:skip] + view[skip + start: skip + index], start, ids()))
             continue
         limit = budget if history_cut == "latest" else max(int(budget * BLOCK_FILL), head + counts[index - 1])
         if head + counts[index - 1] > budget:  # the last turn alone is over the budget: shortened, exactly
@@ -77,5 +90,5 @@ def fit_points(tokenizer, messages: list[dict], indexes: list[int], system: str 
             used += counts[index - 1 - k]
             k += 1
         start = index - k
-        out.append((view[:skip] + view[skip + start: skip + index], start))
+        out.append((view[:skip] + view[skip + start: skip + index], start, ids()))
     return out

@@ -6,6 +6,13 @@ import simulator.replay_fit as replay_fit
 from simulator.replay_fit import fit_points
 from simulator.replay_plan import fit_history, prompt_tokens
 
+
+def prompt_ids(tokenizer, messages):
+    from userlm.chat import render
+
+    return tokenizer(render(tokenizer, messages, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
+
+
 WORDS = "the user asks about tests and the assistant answers with code and more words here".split()
 
 
@@ -21,24 +28,27 @@ def test_fit_points_equals_fit_history_at_every_point_with_one_tokenization_a_me
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     msgs = conversation(31)
     calls = [0]
-    count = replay_fit._count
-    monkeypatch.setattr(replay_fit, "_count", lambda *a: (calls.__setitem__(0, calls[0] + 1), count(*a))[1])
+    count = replay_fit._ids
+    monkeypatch.setattr(replay_fit, "_ids", lambda *a: (calls.__setitem__(0, calls[0] + 1), count(*a))[1])
     indexes = list(range(0, 31, 2)) + [31]
     for budget in (80, 150, 400, 100_000):
         for system in ("You are a user.", None):
             at = indexes if system else indexes[1:]  # no system and no history: nothing to render
             got = fit_points(tokenizer, msgs, at, system, budget)
             want = [fit_history(tokenizer, msgs[:i], system, budget) for i in at]
-            assert got == want, (budget, system)
-    assert calls[0] <= 8 * (31 + 3)  # each message once per (budget, system), not O(log n) prompts a point
+            assert [(m, c) for m, c, _ in got] == want, (budget, system)
+            assert all(ids == prompt_ids(tokenizer, m) for m, _, ids in got if ids)  # the prompt's own tokens
+            if budget >= 400:  # every point but the opening joins its ids from the messages'
+                assert all(ids is not None for (_, _, ids), i in zip(got, at) if i), (budget, system)
+    assert calls[0] <= 8 * (31 + 4)  # each message once per (budget, system), not O(log n) prompts a point
     # a template whose counts do not add up (no fences between messages: BPE merges across them) takes the
     # exact path at every point, with the same answers
     tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
     from userlm.chat import speaker_view
 
-    assert replay_fit.message_counts(tokenizer, speaker_view(msgs, "user", "sys")) is None
+    assert replay_fit.message_tokens(tokenizer, speaker_view(msgs, "user", "sys")) is None
     got = fit_points(tokenizer, msgs, indexes, "sys", 150)
-    assert got == [fit_history(tokenizer, msgs[:i], "sys", 150) for i in indexes]
+    assert got == [(*fit_history(tokenizer, msgs[:i], "sys", 150), None) for i in indexes]
 
 
 def test_blocks_cut_keeps_a_start_while_it_fits(tiny_model):
@@ -49,10 +59,11 @@ def test_blocks_cut_keeps_a_start_while_it_fits(tiny_model):
     indexes = list(range(0, 41, 2))
     latest = fit_points(tokenizer, msgs, indexes, "sys", 300)
     blocks = fit_points(tokenizer, msgs, indexes, "sys", 300, "blocks")
-    starts = [cut for _, cut in blocks]
-    assert starts == sorted(starts) and len(set(starts)) < len({cut for _, cut in latest})
-    for (messages, cut), (_, exact_cut), i in zip(blocks, latest, indexes):
+    starts = [cut for _, cut, _ in blocks]
+    assert starts == sorted(starts) and len(set(starts)) < len({cut for _, cut, _ in latest})
+    for (messages, cut, ids), (_, exact_cut, _), i in zip(blocks, latest, indexes):
         assert prompt_tokens(tokenizer, messages) <= 300 and cut >= exact_cut  # within the budget, fewer turns
+        assert ids is None or ids == prompt_ids(tokenizer, messages)
         assert messages[1:] == [{"role": "assistant" if m["role"] == "user" else "user", "content": m["content"]}
                                 for m in msgs[cut:i]]
     shared = sum(a[1] == b[1] and a[1] > 0 for a, b in zip(blocks, blocks[1:]))
