@@ -153,10 +153,11 @@ class _ReplayRun:
     out: Path
     info: dict
     todo: list[Replayed]
+    transcripts: Path  # transcripts.jsonl, or this process's shard of a data-parallel launch
     tokens: int = 0
 
 
-def _start(index: int, cfg: SimulationConfig, resume: bool) -> _ReplayRun:
+def _start(index: int, cfg: SimulationConfig, resume: bool, rank: int = 0, world: int = 1) -> _ReplayRun:
     from userlm.backends import backend_options
     from userlm.provenance import library_versions
 
@@ -182,7 +183,7 @@ def _start(index: int, cfg: SimulationConfig, resume: bool) -> _ReplayRun:
             "user_model": _identity(user.model, cfg.user_kind), "assistant_model": {"ref": "replayed", "kind": "replayed"},
             "user_adapter_manifest": user.manifest.to_dict() if user.manifest else None,
             "versions": library_versions(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "total_conversations": len(examples), "processes": 1,
+            "total_conversations": len(examples), "processes": world,
             "replay": {"data_dir": cfg.replay, "split": cfg.split, "limit": cfg.limit, "with_intent": cfg.with_intent,
                        "data_content_hash": manifest["content_hash"], "plan_sha256": ident["plan_sha256"],
                        "context_tokens": cfg.context_tokens, "history_cut": cfg.history_cut,
@@ -191,8 +192,9 @@ def _start(index: int, cfg: SimulationConfig, resume: bool) -> _ReplayRun:
                        "decision_points": sum(p["decision"] for ps in plans for p in ps),
                        "conversations_with_intent": len(intents)}}
     info["provenance"] = replay_provenance(cfg, info, sampling)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "run.json", info)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "run.json", info)
     todo = []
     for n, (ex, points, all_points) in enumerate(zip(examples, plans, every)):
         if (f"replay:{cfg.split}", n) in done:
@@ -203,33 +205,38 @@ def _start(index: int, cfg: SimulationConfig, resume: bool) -> _ReplayRun:
                              system=user_system(user, intent if told else ""), sampling=sampling,
                              budget=cfg.context_tokens - sampling.max_new_tokens, history_cut=cfg.history_cut,
                              guardrails=Guardrails.parse(cfg.user_guardrails)))
-    return _ReplayRun(cfg, user, out, info, todo)
+    transcripts = out / "transcripts.jsonl" if world == 1 else out / "shards" / f"rank-{rank}.jsonl"
+    transcripts.parent.mkdir(parents=True, exist_ok=True)
+    return _ReplayRun(cfg, user, out, info, todo[rank::world], transcripts)  # every world-th conversation
 
 
 def replay_together(cfgs: list[SimulationConfig], resume: bool = False, console=None) -> list[Path]:
     """Several replay runs in one loop (users of the same model share one backend and its batches), each
-    written as `simulate --replay` alone would write it."""
+    written as `simulate --replay` alone would write it. Under `accelerate launch` each process takes every N-th
+    conversation on its own GPU into shards/rank-R.jsonl, and process 0 merges them in plan order."""
     from rich.console import Console
 
     from userlm import distributed
 
-    console = console or Console()
-    if distributed.world_size() > 1:
-        raise UserError("--replay runs in one process; use --batch-size (or the vllm/openai backends) to go wider")
+    console, rank, world = console or Console(), distributed.rank(), distributed.world_size()
     if len({Path(c.out).resolve() for c in cfgs}) < len(cfgs):
         raise UserError("runs replayed together need different out directories")
-    runs = [_start(n, cfg, resume) for n, cfg in enumerate(cfgs)]
+    runs = [_start(n, cfg, resume, rank, world) for n, cfg in enumerate(cfgs)]
+    distributed.wait_for_everyone()  # every process has read the finished sets before any appends to them
     started, todo = time.perf_counter(), [c for r in runs for c in r.todo]
     if todo:
-        _run_todo(runs, todo, "replay" + (f" {len(runs)} runs" if len(runs) > 1 else ""), console)
-    for r in runs:
+        _run_todo(runs, todo, "replay" + (f" {len(runs)} runs" if len(runs) > 1 else "")
+                  + (f" {rank}/{world}" if world > 1 else ""), console)
+    distributed.wait_for_everyone()
+    for r in runs if rank == 0 else []:
         merge_shards(r.out, [(f"replay:{r.cfg.split}", n) for n in range(r.info["total_conversations"])])  # plan order
         records = list(read_jsonl(r.out / "transcripts.jsonl")) if (r.out / "transcripts.jsonl").exists() else []
         r.info["replay"]["points_cut"] = sum(p.get("cut", 0) > 0 for rec in records for p in rec["points"])
         if r.cfg.user_guardrails:  # each guardrail's firings, all told
             r.info["guardrails"] = {"options": r.cfg.user_guardrails, "fired": totals(records)}
         r.info["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        r.info["generated_tokens"], r.info["seconds"] = r.tokens, round(time.perf_counter() - started, 1)
+        r.info["generated_tokens" if world == 1 else "generated_tokens_process_0"] = r.tokens
+        r.info["seconds"] = round(time.perf_counter() - started, 1)
         atomic_write_json(r.out / "run.json", r.info)
         if not r.todo:
             console.print(f"{r.out}: all {len(records)} conversations already done")
@@ -253,7 +260,7 @@ def _run_todo(runs: list[_ReplayRun], todo: list[Replayed], label: str, console)
 
     def finish(conv: Replayed) -> None:
         r = runs[conv.run]
-        append_jsonl(r.out / "transcripts.jsonl", {**conv.record(r.user, r.cfg, r.cfg.split),
+        append_jsonl(r.transcripts, {**conv.record(r.user, r.cfg, r.cfg.split),
                                                    "user_adapter_manifest_sha256": r.info["user_model"].get("manifest_sha256")})
         r.tokens += sum(p["tokens"] for p in conv.done.values())
 
@@ -267,3 +274,5 @@ def _run_todo(runs: list[_ReplayRun], todo: list[Replayed], label: str, console)
                   TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("starting", total=sum(len(c.points) for c in todo))
         replay_conversations(todo, max(r.cfg.batch_size for r in runs), finish, point)
+    seconds = time.perf_counter() - started
+    console.print(f"{label}: {tokens} tokens in {seconds:.1f} s after loading the model ({tokens / seconds:.0f} tok/s)")

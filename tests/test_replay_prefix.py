@@ -93,21 +93,27 @@ def test_shared_prefixes_feed_each_history_once_with_the_same_tokens(tiny_model)
     assert fed_shared < 0.5 * fed_plain, (fed_shared, fed_plain)
 
 
-def test_replay_on_the_static_engine_shares_and_matches(tiny_model, tmp_path):
-    """`simulate --replay` on the static engine (sharing on) writes the texts the dynamic scheduler writes."""
+def small_data(tmp_path, n=10):
     from conftest import sharegpt_file
 
-    from simulator.run import SimulationConfig, simulate
-    from userlm.config import load_config
     from userlm.data.prepare import PrepareConfig, prepare
-    from userlm.records import load_run
 
     records = [(f"c{i}", [("human", f"plan a trip to city {i} " * 12), ("gpt", "Sure, here is a plan. " * 15),
                           ("human", "cheaper please " * 5), ("gpt", "Here is a cheaper plan. " * 10),
-                          ("human", "thanks " * 3), ("gpt", "You are welcome.")]) for i in range(10)]
+                          ("human", "thanks " * 3), ("gpt", "You are welcome.")]) for i in range(n)]
     data = tmp_path / "data"
     prepare(PrepareConfig(sources=[sharegpt_file(tmp_path / "s.json", records)], out=str(data),
                           validation_fraction=0, test_fraction=0.9))
+    return data
+
+
+def test_replay_on_the_static_engine_shares_and_matches(tiny_model, tmp_path):
+    """`simulate --replay` on the static engine (sharing on) writes the texts the dynamic scheduler writes."""
+    from simulator.run import SimulationConfig, simulate
+    from userlm.config import load_config
+    from userlm.records import load_run
+
+    data = small_data(tmp_path)
     texts = {}
     for engine in ("on", "off"):
         cfg = load_config(SimulationConfig, None, [f"replay={data}", f"out={tmp_path / engine}", "limit=4",
@@ -116,3 +122,30 @@ def test_replay_on_the_static_engine_shares_and_matches(tiny_model, tmp_path):
         texts[engine] = {r["sample"]: [p["generated"] for p in r["points"]] for r in recs}
         assert info["replay"]["history_cut"] == "latest"
     assert texts["on"] == texts["off"]
+
+
+def test_two_processes_replay_into_shards_merged_in_plan_order(tiny_model, tmp_path):
+    """`accelerate launch` with two gloo processes (issue 25: data-parallel replay): each replays every second
+    conversation into its shard, process 0 merges them in the one-process run's order (it refused before)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from userlm.records import load_run
+
+    root, data = Path(__file__).resolve().parents[1], small_data(tmp_path, 12)
+    args = ["-m", "workflows.cli", "simulate", "--replay", str(data), "--limit", "5", "--max-turns", "2",
+            "--user", f"base:{tiny_model}", "--batch-size", "4"]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    for out, launch in ((tmp_path / "one", []), (tmp_path / "dp", ["-m", "accelerate.commands.launch", "--multi_gpu",
+                                                                    "--num_processes", "2", "--num_cpu_threads_per_process", "1"])):
+        done = subprocess.run([sys.executable, *launch, *args, "--out", str(out)], cwd=root, capture_output=True,
+                              text=True, timeout=600, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+    (_, one), (info, dp) = load_run(tmp_path / "one"), load_run(tmp_path / "dp")
+    assert info["processes"] == 2 and not list((tmp_path / "dp" / "shards").glob("*.jsonl"))
+    key = lambda r: (r["sample"], r["conversation_id"], r["seed"], [p["index"] for p in r["points"]])  # noqa: E731
+    assert [key(r) for r in dp] == [key(r) for r in one] and len(one) == 5
+    assert json.loads((tmp_path / "dp" / "run.json").read_text())["generated_tokens_process_0"] > 0
