@@ -4,10 +4,11 @@
 spent on the host between the GPU's decode steps (results/benchmarks/2026-11-30-h200-replay.md). Chat templates
 of the ChatML kind render each message on its own, fenced by special tokens, so a prompt's token count is the sum
 of its messages' counts, and its token ids those of its messages in a row: here each message of a conversation
-is tokenized once, every point's cut is found from the counts, and its prompt's ids (which the hf backend would
-otherwise render and tokenize again) are joined from the messages'. Whether a template adds up so is checked on
-each conversation (its whole and its second half tokenized at once); where it does not, every point takes the
-exact path, `fit_history`, as does a point whose last turn alone is over the budget (it is shortened there).
+is tokenized once (one batch), every point's cut is found from the counts, and its prompt's ids (which the hf
+backend would otherwise render and tokenize again) are joined from the messages'. Whether a template adds up so
+is checked on each conversation (three of its points' prompts tokenized whole: the first, the last, the first
+with a cut history); where it does not, every point takes the exact path, `fit_history`, as does a point whose
+last turn alone is over the budget (it is shortened there).
 
 `history_cut` chooses which turns a point sees when its history is over the budget:
 - `latest` (the default): the most recent turns that fit, as `fit_history` finds them;
@@ -30,31 +31,30 @@ def _ids(tokenizer, messages: list[dict], generation: bool) -> list[int]:
     return tokenizer(render(tokenizer, messages, add_generation_prompt=generation), add_special_tokens=False)["input_ids"]
 
 
+def _each_ids(tokenizer, system: list[dict], rest: list[dict]) -> list[list[int]]:
+    """The ids of the system part with each message of `rest` after it, in one call (one batch for the tokenizer)."""
+    texts = [render(tokenizer, system + [m], add_generation_prompt=False) for m in rest]
+    return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+
+
 def message_tokens(tokenizer, view: list[dict]) -> tuple[list[int], list[list[int]], list[int]] | None:
     """(the system part's token ids, each further message's, the generation prompt's) of `view` (the user's view
     of a whole conversation): any run of its messages renders to the system's, those messages' and the
-    generation prompt's ids in a row. None where the template does not add up so (checked on the whole view and
-    on its second half)."""
+    generation prompt's ids in a row (`fit_points` checks that on two of its points). None where the parts do
+    not even begin with the system part's ids."""
     if tokenizer is None:
         return None
     system = view[:1] if view and view[0]["role"] == "system" else []
     rest = view[len(system):]
     try:
         head = _ids(tokenizer, system, False) if system else []
-        parts = [_ids(tokenizer, system + [m], False) for m in rest]
+        parts = _each_ids(tokenizer, system, rest)
         generation = _ids(tokenizer, system, True) if system else _ids(tokenizer, rest[:1], True)[len(parts[0]):]
-        checks = [(0, _ids(tokenizer, view, True))]
-        if len(rest) > 2:
-            checks.append((len(rest) // 2, _ids(tokenizer, system + rest[len(rest) // 2:], True)))
     except Exception:  # noqa: BLE001 - a template that cannot render a part alone (no messages, say): exact path
         return None
     if any(p[:len(head)] != head or len(p) <= len(head) for p in parts) or generation[:len(head)] != head:
         return None
-    parts, generation = [p[len(head):] for p in parts], generation[len(head):] if system else generation
-    for start, ids in checks:
-        if ids != head + [t for p in parts[start:] for t in p] + generation:
-            return None
-    return head, parts, generation
+    return head, [p[len(head):] for p in parts], generation[len(head):] if system else generation
 
 
 def fit_points(tokenizer, messages: list[dict], indexes: list[int], system: str | None, budget: int,
@@ -91,4 +91,10 @@ def fit_points(tokenizer, messages: list[dict], indexes: list[int], system: str 
             k += 1
         start = index - k
         out.append((view[:skip] + view[skip + start: skip + index], start, ids()))
+    # the template adds up on this conversation: the first and last points joined from the messages' ids, and the
+    # first one with a cut history, each against its prompt tokenized whole; else every point takes the exact path
+    joined = [n for n, fitted in enumerate(out) if fitted[2] is not None]
+    checked = {*joined[:1], *joined[-1:], *[n for n in joined if out[n][1] > 0][:1]}
+    if any(out[n][2] != _ids(tokenizer, out[n][0], True) for n in checked):
+        return [(*fit_history(tokenizer, history[:i], system, budget), None) for i in indexes]
     return out
