@@ -7,7 +7,8 @@ A conversation's points are independent (each sees the real history), so they al
 points at a time, in plan order. Running a conversation's points one after another under one key instead lets
 the hf backend start each prompt from the previous point's keys/values, but that saved only 7% on the 2-core CPU
 while the chain (up to max_new_tokens decode steps per point, batches emptying as chains end) cost far more
-(docs/replay.md). Each point's text depends only on (seed, conversation, point)."""
+(docs/replay.md). On the GPU engine the points share their history's keys/values across slots instead
+(`share_prefixes`, docs/gpu.md). Each point's text depends only on (seed, conversation, point)."""
 
 from __future__ import annotations
 
