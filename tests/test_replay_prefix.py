@@ -149,3 +149,11 @@ def test_two_processes_replay_into_shards_merged_in_plan_order(tiny_model, tmp_p
     key = lambda r: (r["sample"], r["conversation_id"], r["seed"], [p["index"] for p in r["points"]])  # noqa: E731
     assert [key(r) for r in dp] == [key(r) for r in one] and len(one) == 5
     assert json.loads((tmp_path / "dp" / "run.json").read_text())["generated_tokens_process_0"] > 0
+
+
+def test_runs_with_other_history_cuts_are_not_comparable():
+    from evaluators.comparability import check_comparable
+
+    latest, blocks = {"replay": {"history_cut": "latest"}}, {"replay": {"history_cut": "blocks"}}
+    assert check_comparable(latest, blocks) == ["replay history cut: latest vs blocks"]
+    assert check_comparable(latest, {"replay": {}}) == []  # a run from before the setting: latest, not compared
