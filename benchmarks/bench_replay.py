@@ -16,6 +16,7 @@ from pathlib import Path
 
 from simulator.loop import Conversation, Side, run_conversations
 from simulator.replay import Replayed, _start, replay_conversations
+from simulator.replay_plan import fit_history
 from simulator.run import conversation_seed
 from simulator.sim_config import SimulationConfig
 from userlm.backends import get_backend
@@ -41,33 +42,40 @@ def timed(owner, name: str, label: str):
     setattr(owner, name, wrapper)
 
 
-def one_turn_at_a_time(tokenizer, history, system, budget):
-    """fit_history as first written: the oldest turns cut one at a time, the rest re-tokenized after each."""
-    from simulator.replay_plan import fit_history, prompt_tokens
-    from userlm.chat import speaker_view
-
-    cut = 0
-    while prompt_tokens(tokenizer, speaker_view(history[cut:], "user", system)) > budget and cut < len(history) - 1:
-        cut += 1
-    messages, more = fit_history(tokenizer, history[cut:], system, budget)  # the last turn's shortening, if any
-    return messages, cut + more
+def exact_fit(tokenizer, messages, indexes, system, budget, history_cut="latest"):
+    """Each point fitted on its own by `fit_history` (before 2026-11-30's per-message counts)."""
+    history = [{"role": m["role"], "content": m["content"]} for m in messages]
+    return [(*fit_history(tokenizer, history[:i], system, budget), None) for i in indexes]
 
 
-def replay_run(backend, args) -> tuple[int, float, dict]:
+def replay_run(backend, args, what="replay") -> tuple[int, float, dict]:
+    """replay: as `simulate --replay` runs (prefixes shared, points fitted from per-message counts); replay-blocks:
+    with `history_cut=blocks`; replay-old: as before (each point's prompt computed whole, fitted on its own)."""
+    import simulator.replay as replay_module
+
     with tempfile.TemporaryDirectory() as tmp:
         cfg = SimulationConfig(replay=args.data, split=args.split, limit=args.limit, user=f"base:{args.model}",
                                out=str(Path(tmp) / "run"), batch_size=args.batch_size, dtype=args.dtype,
-                               context_tokens=args.context_tokens)
+                               context_tokens=args.context_tokens,
+                               history_cut="blocks" if what == "replay-blocks" else "latest")
         run = _start(0, cfg, resume=False)
         for conv in run.todo:
             conv.backend = backend
         tokens, points = [0], sum(len(c.points) for c in run.todo)
         started = time.perf_counter()
-        replay_conversations(run.todo, args.batch_size, lambda c: None,
-                             lambda live, n: tokens.__setitem__(0, tokens[0] + n))
+        on_point = lambda live, n: tokens.__setitem__(0, tokens[0] + n)  # noqa: E731
+        if what == "replay-old":
+            replay_module.fit_points, fitted = exact_fit, replay_module.fit_points
+            try:
+                replay_module._replay(run.todo, args.batch_size, lambda c: None, on_point, [backend])
+            finally:
+                replay_module.fit_points = fitted
+        else:
+            replay_conversations(run.todo, args.batch_size, lambda c: None, on_point)
         seconds = time.perf_counter() - started
     ended = sum(p["ended"] for c in run.todo for p in c.done.values())
-    return tokens[0], seconds, {"conversations": len(run.todo), "points": points, "ended": ended}
+    cut = sum(p["cut"] > 0 for c in run.todo for p in c.done.values())
+    return tokens[0], seconds, {"conversations": len(run.todo), "points": points, "cut": cut, "ended": ended}
 
 
 def selfplay_run(backend, args) -> tuple[int, float, dict]:
@@ -101,8 +109,8 @@ def main():
     parser.add_argument("--scenarios", default="scenarios/everyday", help="self-play's scenarios")
     parser.add_argument("--max-turns", type=int, default=3, help="self-play's user turns a conversation")
     parser.add_argument("--order", default="replay,selfplay,replay,selfplay",
-                        help="runs in this order: replay, selfplay, replay-old-fit (the history cut one turn at "
-                             "a time, as before 2026-11-30, each cut re-tokenizing the rest)")
+                        help="runs in this order: replay, replay-blocks (history_cut=blocks), replay-old (no "
+                             "prefix sharing, each point fitted on its own: before 2026-11-30's second change), selfplay")
     args = parser.parse_args()
     backend = get_backend("hf", args.model, dtype=args.dtype, max_batch=args.batch_size,
                           static_cache=args.static_cache)
@@ -113,7 +121,7 @@ def main():
           f"{sum(p.numel() for p in backend.model.parameters()) / 1e6:.0f}M parameters, "
           f"{next(backend.model.parameters()).dtype}; static engine {engine is not None}"
           + (f", graphs {engine.use_graphs}, compiled decode {engine.compile_decode}" if engine else ""), flush=True)
-    timed(Replayed, "request", "replay requests (fit_history)")
+    timed(Replayed, "request", "replay requests (fitting histories)")
     timed(Conversation, "request", "self-play requests")
     timed(backend, "_prompt", "prompt tokenization")
     for what in args.order.split(","):
@@ -123,19 +131,14 @@ def main():
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        if what == "replay-old-fit":
-            import simulator.replay as replay_module
-
-            replay_module.fit_history, fitted = one_turn_at_a_time, replay_module.fit_history
-        tokens, seconds, about = (selfplay_run if what == "selfplay" else replay_run)(backend, args)
-        if what == "replay-old-fit":
-            replay_module.fit_history = fitted
+        tokens, seconds, about = (selfplay_run(backend, args) if what == "selfplay" else replay_run(backend, args, what))
         s, c = backend.seconds, backend.counts
         prefill, decode = s["prefill"], s["decode"]
+        fed = c["prefill tokens"] if engine else HOST["tokens fed"]  # the engine counts what slots shared too
         print(f"[{what}, {args.batch_size} live] {about}: {tokens} tokens in {seconds:.1f} s = {tokens / seconds:.0f} "
-              f"tok/s; prefill {c['prefill']} passes, {HOST['tokens fed']:.0f} prompt tokens fed "
+              f"tok/s; prefill {c['prefill']} passes, {fed:.0f} prompt tokens fed "
               f"(of {HOST['prompt tokens']:.0f} in prompts) in {prefill:.1f} s "
-              f"= {HOST['tokens fed'] / max(prefill, 1e-9):.0f} tok/s; decode {c['decode']} steps in {decode:.1f} s "
+              f"= {fed / max(prefill, 1e-9):.0f} tok/s; decode {c['decode']} steps in {decode:.1f} s "
               f"= {1000 * decode / max(c['decode'], 1):.2f} ms a step, {tokens / max(decode, 1e-9):.0f} tok/s of decode"
               + (f"; {c['graphs']} graphs captured in {s['capture']:.1f} s" if s["capture"] else "")
               + (f"; peak GPU memory {torch.cuda.max_memory_allocated() / 1e9:.1f} GB" if cuda else ""), flush=True)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 22 on a lent GPU machine: replay (`simulate --replay`) vs self-play with the static engine, Qwen2.5-0.5B
 # and 7B shapes (random weights, benchmarks/random_model.py), one model a GPU, side by side when there are two.
-# Usage: DATA=prepared-data-dir bash benchmarks/gpu_replay.sh   (logs in $OUT; results/benchmarks/2026-11-30-h200-replay.md)
+# Usage: DATA=prepared-data-dir bash benchmarks/gpu_replay.sh   (logs in $OUT; results/benchmarks/2026-11-30-h200-replay*.md)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
@@ -23,27 +23,11 @@ shape() {  # shape gpu orders...
     ( time python3 -m workflows.cli simulate --replay "$DATA" --split test --limit 128 --user base:$m --batch-size 128 \
         --static-cache on --dtype bfloat16 --out /tmp/run-$s ) 2>&1 | grep -v "it/s\]" | tail -4
     python3 -c "import json; i=json.load(open('/tmp/run-$s/run.json')); print('cli replay run.json:', i['generated_tokens'], 'tokens in', i['seconds'], 's;', i['replay']['points'], 'points,', i['replay']['points_cut'], 'cut')"
-    python3 - "$DATA" $m <<'PY'  # the new fit_history finds the cut the old one did, at every point of the plan
-import sys, time
-from transformers import AutoTokenizer
-from benchmarks.bench_replay import one_turn_at_a_time
-from simulator.replay_plan import fit_history, plan_points, replay_plan
-tok = AutoTokenizer.from_pretrained(sys.argv[2])
-examples, _, _ = replay_plan(sys.argv[1], "test", 128, False)
-hist = [[{"role": m["role"], "content": m["content"]} for m in ex["messages"][:p["index"]]]
-        for ex in examples for p in plan_points(ex)]
-for name, fit in (("galloping", fit_history), ("one turn at a time", one_turn_at_a_time)):
-    started = time.perf_counter()
-    fitted = [fit(tok, h, "You are a user.", 1888) for h in hist]
-    print(f"fit_history {name}: {len(hist)} points in {time.perf_counter() - started:.1f} s")
-    if name == "galloping":
-        new = fitted
-print("same cut and messages at", sum(a == b for a, b in zip(new, fitted)), "of", len(hist), "points")
-PY
+    python3 benchmarks/check_replay_fit.py $m "$DATA" --limit 128  # the per-message fit = fit_history, every point
   fi
 }
-O05=${O05:-replay,selfplay,replay,selfplay,replay-old-fit}
-O7=${O7:-replay,selfplay,replay,selfplay}
+O05=${O05:-replay,selfplay,replay-blocks,replay-old,replay,replay-blocks,selfplay}
+O7=${O7:-replay,selfplay,replay-blocks,replay,replay-blocks,selfplay,replay-old}
 if [ "$gpus" -ge 2 ]; then
   shape qwen2.5-0.5b 0 $O05 > "$OUT/qwen05.log" 2>&1 &
   shape qwen2.5-7b 1 $O7 > "$OUT/qwen7.log" 2>&1

@@ -29,6 +29,7 @@ _SAME = [
     ("replay data hash", ("replay", "content_hash")),
     ("replay split", ("config", "split")),
     ("replay limit", ("config", "limit")),
+    ("replay history cut", ("replay", "history_cut")),
 ]
 _MISSING = object()
 

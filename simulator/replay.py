@@ -7,7 +7,8 @@ A conversation's points are independent (each sees the real history), so they al
 points at a time, in plan order. Running a conversation's points one after another under one key instead lets
 the hf backend start each prompt from the previous point's keys/values, but that saved only 7% on the 2-core CPU
 while the chain (up to max_new_tokens decode steps per point, batches emptying as chains end) cost far more
-(docs/replay.md). Each point's text depends only on (seed, conversation, point)."""
+(docs/replay.md). On the GPU engine the points share their history's keys/values across slots instead
+(`share_prefixes`, docs/gpu.md). Each point's text depends only on (seed, conversation, point)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 from simulator.guardrails import Guardrails, retry_seed, review, totals
-from simulator.replay_plan import fit_history, plan_hash, plan_points, replay_plan
+from simulator.replay_fit import fit_points
+from simulator.replay_plan import plan_hash, plan_points, replay_plan
 from simulator.run_dir import RUN_KIND, check_run_dir, finished_conversations, merge_shards
 from simulator.run_provenance import replay_provenance
 from simulator.sim_config import SimulationConfig, _backend_options, _identity, identity_config
@@ -50,6 +52,8 @@ class Replayed:
     backend: Backend | None = None
     sampling: Sampling = field(default_factory=Sampling)
     budget: int = 2048  # prompt tokens at most
+    history_cut: str = "latest"  # which turns a point over the budget sees (simulator/replay_fit.py)
+    fitted: list = field(default_factory=list)  # point number -> (its messages, turns cut), all found at once
     done: dict[int, dict] = field(default_factory=dict)  # point number -> what the model did there
     cuts: dict[int, int] = field(default_factory=dict)  # point number -> turns cut from its history
     guardrails: Guardrails | None = None  # the user side's (simulator/guardrails.py); None: off
@@ -66,10 +70,13 @@ class Replayed:
 
     def request(self, j: int) -> GenerationRequest:
         point = self.points[j]
-        history = [{"role": m["role"], "content": m["content"]} for m in self.example["messages"][:point["index"]]]
-        messages, self.cuts[j] = fit_history(self.backend.tokenizer, history, self.system, self.budget)
+        if not self.fitted:
+            self.fitted = fit_points(self.backend.tokenizer, self.example["messages"], [p["index"] for p in self.points],
+                                     self.system, self.budget, self.history_cut)
+        messages, self.cuts[j], ids = self.fitted[j]
         seed = point_seed(self.seed, self.example["id"], point["index"])
-        return GenerationRequest(messages, self.sampling, retry_seed(seed, self.attempts[j]) if self.attempts[j] else seed)
+        return GenerationRequest(messages, self.sampling, retry_seed(seed, self.attempts[j]) if self.attempts[j] else seed,
+                                 prompt_ids=ids)
 
     def add(self, j: int, raw: str, tokens: int, truncated: bool, latency: float) -> bool:
         """Takes point j's generated turn; False when a guardrail wants it resampled (`request(j)` again)."""
@@ -110,6 +117,17 @@ def replay_conversations(pending: list[Replayed], batch_size: int, on_finish: Ca
     """`batch_size` points in flight, in plan order; the next is submitted as soon as one finishes, and a
     conversation is handed to `on_finish` once all its points are done."""
     backends = list({id(c.backend): c.backend for c in pending}.values())
+    engines = [(e, e.share_prefixes) for e in (getattr(b, "slots", None) for b in backends) if e is not None]
+    for engine, _ in engines:  # a conversation's points share their history: its keys/values are computed once
+        engine.share_prefixes = True
+    try:
+        _replay(pending, batch_size, on_finish, on_point, backends)
+    finally:
+        for engine, was in engines:
+            engine.share_prefixes = was
+
+
+def _replay(pending, batch_size, on_finish, on_point, backends) -> None:
     pending, flying = deque((c, j) for c in pending for j in range(len(c.points))), {}
     while pending or flying:
         while pending and len(flying) < batch_size:
@@ -136,10 +154,11 @@ class _ReplayRun:
     out: Path
     info: dict
     todo: list[Replayed]
+    transcripts: Path  # transcripts.jsonl, or this process's shard of a data-parallel launch
     tokens: int = 0
 
 
-def _start(index: int, cfg: SimulationConfig, resume: bool) -> _ReplayRun:
+def _start(index: int, cfg: SimulationConfig, resume: bool, rank: int = 0, world: int = 1) -> _ReplayRun:
     from userlm.backends import backend_options
     from userlm.provenance import library_versions
 
@@ -165,16 +184,18 @@ def _start(index: int, cfg: SimulationConfig, resume: bool) -> _ReplayRun:
             "user_model": _identity(user.model, cfg.user_kind), "assistant_model": {"ref": "replayed", "kind": "replayed"},
             "user_adapter_manifest": user.manifest.to_dict() if user.manifest else None,
             "versions": library_versions(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "total_conversations": len(examples), "processes": 1,
+            "total_conversations": len(examples), "processes": world,
             "replay": {"data_dir": cfg.replay, "split": cfg.split, "limit": cfg.limit, "with_intent": cfg.with_intent,
                        "data_content_hash": manifest["content_hash"], "plan_sha256": ident["plan_sha256"],
-                       "context_tokens": cfg.context_tokens, "points": sum(map(len, plans)),
+                       "context_tokens": cfg.context_tokens, "history_cut": cfg.history_cut,
+                       "points": sum(map(len, plans)),
                        "points_left_out": sum(map(len, every)) - sum(map(len, plans)),
                        "decision_points": sum(p["decision"] for ps in plans for p in ps),
                        "conversations_with_intent": len(intents)}}
     info["provenance"] = replay_provenance(cfg, info, sampling)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "run.json", info)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "run.json", info)
     todo = []
     for n, (ex, points, all_points) in enumerate(zip(examples, plans, every)):
         if (f"replay:{cfg.split}", n) in done:
@@ -183,35 +204,40 @@ def _start(index: int, cfg: SimulationConfig, resume: bool) -> _ReplayRun:
         upto = all_points[len(points)]["index"] if len(points) < len(all_points) else len(ex["messages"])
         todo.append(Replayed(index, n, ex, point_seed(cfg.seed, ex["id"]), intent, told, points, upto,
                              system=user_system(user, intent if told else ""), sampling=sampling,
-                             budget=cfg.context_tokens - sampling.max_new_tokens,
+                             budget=cfg.context_tokens - sampling.max_new_tokens, history_cut=cfg.history_cut,
                              guardrails=Guardrails.parse(cfg.user_guardrails)))
-    return _ReplayRun(cfg, user, out, info, todo)
+    transcripts = out / "transcripts.jsonl" if world == 1 else out / "shards" / f"rank-{rank}.jsonl"
+    transcripts.parent.mkdir(parents=True, exist_ok=True)
+    return _ReplayRun(cfg, user, out, info, todo[rank::world], transcripts)  # every world-th conversation
 
 
 def replay_together(cfgs: list[SimulationConfig], resume: bool = False, console=None) -> list[Path]:
     """Several replay runs in one loop (users of the same model share one backend and its batches), each
-    written as `simulate --replay` alone would write it."""
+    written as `simulate --replay` alone would write it. Under `accelerate launch` each process takes every N-th
+    conversation on its own GPU into shards/rank-R.jsonl, and process 0 merges them in plan order."""
     from rich.console import Console
 
     from userlm import distributed
 
-    console = console or Console()
-    if distributed.world_size() > 1:
-        raise UserError("--replay runs in one process; use --batch-size (or the vllm/openai backends) to go wider")
+    console, rank, world = console or Console(), distributed.rank(), distributed.world_size()
     if len({Path(c.out).resolve() for c in cfgs}) < len(cfgs):
         raise UserError("runs replayed together need different out directories")
-    runs = [_start(n, cfg, resume) for n, cfg in enumerate(cfgs)]
+    runs = [_start(n, cfg, resume, rank, world) for n, cfg in enumerate(cfgs)]
+    distributed.wait_for_everyone()  # every process has read the finished sets before any appends to them
     started, todo = time.perf_counter(), [c for r in runs for c in r.todo]
     if todo:
-        _run_todo(runs, todo, "replay" + (f" {len(runs)} runs" if len(runs) > 1 else ""), console)
-    for r in runs:
+        _run_todo(runs, todo, "replay" + (f" {len(runs)} runs" if len(runs) > 1 else "")
+                  + (f" {rank}/{world}" if world > 1 else ""), console)
+    distributed.wait_for_everyone()
+    for r in runs if rank == 0 else []:
         merge_shards(r.out, [(f"replay:{r.cfg.split}", n) for n in range(r.info["total_conversations"])])  # plan order
         records = list(read_jsonl(r.out / "transcripts.jsonl")) if (r.out / "transcripts.jsonl").exists() else []
         r.info["replay"]["points_cut"] = sum(p.get("cut", 0) > 0 for rec in records for p in rec["points"])
         if r.cfg.user_guardrails:  # each guardrail's firings, all told
             r.info["guardrails"] = {"options": r.cfg.user_guardrails, "fired": totals(records)}
         r.info["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        r.info["generated_tokens"], r.info["seconds"] = r.tokens, round(time.perf_counter() - started, 1)
+        r.info["generated_tokens" if world == 1 else "generated_tokens_process_0"] = r.tokens
+        r.info["seconds"] = round(time.perf_counter() - started, 1)
         atomic_write_json(r.out / "run.json", r.info)
         if not r.todo:
             console.print(f"{r.out}: all {len(records)} conversations already done")
@@ -235,7 +261,7 @@ def _run_todo(runs: list[_ReplayRun], todo: list[Replayed], label: str, console)
 
     def finish(conv: Replayed) -> None:
         r = runs[conv.run]
-        append_jsonl(r.out / "transcripts.jsonl", {**conv.record(r.user, r.cfg, r.cfg.split),
+        append_jsonl(r.transcripts, {**conv.record(r.user, r.cfg, r.cfg.split),
                                                    "user_adapter_manifest_sha256": r.info["user_model"].get("manifest_sha256")})
         r.tokens += sum(p["tokens"] for p in conv.done.values())
 
@@ -249,3 +275,5 @@ def _run_todo(runs: list[_ReplayRun], todo: list[Replayed], label: str, console)
                   TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("starting", total=sum(len(c.points) for c in todo))
         replay_conversations(todo, max(r.cfg.batch_size for r in runs), finish, point)
+    seconds = time.perf_counter() - started
+    console.print(f"{label}: {tokens} tokens in {seconds:.1f} s after loading the model ({tokens / seconds:.0f} tok/s)")

@@ -19,13 +19,14 @@ HF_FIELD_OPTIONS = {"quantization": "quantization", "dtype": "dtype", "max_batch
 
 
 # Fields only `--replay` reads (kept out of a self-play run's identity, so runs written before them resume).
-REPLAY_FIELDS = ("replay", "split", "limit", "with_intent", "context_tokens")
+REPLAY_FIELDS = ("replay", "split", "limit", "with_intent", "context_tokens", "history_cut")
 
 
 def identity_config(config: dict, leave_out: tuple[str, ...]) -> dict:
     """A run's config as its identity: without `leave_out`, nor guardrails when none is on (so that runs
     written before `user_guardrails` existed still resume)."""
-    return {k: v for k, v in config.items() if k not in leave_out and not (k == "user_guardrails" and not v)}
+    return {k: v for k, v in config.items() if k not in leave_out and not (k == "user_guardrails" and not v)
+            and not (k == "history_cut" and v == "latest")}
 
 
 @dataclass
@@ -60,6 +61,10 @@ class SimulationConfig:
     with_intent: bool = option(False, "--replay: only conversations with a written intent (intents.jsonl)")
     context_tokens: int = option(2048, "--replay: prompt plus the user's turn at most, in tokens; a longer history "
                                        "loses its oldest turns (counted in run.json)", min=1)
+    history_cut: Literal["latest", "blocks"] = option(
+        "latest", "--replay: a history over context_tokens keeps its latest turns that fit (latest), or the turns "
+                  "the conversation's previous point kept while they fit, else those within half the budget "
+                  "(blocks: points share their prompt's prefix, computed once on the GPU; docs/gpu.md)")
     user_guardrails: dict[str, int] = option(
         factory=dict, flag="guardrail",
         help="a guardrail of the user side (repeatable KEY=VALUE, all off by default; docs/user-behaviour.md): "

@@ -20,6 +20,8 @@ class GenerationRequest:
     messages: list[dict]  # already in the speaking model's view (userlm.chat.speaker_view)
     sampling: Sampling
     seed: int
+    prompt_ids: list[int] | None = None  # the rendered prompt's token ids where the caller has them (replay): the
+    # hf backend then skips rendering and tokenizing it; other backends read `messages`
 
 
 @dataclass

@@ -151,8 +151,8 @@ class HFBackend(HFScoring, Backend):
     def _prompt(self, key, request: GenerationRequest):
         """(token ids of the prompt, how many of them are cached already, the keys/values they come from): the
         conversation's previous turn, or with `shared_prefix` a recent prompt that shares a longer prefix."""
-        ids = self.tokenizer(render(self.tokenizer, request.messages, add_generation_prompt=True),
-                             add_special_tokens=False)["input_ids"]
+        ids = request.prompt_ids or self.tokenizer(render(self.tokenizer, request.messages, add_generation_prompt=True),
+                                                   add_special_tokens=False)["input_ids"]
         reused, old_kv = 0, []
         if key in self.kept:
             old_ids, old_kv = self.kept.pop(key)

@@ -23,10 +23,8 @@ import time
 from collections.abc import Hashable
 
 from userlm.backends.decode_graphs import DecodeGraphs
-from userlm.backends.rows import Row
 from userlm.backends.slot_kv import SlotBuffers, SlotKV, register_slot_attention, slot_cache_class
-
-LENGTH_BUCKET = 256  # attention reads positions [0, Lb): a multiple of this above the longest live row
+from userlm.backends.slot_prefill import LENGTH_BUCKET, SlotPrefill
 
 
 def _bucket(n: int, limit: int) -> int:
@@ -36,7 +34,7 @@ def _bucket(n: int, limit: int) -> int:
     return min(b, limit)
 
 
-class SlotEngine(DecodeGraphs, SlotBuffers):
+class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
     def __init__(self, backend, slots: int, graphs: bool, prefill_tokens: int = 16384, compile_decode: bool = False):
         import torch
 
@@ -56,6 +54,7 @@ class SlotEngine(DecodeGraphs, SlotBuffers):
         self.length = 0  # positions per slot; buffers are allocated on first use and doubled when a row needs more
         self.keys = self.values = self.mask = None
         self.rows: list = [None] * slots
+        self.resident: list = [None] * slots  # slot -> the tokens whose keys/values it holds (slot_prefill.py)
         self.drawn: dict[int, float] = {}  # slot -> its row's next uniform, drawn while the GPU ran the last step
         self.graphs: dict = {}
         self.pool = None
@@ -87,6 +86,7 @@ class SlotEngine(DecodeGraphs, SlotBuffers):
         self.keys = self.values = self.mask = None
         self.graphs.clear()
         self.pool, self.length = None, 0
+        self.resident = [None] * self.slots
 
     # ---- scheduling -------------------------------------------------------------------------------------
     def live(self) -> int:
@@ -111,79 +111,6 @@ class SlotEngine(DecodeGraphs, SlotBuffers):
                 started = time.perf_counter()
                 finished += self._decode()
                 backend.seconds["decode"] += time.perf_counter() - started
-        return finished
-
-    def _prefill(self, joining: list) -> list:
-        """All joining requests at once, in chunks of at most `prefill_tokens` padded tokens (shortest first,
-        so a chunk pads little), each written straight into its slot."""
-        import torch
-
-        backend = self.backend
-        prepared = []
-        for key, request in joining:
-            ids, reused, old_kv = backend._prompt(key, request)
-            prepared.append((key, request, ids, reused, old_kv))
-        self._ensure_length(max(len(p[2]) + p[1].sampling.max_new_tokens + 1 for p in prepared))
-        free = iter(i for i, r in enumerate(self.rows) if r is None)
-        placed = []
-        for key, request, ids, reused, old_kv in prepared:
-            slot = next(free)
-            if reused and isinstance(old_kv, SlotKV):  # kept by this engine: all layers in one copy
-                self.keys[:, slot, :, :reused] = old_kv.keys[:, :, :reused]
-                self.values[:, slot, :, :reused] = old_kv.values[:, :, :reused]
-            elif reused:
-                for layer, (k, v) in enumerate(old_kv):
-                    self.keys[layer, slot, :, :reused] = k[0, :, :reused]
-                    self.values[layer, slot, :, :reused] = v[0, :, :reused]
-            generator = torch.Generator().manual_seed(request.seed)
-            row = Row(key, ids, request.sampling, generator)
-            self.rows[slot] = row  # taken now so the next request gets another slot
-            placed.append((slot, row, reused))
-        placed.sort(key=lambda p: len(p[1].ids) - p[2])
-        finished, chunk = [], []
-        for item in placed + [None]:
-            if item is not None:
-                width = max([len(p[1].ids) - p[2] for p in chunk + [item]])
-                if not chunk or width * (len(chunk) + 1) <= self.prefill_tokens:
-                    chunk.append(item)
-                    continue
-            finished += self._prefill_chunk(chunk)
-            chunk = [item]
-        return finished
-
-    def _prefill_chunk(self, chunk: list) -> list:
-        import torch
-
-        width = max(len(row.ids) - reused for _, row, reused in chunk)
-        lb = min(self.length, -(-max(len(row.ids) for _, row, _ in chunk) // LENGTH_BUCKET) * LENGTH_BUCKET)
-        feed, positions, writes = [], [], []
-        for slot, row, reused in chunk:
-            new = row.ids[reused:]
-            pad = width - len(new)
-            feed.append([0] * pad + new)
-            positions.append([0] * pad + list(range(reused, len(row.ids))))
-            writes.append([self.trash] * pad + list(range(reused, len(row.ids))))
-        slots = torch.tensor([slot for slot, _, _ in chunk], device=self.device)
-        positions = torch.tensor(positions, device=self.device)
-        writes_t = torch.tensor(writes, device=self.device)
-        # query t of a row sees its positions 0..its own; a padded query sees position 0 only (see the mask's
-        # first column), so that no row of the softmax is empty
-        mask = (torch.arange(lb, device=self.device)[None, None, :] <= positions[:, :, None]).unsqueeze(1)
-        self.mode = ("prefill", slots, writes_t, lb)
-        logits = self._forward(input_ids=torch.tensor(feed, device=self.device), position_ids=positions,
-                               attention_mask=mask)
-        self.mode = None
-        self.backend.counts["prefill"] += 1
-        for slot, row, _ in chunk:
-            self.mask[slot, :] = False
-            self.mask[slot, : len(row.ids)] = True
-            self.mask[slot, 0] = True
-        rows = [row for _, row, _ in chunk]
-        self.backend._sample(rows, logits)
-        finished = []
-        for slot, row, _ in chunk:
-            if self.backend._done(row):
-                finished.append(self._finish(slot))
         return finished
 
     def _decode(self) -> list:

@@ -1,0 +1,193 @@
+"""The static engine's prefill (`static_cache.py`): joining requests are prefilled together, left-padded to a
+common length, in chunks of at most `prefill_tokens` padded tokens, straight into their slots; only tokens that
+are not cached already are fed.
+
+Cached tokens come from the request's own conversation (its previous turn, `backend.kept`) and, with
+`share_prefixes` on, from any slot: each slot remembers the tokens whose keys/values it holds (`resident`: a live
+row's, or a finished row's until another row takes the slot), and a joining prompt starts from the longest
+prefix (`SHARE_MIN` tokens at least) it shares with one of them or with another joining prompt, whose keys/values
+are copied (or, a finished row's slot, reused in place). Replay turns it on: a conversation's points share their
+real history, so only its longest point's prompt is computed and each other point feeds a token or a few.
+Hand-written rather than transformers' prefix caching because the slots are this engine's own buffers.
+Keys/values computed inside a longer prompt differ from a prompt's own in the last bits (a near-tie between two
+tokens can flip), so it stays off for self-play, where the kept previous turn already covers the history."""
+
+from __future__ import annotations
+
+LENGTH_BUCKET = 256  # attention reads positions [0, Lb): a multiple of this above the longest live row
+SHARE_MIN = 64  # a prompt shares a prefix with another's only from this many tokens on (and is bucketed by them)
+
+
+def common_prefix(old_ids: list[int], ids: list[int]) -> int:
+    """Leading tokens the two share, leaving at least the last of `ids` to compute (its logits are needed).
+    Bisection over slice comparisons (C speed) rather than a Python loop over every token."""
+    most = min(len(old_ids), len(ids) - 1)
+    if most <= 0 or old_ids[0] != ids[0]:
+        return 0
+    lo, hi = 1, most  # old_ids[:lo] == ids[:lo]
+    if old_ids[:hi] == ids[:hi]:
+        return hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if old_ids[:mid] == ids[:mid] else (lo, mid)
+    return lo
+
+
+class SlotPrefill:
+    """`SlotEngine`'s prefill (it sets rows, keys, values, mask, backend and the rest)."""
+
+    share_prefixes = False  # replay turns it on for its runs (simulator/replay.py)
+
+    def _sources(self, prepared: list) -> tuple[list, list]:
+        """For each prepared [key, request, ids, reused, old_kv]: (slot, n) to copy n cached tokens from (a slot
+        already holding them), or ("join", i, n): another joining prompt, i, prefilled first, holds them."""
+        buckets: dict[tuple, list] = {}
+        for slot, ids in enumerate(self.resident):
+            if ids is not None and len(ids) > SHARE_MIN:
+                buckets.setdefault(tuple(ids[:SHARE_MIN]), []).append(("slot", slot, ids))
+        order = sorted(range(len(prepared)), key=lambda i: -len(prepared[i][2]))  # the longest first
+        sources, first = [None] * len(prepared), []
+        for i in order:
+            ids, reused = prepared[i][2], prepared[i][3]
+            best = None
+            if len(ids) > SHARE_MIN:
+                bucket = buckets.setdefault(tuple(ids[:SHARE_MIN]), [])
+                for kind, at, other in bucket:
+                    n = common_prefix(other, ids)
+                    if n >= SHARE_MIN and n > (best[2] if best else reused):
+                        best = (kind, at, n)
+                if best is None or best[0] != "join":  # a prompt that draws on another joining one is not drawn on
+                    bucket.append(("join", i, ids))
+            sources[i] = best
+            if best is None or best[0] != "join":
+                first.append(i)
+        return sources, first
+
+    def _prefill(self, joining: list) -> list:
+        """All joining requests at once; with `share_prefixes`, those whose prefix another joining prompt holds
+        in a second pass, after it."""
+        backend = self.backend
+        prepared = []
+        for key, request in joining:
+            ids, reused, old_kv = backend._prompt(key, request)
+            prepared.append((key, request, ids, reused, old_kv))
+        self._ensure_length(max(len(p[2]) + p[1].sampling.max_new_tokens + 1 for p in prepared))
+        if self.share_prefixes:
+            sources, first = self._sources(prepared)
+        else:
+            sources, first = [None] * len(prepared), list(range(len(prepared)))
+        second = sorted(set(range(len(prepared))) - set(first))
+        # slots: a finished row's slot that a request draws on is reused in place by it (its first such taker);
+        # the others take slots no request draws on where there are such
+        drawn = {s[1] for s in sources if s and s[0] == "slot"}
+        free = [i for i, r in enumerate(self.rows) if r is None]
+        taken: dict[int, int] = {}
+        for i in first + second:
+            s = sources[i]
+            if s and s[0] == "slot" and self.rows[s[1]] is None and s[1] not in taken.values():
+                taken[i] = s[1]
+        spare = iter(sorted((slot for slot in free if slot not in taken.values()), key=lambda slot: slot in drawn))
+        for i in first + second:
+            if i not in taken:
+                taken[i] = next(spare)
+        # copies out of a slot that another request is about to take: read before anything is written
+        targets = {taken[i] for i in range(len(prepared)) if not (sources[i] and sources[i][:2] == ("slot", taken[i]))}
+        need: dict[int, int] = {}
+        for s in sources:
+            if s and s[0] == "slot" and s[1] in targets:
+                need[s[1]] = max(need.get(s[1], 0), s[2])
+        saved = {slot: (self.keys[:, slot, :, :n].clone(), self.values[:, slot, :, :n].clone())
+                 for slot, n in need.items()}
+        placed = {}
+        for i in first + second:
+            key, request, ids, reused, old_kv = prepared[i]
+            slot, s = taken[i], sources[i]
+            if s and s[0] == "slot":
+                reused = s[2]
+                if s[1] != slot:
+                    keys, values = saved.get(s[1]) or (self.keys[:, s[1]], self.values[:, s[1]])
+                    self.keys[:, slot, :, :reused] = keys[:, :, :reused]
+                    self.values[:, slot, :, :reused] = values[:, :, :reused]
+            elif s:
+                reused = s[2]  # copied after the first pass
+            else:
+                self._copy_kept(slot, reused, old_kv)
+            placed[i] = self._place(slot, key, request, ids), reused
+        finished = self._prefill_placed([(taken[i], placed[i][0], placed[i][1]) for i in first])
+        for i in second:  # the joining prompt drawn on is in its slot now
+            _, j, n = sources[i]
+            self.keys[:, taken[i], :, :n] = self.keys[:, taken[j], :, :n]
+            self.values[:, taken[i], :, :n] = self.values[:, taken[j], :, :n]
+        return finished + self._prefill_placed([(taken[i], placed[i][0], placed[i][1]) for i in second])
+
+    def _copy_kept(self, slot: int, reused: int, old_kv) -> None:
+        from userlm.backends.slot_kv import SlotKV
+
+        if reused and isinstance(old_kv, SlotKV):  # kept by this engine: all layers in one copy
+            self.keys[:, slot, :, :reused] = old_kv.keys[:, :, :reused]
+            self.values[:, slot, :, :reused] = old_kv.values[:, :, :reused]
+        elif reused:
+            for layer, (k, v) in enumerate(old_kv):
+                self.keys[layer, slot, :, :reused] = k[0, :, :reused]
+                self.values[layer, slot, :, :reused] = v[0, :, :reused]
+
+    def _place(self, slot: int, key, request, ids: list[int]):
+        import torch
+
+        from userlm.backends.rows import Row
+
+        row = Row(key, ids, request.sampling, torch.Generator().manual_seed(request.seed))
+        self.rows[slot] = row  # taken now so the next request gets another slot
+        self.resident[slot] = row.ids  # the same list: it grows as the row decodes
+        return row
+
+    def _prefill_placed(self, placed: list) -> list:
+        """(slot, row, tokens cached) in chunks of at most `prefill_tokens` padded tokens, shortest first."""
+        placed = sorted(placed, key=lambda p: len(p[1].ids) - p[2])
+        finished, chunk = [], []
+        for item in placed + [None]:
+            if item is not None:
+                width = max([len(p[1].ids) - p[2] for p in chunk + [item]])
+                if not chunk or width * (len(chunk) + 1) <= self.prefill_tokens:
+                    chunk.append(item)
+                    continue
+            if chunk:
+                finished += self._prefill_chunk(chunk)
+            chunk = [item]
+        return finished
+
+    def _prefill_chunk(self, chunk: list) -> list:
+        import torch
+
+        width = max(len(row.ids) - reused for _, row, reused in chunk)
+        lb = min(self.length, -(-max(len(row.ids) for _, row, _ in chunk) // LENGTH_BUCKET) * LENGTH_BUCKET)
+        feed, positions, writes = [], [], []
+        for slot, row, reused in chunk:
+            new = row.ids[reused:]
+            pad = width - len(new)
+            feed.append([0] * pad + new)
+            positions.append([0] * pad + list(range(reused, len(row.ids))))
+            writes.append([self.trash] * pad + list(range(reused, len(row.ids))))
+        self.backend.counts["prefill tokens"] += sum(len(row.ids) - reused for _, row, reused in chunk)
+        slots = torch.tensor([slot for slot, _, _ in chunk], device=self.device)
+        positions = torch.tensor(positions, device=self.device)
+        writes_t = torch.tensor(writes, device=self.device)
+        # query t of a row sees its positions 0..its own; a padded query sees position 0 only (see the mask's
+        # first column), so that no row of the softmax is empty
+        mask = (torch.arange(lb, device=self.device)[None, None, :] <= positions[:, :, None]).unsqueeze(1)
+        self.mode = ("prefill", slots, writes_t, lb)
+        logits = self._forward(input_ids=torch.tensor(feed, device=self.device), position_ids=positions,
+                               attention_mask=mask)
+        self.mode = None
+        self.backend.counts["prefill"] += 1
+        for slot, row, _ in chunk:
+            self.mask[slot, :] = False
+            self.mask[slot, : len(row.ids)] = True
+            self.mask[slot, 0] = True
+        rows = [row for _, row, _ in chunk]
+        self.backend._sample(rows, logits)
+        finished = []
+        for slot, row, _ in chunk:
+            if self.backend._done(row):
+                finished.append(self._finish(slot))
+        return finished
