@@ -20,8 +20,8 @@ Either way a point's view depends only on its conversation and its position in i
 
 from __future__ import annotations
 
-from simulator.replay_plan import fit_history
 from userlm.chat import render, speaker_view
+from userlm.history import fit_history
 
 HISTORY_CUTS = ("latest", "blocks")
 BLOCK_FILL = 0.5  # `blocks`: a cut history fills at most this share of the budget
