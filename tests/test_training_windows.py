@@ -63,3 +63,20 @@ def test_assistant_control_and_conversations_without_an_end(tokenizer):
     ai = encode_windows(tokenizer, example, speaker="assistant", system=None, max_length=96)
     texts = [learned(tokenizer, r) for r in ai]
     assert all(sum(f"a{i} " in t for t in texts) == 1 for i in range(4))
+
+
+def test_end_share_sets_the_share_of_sampled_windows_that_end(tokenizer):
+    from trainer.train import TrainConfig, check_config, tokenize_split
+    from userlm.io import UserError
+
+    examples = [conversation(6 + i % 3) for i in range(12)]
+    cfg = TrainConfig(max_length=96, seed=3)
+    natural, ends = tokenize_split(tokenizer, examples, cfg, limit=40)
+    assert len(natural) == 40 and ends < 20
+    cfg.end_share = 0.5
+    _, ends = tokenize_split(tokenizer, examples, cfg, limit=20, end_share=cfg.end_share)
+    assert ends == 10
+    _, ends = tokenize_split(tokenizer, examples, cfg, limit=40, end_share=0.5)
+    assert ends == 12  # as far as there are ends: one a conversation
+    with pytest.raises(UserError, match="end_share needs"):
+        check_config(TrainConfig(end_share=0.5, max_steps=-1))

@@ -49,6 +49,9 @@ class TrainConfig:
     context: Literal["windows", "head"] = option(
         "windows", "a conversation longer than max_length: windows (every human turn and end decision trained once, "
                    "with the history before it cut as replay cuts prompts) or head (its first max_length tokens)")
+    end_share: float | None = option(
+        None, "context=windows with a sample (max_steps or max_train_examples): the share of the sampled windows that "
+              "end a conversation (null: as the sample falls, about 1 in 8 on ShareGPT)", min=0, max=1)
     per_device_train_batch_size: int = option(4, "training batch size per device", min=1)
     per_device_eval_batch_size: int = option(8, "evaluation batch size per device", min=1)
     gradient_accumulation_steps: int = option(1, "batches per optimizer step", min=1)
@@ -90,7 +93,7 @@ def example_systems(examples: list[dict], cfg: TrainConfig, intents: dict[str, s
 
 
 def tokenize_split(tokenizer, examples: list[dict], cfg: TrainConfig, systems: list[str] | None = None,
-                   limit: int | None = None):
+                   limit: int | None = None, end_share: float | None = None):
     """Examples -> (a datasets.Dataset of input_ids/labels, how many of its rows train the end marker): one row
     an example (context=head) or one a window (trainer/windows.py), a seeded sample of `limit` rows where more,
     dropping rows left with no target token."""
@@ -107,7 +110,15 @@ def tokenize_split(tokenizer, examples: list[dict], cfg: TrainConfig, systems: l
     if not rows:
         raise UserError(f"{cfg.data_dir}: no example has a target token within max_length={cfg.max_length}")
     if limit is not None and limit < len(rows):
-        rows = random.Random(cfg.seed).sample(rows, limit)
+        rng = random.Random(cfg.seed)
+        if end_share is None:
+            rows = rng.sample(rows, limit)
+        else:  # the ends and the rest sampled apart, in the share asked (as far as there are ends)
+            ends = [r for r in rows if r["ends_conversation"]]
+            rest = [r for r in rows if not r["ends_conversation"]]
+            n_ends = min(len(ends), round(limit * end_share))
+            rows = rng.sample(ends, n_ends) + rng.sample(rest, min(len(rest), limit - n_ends))
+            rng.shuffle(rows)
     ends = sum(bool(r.pop("ends_conversation")) for r in rows) if cfg.context == "windows" else None
     return datasets.Dataset.from_list(rows), ends
 
@@ -167,6 +178,8 @@ def check_config(cfg: TrainConfig) -> None:
         raise UserError(f"lr_scheduler_type must be one of {', '.join(allowed)}; got '{cfg.lr_scheduler_type}'")
     if not cfg.learning_rate > 0 or not 0 <= cfg.lora_dropout < 1 or cfg.warmup_steps < 0:
         raise UserError("need learning_rate > 0, 0 <= lora_dropout < 1 and warmup_steps >= 0")
+    if cfg.end_share is not None and (cfg.context != "windows" or (cfg.max_steps <= 0 and not cfg.max_train_examples)):
+        raise UserError("end_share needs context=windows and a sample of them (max_steps or max_train_examples)")
     resolve(cfg.base_model)
     report_to_list(cfg.report_to)
 
@@ -225,7 +238,8 @@ def _train(cfg: TrainConfig, resume: bool) -> dict:
     if cfg.intent != "none" and not with_intent:
         raise UserError(f"{cfg.data_dir}: intent={cfg.intent} but no training example has a usable intent; "
                         f"run `userlm data intents {cfg.data_dir}` for the train split")
-    train_ds, end_rows = tokenize_split(tokenizer, train_examples, cfg, train_systems, limit=needed)
+    train_ds, end_rows = tokenize_split(tokenizer, train_examples, cfg, train_systems, limit=needed,
+                                       end_share=cfg.end_share)
     eval_ds = tokenize_split(tokenizer, eval_examples, cfg, example_systems(eval_examples, cfg, intents),
                              limit=cfg.max_eval_examples)[0] if eval_examples else None
     if cfg.gradient_checkpointing:
