@@ -85,6 +85,10 @@ def behaviour(ctx: Context) -> Evaluation:
                        "distinct_1", "distinct_2", "turn_length_w1", "conversation_length_w1"])
     if ctx.reference and all(u["ended_by_user"] is None for u in ctx.reference):
         out["termination_rate"]["reference"]["note"] = "n/a: the reference source records no conversation ends"
+    if ctx.run_info.get("mode") == "replay" and "termination_rate" in out:  # every replay runs to the real end
+        na = {"value": None, "ci_low": None, "ci_high": None, "n": 0,
+              "note": "n/a in a replay: the user's ends are scored point by point in end_f1"}
+        out["termination_rate"] = {side: dict(na) for side in out["termination_rate"]}
     return Evaluation(out)
 
 

@@ -284,3 +284,7 @@ def test_reference_termination_is_na_where_the_source_records_no_end(tmp_path, b
     result = behaviour(Context(units=units, reference=reference, run_info={})).metrics["termination_rate"]
     assert result["run"]["value"] == 1.0
     assert math.isnan(result["reference"]["value"]) and "no conversation ends" in result["reference"]["note"]
+    # A replay runs every conversation to its real end: its termination_rate (0 for any model, 1 for people)
+    # would measure the replay, not the user; its ends are end_f1's.
+    replay = behaviour(Context(units=units, reference=units, run_info={"mode": "replay"})).metrics["termination_rate"]
+    assert replay["run"]["value"] is None and "end_f1" in replay["run"]["note"] and replay["reference"]["value"] is None
