@@ -50,7 +50,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--work", default="work/bench-base-models")
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--perplexity-examples", type=int, default=48)
+    parser.add_argument("--perplexity-examples", type=int, default=48,
+                        help="held-out conversations for perplexity (0: skip it; Gemma's 262k-token logits over whole "
+                             "conversations took > 16 min on 2 cores)")
     parser.add_argument("--samples", type=int, default=5, help="conversations per smoke scenario")
     parser.add_argument("--classifier", help="AI-voice classifier dir (default: the data's own, trained on first use)")
     parser.add_argument("--models", help=f"comma-separated subset of {', '.join(MODELS)} (default: both)")
@@ -68,7 +70,8 @@ def main():
                            f"max_steps={args.steps}", "eval_steps=100000"])
         manifest = read_adapter_manifest(adapter).to_dict() if (adapter / "manifest.json").exists() \
             else train(cfg, resume=adapter.exists())
-        ppl = perplexity_of(str(adapter), str(data), "test", limit=args.perplexity_examples, max_words=0)  # per word
+        ppl = perplexity_of(str(adapter), str(data), "test", limit=args.perplexity_examples, max_words=0) \
+            if args.perplexity_examples else {"base": {"perplexity": float("nan")}, "perplexity": float("nan")}  # per word
         run = work / f"run-{name}"
         simulate(SimulationConfig(scenarios=str(ROOT / "scenarios" / "smoke"), user=str(adapter), assistant=MODELS[0],
                                   out=str(run), samples=args.samples), resume=(run / "transcripts.jsonl").exists())
