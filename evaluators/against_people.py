@@ -41,6 +41,7 @@ def reference_pool_units(units: list[dict], reference_dir: str | None, size: int
 def people_reference(units: list[dict], reference_dir: str | None) -> tuple[list[dict] | None, dict]:
     """The run's units get their model and people sides (in place); returns the people's side as reference
     units (None for a self-play run without a reference dir) and what was matched."""
+    units = L.canonical(units)  # pairing by position: one order for evaluate and compare (like_for_like.py)
     # One draw of 2N serves the run's people (the first N) and the control's other people (the next N).
     pool = [] if L.is_replay(units) else reference_pool_units(units, reference_dir, 2 * len(units))[:len(units)]
     info = L.attach_sides(units, [r["user_turns"] for r in pool])
@@ -53,6 +54,7 @@ def prepare(units: list[dict], reference_dir: str | None = None, embed=None, see
     """Out-of-fold discriminator scores (u["disc"]), embeddings (u["emb"], when `embed(texts) -> vectors` is
     given) and end decisions (u["ends"]) on the run's units, in place; returns {"info", "controls": {"people":
     units, "self": units}} with the controls scored alike."""
+    units = L.canonical(units)
     info = people_reference(units, reference_dir)[1]
     budget = L.word_budget(units)
     people = [u["people_turns"] for u in units]
@@ -82,6 +84,7 @@ def _ci(units: list[dict], statistic, set_based: bool = False, note: str | None 
 
 def evaluate(units: list[dict], reference_dir: str | None, embed=None, seed: int = 0) -> tuple[dict, dict]:
     """({metric: {"run": ci}}, the report's "against_people" card) for a run's units."""
+    units = L.canonical(units)  # the same value (and interval) whatever order the caller read them in
     if not L.is_replay(units) and not reference_dir:
         note = "n/a: a self-play run is compared with people only with --reference"
         return {"discriminability": {"run": dict(NA, note=note)}}, {"note": note}

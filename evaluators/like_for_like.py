@@ -18,6 +18,17 @@ def is_replay(units: list[dict]) -> bool:
     return any(u.get("points") is not None for u in units)
 
 
+def canonical(units: list[dict]) -> list[dict]:
+    """The run's conversations (the same dicts) in one order, whatever order they were read in: by scenario, then
+    sample (numerically). Everything here pairs by position (unit i with real conversation i, halves even/odd) and
+    the discriminator's folds follow the order, so `evaluate` (a run's file order) and `compare` (its pairing order)
+    read the same number off the same run only in one such order."""
+    def key(u: dict):
+        head, _, tail = str(u.get("id", "")).rpartition("#")
+        return (head, not tail.isdigit(), int(tail) if tail.isdigit() else 0, tail)
+    return sorted(units, key=key)
+
+
 def replay_pairs(unit: dict) -> tuple[list[str], list[str]]:
     """(model's turns, people's turns) at the points where both wrote a turn, in order."""
     pairs = [(p["generated"], p["real"]) for p in unit.get("points") or []

@@ -73,3 +73,34 @@ def test_a_self_play_run_without_people_says_why():
     units = [{"id": "s#0", "user_turns": ["hi"], "truncated": [False], "ended_by_user": False}]
     metrics, card = evaluate(units, None)
     assert metrics["discriminability"]["run"]["value"] is None and "--reference" in card["note"]
+
+
+def test_compare_reports_for_each_side_what_evaluate_reports_for_that_run_alone(tmp_path, data):
+    """Like-for-like people are paired by position and the folds follow the order: compare (its pairing order)
+    and evaluate (the run's file order) read one order (like_for_like.canonical), so one number per run. On the
+    old code the demo's run read 0.570 in evaluate and 0.758 in compare."""
+    from evaluators import metrics as M
+    from evaluators.against_people import evaluate
+    from evaluators.reference import transcript_units
+    from userlm.data.prepare import read_split
+    from userlm.records import load_run
+    from workflows.compare import metric_row, paired_units, prepare_against_people
+
+    people = [[m["content"] for m in ex["messages"] if m["role"] == "user"] for ex in read_split(data, "train")]
+
+    def run(name, offset, spam_every):  # people's turns of other conversations, every k-th user a spammer
+        keys = [(s, i) for s in ("s-b", "s-a") for i in range(12)]  # file order: not the sorted one
+        records = [{"scenario_id": s, "sample": i, "stop_reason": "max_turns", "seed": i, "turns": [
+            t for k, text in enumerate((people[offset + n] + ["and?"])[:2]) for t in (
+                {"role": "user", "text": "ok thanks" if n % spam_every == 0 else text, "tokens": 9, "truncated": False},
+                {"role": "assistant", "text": f"Sure, here is part {k}."})]} for n, (s, i) in enumerate(keys)]
+        return write_run(tmp_path / name, records)
+
+    runs = [run("base", 0, 5), run("cand", 100, 3)]
+    alone = [evaluate(transcript_units(load_run(r)[1]), str(data))[0]["discriminability"]["run"]["value"]
+             for r in runs]
+    base, cand = paired_units(runs)
+    prepare_against_people(base, cand, str(data))
+    row = metric_row("discriminability", {"direction": "lower", "margin": 0.05}, None, base, cand, [], M.Inputs())
+    assert [row["baseline"], row["candidate"]] == pytest.approx(alone)
+    assert all(0.5 < v < 1 for v in alone)  # neither chance nor told apart every time: the pairing matters

@@ -140,3 +140,13 @@ def test_replay_runs_pair_by_conversation_id_and_self_play_by_scenario_and_sampl
     c, d = run("c", [rec(0, "x0"), rec(1, "x1")]), run("d", [rec(1, "y1"), rec(0, "y0")])
     base, cand = paired_units([c, d])
     assert [(x["user_turns"][0], y["user_turns"][0]) for x, y in zip(base, cand)] == [("x0", "y0"), ("x1", "y1")]
+    # A run with a conversation the other lacks: compare says its sides are not evaluate's numbers of each run.
+    from workflows.compare import unpaired_note
+    from workflows.compare_output import summary
+
+    assert unpaired_note([c, d], 2) is None
+    note = unpaired_note([a, b], 2)
+    assert "2 paired conversations (the runs hold 2 and 3)" in note and "`evaluate`" in note
+    lines = summary({"regressed": [], "paired_conversations": 2, "primary": "discriminability", "alpha": 0.05,
+                     "rows": [], "power": 0.8, "unpaired_note": note})
+    assert lines[2].startswith("Each side is scored on the 2 paired conversations")

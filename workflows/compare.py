@@ -167,6 +167,18 @@ def paired_units(runs: list[Path]) -> tuple[list[dict], list[dict]]:
     return base, cand
 
 
+def unpaired_note(runs: list[Path], paired: int) -> str | None:
+    """One line where a run holds conversations the other lacks: each side's values are then on the paired ones
+    only, so they differ from what `evaluate` reports for that run alone (it scores all of them)."""
+    from userlm.records import load_transcripts
+
+    counts = [len(load_transcripts(run)) for run in runs]
+    if max(counts) == paired:
+        return None
+    return (f"each side is scored on the {paired} paired conversations (the runs hold {counts[0]} and {counts[1]}), "
+            "so its values differ from `evaluate` of that run alone")
+
+
 def metric_row(metric: str, spec: dict, skipped: str | None, base: list, cand: list, real: list,
                inputs: M.Inputs) -> dict:
     """The metric on both runs and its paired delta's interval (evaluators/stats.py); the gate judges it."""
@@ -231,7 +243,9 @@ def gate_runs(runs: list[Path], settings: dict, limits: dict, skipped: dict, clf
         primary = settings["fallback_primary"]
     decide(rows, primary, settings["alpha"], settings["power"])
     regressed = [r["metric"] for r in rows if r["verdict"] == "regressed"]
+    unpaired = unpaired_note(runs, len(base))
     return {"rows": rows, "regressed": regressed, "primary": primary, "paired_conversations": len(base),
+            **({"unpaired_note": unpaired} if unpaired else {}),
             **({"primary_note": note} if primary != settings["primary"] else {})}
 
 

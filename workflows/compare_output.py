@@ -30,6 +30,8 @@ def summary(result: dict) -> list[str]:
     lines = [f"{pairs} paired conversations. Verdict: {verdict} (primary metric: {result['primary']}; "
              f"family-wise alpha {result['alpha']}, Holm over the secondaries).",
              detectable_line(result["rows"], result["power"])]
+    if result.get("unpaired_note"):
+        lines.append(result["unpaired_note"][0].upper() + result["unpaired_note"][1:] + ".")
     if result.get("primary_note"):
         lines.append(result["primary_note"] + ".")
     if "a_a" in result:
