@@ -4,6 +4,9 @@ import tempfile
 import time
 
 from userlm.data.prepare import PrepareConfig, prepare
+from userlm.threads import machine_line
+
+print(machine_line(), flush=True)
 
 with tempfile.TemporaryDirectory() as tmp:
     started = time.perf_counter()

@@ -85,4 +85,7 @@ def main():
 
 
 if __name__ == "__main__":
+    from userlm.threads import machine_line
+
+    print(machine_line(), flush=True)
     main()

@@ -133,4 +133,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from userlm.threads import machine_line
+
+    print(machine_line(), flush=True)
     main()

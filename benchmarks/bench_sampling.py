@@ -50,4 +50,7 @@ def main():
             measure(rows, name, scale, g)
 
 if __name__ == "__main__":
+    from userlm.threads import machine_line
+
+    print(machine_line(), flush=True)
     main()

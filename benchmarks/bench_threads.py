@@ -25,6 +25,9 @@ def run(processes: int, env: dict, n: int, rows: int) -> float:
 
 
 if __name__ == "__main__":
+    from userlm.threads import machine_line
+
+    print(machine_line(), flush=True)
     from userlm.threads import available_cores
 
     scale = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0

@@ -88,3 +88,23 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
         a @ b
         best = min(best, time.perf_counter() - started)
     return 2 * n ** 3 / best / 1e9
+
+
+def machine_line() -> str:
+    """One line naming the machine a benchmark ran on (CPU model and cores, GPUs, matmul GFLOPS, versions, date):
+    every benchmark prints it first, so its file can be compared with one from another machine."""
+    import platform
+    import time
+    from pathlib import Path
+
+    import torch
+    import transformers
+
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.exists() else []
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return (f"machine: {names[0] if names else platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"{' + '.join(gpus) or 'no GPU'}; {matmul_gflops():.0f} GFLOPS (fp32 2048x2048 torch matmul, "
+            f"{torch.get_num_threads()} threads); torch {torch.__version__}, transformers {transformers.__version__}; "
+            f"{time.strftime('%Y-%m-%d')}")
