@@ -83,14 +83,10 @@ def attach_sides(units: list[dict], pool: list[list[str]] | None = None) -> dict
 
 def people_units(units: list[dict]) -> list[dict]:
     """The people's side of the run's comparison as reference units (for every metric's reference row)."""
-    out = []
-    for u in units:
-        ends = [p.get("person_ended") for p in u.get("points") or [] if p.get("decision")]
-        ended = any(ends) if ends and all(e is not None for e in ends) else None
-        out.append({"id": u["id"], "scenario_id": "real", "intent": u.get("intent", ""),
-                    "user_turns": list(u["people_turns"]), "ended_by_user": ended,
-                    "assistant_before": u.get("people_before")})  # their contexts, where known (echo_rate)
-    return out
+    # ended_by_user: None, as for the run's units (a replay's ends are end_f1's; self-play people are cut alike)
+    return [{"id": u["id"], "scenario_id": "real", "intent": u.get("intent", ""), "user_turns": list(u["people_turns"]),
+             "ended_by_user": None, "assistant_before": u.get("people_before")}  # their contexts (echo_rate)
+            for u in units]
 
 
 def pairs_of(sides_a: list[list[str]], sides_b: list[list[str]]) -> list[dict]:

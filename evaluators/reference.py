@@ -40,7 +40,8 @@ def transcript_units(records: list[dict]) -> list[dict]:
              "intent": r.get("scenario_intent", ""),
              "user_turns": [t["text"] for t in r["turns"] if t["role"] == "user"],
              "truncated": [bool(t.get("truncated", False)) for t in r["turns"] if t["role"] == "user"],
-             "ended_by_user": r["stop_reason"] == "user_ended", "stop_reason": r["stop_reason"],
+             # a replay runs to the real end: its ends are the points' (end_f1), not the conversation's
+             "ended_by_user": None if "points" in r else r["stop_reason"] == "user_ended", "stop_reason": r["stop_reason"],
              "assistant_before": assistant_before(r["turns"]),
              **({"points": r["points"], "conversation_id": r.get("conversation_id"),
                  "people_before": people_before(r)} if "points" in r else {})}
