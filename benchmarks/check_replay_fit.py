@@ -13,7 +13,7 @@ import time
 
 from simulator.replay_fit import fit_points
 from simulator.replay_plan import fit_history, plan_points, prompt_tokens, replay_plan
-from userlm.chat import USER_MODEL_SYSTEM, render
+from userlm.chat import USER_MODEL_SYSTEM, render_ids
 
 
 def main():
@@ -42,8 +42,7 @@ def main():
     points = sum(map(len, plans))
     same = sum(a == b[:2] for x, y in zip(exact, fitted["latest"]) for a, b in zip(x, y))
     joined = [(ids, messages) for conv in fitted["latest"] + fitted["blocks"] for messages, _, ids in conv if ids]
-    ids_same = sum(ids == tokenizer(render(tokenizer, messages, add_generation_prompt=True),
-                                    add_special_tokens=False)["input_ids"] for ids, messages in joined)
+    ids_same = sum(ids == render_ids(tokenizer, messages, add_generation_prompt=True) for ids, messages in joined)
     print(f"{len(examples)} conversations, {points} points: fit_history {t_exact:.1f} s, per-message counts "
           f"{fitted['latest s']:.1f} s (blocks {fitted['blocks s']:.1f} s); same messages and cut at {same} of {points}; "
           f"joined prompt ids equal to the prompt tokenized at {ids_same} of {len(joined)} (latest and blocks)")

@@ -20,15 +20,11 @@ Either way a point's view depends only on its conversation and its position in i
 
 from __future__ import annotations
 
-from userlm.chat import render, speaker_view
+from userlm.chat import render, render_ids, speaker_view
 from userlm.history import fit_history
 
 HISTORY_CUTS = ("latest", "blocks")
 BLOCK_FILL = 0.5  # `blocks`: a cut history fills at most this share of the budget
-
-
-def _ids(tokenizer, messages: list[dict], generation: bool) -> list[int]:
-    return tokenizer(render(tokenizer, messages, add_generation_prompt=generation), add_special_tokens=False)["input_ids"]
 
 
 def _each_ids(tokenizer, system: list[dict], rest: list[dict]) -> list[list[int]]:
@@ -47,9 +43,9 @@ def message_tokens(tokenizer, view: list[dict]) -> tuple[list[int], list[list[in
     system = view[:1] if view and view[0]["role"] == "system" else []
     rest = view[len(system):]
     try:
-        head = _ids(tokenizer, system, False) if system else []
+        head = render_ids(tokenizer, system, False) if system else []
         parts = _each_ids(tokenizer, system, rest)
-        generation = _ids(tokenizer, system, True) if system else _ids(tokenizer, rest[:1], True)[len(parts[0]):]
+        generation = render_ids(tokenizer, system, True) if system else render_ids(tokenizer, rest[:1], True)[len(parts[0]):]
     except Exception:  # noqa: BLE001 - a template that cannot render a part alone (no messages, say): exact path
         return None
     if any(p[:len(head)] != head or len(p) <= len(head) for p in parts) or generation[:len(head)] != head:
@@ -95,6 +91,6 @@ def fit_points(tokenizer, messages: list[dict], indexes: list[int], system: str 
     # first one with a cut history, each against its prompt tokenized whole; else every point takes the exact path
     joined = [n for n, fitted in enumerate(out) if fitted[2] is not None]
     checked = {*joined[:1], *joined[-1:], *[n for n in joined if out[n][1] > 0][:1]}
-    if any(out[n][2] != _ids(tokenizer, out[n][0], True) for n in checked):
+    if any(out[n][2] != render_ids(tokenizer, out[n][0], True) for n in checked):
         return [(*fit_history(tokenizer, history[:i], system, budget), None) for i in indexes]
     return out

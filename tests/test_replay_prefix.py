@@ -8,9 +8,9 @@ from simulator.replay_plan import fit_history, prompt_tokens
 
 
 def prompt_ids(tokenizer, messages):
-    from userlm.chat import render
+    from userlm.chat import render_ids
 
-    return tokenizer(render(tokenizer, messages, add_generation_prompt=True), add_special_tokens=False)["input_ids"]
+    return render_ids(tokenizer, messages, add_generation_prompt=True)
 
 
 WORDS = "the user asks about tests and the assistant answers with code and more words here".split()
@@ -28,8 +28,8 @@ def test_fit_points_equals_fit_history_at_every_point_with_one_tokenization_a_me
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     msgs = conversation(31)
     calls = [0]
-    count = replay_fit._ids
-    monkeypatch.setattr(replay_fit, "_ids", lambda *a: (calls.__setitem__(0, calls[0] + 1), count(*a))[1])
+    count = replay_fit.render_ids
+    monkeypatch.setattr(replay_fit, "render_ids", lambda *a: (calls.__setitem__(0, calls[0] + 1), count(*a))[1])
     indexes = list(range(0, 31, 2)) + [31]
     for budget in (80, 150, 400, 100_000):
         for system in ("You are a user.", None):

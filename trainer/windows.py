@@ -9,12 +9,12 @@ Windows train every human turn and every end decision once, in the context a sim
 
 from __future__ import annotations
 
-from userlm.chat import encode_turns, render, speaker_view, training_turns
+from userlm.chat import encode_turns, render_ids, speaker_view, training_turns
 from userlm.history import fit_turns, prompt_tokens
 
 
 def _tokens(tokenizer, messages: list[dict]) -> int:
-    return 0 if not messages else len(tokenizer(render(tokenizer, messages, add_generation_prompt=False), add_special_tokens=False)["input_ids"])
+    return len(render_ids(tokenizer, messages, add_generation_prompt=False)) if messages else 0
 
 
 def encode_windows(tokenizer, example: dict, *, speaker: str, system: str | None, max_length: int) -> list[dict]:

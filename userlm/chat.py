@@ -76,6 +76,11 @@ def render(tokenizer, messages: list[dict], add_generation_prompt: bool) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
+def render_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> list[int]:
+    """The token ids of `render`'s text (the template places its own special tokens)."""
+    return tokenizer(render(tokenizer, messages, add_generation_prompt), add_special_tokens=False)["input_ids"]
+
+
 def prompt_for(tokenizer, conversation: list[dict], speaker: str, system: str | None = None) -> str:
     """The text a model continues to produce `speaker`'s next turn."""
     return render(tokenizer, speaker_view(conversation, speaker, system), add_generation_prompt=True)

@@ -3,7 +3,7 @@ trainer's windows use the same cut, so training sees contexts shaped like the on
 
 from __future__ import annotations
 
-from userlm.chat import render, speaker_view
+from userlm.chat import render_ids, speaker_view
 from userlm.io import UserError
 
 CHARS_PER_TOKEN = 4  # the budget's estimate where the backend renders prompts itself (openai: no tokenizer here)
@@ -14,7 +14,7 @@ def prompt_tokens(tokenizer, messages: list[dict]) -> int:
         return 0
     if tokenizer is None:
         return sum(len(m["content"]) for m in messages) // CHARS_PER_TOKEN + 8 * len(messages)
-    return len(tokenizer(render(tokenizer, messages, add_generation_prompt=True), add_special_tokens=False)["input_ids"])
+    return len(render_ids(tokenizer, messages, add_generation_prompt=True))
 
 
 def fit_history(tokenizer, history: list[dict], system: str | None, budget: int) -> tuple[list[dict], int]:

@@ -29,7 +29,7 @@ from userlm.backends.growing_cache import growing_layer
 from userlm.backends.hf_scoring import HFScoring
 from userlm.backends.rows import Row
 from userlm.backends.sampling import sample_next
-from userlm.chat import render, stop_token_ids
+from userlm.chat import render_ids, stop_token_ids
 from userlm.io import UserError
 
 SHARED_PREFIX_MIN = 32  # shorter prefixes shared with another prompt are computed afresh
@@ -151,8 +151,7 @@ class HFBackend(HFScoring, Backend):
     def _prompt(self, key, request: GenerationRequest):
         """(token ids of the prompt, how many of them are cached already, the keys/values they come from): the
         conversation's previous turn, or with `shared_prefix` a recent prompt that shares a longer prefix."""
-        ids = request.prompt_ids or self.tokenizer(render(self.tokenizer, request.messages, add_generation_prompt=True),
-                                                   add_special_tokens=False)["input_ids"]
+        ids = request.prompt_ids or render_ids(self.tokenizer, request.messages, add_generation_prompt=True)
         reused, old_kv = 0, []
         if key in self.kept:
             old_ids, old_kv = self.kept.pop(key)
