@@ -53,7 +53,7 @@ class Replayed:
     sampling: Sampling = field(default_factory=Sampling)
     budget: int = 2048  # prompt tokens at most
     history_cut: str = "latest"  # which turns a point over the budget sees (simulator/replay_fit.py)
-    fitted: list = field(default_factory=list)  # point number -> (its messages, turns cut), all found at once
+    fitted: list = field(default_factory=list)  # point number -> (its messages, turns cut, prompt ids), found at once
     done: dict[int, dict] = field(default_factory=dict)  # point number -> what the model did there
     cuts: dict[int, int] = field(default_factory=dict)  # point number -> turns cut from its history
     guardrails: Guardrails | None = None  # the user side's (simulator/guardrails.py); None: off

@@ -33,12 +33,12 @@ def encode_windows(tokenizer, example: dict, *, speaker: str, system: str | None
     while k < len(targets):
         # A window's targets (and the turns between them) take at most half of it, so its first target keeps
         # at least half the window for the history it answers.
-        m = k
-        while m + 1 < len(targets) and span(targets[k], targets[m + 1]) <= max_length // 2:
-            m += 1
+        m, group = k, span(targets[k], targets[k])
+        while m + 1 < len(targets) and (wider := span(targets[k], targets[m + 1])) <= max_length // 2:
+            m, group = m + 1, wider
         first, last = targets[k], targets[m]
         context = [{**t, "target": False} for t in turns[:first]]
-        history, _ = fit_turns(tokenizer, context, system, max(max_length - span(first, last), floor), speaker)
+        history, _ = fit_turns(tokenizer, context, system, max(max_length - group, floor), speaker)
         row = encode_turns(tokenizer, history + turns[first:last + 1], speaker, system, max_length)
         row["ends_conversation"] = bool(example.get("ends_conversation")) and speaker == "user" \
             and last == len(turns) - 1
