@@ -2,7 +2,7 @@
 data dir's held-out test conversations (one per tree), replay-format units are built by hand with the user turns
 written by: the same people (trivial), another person at the same positions (the null), a user that only says
 "ok" / "?" / "ok thanks", and a user repeating one sentence. Prints discriminability, its people-vs-people and
-self controls, embedding MMD^2 and its control, each with its 95% bootstrap CI, and the seconds each took.
+self controls, distribution MMD^2 (embedding x style) and embedding MMD^2 with their controls, each with its 95% bootstrap CI, and the seconds each took.
 
     python benchmarks/bench_against_people.py DATA_DIR [--conversations 120]"""
 
@@ -75,7 +75,8 @@ def main():
         print(f"{name} ({len(units)} conversations, {card['discriminator']['turns']} turns, "
               f"{time.time() - started:.1f} s): " + "; ".join(
                   f"{m} {fmt(metrics[m]['run'])}" for m in metrics if m in ("discriminability", "discriminability_people",
-                                                              "discriminability_self", "embedding_mmd",
+                                                              "discriminability_self", "distribution_mmd",
+                                                              "distribution_mmd_people", "embedding_mmd",
                                                               "embedding_mmd_people")))
 
 

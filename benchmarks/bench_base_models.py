@@ -5,7 +5,7 @@ turns before and after training, and the human-likeness of its simulated user on
 one classifier. The two tokenizers differ (49k vs 262k tokens), so perplexity is per word of the turns' text
 (`perplexity_of`, end tokens apart), on whole conversations (max_words=0). Each run is also judged against people
 (the `people` evaluator, like-for-like held-out conversations of the data): discriminability with its people
-control, embedding_mmd; `--models` runs one model alone (e.g. `--models gemma3-270m`)."""
+control, distribution_mmd (embedding x style); `--models` runs one model alone (e.g. `--models gemma3-270m`)."""
 
 import argparse
 from pathlib import Path
@@ -15,7 +15,7 @@ MODELS = ("embedded:smollm2-135m-instruct", "embedded:gemma3-270m")
 EVALUATORS = "people,ai_voice,behaviour"
 # (column, metric): the printed table; the first three are issue 22's headline, the rest the shortcut columns.
 COLUMNS = (("discriminability", "discriminability"), ("disc. people", "discriminability_people"),
-           ("embedding_mmd", "embedding_mmd"), ("human_likeness", "human_likeness"),
+           ("distribution_mmd", "distribution_mmd"), ("embedding_mmd", "embedding_mmd"), ("human_likeness", "human_likeness"),
            ("turn_length_w1", "turn_length_w1"), ("truncated", "truncated_share"), ("distinct_2", "distinct_2"))
 
 

@@ -1,9 +1,9 @@
 """The `people` evaluator: the run's user turns against people's, like for like (evaluators/like_for_like.py):
-discriminability (evaluators/discriminability.py) and embedding_mmd (evaluators/distance.py) with their
-controls, and end F1 from a replay run's decision points (evaluators/ends.py).
+discriminability (evaluators/discriminability.py), distribution_mmd and embedding_mmd (evaluators/distance.py)
+with their controls, and end F1 from a replay run's decision points (evaluators/ends.py).
 
 Controls, on the same pipeline at the same size:
-  - discriminability_people / embedding_mmd_people: the people the run is compared with against as many other
+  - discriminability_people / distribution_mmd_people / embedding_mmd_people: the people the run is compared with against as many other
     held-out real conversations, cut alike (same positions, same word budget); without a reference dir, two
     disjoint halves of the run's people. Under the null their CI should hold 0.5 (MMD: 0).
   - discriminability_self: two disjoint halves of the run's own conversations (neighbours: in a self-play run,
@@ -51,7 +51,7 @@ def people_reference(units: list[dict], reference_dir: str | None) -> tuple[list
 
 
 def prepare(units: list[dict], reference_dir: str | None = None, embed=None, seed: int = 0) -> dict:
-    """Out-of-fold discriminator scores (u["disc"]), embeddings (u["emb"], when `embed(texts) -> vectors` is
+    """Out-of-fold discriminator scores (u["disc"]), embeddings and style rows (u["emb"], u["style"], when `embed(texts) -> vectors` is
     given) and end decisions (u["ends"]) on the run's units, in place; returns {"info", "controls": {"people":
     units, "self": units}} with the controls scored alike."""
     units = L.canonical(units)
@@ -94,8 +94,9 @@ def evaluate(units: list[dict], reference_dir: str | None, embed=None, seed: int
            "discriminability_people": {"run": _ci(controls["people"], D.auroc)},
            "discriminability_self": {"run": _ci(controls["self"], D.auroc)}}
     if embed is not None:
-        out["embedding_mmd"] = {"run": _ci(units, distance.embedding_mmd, set_based=True)}
-        out["embedding_mmd_people"] = {"run": _ci(controls["people"], distance.embedding_mmd, set_based=True)}
+        for name, fn in (("distribution_mmd", distance.distribution_mmd), ("embedding_mmd", distance.embedding_mmd)):
+            out[name] = {"run": _ci(units, fn, set_based=True)}
+            out[f"{name}_people"] = {"run": _ci(controls["people"], fn, set_based=True)}
     if L.is_replay(units):
         if prepared["info"]["end_points"]:
             for name, fn in (("end_f1", ends.f1), ("end_f1_always", ends.f1_always),

@@ -208,11 +208,20 @@ AGAINST_PEOPLE = (
     Metric("discriminability_self", 0, "control: the same test, the model vs itself (two halves of its "
                                        "conversations, other seeds)", _people("discriminability", "auroc"),
            reference_row=False),
-    Metric("embedding_mmd", -1, "unbiased MMD^2 (RBF, median bandwidth) of MiniLM embeddings, the model's user turns "
-                                "vs people's at equal sizes (0 = same distribution)",
-           _people("distance", "embedding_mmd"), set_based=True, reference_row=False, headline=True),
+    Metric("distribution_mmd", -1, "unbiased MMD^2 of the model's user turns vs people's at equal sizes under a "
+                                   "product kernel: MiniLM embedding (topic) x 16 style features (length, "
+                                   "repetition, punctuation, case, cut-off), each RBF with median bandwidth "
+                                   "(0 = same distribution)",
+           _people("distance", "distribution_mmd"), set_based=True, reference_row=False, headline=True,
+           embeds=True),
+    Metric("distribution_mmd_people", 0, "control: the same distance, people vs other people at the same size "
+                                         "(should hold 0 in its CI)",
+           _people("distance", "distribution_mmd"), set_based=True, reference_row=False, embeds=True),
+    Metric("embedding_mmd", -1, "topic view: unbiased MMD^2 (RBF, median bandwidth) of MiniLM embeddings alone, the "
+                                "model's user turns vs people's at equal sizes (blind to length, cut-off, repetition)",
+           _people("distance", "embedding_mmd"), set_based=True, reference_row=False, embeds=True),
     Metric("embedding_mmd_people", 0, "control: the same distance, people vs other people at the same size",
-           _people("distance", "embedding_mmd"), set_based=True, reference_row=False),
+           _people("distance", "embedding_mmd"), set_based=True, reference_row=False, embeds=True),
     Metric("end_f1", +1, "F1 of ending where real people ended, at every point where they went on or stopped",
            _people("ends", "f1"), reference_row=False, headline=True),
     Metric("end_f1_always", 0, "the always-end baseline's F1 on the same points (end_f1 should beat it)",

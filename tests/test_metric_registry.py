@@ -35,7 +35,7 @@ def test_every_metric_is_declared_with_a_direction_and_a_description():
     # Judged against people first; controls and what measures the setup (a capped length) are never gated.
     assert list(M.METRICS)[0] == "discriminability" and M.METRICS["discriminability"].headline
     assert M.METRICS["discriminability"].direction == -1 and "discriminability" in M.COMPARABLE
-    assert {"discriminability_people", "embedding_mmd_people", "end_f1_always", "conversation_length_w1",
+    assert {"discriminability_people", "embedding_mmd_people", "distribution_mmd_people", "end_f1_always", "conversation_length_w1",
             "termination_rate"}.isdisjoint(M.COMPARABLE)
     assert M.METRICS["termination_rate"].direction == 0 and M.METRICS["conversation_length_w1"].measures_setup
 

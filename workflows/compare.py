@@ -200,16 +200,17 @@ def metric_row(metric: str, spec: dict, skipped: str | None, base: list, cand: l
     return row
 
 
-def prepare_against_people(base: list, cand: list, reference_dir: str | None) -> None:
+def prepare_against_people(base: list, cand: list, reference_dir: str | None, embed=None) -> None:
     """Units scored against people (discriminability) carry their out-of-fold scores: evaluators/against_people.py
-    prepares them where that module is present."""
+    prepares them where that module is present; with `embed`, also the embeddings and style rows the distances
+    (distribution_mmd, embedding_mmd) read."""
     import importlib.util
 
     if importlib.util.find_spec("evaluators.against_people") is not None:
         from evaluators import against_people
 
         for units in (base, cand):
-            against_people.prepare(units, reference_dir)
+            against_people.prepare(units, reference_dir, embed)
 
 
 def gate_runs(runs: list[Path], settings: dict, limits: dict, skipped: dict, clf, say,
@@ -225,14 +226,15 @@ def gate_runs(runs: list[Path], settings: dict, limits: dict, skipped: dict, clf
     real = (people_reference(base, reference_dir)[0] or []) if reference_dir else []
     primary = settings["primary"]
     rows, note = [], None
-    if primary in M.METRICS and M.METRICS[primary].statistic is not None:
-        prepare_against_people(base, cand, reference_dir)
-    elif primary:
+    stats = {m: s for m, s in limits.items() if m in M.METRICS and M.METRICS[m].statistic is not None}
+    embeds = any(M.METRICS[m].embeds for m in stats)  # MiniLM only when needed
+    if primary in M.METRICS and M.METRICS[primary].statistic is not None or \
+            {m.name for m in M.AGAINST_PEOPLE} & set(stats):
+        prepare_against_people(base, cand, reference_dir, embed if embeds else None)
+    if primary and not (primary in M.METRICS and M.METRICS[primary].statistic is not None):
         row = evaluated_row(primary, limits[primary], runs) if primary in limits else None
         rows += [row] if row else []
-    stats = {m: s for m, s in limits.items() if m in M.METRICS and M.METRICS[m].statistic is not None}
     texts = M.distinct_turns(base, cand, real)
-    embeds = any(M.METRICS[m].embeds for m in stats)  # MiniLM only when needed
     inputs = M.Inputs(p_ai=dict(zip(texts, clf.p_ai(texts))), vectors=dict(zip(texts, embed(texts))) if embeds else {},
                       reference=real)
     rows += [metric_row(m, spec, skipped.get(m), base, cand, real, inputs) for m, spec in stats.items()]
