@@ -8,13 +8,14 @@ from evaluators import metrics as M
 
 def conversations(seed: int, n: int = 12) -> list[dict]:
     """Units as evaluate scores them, with what the against-people evaluator puts on them (out-of-fold
-    discriminator scores, both sides' embeddings, end decisions)."""
+    discriminator scores, both sides' embeddings and style rows, end decisions)."""
     rng = np.random.default_rng(seed)
     return [{"id": f"s{i % 3}#{i}", "scenario_id": f"s{i % 3}", "intent": "",
              "user_turns": [" ".join(f"w{rng.integers(40)}" for _ in range(rng.integers(2, 9)))
                             for _ in range(rng.integers(1, 4))],
              "truncated": [False], "ended_by_user": bool(i % 2),
              "disc": [(1, rng.uniform(), i % 2), (0, rng.uniform(), i % 2)], "emb": (rng.normal(size=(2, 4)), rng.normal(size=(2, 4))),
+             "style": (rng.normal(size=(2, 3)), rng.normal(size=(2, 3))),
              "ends": [(bool(rng.integers(2)), bool(rng.integers(2))) for _ in range(3)]} for i in range(n)]
 
 
