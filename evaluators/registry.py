@@ -169,7 +169,7 @@ def termination(ctx: Context) -> Evaluation:
 
 
 def people(ctx: Context) -> Evaluation:
-    """The run against people like for like: discriminability and embedding_mmd with their controls, end F1
+    """The run against people like for like: discriminability, distribution_mmd and embedding_mmd with controls, end F1
     from a replay run's points (evaluators/against_people.py)."""
     from evaluators.against_people import evaluate
     from evaluators.cache import embed
