@@ -90,7 +90,7 @@ def main():
     parser.add_argument("--degenerate-from", help="a run whose contexts the two degenerate users write in")
     args = parser.parse_args()
     head = ["discriminability", "its people control"] + [f"{k}{c}" for k in kernels() for c in ("", " control")]
-    print("| run | " + " | ".join(head) + " | time |\n|---" * (len(head) + 2) + "|")
+    print("| run | " + " | ".join(head) + " | time |\n" + "|---" * (len(head) + 2) + "|")
     for run in args.runs:
         score(Path(run).name, records_of(run), args.reference)
     if args.degenerate_from:
