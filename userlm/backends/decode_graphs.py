@@ -65,6 +65,22 @@ class DecodeGraphs:
                 else:
                     setattr(owner, name, old)
 
+    def _sample_wide(self):
+        """`sample_wide` for rows whose nucleus is wider than the head: on CUDA with `compile_decode`, compiled
+        (its 8 search rounds of 15 candidates each fused into one pass over the probabilities), else eager
+        bisection (the same nucleus: see `nucleus_floor`)."""
+        import functools
+
+        from userlm.backends.sampling import sample_wide
+
+        if not (self.compile_decode and self.device.type == "cuda"):
+            return sample_wide
+        if self.wide_fn is None:
+            import torch
+
+            self.wide_fn = torch.compile(functools.partial(sample_wide, ways=15), dynamic=False)
+        return self.wide_fn
+
     def _run_decode(self, b: int, lb: int):
         import torch
 
