@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from userlm.backends.sampling import sample_head, sample_next, sample_sorted, sample_wide
+from userlm.backends.sampling import nucleus_floor, sample_head, sample_next, sample_sorted, sample_wide
 
 
 def timed(fn, n=30):
@@ -50,7 +50,8 @@ def measure(rows: int, name: str, scale: float, g, compiled) -> None:
 
 def main():
     g = torch.Generator(device="cuda").manual_seed(0)
-    compiled = torch.compile(functools.partial(sample_wide, ways=15), dynamic=False)
+    compiled = functools.partial(sample_wide, floor=torch.compile(functools.partial(nucleus_floor, ways=15),
+                                                                  dynamic=False))
     for rows in (32, 128):
         for name, scale in (("flat", 0.6), ("peaked", 12.0)):
             measure(rows, name, scale, g, compiled)

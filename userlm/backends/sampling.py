@@ -66,12 +66,13 @@ def nucleus_floor(probs, top_ps, ways: int = 1):
     return hi.int()
 
 
-def sample_wide(probs, top_ps, uniforms, ways: int = 1):
-    """Each row drawn from its nucleus (`nucleus_floor`) by inverse CDF in vocabulary order: no sort. Hand-written
-    because torch has no top-p sampler and flashinfer's kernels are a large CUDA-only wheel."""
+def sample_wide(probs, top_ps, uniforms, floor=nucleus_floor):
+    """Each row drawn from its nucleus (`nucleus_floor`, or `floor`: the same search compiled) by inverse CDF in
+    vocabulary order: no sort. Hand-written because torch has no top-p sampler and flashinfer's kernels are a
+    large CUDA-only wheel."""
     import torch
 
-    keep = probs.view(torch.int32) >= nucleus_floor(probs, top_ps, ways).unsqueeze(-1)
+    keep = probs.view(torch.int32) >= floor(probs, top_ps).unsqueeze(-1)
     cdf = torch.where(keep, probs, 0.0).cumsum(-1)
     pick = torch.searchsorted(cdf, (uniforms * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
     # u * total may round up to the total: the last token of the nucleus then

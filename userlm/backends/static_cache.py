@@ -168,7 +168,13 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
                 picked = [picked[i] for i in index]
             elif any(picked[nb + i] for i in index):
                 self.wide_steps += 1
-                wide = self._sample_wide()(probs, self.top_ps[:nb], self.uniforms[:nb]).tolist()
+                try:
+                    wide = self._sample_wide()(probs, self.top_ps[:nb], self.uniforms[:nb]).tolist()
+                except Exception as e:  # noqa: BLE001 - a compile that fails: the eager search finds the same nucleus
+                    print(f"hf backend: compiled nucleus search failed ({type(e).__name__}); eager from now on",
+                          flush=True)
+                    self.wide_fn = False
+                    wide = self._sample_wide()(probs, self.top_ps[:nb], self.uniforms[:nb]).tolist()
                 picked = [wide[i] if picked[nb + i] else picked[i] for i in index]
             else:
                 picked = [picked[i] for i in index]
