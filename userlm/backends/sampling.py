@@ -36,10 +36,11 @@ def _pick(top, order, greedy, top_ps, uniforms):
 
 
 def search_rounds(ways: int) -> int:
-    """Rounds of a `ways`-candidate search that pin one float32 bit pattern in [-1, 2**31)."""
+    """Rounds of a `ways`-candidate search (`nucleus_floor`'s steps) that pin one float32 bit pattern in [-1, 2**31)."""
     span, rounds = 2**31 + 1, 0
     while span > 1:
-        span, rounds = -(-span // (ways + 1)), rounds + 1
+        step = max(span // (ways + 1), 1)
+        span, rounds = max(step, span - ways * step), rounds + 1
     return rounds
 
 
@@ -47,23 +48,25 @@ def nucleus_floor(probs, top_ps, ways: int = 1):
     """Per row, the smallest float32 bit pattern x whose strictly larger probabilities sum below top_p: the nucleus
     is every token whose probability's bits are >= x (a token is in it when the tokens more likely than it hold
     less than top_p). Non-negative floats order as their bit patterns, so this searches integers: each round
-    tests `ways` candidates (1: bisection, 31 rounds; 15: 8 rounds of 15 masked sums, which `torch.compile`
-    fuses into one pass over the probabilities). The sums are monotone in x, so every `ways` finds the same x."""
+    tests `ways` candidates lo + k * step (1: bisection, 32 rounds; 15: 8 rounds of 15 masked sums, which
+    `torch.compile` fuses into one pass over the probabilities; int32 adds and multiplies only, as the fused
+    kernel recomputes them per element). The sums are monotone in x, so every `ways` finds the same x."""
     import torch
 
     bits = probs.view(torch.int32)
-    lo = torch.full(top_ps.shape, -1, dtype=torch.int64, device=probs.device)  # above: the whole mass
-    hi = bits.max(-1).values.long()  # above the most likely: nothing, which is < top_p for any top_p > 0
+    lo = torch.full(top_ps.shape, -1, dtype=torch.int32, device=probs.device)  # above: the whole mass
+    hi = bits.max(-1).values  # above the most likely: nothing, which is < top_p for any top_p > 0
     for _ in range(search_rounds(ways)):
+        step = torch.clamp((hi - lo) // (ways + 1), min=1)
         new_lo, new_hi = lo, hi
         for k in range(1, ways + 1):
-            mid = lo + (hi - lo) * k // (ways + 1)
-            above = torch.where(bits > mid.int().unsqueeze(-1), probs, 0.0).sum(-1)
+            mid = torch.minimum(lo + step * k, hi)
+            above = torch.where(bits > mid.unsqueeze(-1), probs, 0.0).sum(-1)
             inside = above < top_ps
             new_hi = torch.where(inside, torch.minimum(new_hi, mid), new_hi)
             new_lo = torch.where(inside, new_lo, torch.maximum(new_lo, mid))
         lo, hi = new_lo, new_hi
-    return hi.int()
+    return hi
 
 
 def sample_wide(probs, top_ps, uniforms, floor=nucleus_floor):
