@@ -74,8 +74,9 @@ def test_a_rows_token_depends_on_its_own_logits_only():
     top_ps = torch.tensor([0.9, 0.9, 1.0, 0.0])
     for _ in range(10):
         u = torch.rand(4, generator=g)
-        both = sample_next(logits, temps, top_ps, u)
-        alone = torch.cat([sample_next(logits[i:i + 1], temps[i:i + 1], top_ps[i:i + 1], u[i:i + 1]) for i in range(4)])
+        both = sample_next(logits, temps, top_ps, u, search=True)
+        alone = torch.cat([sample_next(logits[i:i + 1], temps[i:i + 1], top_ps[i:i + 1], u[i:i + 1], search=True)
+                           for i in range(4)])
         assert torch.equal(both, alone)
         head, wide, greedy, probs = sample_head(logits, temps, top_ps, u)
         assert wide.tolist() == [True, False, False, False]

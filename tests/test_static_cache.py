@@ -68,7 +68,11 @@ def test_static_slots_keep_per_conversation_seeds(tiny_model, temperature):
 
     dynamic, static, backend = run_both(tiny_model, drive)
     assert static == dynamic
-    assert (backend.slots.wide_steps > 0) == (temperature > 1)  # wide rows took `sample_wide`
+    assert (backend.slots.wide_steps > 0) == (temperature > 1)  # steps with rows wider than the head
+    backend.slots.wide_sort = False  # `sample_wide` for them: a row's text still depends only on its seed
+    backend.slots.wide_steps = 0
+    drive(backend)
+    assert (backend.slots.wide_steps > 0) == (temperature > 1)
 
 
 def test_gpu_sampling_halves_equal_sample_next():
@@ -89,11 +93,11 @@ def test_gpu_sampling_halves_equal_sample_next():
             live = torch.tensor([0, 1, 2, 3, 5])
             want = sample_next(logits[live], temps[live], top_ps[live], u[live])
             head, wide, greedy, probs = sample_head(logits, temps, top_ps, u)
-            got = torch.where(wide, sample_wide(probs, top_ps, u), head)[live]
+            got = sample_sorted(probs, greedy, top_ps, u)[live] if bool(wide.any()) else head[live]
             assert torch.equal(got, want)
+            got = torch.where(wide, sample_wide(probs, top_ps, u), head)[live]
+            assert torch.equal(got, sample_next(logits[live], temps[live], top_ps[live], u[live], search=True))
             assert head[2] == logits[2].argmax() and head[4] == logits[4].argmax() and not wide[4]
-            if not bool(wide.any()):  # the old sort gives the head's tokens where no row is wider
-                assert torch.equal(sample_sorted(probs, greedy, top_ps, u), head)
     flat = torch.randn(4, 1000, generator=g)  # a nucleus far wider than the head, but every row is greedy
     assert not bool(sample_head(flat, torch.zeros(4), torch.ones(4), torch.rand(4, generator=g))[1].any())
     assert torch.equal(sample_next(flat, torch.zeros(4), torch.ones(4), torch.rand(4, generator=g)), flat.argmax(-1))

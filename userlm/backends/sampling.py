@@ -4,8 +4,9 @@ scheduler (`hf.py`) calls `sample_next`; the static engine (`static_cache.py`) r
 `sample_head` inside its CUDA graph and `sample_wide` after the replay when some row's nucleus is wider.
 
 A row whose nucleus fits the NUCLEUS_HEAD most likely tokens is drawn over them in descending order (as ever).
-A wider nucleus (flat logits: a random-weight model's, or a hot temperature) is drawn without sorting the
-vocabulary (`sample_wide`, since 2026-11-30; a full sort of 128 x 152k was 2.8 ms of an 11 ms 7B decode step):
+A wider nucleus (flat logits: a random-weight model's, or a hot temperature) is drawn after a full sort of the
+vocabulary by default, or, opt-in (`search`; the static engine's `wide_sort=False`), without sorting it
+(`sample_wide`, 2026-11-30; a full sort of 128 x 152k is 2.8 ms of an 11 ms 7B decode step):
 its tokens are found by a search over probability values, then drawn in vocabulary order. The nucleus is the
 same set of tokens and each is drawn with the same probability, up to float rounding, as when drawn in sorted
 order; only which uniform maps to which token differs. A row's token depends only on its own logits and
@@ -84,8 +85,8 @@ def sample_wide(probs, top_ps, uniforms, floor=nucleus_floor):
 
 
 def sample_sorted(probs, greedy, top_ps, uniforms):
-    """The wide path before 2026-11-30, kept for benchmarks (the static engine's `wide_sort`): every row of the
-    batch drawn in descending order after a full sort of the vocabulary."""
+    """The default wide path: every row of the batch drawn in descending order after a full sort of the vocabulary
+    (a narrow row gets the head's token)."""
     top, order = probs.sort(dim=-1, descending=True)
     return _pick(top, order, greedy, top_ps, uniforms)
 
@@ -100,14 +101,17 @@ def sample_head(logits, temperatures, top_ps, uniforms):
     return _pick(top, order, greedy, top_ps, uniforms), wide, greedy, probs
 
 
-def sample_next(logits, temperatures, top_ps, uniforms):
-    """Nucleus sampling for a batch, one uniform draw per row (inverse CDF): over the 128 most likely tokens where
-    the row's nucleus fits them, else `sample_wide` (run only when some row needs it). Temperature 0 is greedy
-    (the most likely token). The static engine runs the same two halves (`sample_head` in its CUDA graph, then
-    `sample_wide`)."""
+def sample_next(logits, temperatures, top_ps, uniforms, search: bool = False):
+    """Nucleus sampling for a batch, one uniform draw per row (inverse CDF), exact: the nucleus is looked for in
+    the 128 most likely tokens; where some row's is wider, the full vocabulary is sorted (the default, as before
+    2026-11-30), or with `search` each wider row takes `sample_wide`'s token (no sort; decided per row).
+    Temperature 0 is greedy (the most likely token). The static engine runs the same halves (`sample_head` in its
+    CUDA graph, then `sample_sorted`, or `sample_wide` where its `wide_sort` is off)."""
     import torch
 
-    tokens, wide, _, probs = sample_head(logits, temperatures, top_ps, uniforms)
+    tokens, wide, greedy, probs = sample_head(logits, temperatures, top_ps, uniforms)
     if bool(wide.any()):
+        if not search:
+            return sample_sorted(probs, greedy, top_ps, uniforms)
         tokens = torch.where(wide, sample_wide(probs, top_ps, uniforms), tokens)
     return tokens

@@ -14,8 +14,9 @@ Here:
 - rows sample exactly as in `hf.py` (per-row seeded generators), finished rows keep their KV for the next turn;
   a decode step samples on the GPU inside its graph (`sample_head`: each row's uniform, temperature and top-p
   are static inputs, its uniform drawn on the host from the row's generator beforehand), and only a row whose
-  nucleus is wider than the 128 most likely tokens takes `sample_wide`'s token, run after the replay (under
-  `compile_decode` fused by `torch.compile`), the same two paths and the same decision as `sample_next`."""
+  nucleus is wider than the 128 most likely tokens makes the batch sort the vocabulary after the replay
+  (`sample_sorted`), or with `wide_sort` off takes `sample_wide`'s token (no sort; its search compiled under
+  `compile_decode`), the same paths and the same decisions as `sample_next` (with `search`)."""
 
 from __future__ import annotations
 
@@ -75,7 +76,9 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
         self.uniforms = torch.zeros(n, dtype=torch.float32, device=self.device)
         self.staging_f = torch.zeros(3, n, dtype=torch.float32, pin_memory=self.device.type == "cuda")
         self.wide_steps = 0  # decode steps where some row's nucleus was wider than the head (`sample_wide` ran)
-        self.wide_fn, self.wide_sort = None, False  # wide_sort: sort the vocabulary instead (as before; benchmarks)
+        # wide_sort off: rows wider than the head take `sample_wide` (no sort; compiled under compile_decode), opt-in
+        # while its compile costs 20-60 s a batch bucket on an H200 (results/benchmarks/2026-11-30-h200-decode-live-kv.md)
+        self.wide_fn, self.wide_sort = None, True
         self.verify = False  # benchmarks: also run `sample_next` on each step's logits and count the differences
         self.verified = self.mismatches = 0
         self.compile_decode, self.fused = compile_decode, None
@@ -160,7 +163,7 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
             logits, picked, greedy, probs = out
             picked = picked.tolist()  # b tokens from the head, then b flags: the row's nucleus is wider
             nb = len(greedy)
-            if any(picked[nb + i] for i in index) and self.wide_sort:  # the path before 2026-11-30 (benchmarks)
+            if any(picked[nb + i] for i in index) and self.wide_sort:  # the default: `sample_next`'s own
                 from userlm.backends.sampling import sample_sorted
 
                 self.wide_steps += 1
@@ -182,7 +185,8 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
                 from userlm.backends.sampling import sample_next
 
                 at = torch.tensor(index, device=self.device)
-                want = sample_next(logits[at].float(), self.temperatures[at], self.top_ps[at], self.uniforms[at])
+                want = sample_next(logits[at].float(), self.temperatures[at], self.top_ps[at], self.uniforms[at],
+                                   search=not self.wide_sort)
                 self.verified += len(index)
                 self.mismatches += sum(a != b for a, b in zip(picked, want.tolist()))
             for r, token in zip(rows, picked):
