@@ -89,11 +89,15 @@ def main():
     parser.add_argument("--only-best", action="store_true", help="skip the ablations (turn batching, no KV reuse)")
     parser.add_argument("--schedulers", default="default",
                         help="default (the backend's own for the device), or a comma list of dynamic, static, "
-                             "static-host, static-compiled (decode's norms and rotary fused by torch.compile)")
+                             "static-host, static-compiled (decode's norms and rotary fused by torch.compile), static-sort "
+                             "(compiled, wide nuclei drawn after a full sort, as before 2026-11-30)")
     parser.add_argument("--verify-sampling", action="store_true")
     parser.add_argument("--logit-scale", type=float, default=1.0,
                         help="multiply the output embeddings: a random model's flat next-token distributions "
                              "become peaked like a trained model's (the nucleus fits the 128 most likely tokens)")
+    parser.add_argument("--profile", action="store_true",
+                        help="one more run of the last scheduler at the largest count under torch.profiler: its "
+                             "GPU kernels by total time")
     args = parser.parse_args()
     torch.manual_seed(0)
     counts = [int(n) for n in args.conversations.split(",")]
@@ -134,8 +138,9 @@ def main():
             backend.slots = engine if scheduler.startswith("static") else None
             if engine is not None:
                 engine.gpu_sampling = scheduler != "static-host"
-                engine.compile_decode = scheduler == "static-compiled"
-                engine.sorted_steps = 0
+                engine.compile_decode = scheduler in ("static-compiled", "static-sort")
+                engine.wide_sort = scheduler == "static-sort"  # compiled, wide nuclei sorted as before 2026-11-30
+                engine.wide_steps = 0
             for label, continuous, prefix_cache in variants[-1:] if args.only_best else variants:
                 if cuda:
                     torch.cuda.synchronize()
@@ -155,7 +160,7 @@ def main():
                     line += (f"; {backend.counts['graphs']} CUDA graphs captured in {capture:.1f} s "
                              f"({tokens / (seconds - capture):.1f} tok/s without)")
                 if backend.slots is not None and engine.gpu_sampling:
-                    line += f"; {engine.sorted_steps} steps sorted the vocabulary"
+                    line += f"; {engine.wide_steps} steps had a row wider than the head"
                 if engine is not None and engine.graph_error:
                     line += f"; graphs off: {engine.graph_error}"
                 if cuda:
@@ -165,19 +170,32 @@ def main():
                       flush=True)
             if scheduler.startswith("static"):
                 engine.reset()
-        for other in ("dynamic", "static-host", "static-compiled"):
-            if "static" in schedulers and other in schedulers:
-                print(f"static / {other} at {n} live conversations: "
-                      f"{rates[(n, 'static')] / rates[(n, other)]:.2f}x", flush=True)
+        for new, other in (("static", "dynamic"), ("static", "static-host"), ("static", "static-compiled"),
+                           ("static-compiled", "static-sort")):
+            if new in schedulers and other in schedulers:
+                print(f"{new} / {other} at {n} live conversations: "
+                      f"{rates[(n, new)] / rates[(n, other)]:.2f}x", flush=True)
     if args.verify_sampling and engine is not None:
         backend.slots, engine.gpu_sampling, engine.verify = engine, True, True
-        engine.verified = engine.mismatches = engine.sorted_steps = 0
+        engine.verified = engine.mismatches = engine.wide_steps = 0
         batched(backend, conversations(scenarios, max(counts)), user, max(counts), True, True)
         print(f"verify sampling ({max(counts)} live): {engine.mismatches} of {engine.verified} sampled rows differ "
-              f"from sample_next on the same logits and uniforms; {engine.sorted_steps} of "
-              f"{backend.counts['decode']} steps sorted the vocabulary", flush=True)
+              f"from sample_next on the same logits and uniforms; {engine.wide_steps} of "
+              f"{backend.counts['decode']} steps had a row wider than the head", flush=True)
         engine.verify = False
         engine.reset()
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            batched(backend, conversations(scenarios, max(counts)), user, max(counts), True, True)
+        steps = max(backend.counts["decode"], 1)
+        print(f"profile of a {schedulers[-1]} run ({steps} decode steps): " + ", ".join(
+            f"{k} {v:.2f} s" for k, v in backend.seconds.most_common()), flush=True)
+        print(prof.key_averages().table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=70),
+              flush=True)
+        if engine is not None:
+            engine.reset()
     backend.slots = engine
 
 

@@ -52,12 +52,13 @@ def test_static_slots_match_dynamic_scheduler_greedy(tiny_model):
     assert not backend.kept and backend.slots.live() == 0
 
 
-def test_static_slots_keep_per_conversation_seeds(tiny_model):
+@pytest.mark.parametrize("temperature", [0.9, 3.0])  # 3.0: nuclei wider than the head (`sample_wide`)
+def test_static_slots_keep_per_conversation_seeds(tiny_model, temperature):
     """A sampled row's text depends on its seed, not on its batch-mates (nor on the engine)."""
     from userlm.backends import GenerationRequest, Sampling
 
     chats = [[{"role": "user", "content": f"Plan a trip number {i}."}] for i in range(4)]
-    hot = Sampling(temperature=0.9, top_p=0.9, max_new_tokens=10)
+    hot = Sampling(temperature=temperature, top_p=0.9, max_new_tokens=10)
 
     def drive(backend):
         alone = backend.generate([GenerationRequest(chats[0], hot, seed=7)])[0].text
@@ -65,16 +66,22 @@ def test_static_slots_keep_per_conversation_seeds(tiny_model):
         assert crowded[0].text == alone
         return alone
 
-    dynamic, static, _ = run_both(tiny_model, drive)
+    dynamic, static, backend = run_both(tiny_model, drive)
     assert static == dynamic
+    assert (backend.slots.wide_steps > 0) == (temperature > 1)  # steps with rows wider than the head
+    backend.slots.wide_sort = False  # `sample_wide` for them: a row's text still depends only on its seed
+    backend.slots.wide_steps = 0
+    drive(backend)
+    assert (backend.slots.wide_steps > 0) == (temperature > 1)
 
 
 def test_gpu_sampling_halves_equal_sample_next():
-    """The static engine's sampling (`sample_head` in the graph, `sample_sorted` only for a wide batch) gives
-    `sample_next`'s tokens for the same uniforms: peaked and flat rows, greedy rows, idle rows (top_p 0)."""
+    """The static engine's sampling (`sample_head` in the graph, `sample_wide` for the rows whose nucleus is wider,
+    the old full sort where `wide_sort` asks) gives `sample_next`'s tokens for the same uniforms: peaked and flat
+    rows, greedy rows, idle rows (top_p 0)."""
     import torch
 
-    from userlm.backends.sampling import sample_head, sample_next, sample_sorted
+    from userlm.backends.sampling import sample_head, sample_next, sample_sorted, sample_wide
 
     g = torch.Generator().manual_seed(0)
     for scale, top_p in ((8.0, 0.9), (0.5, 0.9), (8.0, 1.0), (3.0, 0.5)):
@@ -86,13 +93,13 @@ def test_gpu_sampling_halves_equal_sample_next():
             live = torch.tensor([0, 1, 2, 3, 5])
             want = sample_next(logits[live], temps[live], top_ps[live], u[live])
             head, wide, greedy, probs = sample_head(logits, temps, top_ps, u)
-            got = sample_sorted(probs[live], greedy[live], top_ps[live], u[live]) if bool(wide) else head[live]
+            got = sample_sorted(probs, greedy, top_ps, u)[live] if bool(wide.any()) else head[live]
             assert torch.equal(got, want)
-            assert head[2] == logits[2].argmax() and head[4] == logits[4].argmax()
-            wide_live = bool(sample_head(logits[live], temps[live], top_ps[live], u[live])[1])
-            assert bool(wide) == wide_live  # an idle row never decides the sort
+            got = torch.where(wide, sample_wide(probs, top_ps, u), head)[live]
+            assert torch.equal(got, sample_next(logits[live], temps[live], top_ps[live], u[live], search=True))
+            assert head[2] == logits[2].argmax() and head[4] == logits[4].argmax() and not wide[4]
     flat = torch.randn(4, 1000, generator=g)  # a nucleus far wider than the head, but every row is greedy
-    assert not bool(sample_head(flat, torch.zeros(4), torch.ones(4), torch.rand(4, generator=g))[1])
+    assert not bool(sample_head(flat, torch.zeros(4), torch.ones(4), torch.rand(4, generator=g))[1].any())
     assert torch.equal(sample_next(flat, torch.zeros(4), torch.ones(4), torch.rand(4, generator=g)), flat.argmax(-1))
 
 

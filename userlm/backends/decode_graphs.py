@@ -65,6 +65,24 @@ class DecodeGraphs:
                 else:
                     setattr(owner, name, old)
 
+    def _sample_wide(self):
+        """`sample_wide` for rows whose nucleus is wider than the head: on CUDA with `compile_decode`, its nucleus
+        search compiled (8 rounds of 15 candidates, each round one fused pass over the probabilities; inductor
+        cannot generate the cumsum over 152k that follows, which stays eager), else eager bisection (the same
+        nucleus: see `nucleus_floor`)."""
+        import functools
+
+        from userlm.backends.sampling import nucleus_floor, sample_wide
+
+        if not (self.compile_decode and self.device.type == "cuda") or self.wide_fn is False:
+            return sample_wide
+        if self.wide_fn is None:
+            import torch
+
+            self.wide_fn = functools.partial(
+                sample_wide, floor=torch.compile(functools.partial(nucleus_floor, ways=15), dynamic=False))
+        return self.wide_fn
+
     def _run_decode(self, b: int, lb: int):
         import torch
 

@@ -1,11 +1,20 @@
 """Nucleus sampling for a batch of rows, on the device, one uniform draw per row (inverse CDF): temperature
 and top-p per row, greedy at temperature 0. Both engines of the hf backend sample with it: the dynamic
 scheduler (`hf.py`) calls `sample_next`; the static engine (`static_cache.py`) runs its two halves,
-`sample_head` inside its CUDA graph and `sample_sorted` after the replay when a nucleus is wider."""
+`sample_head` inside its CUDA graph and `sample_wide` after the replay when some row's nucleus is wider.
+
+A row whose nucleus fits the NUCLEUS_HEAD most likely tokens is drawn over them in descending order (as ever).
+A wider nucleus (flat logits: a random-weight model's, or a hot temperature) is drawn after a full sort of the
+vocabulary by default, or, opt-in (`search`; the static engine's `wide_sort=False`), without sorting it
+(`sample_wide`, 2026-11-30; a full sort of 128 x 152k is 2.8 ms of an 11 ms 7B decode step):
+its tokens are found by a search over probability values, then drawn in vocabulary order. The nucleus is the
+same set of tokens and each is drawn with the same probability, up to float rounding, as when drawn in sorted
+order; only which uniform maps to which token differs. A row's token depends only on its own logits and
+uniform (never on its batch-mates or on whether another row is wide)."""
 
 from __future__ import annotations
 
-NUCLEUS_HEAD = 128  # the nucleus is looked for among this many most likely tokens before sorting everything
+NUCLEUS_HEAD = 128  # the nucleus is looked for among this many most likely tokens first
 
 
 def _tempered(logits, temperatures):
@@ -27,29 +36,82 @@ def _pick(top, order, greedy, top_ps, uniforms):
     return order.gather(-1, pick).squeeze(-1)
 
 
-def sample_head(logits, temperatures, top_ps, uniforms):
-    """`sample_next` without its host sync (capturable in a CUDA graph): (tokens drawn from the NUCLEUS_HEAD
-    most likely, `wide` (a device bool: some sampled row's nucleus is wider, and then `sample_sorted` gives the
-    batch's tokens instead), greedy, probs). A greedy row (an idle slot too) never makes the batch wide."""
-    greedy, probs = _tempered(logits, temperatures)
-    top, order = probs.topk(min(NUCLEUS_HEAD, probs.shape[-1]), dim=-1)
-    wide = ((top.sum(-1) < top_ps) & ~greedy).any()
-    return _pick(top, order, greedy, top_ps, uniforms), wide, greedy, probs
+def search_rounds(ways: int) -> int:
+    """Rounds of a `ways`-candidate search (`nucleus_floor`'s steps) that pin one float32 bit pattern in [-1, 2**31)."""
+    span, rounds = 2**31 + 1, 0
+    while span > 1:
+        step = max(span // (ways + 1), 1)
+        span, rounds = max(step, span - ways * step), rounds + 1
+    return rounds
+
+
+def nucleus_floor(probs, top_ps, ways: int = 1):
+    """Per row, the smallest float32 bit pattern x whose strictly larger probabilities sum below top_p: the nucleus
+    is every token whose probability's bits are >= x (a token is in it when the tokens more likely than it hold
+    less than top_p). Non-negative floats order as their bit patterns, so this searches integers: each round
+    tests `ways` candidates lo + k * step (1: bisection, 32 rounds; 15: 8 rounds of 15 masked sums, which
+    `torch.compile` fuses into one pass over the probabilities; int32 adds and multiplies only, as the fused
+    kernel recomputes them per element). The sums are monotone in x, so every `ways` finds the same x."""
+    import torch
+
+    bits = probs.view(torch.int32)
+    lo = torch.full(top_ps.shape, -1, dtype=torch.int32, device=probs.device)  # above: the whole mass
+    hi = bits.max(-1).values  # above the most likely: nothing, which is < top_p for any top_p > 0
+    for _ in range(search_rounds(ways)):
+        step = torch.clamp((hi - lo) // (ways + 1), min=1)
+        new_lo, new_hi = lo, hi
+        for k in range(1, ways + 1):
+            mid = torch.minimum(lo + step * k, hi)
+            above = torch.where(bits > mid.unsqueeze(-1), probs, 0.0).sum(-1)
+            inside = above < top_ps
+            new_hi = torch.where(inside, torch.minimum(new_hi, mid), new_hi)
+            new_lo = torch.where(inside, new_lo, torch.maximum(new_lo, mid))
+        lo, hi = new_lo, new_hi
+    return hi
+
+
+def sample_wide(probs, top_ps, uniforms, floor=nucleus_floor):
+    """Each row drawn from its nucleus (`nucleus_floor`, or `floor`: the same search compiled) by inverse CDF in
+    vocabulary order: no sort. Hand-written because torch has no top-p sampler and flashinfer's kernels are a
+    large CUDA-only wheel."""
+    import torch
+
+    keep = probs.view(torch.int32) >= floor(probs, top_ps).unsqueeze(-1)
+    cdf = torch.where(keep, probs, 0.0).cumsum(-1)
+    pick = torch.searchsorted(cdf, (uniforms * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
+    # u * total may round up to the total: the last token of the nucleus then
+    last = torch.where(keep, torch.arange(probs.shape[-1], device=probs.device), 0).max(-1).values
+    return torch.minimum(pick, last)
 
 
 def sample_sorted(probs, greedy, top_ps, uniforms):
-    """`sample_next`'s path for a batch where some row's nucleus is wider than NUCLEUS_HEAD tokens."""
+    """The default wide path: every row of the batch drawn in descending order after a full sort of the vocabulary
+    (a narrow row gets the head's token)."""
     top, order = probs.sort(dim=-1, descending=True)
     return _pick(top, order, greedy, top_ps, uniforms)
 
 
-def sample_next(logits, temperatures, top_ps, uniforms):
-    """Nucleus sampling for a batch, one uniform draw per row (inverse CDF), exact: the nucleus is looked for in
-    the 128 most likely tokens and the full vocabulary is sorted only when it is wider. Temperature 0 is greedy
-    (the most likely token: its row never asks for the sort, which was a fifth of a greedy decode step on the CPU).
-    The static engine runs the same two halves (`sample_head` inside its CUDA graph, then `sample_sorted`)."""
+def sample_head(logits, temperatures, top_ps, uniforms):
+    """`sample_next` without its host sync (capturable in a CUDA graph): (tokens drawn from the NUCLEUS_HEAD
+    most likely, `wide` (per row, a device bool: its nucleus is wider, and `sample_wide` gives its token
+    instead), greedy, probs). A greedy row (an idle slot too) is never wide."""
     greedy, probs = _tempered(logits, temperatures)
     top, order = probs.topk(min(NUCLEUS_HEAD, probs.shape[-1]), dim=-1)
-    if bool(((top.sum(-1) < top_ps) & ~greedy).any()):
-        top, order = probs.sort(dim=-1, descending=True)
-    return _pick(top, order, greedy, top_ps, uniforms)
+    wide = (top.sum(-1) < top_ps) & ~greedy
+    return _pick(top, order, greedy, top_ps, uniforms), wide, greedy, probs
+
+
+def sample_next(logits, temperatures, top_ps, uniforms, search: bool = False):
+    """Nucleus sampling for a batch, one uniform draw per row (inverse CDF), exact: the nucleus is looked for in
+    the 128 most likely tokens; where some row's is wider, the full vocabulary is sorted (the default, as before
+    2026-11-30), or with `search` each wider row takes `sample_wide`'s token (no sort; decided per row).
+    Temperature 0 is greedy (the most likely token). The static engine runs the same halves (`sample_head` in its
+    CUDA graph, then `sample_sorted`, or `sample_wide` where its `wide_sort` is off)."""
+    import torch
+
+    tokens, wide, greedy, probs = sample_head(logits, temperatures, top_ps, uniforms)
+    if bool(wide.any()):
+        if not search:
+            return sample_sorted(probs, greedy, top_ps, uniforms)
+        tokens = torch.where(wide, sample_wide(probs, top_ps, uniforms), tokens)
+    return tokens

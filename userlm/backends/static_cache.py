@@ -13,9 +13,10 @@ Here:
   tokens a conversation's previous turn left cached are copied into its slot first, so only new tokens are fed;
 - rows sample exactly as in `hf.py` (per-row seeded generators), finished rows keep their KV for the next turn;
   a decode step samples on the GPU inside its graph (`sample_head`: each row's uniform, temperature and top-p
-  are static inputs, its uniform drawn on the host from the row's generator beforehand), and only a batch
-  whose nucleus is wider than the 128 most likely tokens sorts the vocabulary after the replay
-  (`sample_sorted`), the same two paths and the same decision as `sample_next`."""
+  are static inputs, its uniform drawn on the host from the row's generator beforehand), and only a row whose
+  nucleus is wider than the 128 most likely tokens makes the batch sort the vocabulary after the replay
+  (`sample_sorted`), or with `wide_sort` off takes `sample_wide`'s token (no sort; its search compiled under
+  `compile_decode`), the same paths and the same decisions as `sample_next` (with `search`)."""
 
 from __future__ import annotations
 
@@ -74,7 +75,10 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
         self.top_ps = torch.zeros(n, dtype=torch.float32, device=self.device)
         self.uniforms = torch.zeros(n, dtype=torch.float32, device=self.device)
         self.staging_f = torch.zeros(3, n, dtype=torch.float32, pin_memory=self.device.type == "cuda")
-        self.sorted_steps = 0  # decode steps whose nucleus was wider than the head (the full sort ran)
+        self.wide_steps = 0  # decode steps where some row's nucleus was wider than the head (`sample_wide` ran)
+        # wide_sort off: rows wider than the head take `sample_wide` (no sort; compiled under compile_decode), opt-in
+        # while its compile costs 20-60 s a batch bucket on an H200 (results/benchmarks/2026-11-30-h200-decode-live-kv.md)
+        self.wide_fn, self.wide_sort = None, True
         self.verify = False  # benchmarks: also run `sample_next` on each step's logits and count the differences
         self.verified = self.mismatches = 0
         self.compile_decode, self.fused = compile_decode, None
@@ -157,21 +161,32 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
             r.ids.append(r.generated[-1])
         if self.gpu_sampling:
             logits, picked, greedy, probs = out
-            picked = picked.tolist()  # b tokens, then whether the nucleus was wider than the head
-            if picked[-1]:
+            picked = picked.tolist()  # b tokens from the head, then b flags: the row's nucleus is wider
+            nb = len(greedy)
+            if any(picked[nb + i] for i in index) and self.wide_sort:  # the default: `sample_next`'s own
                 from userlm.backends.sampling import sample_sorted
 
-                self.sorted_steps += 1
-                at = slice(None) if len(index) == len(greedy) else torch.tensor(index, device=self.device)
-                picked = sample_sorted(probs[at], greedy[at], self.top_ps[: len(greedy)][at],
-                                       self.uniforms[: len(greedy)][at]).tolist()
+                self.wide_steps += 1
+                picked = sample_sorted(probs, greedy, self.top_ps[:nb], self.uniforms[:nb]).tolist()
+                picked = [picked[i] for i in index]
+            elif any(picked[nb + i] for i in index):
+                self.wide_steps += 1
+                try:
+                    wide = self._sample_wide()(probs, self.top_ps[:nb], self.uniforms[:nb]).tolist()
+                except Exception as e:  # noqa: BLE001 - a compile that fails: the eager search finds the same nucleus
+                    print(f"hf backend: compiled nucleus search failed ({type(e).__name__}); eager from now on",
+                          flush=True)
+                    self.wide_fn = False
+                    wide = self._sample_wide()(probs, self.top_ps[:nb], self.uniforms[:nb]).tolist()
+                picked = [wide[i] if picked[nb + i] else picked[i] for i in index]
             else:
                 picked = [picked[i] for i in index]
             if self.verify:
                 from userlm.backends.sampling import sample_next
 
                 at = torch.tensor(index, device=self.device)
-                want = sample_next(logits[at].float(), self.temperatures[at], self.top_ps[at], self.uniforms[at])
+                want = sample_next(logits[at].float(), self.temperatures[at], self.top_ps[at], self.uniforms[at],
+                                   search=not self.wide_sort)
                 self.verified += len(index)
                 self.mismatches += sum(a != b for a, b in zip(picked, want.tolist()))
             for r, token in zip(rows, picked):
@@ -206,7 +221,7 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
             return logits
         tokens, wide, greedy, probs = sample_head(logits.float(), self.temperatures[:b], self.top_ps[:b],
                                                   self.uniforms[:b])
-        return logits, torch.cat([tokens, wide.long().view(1)]), greedy, probs
+        return logits, torch.cat([tokens, wide.long()]), greedy, probs
 
     def _finish(self, slot: int):
         """Free the slot; the row's keys/values (its `ids`) are copied out for its conversation's next turn."""

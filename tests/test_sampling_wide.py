@@ -1,0 +1,84 @@
+"""`sample_wide` (userlm/backends/sampling.py): a nucleus wider than the head drawn without sorting the vocabulary.
+Its nucleus is the sorted definition's (tokens whose more likely tokens hold less than top_p), whatever the
+search's width; its draws follow the nucleus's renormalized probabilities; a row's token depends on its own
+logits and uniform only."""
+
+import pytest
+
+
+def _reference_nucleus(p, top_p):
+    """In float64: token i is in when the tokens strictly more likely than it sum below top_p."""
+    import torch
+
+    p = p.double()
+    above = torch.stack([p[p > x].sum() for x in p])
+    return above < top_p
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_nucleus_is_the_sorted_definition_for_any_search_width(quantized):
+    import torch
+
+    from userlm.backends.sampling import nucleus_floor, search_rounds
+
+    assert search_rounds(1) == 32 and search_rounds(15) == 8
+    g = torch.Generator().manual_seed(0)
+    for scale, top_p in ((0.3, 0.9), (2.0, 0.95), (4.0, 0.5), (1.0, 1.0)):
+        logits = torch.randn(5, 400, generator=g) * scale
+        if quantized:  # bf16 logits: many tied probabilities, as on the GPU
+            logits = logits.bfloat16().float()
+        probs = torch.softmax(logits, -1)
+        top_ps = torch.full((5,), top_p)
+        floors = [nucleus_floor(probs, top_ps, ways) for ways in (1, 3, 15)]
+        assert all(torch.equal(floors[0], f) for f in floors[1:])
+        keep = probs.view(torch.int32) >= floors[0].unsqueeze(-1)
+        for row in range(5):
+            want = _reference_nucleus(probs[row], top_p)
+            # float32 sums may differ from float64 at a token exactly on the boundary; none is in these draws
+            assert torch.equal(keep[row], want), (scale, top_p, row)
+
+
+def test_wide_draws_follow_the_nucleus_probabilities():
+    import torch
+
+    from userlm.backends.sampling import nucleus_floor, sample_wide
+
+    g = torch.Generator().manual_seed(1)
+    probs = torch.softmax(torch.randn(1, 50, generator=g) * 1.5, -1)
+    top_p = torch.tensor([0.8])
+    keep = probs.view(torch.int32) >= nucleus_floor(probs, top_p).unsqueeze(-1)
+    n = 40000
+    u = torch.rand(n, generator=g)
+    tokens = sample_wide(probs.expand(n, -1).contiguous(), top_p.expand(n), u)
+    assert bool(keep[0, tokens].all())  # never outside the nucleus
+    freq = torch.bincount(tokens, minlength=50).double() / n
+    want = torch.where(keep[0], probs[0], 0).double()
+    want /= want.sum()
+    assert (freq - want).abs().max() < 0.01
+    # the inverse CDF in vocabulary order: u just below 1 gives the last token of the nucleus
+    last = int(keep[0].nonzero().max())
+    assert int(sample_wide(probs, top_p, torch.tensor([1 - 2**-24]))) == last
+    assert int(sample_wide(probs, top_p, torch.tensor([0.0]))) == int(keep[0].nonzero().min())
+
+
+def test_a_rows_token_depends_on_its_own_logits_only():
+    """sample_next decides per row: a wide row beside a narrow one, a greedy one and an idle slot (top_p 0)
+    gets the token it gets alone, and a narrow row keeps the head's (descending-order) token."""
+    import torch
+
+    from userlm.backends.sampling import sample_head, sample_next, sample_wide
+
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(4, 3000, generator=g) * torch.tensor([[0.2], [9.0], [1.0], [0.3]])
+    temps = torch.tensor([1.0, 0.8, 0.0, 0.0])
+    top_ps = torch.tensor([0.9, 0.9, 1.0, 0.0])
+    for _ in range(10):
+        u = torch.rand(4, generator=g)
+        both = sample_next(logits, temps, top_ps, u, search=True)
+        alone = torch.cat([sample_next(logits[i:i + 1], temps[i:i + 1], top_ps[i:i + 1], u[i:i + 1], search=True)
+                           for i in range(4)])
+        assert torch.equal(both, alone)
+        head, wide, greedy, probs = sample_head(logits, temps, top_ps, u)
+        assert wide.tolist() == [True, False, False, False]
+        assert both[1] == head[1] and both[2] == logits[2].argmax()
+        assert both[0] == sample_wide(probs[:1], top_ps[:1], u[:1])[0]
