@@ -21,6 +21,8 @@ class EvaluateConfig:
     user_model: str | None = option(None, "user model for perplexity (default: the run's user model)")
     base_model: str | None = option(None, "base model for perplexity beside it")
     evaluators: str | None = option(None, "comma-separated names (default: all)")
+    perplexity_examples: int = option(48, "held-out conversations the perplexity evaluator scores (a seeded sample)",
+                                      min=1)
 
     def __post_init__(self):
         check_fields(self)
@@ -38,7 +40,7 @@ def evaluator_names(evaluators: str | None) -> list[str]:
 
 def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | None = None,
                  user_model: str | None = None, base_model: str | None = None, evaluators: str | None = None,
-                 console=None) -> dict:
+                 perplexity_examples: int = 48, console=None) -> dict:
     from evaluators import metrics as M
     from evaluators.against_people import people_reference
     from evaluators.comparability import check_no_overlap
@@ -62,7 +64,7 @@ def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | N
     people, _ = people_reference(units, reference)
     ctx = Context(units=units, reference=people,
                   run_info=run_info, classifier_dir=classifier, reference_dir=reference, user_model=user_model,
-                  base_model=base_model, console=console)
+                  base_model=base_model, perplexity_examples=perplexity_examples, console=console)
     results, extras = {}, {}
     for name in names:
         started = time.time()

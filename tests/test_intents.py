@@ -215,6 +215,10 @@ def test_intent_trained_adapter_is_told_the_scenario_intent(data_dir, tiny_model
     command = {"perplexity_real_user_turns": result["perplexity"], "perplexity_base_model": result["base"]["perplexity"],
                **{name: result["intent"][name] for name in ("perplexity_with_intent", "perplexity_without_intent")}}
     assert {name: metrics[name]["run"]["value"] for name in command} == pytest.approx(command, rel=1e-6)
+    # the demo scores fewer held-out conversations (evaluate --perplexity-examples)
+    fewer = evaluate_run(str(tmp_path / "trained"), reference=str(data_dir), evaluators="perplexity",
+                         perplexity_examples=1)["metrics"]["perplexity_real_user_turns"]["run"]["n"]
+    assert fewer == 1 < metrics["perplexity_real_user_turns"]["run"]["n"]
 
 
 def test_intent_topic_tells_a_pursued_intent_from_another_and_decomposition_a_pasted_one():
