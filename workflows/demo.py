@@ -15,7 +15,6 @@ from workflows.stages import cached_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "scenarios" / "smoke"
-PERPLEXITY_EXAMPLES = 32  # held-out conversations the trained user's perplexity is scored on
 
 
 @dataclass
@@ -49,8 +48,7 @@ def train_config(data_dir: Path, quick: bool):
     from trainer.train import TrainConfig
     from userlm.config import load_config
 
-    # The final eval loss on 24 validation windows, not 48 (10 s of the 2-core CPU budget; issue 25).
-    overrides = [f"data_dir={data_dir}", "eval_steps=100000", "intent=mixed", "max_eval_examples=24"]
+    overrides = [f"data_dir={data_dir}", "eval_steps=100000", "intent=mixed"]
     if quick:
         overrides += ["max_steps=6", "max_eval_examples=16", "save_steps=3", "max_length=128"]
     return load_config(TrainConfig, ROOT / "configs" / "embedded-cpu.yaml", overrides)
@@ -161,9 +159,7 @@ def evaluate_stage(work: Path, runs: dict[str, Path], replays: dict[str, Path], 
     jobs += [(f"{label} (replay)", run_dir, "people,ai_voice,behaviour") for label, run_dir in replays.items()]
     for label, run_dir, names in jobs:
         console.print(f"evaluating {label}: {names.replace(',', ', ')}")
-        # perplexity on 32 held-out conversations, not evaluate's 48: ~50 s of the CPU budget (issue 25)
-        evaluate_run(str(run_dir), reference=str(work / "data"), classifier=str(clf_dir), evaluators=names,
-                     perplexity_examples=PERPLEXITY_EXAMPLES)
+        evaluate_run(str(run_dir), reference=str(work / "data"), classifier=str(clf_dir), evaluators=names)
     return write_report([str(r) for _, r, _ in jobs], str(work / "report"), console=console)
 
 
