@@ -18,6 +18,12 @@ def is_replay(units: list[dict]) -> bool:
     return any(u.get("points") is not None for u in units)
 
 
+def intents_only(units: list[dict]) -> bool:
+    """A replay whose conversations all carry a written intent (`--with-intent`): its people are drawn from the
+    conversations with one, so other people compared with them are drawn so too."""
+    return is_replay(units) and all(u.get("intent") for u in units)
+
+
 def canonical(units: list[dict]) -> list[dict]:
     """The run's conversations (the same dicts) in one order, whatever order they were read in: by scenario, then
     sample (numerically). Everything here pairs by position (unit i with real conversation i, halves even/odd) and

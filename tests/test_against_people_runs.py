@@ -104,3 +104,36 @@ def test_compare_reports_for_each_side_what_evaluate_reports_for_that_run_alone(
     row = metric_row("discriminability", {"direction": "lower", "margin": 0.05}, None, base, cand, [], M.Inputs())
     assert [row["baseline"], row["candidate"]] == pytest.approx(alone)
     assert all(0.5 < v < 1 for v in alone)  # neither chance nor told apart every time: the pairing matters
+
+
+def test_the_people_control_of_a_replay_with_intents_draws_other_people_with_intents(tmp_path, data):
+    """A --with-intent replay's people are conversations whose intent was written and passed its checks, not a
+    random sample: the control's other people are drawn from such conversations too (like for like)."""
+    import shutil
+
+    from evaluators import against_people
+    from evaluators.reference import transcript_units
+    from userlm.data.prepare import read_split
+
+    shutil.copytree(data, tmp_path / "data")
+    examples = read_split(data, "test")
+    trees = sorted({ex["tree_id"] for ex in examples})
+    with_intent = {ex["id"] for ex in examples if trees.index(ex["tree_id"]) % 3}  # two trees in three
+    (tmp_path / "data" / "intents.jsonl").write_text("".join(json.dumps(
+        {"example_id": i, "split": "test", "key": i, "writer": "w", "intent": "You want help.", "flags": []}) + "\n"
+        for i in sorted(with_intent)) + json.dumps({"example_id": next(ex["id"] for ex in examples if ex["id"] not in with_intent), "split": "test", "key": "k",
+                                                    "writer": "w", "intent": "You copy.", "flags": ["copied"]}) + "\n")
+    replayed = [ex for ex in examples if ex["id"] in with_intent][:6]
+    records = [{**replay_record(i, [{"role": m["role"], "text": m["content"]} for m in ex["messages"]],
+                                DEGENERATE["ok spam"]), "conversation_id": ex["id"], "scenario_intent": "You want help."}
+               for i, ex in enumerate(replayed)]
+    units = transcript_units(records)
+    others = against_people.reference_pool_units(units, str(tmp_path / "data"), 6)
+    assert len(others) == 6 and all(r["id"] in with_intent for r in others)  # never a flagged or missing intent
+    assert not {r["id"] for r in others} & {ex["id"] for ex in replayed}
+    card = against_people.prepare(units, str(tmp_path / "data"))["info"]
+    assert card["people_control"].endswith("(with written intents, like the replayed ones)")
+    # without intents on the run's conversations, the other people are any held-out conversations
+    plain = transcript_units([{**r, "scenario_intent": None} for r in records])
+    drawn = against_people.reference_pool_units(plain, str(tmp_path / "data"), 30)
+    assert any(r["id"] not in with_intent for r in drawn)
