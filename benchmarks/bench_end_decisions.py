@@ -1,20 +1,16 @@
-"""Issue 24: does the trained user's end decision get better with more training steps? p_end is the probability
-the user model gives to the end marker as its whole turn (END_OF_CONVERSATION, then the end-of-turn token) at
-every end decision of replayed held-out conversations (prompts cut to 352 tokens as in the demo's replay, no
-intents). Three stages, each where it belongs:
+"""Issue 24: does the trained user's end decision improve with more training steps? p_end = the probability the
+user model gives to the end marker as its whole turn (END_OF_CONVERSATION, then end-of-turn) at every end decision
+of replayed held-out conversations (prompts cut to 352 tokens as in the demo's replay, no intents).
 
-    prepare (CPU)  the decision points' token ids (validation and test, every conversation) and the demo recipe's
-                   training rows at each step count (the real tokenize_split), so the GPU spends no time tokenizing
-    device  (GPU)  train the demo's recipe (configs/embedded-cpu.yaml, intent=mixed, context windows, batch 4) for
-                   each step count, and score p_end with each adapter (0 steps: the base model)
-    table   (CPU)  AUROC; F1 at the threshold that maximises F1 on validation; always-end F1; sampled-end F1 (the
-                   expected F1 when ending with probability p_end, ratio of expectations); F1 - always-end F1;
-                   each with a 95% bootstrap CI over test conversations (the threshold held fixed); and a
-                   6-feature logistic-regression baseline trained on the train split's decisions
+    prepare (CPU): decision points' token ids (validation, test: every conversation) and the demo recipe's training
+        rows at each step count (the real tokenize_split), so the GPU spends no time tokenizing
+    device (GPU): train the demo's recipe (configs/embedded-cpu.yaml, intent=mixed, windows, batch 4) for each step
+        count, score p_end with each adapter (0 steps: the base model)
+    table (CPU): AUROC; F1 at the validation-best threshold; always-end F1; sampled-end F1 (expected F1 ending with
+        probability p_end, ratio of expectations); F1 - always-end; 95% bootstrap CIs over test conversations
+        (threshold fixed); a 6-feature logistic baseline trained on the train split's decisions
 
-    python benchmarks/bench_end_decisions.py prepare --data DATA --prep DIR --steps 50,400,2000
-    python benchmarks/bench_end_decisions.py device --data DATA --prep DIR --out OUT --steps 0,50,400,2000
-    python benchmarks/bench_end_decisions.py table --data DATA --prep DIR --out OUT [--ref NAME=p_end.json]
+    python benchmarks/bench_end_decisions.py prepare|device|table --data DATA --prep DIR [--out OUT] [--steps 50,400]
 (results/benchmarks/2026-11-30-h200-end-decisions.md)"""
 
 import argparse
@@ -22,6 +18,7 @@ import json
 import lzma
 import random
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -44,9 +41,8 @@ def load(path):
 
 
 def recipe(data: str, steps: int, out: str = "work/adapters/end-bench"):
-    """The demo's training config (workflows/demo.py train_config) at `steps` optimizer steps of batch 4. No
-    checkpoints or evaluations on the way (they change nothing trained); float32 weights as on the CPU (the
-    trainer adds bf16 autocast on CUDA)."""
+    """The demo's config (workflows/demo.py train_config) at `steps` steps of 4; no checkpoints on the way; float32
+    weights as on the CPU (the trainer adds bf16 autocast on CUDA)."""
     from trainer.train import TrainConfig
     from userlm.config import load_config
 
@@ -56,8 +52,7 @@ def recipe(data: str, steps: int, out: str = "work/adapters/end-bench"):
 
 
 def decision_points(tok, data: str, split: str, system: str, limit: int | None = None) -> list:
-    """[conversation id, point index, person ended, input ids, labels] of each end decision of the replay plan:
-    the prompt as replay fits it, then the end marker and end-of-turn token as the scored continuation."""
+    """[conversation id, point index, person ended, input ids, labels] of each end decision of the replay plan."""
     from simulator.replay_fit import fit_points
     from simulator.replay_plan import plan_points, replay_plan
     from userlm import END_OF_CONVERSATION
@@ -75,7 +70,8 @@ def decision_points(tok, data: str, split: str, system: str, limit: int | None =
             full = render_ids(tok, msgs + [{"role": "assistant", "content": END_OF_CONVERSATION}], False)
             assert full[:len(ids)] == ids, "the prompt is not a prefix of prompt + end marker"
             labels = [-100] * len(ids) + full[len(ids):len(ids) + scored]
-            out.append([ex["id"], p["index"], int(p["person_ended"]), full, labels + [-100] * (len(full) - len(labels))])
+            labels += [-100] * (len(full) - len(labels))
+            out.append([ex["id"], p["index"], int(p["person_ended"]), full, labels])
     return out
 
 
@@ -115,8 +111,8 @@ def device(a):
     points = {s: load(prep / f"points-{s}.json.xz") for s in SPLITS}
     tok = load_tokenizer(BASE)
     again = decision_points(tok, a.data, "validation", points["validation"]["system"], 3)
-    ids = {p[0] for p in again}
-    print("prompts as tokenized here == as prepared:", again == [p for p in points["validation"]["points"] if p[0] in ids])
+    same = again == [p for p in points["validation"]["points"] if p[0] in {q[0] for q in again}]
+    print("prompts as tokenized here == as prepared:", same)
     tokenize = T.tokenize_split
     for steps in a.steps:
         t0, info = time.time(), {"steps": steps}
@@ -129,74 +125,68 @@ def device(a):
                 return datasets.Dataset.from_list(rows["rows"]), rows["ends"]
 
             T.tokenize_split = cached
+            shutil.rmtree(f"/tmp/adapter-{steps}", ignore_errors=True)  # ours, from an earlier call
             manifest = T.train(recipe(a.data, steps, f"/tmp/adapter-{steps}"))
             info.update({k: manifest[k] for k in ("train_examples", "train_rows_with_end", "final_train_loss",
                                                   "final_eval_loss", "train_runtime_s", "global_step")})
         info["train_s"] = round(time.time() - t0, 1)
-        model, _ = load_causal_lm(f"/tmp/adapter-{steps}" if steps else BASE, dtype="float32")
-        scorer = HFScoring()
-        scorer.model, scorer.tokenizer, scorer.device = model, tok, model.device
-        t1 = time.time()
+        scorer, t1 = HFScoring(), time.time()
+        scorer.model, _ = load_causal_lm(f"/tmp/adapter-{steps}" if steps else BASE, dtype="float32")
+        scorer.tokenizer, scorer.device = tok, scorer.model.device
         for s in SPLITS:
             info[s] = [lp for lp, _ in scorer.masked_loglikelihood([(p[3], p[4]) for p in points[s]["points"]])]
         info["score_s"] = round(time.time() - t1, 1)
         (out / f"pend-{steps}.json").write_text(json.dumps(info))
         print({k: v for k, v in info.items() if k not in SPLITS}, flush=True)
-        del model, scorer
+        del scorer
         torch.cuda.empty_cache()
 
 
 def features(data: str, split: str) -> dict:
-    """(conversation id, point index) -> the 6 features: user turns so far, log words of the last AI and user
-    turns, thanks in the last user turn, the AI turn ending with a question, code in the AI turn."""
-    import numpy as np
+    """(conversation id, point index) -> (person ended, [user turns so far, log words of the last AI and user turns,
+    thanks in the last user turn, the AI turn ends with a question, code in it])."""
+    from math import log1p
 
     from simulator.replay_plan import plan_points, replay_plan
 
     out = {}
     for ex in replay_plan(data, split, None, False)[0]:
-        msgs = ex["messages"]
-        for p in plan_points(ex):
-            if p["decision"] and p["person_ended"] is not None:
-                i = p["index"]
-                user = [m for m in msgs[:i] if m["role"] == "user"]
-                ai = msgs[i - 1]["content"]
-                out[ex["id"], i] = (int(p["person_ended"]), [
-                    len(user), np.log1p(len(ai.split())), np.log1p(len(user[-1]["content"].split())),
-                    bool(re.search(r"thank|thx|great|perfect", user[-1]["content"], re.I)),
-                    bool(re.search(r"\?\s*$", ai)), "```" in ai])
+        for p in (p for p in plan_points(ex) if p["decision"] and p["person_ended"] is not None):
+            user, ai = [m["content"] for m in ex["messages"][:p["index"]] if m["role"] == "user"], \
+                ex["messages"][p["index"] - 1]["content"]
+            out[ex["id"], p["index"]] = (int(p["person_ended"]), [
+                len(user), log1p(len(ai.split())), log1p(len(user[-1].split())),
+                bool(re.search(r"thank|thx|great|perfect", user[-1], re.I)), bool(re.search(r"\?\s*$", ai)), "```" in ai])
     return out
 
 
 def best_threshold(p, y) -> float:
-    """The p_end at or above which ending maximises F1 (cuts only between distinct values)."""
+    """The p_end at or above which ending maximises F1 (cut only between distinct values)."""
     import numpy as np
 
     order = np.argsort(-p)
-    ps, tp = p[order], np.cumsum(y[order])
-    f1 = 2 * tp / (np.arange(1, len(p) + 1) + y.sum())
+    ps, f1 = p[order], 2 * np.cumsum(y[order]) / (np.arange(1, len(p) + 1) + y.sum())
     return float(ps[np.argmax(np.where(np.r_[ps[1:] != ps[:-1], True], f1, -1))])
 
 
 def metrics(p, y, t) -> list:
+    """AUROC, F1 ending where p >= t, always-end F1, sampled-end F1, F1 - always-end F1."""
     from sklearn.metrics import roc_auc_score
 
-    f1 = 2 * ((p >= t) & (y == 1)).sum() / ((p >= t).sum() + y.sum())
-    always = 2 * y.sum() / (len(y) + y.sum())
+    f1, always = 2 * ((p >= t) & (y == 1)).sum() / ((p >= t).sum() + y.sum()), 2 * y.sum() / (len(y) + y.sum())
     return [roc_auc_score(y, p), f1, always, 2 * p[y == 1].sum() / (p.sum() + y.sum()), f1 - always]
 
 
-def with_ci(p, y, conv, t, reps: int = 1000) -> list:
+def with_ci(p, y, conv, t, reps: int = 1000) -> str:
     """Each metric as 'value [low, high]': 95% percentile bootstrap over conversations (points kept together)."""
     import numpy as np
 
-    groups = [np.flatnonzero(conv == c) for c in np.unique(conv)]
-    rng = np.random.default_rng(0)
+    groups, rng = [np.flatnonzero(conv == c) for c in np.unique(conv)], np.random.default_rng(0)
     draws = [metrics(p[i], y[i], t) for i in (np.concatenate([groups[g] for g in rng.integers(0, len(groups),
                                                                                              len(groups))])
                                               for _ in range(reps))]
     lo, hi = np.percentile(np.array(draws), [2.5, 97.5], axis=0)
-    return [f"{v:.3f} [{a:.3f}, {b:.3f}]" for v, a, b in zip(metrics(p, y, t), lo, hi)]
+    return " | ".join(f"{v:.3f} [{a:.3f}, {b:.3f}]" for v, a, b in zip(metrics(p, y, t), lo, hi)) + f" | {t:.4f} |"
 
 
 def table(a):
@@ -206,34 +196,27 @@ def table(a):
     pts = {s: load(Path(a.prep) / f"points-{s}.json.xz")["points"] for s in SPLITS}
     y = {s: np.array([p[2] for p in pts[s]]) for s in SPLITS}
     conv = np.array([p[0] for p in pts["test"]])
-    n_conv = len(set(conv))
-    print(f"test: {len(conv)} decisions, {y['test'].sum()} real ends, {n_conv} conversations; validation: "
-          f"{len(y['validation'])} decisions, {y['validation'].sum()} ends\n")
-    print("| user | AUROC | F1 at val threshold | always-end F1 | sampled-end F1 | F1 - always-end | threshold |")
-    print("|---|---|---|---|---|---|---|")
-    runs = sorted(Path(a.out).glob("pend-*.json"), key=lambda f: int(f.stem.split("-")[1]))
-    for f in runs:
-        info = json.loads(f.read_text())
+    print(f"test: {len(conv)} decisions, {y['test'].sum()} real ends, {len(set(conv))} conversations; validation: "
+          f"{len(y['validation'])} decisions, {y['validation'].sum()} ends\n\n| user | AUROC | F1 at val threshold | "
+          "always-end F1 | sampled-end F1 | F1 - always-end | threshold |\n|---|---|---|---|---|---|---|")
+    runs = [json.loads(f.read_text()) for f in Path(a.out).glob("pend-*.json")]
+    for info in sorted(runs, key=lambda r: r["steps"]):
         p = {s: np.exp(np.array(info[s])) for s in SPLITS}
-        t = best_threshold(p["validation"], y["validation"])
-        print(f"| {info['steps']} steps | " + " | ".join(with_ci(p["test"], y["test"], conv, t)) + f" | {t:.4f} |")
-    feats = {s: features(a.data, s) for s in ("train", *SPLITS)}
-    xy = {s: (np.array([v[1] for v in feats[s].values()], float), np.array([v[0] for v in feats[s].values()]))
-          for s in ("train",)}
-    model = LogisticRegression(max_iter=1000, class_weight="balanced").fit(*xy["train"])
-    q = {s: model.predict_proba(np.array([feats[s][p[0], p[1]][1] for p in pts[s]], float))[:, 1] for s in SPLITS}
-    t = best_threshold(q["validation"], y["validation"])
-    print(f"| 6 features, logistic ({len(xy['train'][1])} train decisions) | "
-          + " | ".join(with_ci(q["test"], y["test"], conv, t)) + f" | {t:.4f} |")
-    for name, path in (r.split("=", 1) for r in a.ref):  # another scoring (endp2.py's lp, y, where) on its points
+        print(f"| {info['steps']} steps | " + with_ci(p["test"], y["test"], conv, best_threshold(p["validation"],
+                                                                                                  y["validation"])))
+    train = list(features(a.data, "train").values())
+    model = LogisticRegression(max_iter=1000, class_weight="balanced").fit([f for _, f in train], [e for e, _ in train])
+    q = {s: model.predict_proba([f[p[0], p[1]][1] for p in pts[s]])[:, 1]
+         for s, f in ((s, features(a.data, s)) for s in SPLITS)}
+    print(f"| 6 features, logistic ({len(train)} train decisions) | "
+          + with_ci(q["test"], y["test"], conv, best_threshold(q["validation"], y["validation"])))
+    index = {(p[0], p[1]): i for i, p in enumerate(pts["test"])}
+    for name, path in (r.split("=", 1) for r in a.ref):  # another scoring (endp2.py: lp, y, where) on its points
         ref = json.loads(Path(path).read_text())
-        index = {(p[0], p[1]): i for i, p in enumerate(pts["test"])}
         keep = [index[tuple(w)] for w in ref["where"]]
-        aurocs = [f"{json.loads(f.read_text())['steps']} steps "
-                  f"{metrics(np.exp(np.array(json.loads(f.read_text())['test'])[keep]), y['test'][keep], 1)[0]:.3f}"
-                  for f in runs]
-        print(f"\nOn {name}'s {len(keep)} test decisions: its AUROC {metrics(np.exp(np.array(ref['lp'])), np.array(ref['y']), 1)[0]:.3f}; "
-              + ", ".join(aurocs))
+        print(f"\nAUROC on {name}'s {len(keep)} test decisions: {name} {metrics(np.exp(ref['lp']), np.array(ref['y']), 1)[0]:.3f}, "
+              + ", ".join(f"{r['steps']} steps {metrics(np.exp(np.array(r['test'])[keep]), y['test'][keep], 1)[0]:.3f}"
+                          for r in sorted(runs, key=lambda r: r["steps"])))
 
 
 def main():
