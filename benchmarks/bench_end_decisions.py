@@ -32,6 +32,7 @@ from userlm.config import load_config
 from userlm.data.intents import load_intents
 from userlm.data.prepare import read_split
 from userlm.models import load_causal_lm, load_tokenizer
+from userlm.threads import machine_line
 
 BASE = "embedded:smollm2-135m-instruct"
 BUDGET = 352  # the demo replay's prompt tokens (context 512 less the 160-token turn)
@@ -91,9 +92,8 @@ def device(a):
     import datasets
     import torch
 
-    prep, out = Path(a.prep), Path(a.out)
+    prep, out, tok = Path(a.prep), Path(a.out), load_tokenizer(BASE)
     points = {s: load(prep / f"points-{s}.json.xz") for s in SPLITS}
-    tok = load_tokenizer(BASE)
     again = decision_points(tok, a.data, "validation", points["validation"]["system"], 3)
     print("prompts as here == as prepared:", again == [p for p in points["validation"]["points"] if p[0] in {q[0] for q in again}])
     tokenize = T.tokenize_split
@@ -140,8 +140,7 @@ def features(data: str, split: str) -> dict:
 
 def best_threshold(p, y) -> float:
     """The p_end at or above which ending maximises F1 (cut only between distinct values)."""
-    order = np.argsort(-p)
-    ps, f1 = p[order], 2 * np.cumsum(y[order]) / (np.arange(1, len(p) + 1) + y.sum())
+    ps, f1 = p[o := np.argsort(-p)], 2 * np.cumsum(y[o]) / (np.arange(1, len(p) + 1) + y.sum())
     return float(ps[np.argmax(np.where(np.r_[ps[1:] != ps[:-1], True], f1, -1))])
 
 
@@ -161,8 +160,7 @@ def with_ci(p, y, conv, t, reps: int = 1000) -> str:
 
 def table(a):
     pts = {s: load(Path(a.prep) / f"points-{s}.json.xz")["points"] for s in SPLITS}
-    y = {s: np.array([p[2] for p in pts[s]]) for s in SPLITS}
-    conv = np.array([p[0] for p in pts["test"]])
+    y, conv = {s: np.array([p[2] for p in pts[s]]) for s in SPLITS}, np.array([p[0] for p in pts["test"]])
     print(f"test: {len(conv)} decisions, {y['test'].sum()} real ends, {len(set(conv))} conversations; validation: "
           f"{len(y['validation'])} decisions, {y['validation'].sum()} ends\n\n| user | AUROC | F1 at val threshold | "
           "always-end F1 | sampled-end F1 | F1 - always-end | threshold |\n|---|---|---|---|---|---|---|")
@@ -193,7 +191,9 @@ def main():
     ap.add_argument("--steps", type=lambda s: [int(x) for x in s.split(",")], default=[50, 400, 2000])
     ap.add_argument("--limit", type=int, help="prepare: the first N conversations of each split only (a test)")
     ap.add_argument("--ref", action="append", default=[], help="table: NAME=endp2.py output, AUROC on its points")
-    {"prepare": prepare, "device": device, "table": table}[(a := ap.parse_args()).stage](a)
+    a = ap.parse_args()
+    print(machine_line(), flush=True)  # first, as every benchmark (tests/test_benchmark_machine.py)
+    {"prepare": prepare, "device": device, "table": table}[a.stage](a)
 
 
 if __name__ == "__main__":
