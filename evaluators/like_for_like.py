@@ -5,7 +5,8 @@ turn with the person's turn in the same context. An ordinary self-play run does 
 held-out real conversations chosen alike: as many conversations as the run has, the user turns at the same
 positions (conversation i of the run against real conversation i, restricted to the positions both have),
 and each person's turn cut to the run's token budget (the word count the run's own capped turns reached: the
-median words of its turns that hit max_new_tokens; no cut when none did). Word counts stand in for tokens so
+median words of its turns that hit max_new_tokens, or where none did, that budget in the run's own words per
+token; `word_budget`). Word counts stand in for tokens so
 that no tokenizer has to load; a capped turn and a cut person's turn both stop mid-sentence at about the same
 length. Everything here is pure Python over units (evaluators/reference.py's shape)."""
 
@@ -43,9 +44,19 @@ def replay_pairs(unit: dict) -> tuple[list[str], list[str]]:
 
 
 def word_budget(units: list[dict]) -> int | None:
-    """Words a capped turn of the run reached (median over its truncated turns); None when none was capped."""
+    """Words a capped turn of the run reaches: the median over its truncated turns; where none was capped, the
+    user's token budget (u["token_budget"], from run.json) times the run's own words per generated token. A run
+    that never reached its cap still could not have written a longer turn, so people's longer turns (pasted
+    documents: 301 words against the cap's ~120 in the demo) are cut for it too. None without either."""
     capped = [len(t.split()) for u in units for t, cut in zip(u["user_turns"], u.get("truncated", [])) if cut]
-    return int(statistics.median(capped)) if capped else None
+    if capped:
+        return int(statistics.median(capped))
+    budgets = {u.get("token_budget") for u in units}
+    counted = [(len(t.split()), n) for u in units for t, n in zip(u["user_turns"], u.get("tokens", []))
+               if isinstance(n, int) and n > 0]
+    if len(budgets) != 1 or None in budgets or not counted:
+        return None
+    return max(1, round(budgets.pop() * sum(w for w, _ in counted) / sum(n for _, n in counted)))
 
 
 def cut(text: str, budget: int | None) -> str:
@@ -83,8 +94,8 @@ def attach_sides(units: list[dict], pool: list[list[str]] | None = None) -> dict
         u["model_turns"], u["people_turns"] = model, people
     return {"source": "reference", "budget_words": budget, "unmatched": max(0, len(units) - len(pool)),
             "note": f"{min(len(units), len(pool))} real conversations, same turn positions, people's turns "
-                    + (f"cut to {budget} words (the run's capped turns' median)" if budget is not None
-                       else "not cut (no turn of the run hit max_new_tokens)")}
+                    + (f"cut to {budget} words (what the run's token budget holds)" if budget is not None
+                       else "not cut (the run's token budget is not known)")}
 
 
 def people_units(units: list[dict]) -> list[dict]:

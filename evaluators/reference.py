@@ -34,12 +34,22 @@ def real_humans(data_dir: str, conversations: int, with_intents_only: bool = Fal
     return reference_units(data_dir, "test", limit=max(30, conversations), with_intents_only=with_intents_only)
 
 
-def transcript_units(records: list[dict]) -> list[dict]:
-    """A replay run's records (CONTRACT: "points") also carry their points and the replayed conversation's id."""
+def user_token_budget(run_info: dict | None, scenario_id: str) -> int | None:
+    """The user's max_new_tokens in a run (run.json provenance: per scenario in self-play, one in a replay)."""
+    sampling = ((run_info or {}).get("provenance") or {}).get("sampling") or {}
+    budget = (sampling.get(scenario_id) or sampling).get("user", {}).get("max_new_tokens")
+    return budget if isinstance(budget, int) and not isinstance(budget, bool) else None
+
+
+def transcript_units(records: list[dict], run_info: dict | None = None) -> list[dict]:
+    """A replay run's records (CONTRACT: "points") also carry their points and the replayed conversation's id.
+    With the run's run.json, each unit also knows the user's token budget (evaluators/like_for_like.py)."""
     return [{"id": f"{r['scenario_id']}#{r['sample']}", "scenario_id": r["scenario_id"],
              "intent": r.get("scenario_intent", ""),
              "user_turns": [t["text"] for t in r["turns"] if t["role"] == "user"],
              "truncated": [bool(t.get("truncated", False)) for t in r["turns"] if t["role"] == "user"],
+             "tokens": [t.get("tokens") for t in r["turns"] if t["role"] == "user"],
+             "token_budget": user_token_budget(run_info, r["scenario_id"]),
              # a replay runs to the real end: its ends are the points' (end_f1), not the conversation's
              "ended_by_user": None if "points" in r else r["stop_reason"] == "user_ended", "stop_reason": r["stop_reason"],
              "assistant_before": assistant_before(r["turns"]),

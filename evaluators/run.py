@@ -53,7 +53,7 @@ def evaluate_run(run_dir: str, reference: str | None = None, classifier: str | N
 
     run_dir = Path(run_dir)
     run_info, records = load_run(run_dir)  # a finished run only; errors name file, line and field
-    units = transcript_units(records)
+    units = transcript_units(records, run_info)
     if not units:
         raise UserError(f"{run_dir}: transcripts.jsonl holds no conversation")
     names = evaluator_names(evaluators)

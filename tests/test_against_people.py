@@ -182,6 +182,23 @@ def test_self_play_people_are_cut_like_the_run():
     assert L.people_units(units)[1]["user_turns"] == ["k"]
 
 
+def test_people_are_cut_to_the_runs_token_budget_even_when_no_turn_reached_it():
+    """A run that never hit max_new_tokens still could not write a longer turn: people's pasted documents are cut
+    to the budget in the run's own words per token (here 2 words in 4 tokens: 10 tokens hold 5 words)."""
+    from evaluators.reference import transcript_units
+
+    record = lambda i: {"scenario_id": "s", "sample": i, "stop_reason": "max_turns", "turns": [
+        {"role": "user", "text": "short turn", "tokens": 4, "truncated": False}, {"role": "assistant", "text": "ok"}]}
+    info = {"provenance": {"sampling": {"s": {"user": {"max_new_tokens": 10}}}}}
+    units = transcript_units([record(i) for i in range(2)], info)
+    assert L.word_budget(units) == 5 and units[0]["token_budget"] == 10
+    L.attach_sides(units, [["one two three four five six seven"], ["a b"]])
+    assert [u["people_turns"] for u in units] == [["one two three four five"], ["a b"]]
+    assert L.word_budget(transcript_units([record(0)])) is None  # no run.json: the budget is not known
+    replay_info = {"provenance": {"sampling": {"user": {"max_new_tokens": 10}}}}  # one budget in a replay
+    assert L.word_budget(transcript_units([record(0)], replay_info)) == 5
+
+
 def test_compare_pairs_discriminability_by_conversation(real):
     """Prepared units carry what the metric's statistic reads, so compare's paired bootstrap works unchanged."""
     from evaluators.metrics import METRICS, Inputs
