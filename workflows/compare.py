@@ -163,7 +163,7 @@ def paired_units(runs: list[Path]) -> tuple[list[dict], list[dict]]:
     if not keys:
         raise UserError(f"baseline and candidate share no {'conversation_id' if replay else '(scenario, sample)'} "
                         "conversation to pair")
-    infos = [read_json(run / "run.json", "run.json") for run in runs]
+    infos = [read_json(run / "run.json", "run.json") if (run / "run.json").exists() else None for run in runs]
     base, cand = (transcript_units([recs[k] for k in keys], info) for recs, info in zip(records, infos))
     return base, cand
 
