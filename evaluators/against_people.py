@@ -19,9 +19,7 @@ from evaluators import discriminability as D
 from evaluators import distance, ends
 from evaluators import like_for_like as L
 from evaluators.reference import reference_units
-from evaluators.stats import bootstrap_ci
-
-NA = {"value": None, "ci_low": None, "ci_high": None, "n": 0}
+from evaluators.stats import NA, bootstrap_ci
 
 
 def reference_pool(units: list[dict], reference_dir: str | None, size: int) -> list[list[str]]:

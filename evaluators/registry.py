@@ -8,7 +8,7 @@ from typing import Callable
 
 from evaluators import metrics as M
 from evaluators.reference import real_humans
-from evaluators.stats import bootstrap_ci
+from evaluators.stats import NA, bootstrap_ci
 from userlm.io import UserError
 
 
@@ -86,8 +86,7 @@ def behaviour(ctx: Context) -> Evaluation:
     if ctx.reference and all(u["ended_by_user"] is None for u in ctx.reference):
         out["termination_rate"]["reference"]["note"] = "n/a: the reference source records no conversation ends"
     if ctx.run_info.get("mode") == "replay" and "termination_rate" in out:  # every replay runs to the real end
-        na = {"value": None, "ci_low": None, "ci_high": None, "n": 0,
-              "note": "n/a in a replay: the user's ends are scored point by point in end_f1"}
+        na = dict(NA, note="n/a in a replay: the user's ends are scored point by point in end_f1")
         out["termination_rate"] = {side: dict(na) for side in out["termination_rate"]}
     return Evaluation(out)
 
@@ -161,7 +160,7 @@ def termination(ctx: Context) -> Evaluation:
     if report is None:  # shown as n/a: the data cannot say where people stopped (OASST)
         if ctx.console:
             ctx.console.print("termination: n/a (the reference data records no real end of conversation)")
-        empty = {"value": None, "ci_low": None, "ci_high": None, "n": 0, "note": "no real ends in the reference"}
+        empty = dict(NA, note="no real ends in the reference")
         return Evaluation({name: {"run": dict(empty)}
                            for name in ("end_f1", "end_f1_always", "end_precision", "end_recall",
                                         "end_base_rate")})

@@ -26,6 +26,8 @@ import numpy as np
 
 N_BOOTSTRAP = 1000
 
+NA = {"value": None, "ci_low": None, "ci_high": None, "n": 0}  # a cell with no value (copy it: dict(NA, note=...))
+
 
 def quantile(q: float, df: float) -> float:
     """The q quantile of Student's t with df degrees of freedom (the normal's where df is None or infinite)."""
@@ -80,7 +82,7 @@ def interval(units: Sequence, statistic: Callable[[list], float], bounded: bool 
     """{"value", "ci_low", "ci_high", "n", "se", "df"}: jackknife-t interval, or Wilson for `bounded` values."""
     units = list(units)
     if not units:
-        return {"value": None, "ci_low": None, "ci_high": None, "n": 0}
+        return dict(NA)
     value, se, df = jackknife(units, statistic, clusters)
     upper = 1 - (1 - level) / 2
     if not math.isfinite(value):
@@ -158,7 +160,7 @@ def bootstrap_ci(units: Sequence, statistic: Callable[[list], float], n: int = N
     percentile interval is zero-width at 0 or 1."""
     units = list(units)
     if not units:
-        return {"value": None, "ci_low": None, "ci_high": None, "n": 0}
+        return dict(NA)
     if set_based or bounded:
         ci = interval(units, statistic, bounded=bounded, level=level)
         return {k: ci[k] for k in ("value", "ci_low", "ci_high", "n")}
