@@ -229,10 +229,10 @@ def gate_runs(runs: list[Path], settings: dict, limits: dict, skipped: dict, clf
     rows, note = [], None
     stats = {m: s for m, s in limits.items() if m in M.METRICS and M.METRICS[m].statistic is not None}
     embeds = any(M.METRICS[m].embeds for m in stats)  # MiniLM only when needed
-    if primary in M.METRICS and M.METRICS[primary].statistic is not None or \
-            {m.name for m in M.AGAINST_PEOPLE} & set(stats):
+    primary_paired = primary in M.METRICS and M.METRICS[primary].statistic is not None  # else read off metrics.json
+    if primary_paired or {m.name for m in M.AGAINST_PEOPLE} & set(stats):
         prepare_against_people(base, cand, reference_dir, embed if embeds else None)
-    if primary and not (primary in M.METRICS and M.METRICS[primary].statistic is not None):
+    if primary and not primary_paired:
         row = evaluated_row(primary, limits[primary], runs) if primary in limits else None
         rows += [row] if row else []
     texts = M.distinct_turns(base, cand, real)
