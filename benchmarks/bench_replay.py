@@ -111,16 +111,21 @@ def main():
     parser.add_argument("--order", default="replay,selfplay,replay,selfplay",
                         help="runs in this order: replay, replay-blocks (history_cut=blocks), replay-old (no "
                              "prefix sharing, each point fitted on its own: before 2026-11-30's second change), selfplay")
+    parser.add_argument("--live-attention", action="store_true",
+                        help="the static engine's decode attention over each row's live positions only")
     args = parser.parse_args()
     backend = get_backend("hf", args.model, dtype=args.dtype, max_batch=args.batch_size,
                           static_cache=args.static_cache)
+    if backend.slots is not None:
+        backend.slots.live_attention = args.live_attention
     cuda = backend.device.type == "cuda"
     where = torch.cuda.get_device_name() if cuda else f"{torch.get_num_threads()} CPU threads"
     engine = backend.slots
     print(f"machine: {where}; torch {torch.__version__}; {args.model}: "
           f"{sum(p.numel() for p in backend.model.parameters()) / 1e6:.0f}M parameters, "
           f"{next(backend.model.parameters()).dtype}; static engine {engine is not None}"
-          + (f", graphs {engine.use_graphs}, compiled decode {engine.compile_decode}" if engine else ""), flush=True)
+          + (f", graphs {engine.use_graphs}, compiled decode {engine.compile_decode}, live attention "
+             f"{engine.live_attention}" if engine else ""), flush=True)
     timed(Replayed, "request", "replay requests (fitting histories)")
     timed(Conversation, "request", "self-play requests")
     timed(backend, "_prompt", "prompt tokenization")
@@ -136,7 +141,7 @@ def main():
         prefill, decode = s["prefill"], s["decode"]
         fed = c["prefill tokens"] if engine else HOST["tokens fed"]  # the engine counts what slots shared too
         print(f"[{what}, {args.batch_size} live] {about}: {tokens} tokens in {seconds:.1f} s = {tokens / seconds:.0f} "
-              f"tok/s; prefill {c['prefill']} passes, {fed:.0f} prompt tokens fed "
+              f"tok/s ({(tokens + fed) / seconds:.0f} tok/s processed: prompt tokens fed + generated); prefill {c['prefill']} passes, {fed:.0f} prompt tokens fed "
               f"(of {HOST['prompt tokens']:.0f} in prompts) in {prefill:.1f} s "
               f"= {fed / max(prefill, 1e-9):.0f} tok/s; decode {c['decode']} steps in {decode:.1f} s "
               f"= {1000 * decode / max(c['decode'], 1):.2f} ms a step, {tokens / max(decode, 1e-9):.0f} tok/s of decode"

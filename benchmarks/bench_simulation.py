@@ -90,7 +90,8 @@ def main():
     parser.add_argument("--schedulers", default="default",
                         help="default (the backend's own for the device), or a comma list of dynamic, static, "
                              "static-host, static-compiled (decode's norms and rotary fused by torch.compile), static-sort "
-                             "(compiled, wide nuclei drawn after a full sort, as before 2026-11-30)")
+                             "(compiled, wide nuclei drawn after a full sort, as before 2026-11-30), static-live "
+                             "(static-compiled with decode attention over each row's live positions only)")
     parser.add_argument("--verify-sampling", action="store_true")
     parser.add_argument("--logit-scale", type=float, default=1.0,
                         help="multiply the output embeddings: a random model's flat next-token distributions "
@@ -138,7 +139,8 @@ def main():
             backend.slots = engine if scheduler.startswith("static") else None
             if engine is not None:
                 engine.gpu_sampling = scheduler != "static-host"
-                engine.compile_decode = scheduler in ("static-compiled", "static-sort")
+                engine.compile_decode = scheduler in ("static-compiled", "static-sort", "static-live")
+                engine.live_attention = scheduler == "static-live"  # attention over each row's live positions
                 engine.wide_sort = scheduler == "static-sort"  # compiled, wide nuclei sorted as before 2026-11-30
                 engine.wide_steps = 0
             for label, continuous, prefix_cache in variants[-1:] if args.only_best else variants:
@@ -171,7 +173,7 @@ def main():
             if scheduler.startswith("static"):
                 engine.reset()
         for new, other in (("static", "dynamic"), ("static", "static-host"), ("static", "static-compiled"),
-                           ("static-compiled", "static-sort")):
+                           ("static-compiled", "static-sort"), ("static-live", "static-compiled")):
             if new in schedulers and other in schedulers:
                 print(f"{new} / {other} at {n} live conversations: "
                       f"{rates[(n, new)] / rates[(n, other)]:.2f}x", flush=True)

@@ -88,7 +88,7 @@ class DecodeGraphs:
 
         if not (self.use_graphs and self.device.type == "cuda"):
             return self._decode_pass(b, lb)
-        key = (b, lb, self.gpu_sampling, self.compile_decode)
+        key = (b, lb, self.gpu_sampling, self.compile_decode, self.live_attention)
         graph = self.graphs.get(key)
         if graph is None:
             try:
@@ -96,6 +96,10 @@ class DecodeGraphs:
             except Exception as e:  # noqa: BLE001 - any kernel that cannot be captured (a quantized matmul, say): stay eager
                 reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 torch.cuda.synchronize()
+                if self.live_attention:  # flex attention's compile first: the masked SDPA reads all lb positions
+                    self.live_attention, self.graph_error = False, f"live attention off: {type(e).__name__}"
+                    print(f"hf backend: live-row decode attention failed ({reason}); masked SDPA instead", flush=True)
+                    return self._run_decode(b, lb)
                 if self.compile_decode:  # torch.compile is the likelier culprit (no triton, say): drop it first
                     self.compile_decode, self.graph_error = False, f"compile off: {type(e).__name__}"
                     print(f"hf backend: torch.compile of the decode step failed ({reason}); capturing it uncompiled",

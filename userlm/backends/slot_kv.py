@@ -19,9 +19,14 @@ def slot_attention(module, query, key, value, attention_mask, dropout=0.0, scali
     (transformers' sdpa path repeats keys whenever a mask is given, in some versions)."""
     import torch
 
+    from userlm.backends.live_attention import active
+
     rows, heads, q_len, dim = query.shape
     kv_heads = key.shape[1]
-    if q_len == 1:
+    live = active()
+    if q_len == 1 and live is not None:  # each row's live positions only (`live_attention.py`)
+        out = live.attend(query, key, value, scaling)
+    elif q_len == 1:
         out = torch.nn.functional.scaled_dot_product_attention(
             query.reshape(rows, kv_heads, heads // kv_heads, dim), key, value, attn_mask=attention_mask, scale=scaling)
         out = out.reshape(rows, heads, 1, dim)

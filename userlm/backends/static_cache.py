@@ -47,6 +47,7 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
         config = self.configs[0]
         self.n_layers, self.kv_heads = config.num_hidden_layers, config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        self.heads = config.num_attention_heads
         self.max_positions = getattr(config, "max_position_embeddings", 32768)
         self.device = backend.device
         self.dtype = next(p.dtype for p in self.model.parameters() if p.is_floating_point())
@@ -82,6 +83,9 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
         self.verify = False  # benchmarks: also run `sample_next` on each step's logits and count the differences
         self.verified = self.mismatches = 0
         self.compile_decode, self.fused = compile_decode, None
+        # live_attention on: decode attention reads each row's own positions only (`live_attention.py`; flex
+        # attention compiled on CUDA, one graph a batch bucket at every length), opt-in (see docs/gpu.md)
+        self.live_attention, self.live_kv = False, None
 
     # ---- buffers ----------------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -124,7 +128,7 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
         b = _bucket(top, self.slots)
         longest = max(len(r.ids) for r in self.rows if r is not None) + 1
         self._ensure_length(longest)
-        lb = min(self.length, -(-longest // LENGTH_BUCKET) * LENGTH_BUCKET)
+        lb = self.length if self.live_attention else min(self.length, -(-longest // LENGTH_BUCKET) * LENGTH_BUCKET)
         tokens, positions, writes = [0] * self.slots, [0] * self.slots, [self.trash] * self.slots
         for i, r in enumerate(self.rows[:b]):
             if r is not None:
@@ -211,12 +215,21 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
         self.mode = ("decode", b, lb)
         try:
             mask = self.mask[:b, None, None, :lb]
-            if self.compile_decode:  # the additive mask once a step, not converted from booleans in every layer
+            if self.live_attention:  # the mask is built from each row's position; `mask` is passed unread
+                if self.live_kv is None:
+                    from userlm.backends.live_attention import LiveAttention
+
+                    self.live_kv = LiveAttention(self.slots, self.device, compiled=self.device.type == "cuda")
+                self.live_kv.prepare(b, self.positions, self.heads // self.kv_heads, lb)
+            elif self.compile_decode:  # the additive mask once a step, not converted from booleans in every layer
                 mask = torch.zeros(mask.shape, dtype=self.dtype, device=self.device).masked_fill_(~mask, float("-inf"))
             with self._compiled():
                 logits = self._forward(input_ids=self.tokens[:b], position_ids=self.positions[:b], attention_mask=mask)
         finally:
+            from userlm.backends.live_attention import done
+
             self.mode = None
+            done()
         if not self.gpu_sampling:
             return logits
         tokens, wide, greedy, probs = sample_head(logits.float(), self.temperatures[:b], self.top_ps[:b],
