@@ -91,7 +91,8 @@ def main():
                         help="default (the backend's own for the device), or a comma list of dynamic, static, "
                              "static-host, static-compiled (decode's norms and rotary fused by torch.compile), static-sort "
                              "(compiled, wide nuclei drawn after a full sort, as before 2026-11-30), static-live "
-                             "(static-compiled with decode attention over each row's live positions only)")
+                             "(static-compiled with decode attention over each row's live positions only), static-fast "
+                             "(static-live, and sample_wide inside the graph after a step with a wide row)")
     parser.add_argument("--verify-sampling", action="store_true")
     parser.add_argument("--logit-scale", type=float, default=1.0,
                         help="multiply the output embeddings: a random model's flat next-token distributions "
@@ -139,8 +140,9 @@ def main():
             backend.slots = engine if scheduler.startswith("static") else None
             if engine is not None:
                 engine.gpu_sampling = scheduler != "static-host"
-                engine.compile_decode = scheduler in ("static-compiled", "static-sort", "static-live")
-                engine.live_attention = scheduler == "static-live"  # attention over each row's live positions
+                engine.compile_decode = scheduler in ("static-compiled", "static-sort", "static-live", "static-fast")
+                engine.live_attention = scheduler in ("static-live", "static-fast")  # each row's live positions
+                engine.wide_in_graph = scheduler == "static-fast"  # + sample_wide in the graph after a wide step
                 engine.wide_sort = scheduler == "static-sort"  # compiled, wide nuclei sorted as before 2026-11-30
                 engine.wide_steps = 0
             for label, continuous, prefix_cache in variants[-1:] if args.only_best else variants:
@@ -173,7 +175,8 @@ def main():
             if scheduler.startswith("static"):
                 engine.reset()
         for new, other in (("static", "dynamic"), ("static", "static-host"), ("static", "static-compiled"),
-                           ("static-compiled", "static-sort"), ("static-live", "static-compiled")):
+                           ("static-compiled", "static-sort"), ("static-live", "static-compiled"),
+                           ("static-fast", "static-compiled")):
             if new in schedulers and other in schedulers:
                 print(f"{new} / {other} at {n} live conversations: "
                       f"{rates[(n, new)] / rates[(n, other)]:.2f}x", flush=True)

@@ -17,11 +17,11 @@ replay() { python3 -W ignore benchmarks/bench_replay.py --model /tmp/$1 --data "
 for stage in "$@"; do
   echo "=== $stage $(date -u +%T)"
   case $stage in
-    tests) python3 -m pytest -q -p no:cacheprovider --tb=short tests/test_live_attention.py tests/test_static_cache.py 2>&1 | tail -15 ;;
+    tests) python3 -m pytest -q -p no:cacheprovider --tb=short tests/test_live_attention.py tests/test_static_cache.py tests/test_sampling_wide.py 2>&1 | tail -15 ;;
     d7) model qwen2.5-7b; bench --model /tmp/qwen2.5-7b --conversations 128 \
-          --schedulers static-compiled,static-live,static-compiled,static-live ${ARGS7:-} ;;
+          --schedulers static-compiled,static-live,static-fast,static-compiled,static-live,static-fast ${ARGS7:-} ;;
     d05) model qwen2.5-0.5b; bench --model /tmp/qwen2.5-0.5b --conversations 32 \
-          --schedulers static-compiled,static-live,static-compiled,static-live ;;
+          --schedulers static-compiled,static-live,static-fast,static-compiled,static-live,static-fast ;;
     r05) model qwen2.5-0.5b; replay qwen2.5-0.5b ;;
     r7) model qwen2.5-7b; replay qwen2.5-7b ;;
   esac

@@ -58,3 +58,22 @@ def test_live_attention_engine_same_text(tiny_model, temperature):
         assert backend.slots.length >= 2048 and (backend.slots.live_kv is not None) == live
     assert texts[0] == texts[1]
     assert any(texts[0])
+
+
+def test_wide_in_graph_same_tokens(tiny_model):
+    """`wide_in_graph`: after a step with a row wider than the head, the step itself draws `sample_wide`'s token;
+    the text equals the engine's without it (temperature 3: wide nuclei), and a row's text depends on its seed."""
+    from userlm.backends import GenerationRequest, Sampling
+    from userlm.backends.hf import HFBackend
+
+    chats = [[{"role": "user", "content": f"Plan a trip number {i}."}] for i in range(4)]
+    hot = Sampling(temperature=3.0, top_p=0.9, max_new_tokens=10)
+    texts = []
+    for inside in (False, True):
+        backend = HFBackend(tiny_model, max_batch=4, static_cache=True, compile_decode="off", dtype="float32")
+        backend.slots.wide_sort, backend.slots.wide_in_graph, backend.slots.live_attention = False, inside, inside
+        crowded = [o.text for o in backend.generate([GenerationRequest(c, hot, seed=7 + i) for i, c in enumerate(chats)])]
+        assert backend.generate([GenerationRequest(chats[1], hot, seed=8)])[0].text == crowded[1]
+        assert backend.slots.wide_steps > 0 and backend.slots.last_wide
+        texts.append(crowded)
+    assert texts[0] == texts[1]

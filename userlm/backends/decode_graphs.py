@@ -88,7 +88,7 @@ class DecodeGraphs:
 
         if not (self.use_graphs and self.device.type == "cuda"):
             return self._decode_pass(b, lb)
-        key = (b, lb, self.gpu_sampling, self.compile_decode, self.live_attention)
+        key = (b, lb, self.gpu_sampling, self.compile_decode, self.live_attention, self.wide_inside)
         graph = self.graphs.get(key)
         if graph is None:
             try:

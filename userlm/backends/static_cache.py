@@ -86,6 +86,9 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
         # live_attention on: decode attention reads each row's own positions only (`live_attention.py`; flex
         # attention compiled on CUDA, one graph a batch bucket at every length), opt-in (see docs/gpu.md)
         self.live_attention, self.live_kv = False, None
+        # wide_in_graph (with wide_sort off): after a step that had a wide row, the next step's graph runs
+        # `sample_wide` itself (one sync a step, no eager launches after it); a step without one reverts. Opt-in
+        self.wide_in_graph, self.last_wide, self.wide_inside = False, False, False
 
     # ---- buffers ----------------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -151,6 +154,7 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
             self.temperatures.copy_(moved_f[0])
             self.top_ps.copy_(moved_f[1])
             self.uniforms.copy_(moved_f[2])
+        self.wide_inside = self.gpu_sampling and self.wide_in_graph and not self.wide_sort and self.last_wide
         started = time.perf_counter()
         out = self._run_decode(b, lb)
         if self.gpu_sampling:  # the replay runs asynchronously: draw each row's next uniform meanwhile. Its
@@ -167,7 +171,11 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
             logits, picked, greedy, probs = out
             picked = picked.tolist()  # b tokens from the head, then b flags: the row's nucleus is wider
             nb = len(greedy)
-            if any(picked[nb + i] for i in index) and self.wide_sort:  # the default: `sample_next`'s own
+            self.last_wide = any(picked[nb + i] for i in index)
+            if self.last_wide and self.wide_inside:  # the graph's tokens are `sample_wide`'s where wide
+                self.wide_steps += 1
+                picked = [picked[i] for i in index]
+            elif self.last_wide and self.wide_sort:  # the default: `sample_next`'s own
                 from userlm.backends.sampling import sample_sorted
 
                 self.wide_steps += 1
@@ -234,6 +242,8 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
             return logits
         tokens, wide, greedy, probs = sample_head(logits.float(), self.temperatures[:b], self.top_ps[:b],
                                                   self.uniforms[:b])
+        if self.wide_inside:
+            tokens = torch.where(wide, self._sample_wide()(probs, self.top_ps[:b], self.uniforms[:b]), tokens)
         return logits, torch.cat([tokens, wide.long()]), greedy, probs
 
     def _finish(self, slot: int):
