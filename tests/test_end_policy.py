@@ -13,10 +13,17 @@ from test_tiny_simulation import SMOKE, comparable, tiny_run
 
 from simulator.replay_plan import plan_points
 from simulator.run import SimulationConfig, simulate
-from userlm import END_OF_CONVERSATION as END
 from userlm.config import load_config
 from userlm.data.prepare import PrepareConfig, prepare, read_split
-from userlm.end_policy import FEATURES, POLICY_KIND, end_decisions, features, fit_for_adapter, load_policy, write_policy
+from userlm.end_policy import (
+    FEATURES,
+    POLICY_KIND,
+    end_decisions,
+    features,
+    fit_for_adapter,
+    load_policy,
+    write_policy,
+)
 from userlm.io import UserError
 from userlm.records import load_run
 
