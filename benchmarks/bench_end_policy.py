@@ -20,14 +20,15 @@ from userlm.end_policy import end_decisions, load_policy, write_policy
 from userlm.threads import machine_line
 
 
-def stats(p, y, t, first, n_users, ended, groups, idx) -> list:
+def stats(p, y, t, users, n_users, ended, groups, idx) -> list:
     """F1, always-end F1, F1 - always, AUROC; policy / people share ending within 3 and 8 user turns."""
     pi, yi = p[np.concatenate([groups[g] for g in idx])], y[np.concatenate([groups[g] for g in idx])]
     f1 = 2 * ((pi >= t) & (yi == 1)).sum() / ((pi >= t).sum() + yi.sum())
     always = 2 * yi.sum() / (len(yi) + yi.sum())
     out = [f1, always, f1 - always, roc_auc_score(yi, pi) if 0 < yi.sum() < len(yi) else np.nan]
+    first = np.array([next((u for u, q in zip(users[g], p[groups[g]]) if q >= t), 99) for g in idx])
     for k in (3, 8):
-        out += [np.mean(first[idx] <= k), np.mean(ended[idx] & (n_users[idx] <= k))]
+        out += [np.mean(first <= k), np.mean(ended[idx] & (n_users[idx] <= k))]
     return out
 
 
@@ -42,7 +43,7 @@ def main():
     if not a.policy:
         write_policy(a.data, path)
     policy, info = load_policy(path), json.loads(Path(path).read_text())
-    p, y, groups, first, n_users, ended = [], [], [], [], [], []
+    p, y, groups, users, n_users, ended = [], [], [], [], [], []
     for ex in read_split(a.data, a.split):
         points = end_decisions(ex)
         if not points:
@@ -52,26 +53,26 @@ def main():
         groups.append(np.arange(len(p), len(p) + len(points)))
         p += probs
         y += [int(e) for _, e in points]
-        stop = next((i for (i, _), q in zip(points, probs) if q >= policy.threshold), None)
-        first.append(99 if stop is None else sum(m["role"] == "user" for m in msgs[:stop]))
+        users.append([sum(m["role"] == "user" for m in msgs[:i]) for i, _ in points])
         n_users.append(sum(m["role"] == "user" for m in msgs))
         ended.append(bool(ex.get("ends_conversation")))
-    p, y, first, n_users, ended = map(np.array, (p, y, first, n_users, ended))
-    args = (p, y, policy.threshold, first, n_users, ended, groups)
-    point = stats(*args, np.arange(len(groups)))
-    rng = np.random.default_rng(0)
-    lo, hi = np.nanpercentile([stats(*args, rng.integers(0, len(groups), len(groups))) for _ in range(1000)],
-                              [2.5, 97.5], axis=0)
-    cell = [f"{v:.3f} [{a_:.3f}, {b:.3f}]" for v, a_, b in zip(point, lo, hi)]
+    p, y, n_users, ended = map(np.array, (p, y, n_users, ended))
     print(f"policy {path} (sha256 {policy.sha256[:12]}), threshold {policy.threshold:.4f}, fitted on "
           f"{info['fitted_on']['decisions']} train decisions ({info['fitted_on']['ends']} ends); validation F1 "
           f"{info['validation']['f1']} vs always-end {info['validation']['always_end_f1']}")
     print(f"{a.split}: {len(y)} decisions, {y.sum()} real ends, {len(groups)} conversations\n")
-    print("| end F1 | always-end F1 | F1 - always-end | AUROC |\n|---|---|---|---|\n| " + " | ".join(cell[:4]) + " |\n")
-    print("| ends within | the policy (first end on the real history) | people |\n|---|---|---|")
-    print(f"| 3 user turns | {cell[4]} | {cell[5]} |\n| 8 user turns | {cell[6]} | {cell[7]} |")
-    shares = np.bincount(np.minimum(first, 10), minlength=11)[1:] / len(first)
-    print("\npolicy's first end after k user turns, k = 1..9, 10+ or never: " + ", ".join(f"{s:.3f}" for s in shares))
+    pv, yv = zip(*((policy.probability(ex["messages"][:i]), e) for ex in read_split(a.data, "validation")
+                   for i, e in end_decisions(ex)))
+    rate = float(np.quantile(pv, 1 - np.mean(yv)))  # ends at people's share of the validation decisions
+    print("| threshold | end F1 | always-end F1 | F1 - always-end | AUROC | policy ends within 3 user turns | people "
+          "| within 8 | people |\n|---|---|---|---|---|---|---|---|---|")
+    for name, t in ((f"{policy.threshold:.4f} (the file's: best validation F1)", policy.threshold),
+                    (f"{rate:.4f} (people's validation end rate)", rate)):
+        args, rng = (p, y, t, users, n_users, ended, groups), np.random.default_rng(0)
+        lo, hi = np.nanpercentile([stats(*args, rng.integers(0, len(groups), len(groups))) for _ in range(1000)],
+                                  [2.5, 97.5], axis=0)
+        print(f"| {name} | " + " | ".join(f"{v:.3f} [{x:.3f}, {z:.3f}]" for v, x, z in
+                                          zip(stats(*args, np.arange(len(groups))), lo, hi)) + " |")
 
 
 if __name__ == "__main__":
