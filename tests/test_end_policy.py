@@ -151,3 +151,19 @@ def test_no_policy_changes_nothing(tiny_model, tmp_path):
         assert not any(k in info["identity"]["config"] for k in ("end_policy", "end_policy_lm_ends"))
         assert all("end_by" not in r and "end_policy" not in r for r in records)
     assert comparable(load_run(plain)[1]) == comparable(load_run(off)[1])
+
+
+def test_train_writes_the_adapters_policy_and_simulate_uses_it(tiny_model, thanks_data, tmp_path):
+    from trainer.train import TrainConfig, train
+
+    out = tmp_path / "adapter"
+    manifest = train(load_config(TrainConfig, None, [
+        f"base_model={tiny_model}", f"data_dir={thanks_data}", f"output_dir={out}", "max_length=96", "max_steps=1",
+        "per_device_train_batch_size=2", "max_eval_examples=2", "eval_steps=100000", "lora_r=4", "end_policy=learned"]))
+    assert manifest["end_policy"]["file"] == "end_policy.json" and manifest["end_policy"]["validation"]["f1"] == 1.0
+    assert load_policy(out / "end_policy.json").threshold == manifest["end_policy"]["threshold"]
+    for setting, used in (("auto", True), ("off", False)):
+        info, records = load_run(tiny_run(tiny_model, tmp_path / setting, f"user={out}", f"end_policy={setting}"))
+        assert ("end_policy" in info) == used and all(("end_by" in r) == used for r in records)
+    assert info["user_kind"] == "adapter" and load_run(tmp_path / "auto")[0]["end_policy"]["file"] == \
+        str(out / "end_policy.json")
