@@ -10,7 +10,6 @@ import argparse
 import json
 import lzma
 import random
-import re
 import shutil
 import sys
 import time
@@ -31,6 +30,8 @@ from userlm.chat import render_ids, user_model_system
 from userlm.config import load_config
 from userlm.data.intents import load_intents
 from userlm.data.prepare import read_split
+from userlm.end_policy import best_threshold
+from userlm.end_policy import features as end_features
 from userlm.models import load_causal_lm, load_tokenizer
 from userlm.threads import machine_line
 
@@ -126,22 +127,12 @@ def device(a):
 
 
 def features(data: str, split: str) -> dict:
-    """(conversation, point) -> (ended, [user turns, log words of the AI and user turns, thanks, AI asks, code])."""
+    """(conversation, point) -> (ended, the end policy's 6 features: userlm/end_policy.py, the one copy)."""
     out = {}
     for ex in replay_plan(data, split, None, False)[0]:
         for p in (p for p in plan_points(ex) if p["decision"] and p["person_ended"] is not None):
-            user, ai = [m["content"] for m in ex["messages"][:p["index"]] if m["role"] == "user"], \
-                ex["messages"][p["index"] - 1]["content"]
-            out[ex["id"], p["index"]] = (int(p["person_ended"]), [
-                len(user), np.log1p(len(ai.split())), np.log1p(len(user[-1].split())),
-                bool(re.search(r"thank|thx|great|perfect", user[-1], re.I)), bool(re.search(r"\?\s*$", ai)), "```" in ai])
+            out[ex["id"], p["index"]] = (int(p["person_ended"]), end_features(ex["messages"][:p["index"]]))
     return out
-
-
-def best_threshold(p, y) -> float:
-    """The p_end at or above which ending maximises F1 (cut only between distinct values)."""
-    ps, f1 = p[o := np.argsort(-p)], 2 * np.cumsum(y[o]) / (np.arange(1, len(p) + 1) + y.sum())
-    return float(ps[np.argmax(np.where(np.r_[ps[1:] != ps[:-1], True], f1, -1))])
 
 
 def metrics(p, y, t) -> list:

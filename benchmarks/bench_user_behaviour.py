@@ -45,20 +45,26 @@ def main():
     parser.add_argument("--work", required=True)
     parser.add_argument("--user", action="append", required=True, help="LABEL=MODEL (repeatable)")
     parser.add_argument("--guardrails-of", help="LABEL of the user whose guardrails are measured one by one")
+    parser.add_argument("--end-policy", help="an end_policy.json: each user also with it (the model's ends dropped, "
+                        "and kept)")
     parser.add_argument("--limit", type=int, default=16)
     parser.add_argument("--context-tokens", type=int, default=512)
     args = parser.parse_args()
     users = dict(u.split("=", 1) for u in args.user)
-    runs = {label: ({}, model) for label, model in users.items()}
+    runs = {label: ({}, model, []) for label, model in users.items()}
     if args.guardrails_of:
-        runs.update({f"{args.guardrails_of} + {name}": (g, users[args.guardrails_of]) for name, g in GUARDRAILS.items()})
+        runs.update({f"{args.guardrails_of} + {name}": (g, users[args.guardrails_of], [])
+                     for name, g in GUARDRAILS.items()})
+    for label, model in users.items() if args.end_policy else ():
+        runs.update({f"{label} + end policy {m}": ({}, model, [f"end_policy={args.end_policy}", f"end_policy_lm_ends={m}"])
+                     for m in ("drop", "keep")})
     work = Path(args.work)
-    dirs = {label: work / label.replace(" + ", "+").replace("=", "-") for label in runs}
+    dirs = {label: work / label.replace(" + ", "+").replace("=", "-").replace(" ", "-") for label in runs}
     started = time.perf_counter()
     replay_together([load_config(SimulationConfig, None, [
         f"replay={args.data}", "with_intent=true", f"user={model}", f"limit={args.limit}",
-        f"context_tokens={args.context_tokens}", f"out={dirs[label]}", f"user_guardrails={json.dumps(g)}"])
-        for label, (g, model) in runs.items()], resume=True)
+        f"context_tokens={args.context_tokens}", f"out={dirs[label]}", f"user_guardrails={json.dumps(g)}", *extra])
+        for label, (g, model, extra) in runs.items()], resume=True)
     replayed = time.perf_counter() - started
     rows = []
     for label, run_dir in dirs.items():

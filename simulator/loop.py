@@ -8,9 +8,11 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable
 
+from simulator.end_decision import overrule
 from simulator.guardrails import Guardrails, retry_seed, review
 from userlm.backends import Backend, GenerationRequest
 from userlm.chat import speaker_view, strip_end_marker
+from userlm.end_policy import EndPolicy
 from userlm.scenarios import Scenario
 
 
@@ -36,6 +38,10 @@ class Conversation:
     guardrails: Guardrails | None = None  # the user side's (simulator/guardrails.py); None: off
     attempt: int = 0  # resamples of the user turn being written
     fired: Counter = field(default_factory=Counter)  # guardrail -> times it acted in this conversation
+    end_policy: EndPolicy | None = None  # the user side's learned end policy (simulator/end_decision.py)
+    lm_ends: str = "drop"
+    end_by: str | None = None  # with an end policy: who ended (policy | model)
+    policy_counts: Counter = field(default_factory=Counter)  # the model's ends the policy overruled
 
     def __post_init__(self):
         if self.scenario.opening and not self.turns:
@@ -118,15 +124,19 @@ def run_conversations(pending: list[Conversation], batch_size: int, on_finish: C
                 if speaker == "user":
                     r = review(conv.guardrails, out.text, out.finish_reason == "length", len(conv.user_turns),
                                conv.last_assistant, conv.attempt, conv.fired)
+                    r = overrule(conv.end_policy, conv.lm_ends, conv.turns, r, conv.attempt, conv.policy_counts)
                     conv.attempt = conv.attempt + 1 if r.resample else 0
                     if r.resample:  # the same turn again, another seed
                         ask(conv, "user")
                         continue
                     add_user_turn(conv, r.text, out.tokens, latency, r.truncated, r.ended)
+                    conv.end_by = "model" if conv.end_policy and r.ended else None
                 else:
                     conv.turns.append({"role": "assistant", "text": out.text.strip(), "tokens": out.tokens,
                                        "latency_s": round(latency, 3)})
-                    if len(conv.user_turns) >= conv.scenario.max_turns:
+                    if conv.end_policy and conv.end_policy.ends(conv.turns):  # before the cap: the user's choice
+                        conv.stop_reason, conv.end_by = "user_ended", "policy"
+                    elif len(conv.user_turns) >= conv.scenario.max_turns:
                         conv.stop_reason = "max_turns"
                 if conv.stop_reason:
                     for b in backends:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from simulator.end_decision import overrule, policy_info, resolve_policy
 from simulator.guardrails import Guardrails, retry_seed, review, totals
 from simulator.replay_fit import fit_points
 from simulator.replay_plan import plan_hash, plan_points, replay_plan
@@ -26,6 +27,7 @@ from simulator.run_provenance import replay_provenance
 from simulator.sim_config import SimulationConfig, _backend_options, _identity, identity_config
 from userlm.backends import Backend, GenerationRequest, Sampling
 from userlm.config import to_dict
+from userlm.end_policy import EndPolicy
 from userlm.io import UserError, append_jsonl, atomic_write_json, read_jsonl, stable_uint
 from userlm.users import UserSpec, parse_user, user_sees_intent, user_system
 
@@ -59,6 +61,9 @@ class Replayed:
     guardrails: Guardrails | None = None  # the user side's (simulator/guardrails.py); None: off
     attempts: Counter = field(default_factory=Counter)  # point number -> resamples so far
     fired: Counter = field(default_factory=Counter)  # guardrail -> times it acted in this conversation
+    end_policy: EndPolicy | None = None  # the user side's learned end policy (simulator/end_decision.py)
+    lm_ends: str = "drop"
+    policy_counts: Counter = field(default_factory=Counter)  # the model's ends the policy overruled
 
     @property
     def key(self) -> str:
@@ -84,12 +89,22 @@ class Replayed:
         last_ai = next((m["content"] for m in reversed(before) if m["role"] == "assistant"), None)
         r = review(self.guardrails, raw, truncated, sum(m["role"] == "user" for m in before), last_ai,
                    self.attempts[j], self.fired)
+        r = overrule(self.end_policy, self.lm_ends, before, r, self.attempts[j], self.policy_counts)
         if r.resample:
             self.attempts[j] += 1
             return False
         self.done[j] = {**self.points[j], "generated": r.text or None, "ended": r.ended,
                         "truncated": r.truncated and not r.ended, "tokens": tokens, "cut": self.cuts[j],
-                        "latency_s": round(latency, 3)}
+                        "latency_s": round(latency, 3), **({"end_by": "model" if r.ended else None}
+                                                            if self.end_policy else {})}
+        return True
+
+    def policy_end(self, j: int) -> bool:
+        """Point j ended by the end policy, without generating a turn (done at once); False: the model writes."""
+        if self.end_policy is None or not self.end_policy.ends(self.example["messages"][:self.points[j]["index"]]):
+            return False
+        self.done[j] = {**self.points[j], "generated": None, "ended": True, "truncated": False, "tokens": 0,
+                        "cut": 0, "latency_s": 0.0, "end_by": "policy"}
         return True
 
     def record(self, user: UserSpec, cfg: SimulationConfig, split: str) -> dict:
@@ -109,7 +124,8 @@ class Replayed:
                 "points": [{k: v for k, v in p.items() if k != "latency_s"} for p in done],
                 "scenario_intent": self.intent, "user_told_intent": self.told,
                 "end_recorded": bool(self.example.get("end_recorded")), "user_model": cfg.user, "user_kind": user.kind,
-                **({"guardrails": dict(self.fired)} if self.guardrails else {})}
+                **({"guardrails": dict(self.fired)} if self.guardrails else {}),
+                **({"end_policy": dict(self.policy_counts)} if self.end_policy else {})}
 
 
 def replay_conversations(pending: list[Replayed], batch_size: int, on_finish: Callable[[Replayed], None],
@@ -132,6 +148,11 @@ def _replay(pending, batch_size, on_finish, on_point, backends) -> None:
     while pending or flying:
         while pending and len(flying) < batch_size:
             conv, j = pending.popleft()
+            if conv.policy_end(j):  # ended by the user's end policy: nothing to generate
+                on_point(len(flying), 0)
+                if conv.finished:
+                    on_finish(conv)
+                continue
             flying[f"{conv.key}#{j}"] = conv, j, time.perf_counter()
             conv.backend.submit((f"{conv.key}#{j}", "user"), conv.request(j))
         for backend in backends:
@@ -172,9 +193,11 @@ def _start(index: int, cfg: SimulationConfig, resume: bool, rank: int = 0, world
     examples, intents, manifest = replay_plan(cfg.replay, cfg.split, cfg.limit, cfg.with_intent)
     user = parse_user(cfg.user, cfg.user_kind)
     typed = backend_options([cfg.user_kind], cfg.backend_options)[cfg.user_kind]
+    policy = resolve_policy(cfg.end_policy, user)
     ident = {"config": identity_config(to_dict(cfg), NOT_REPLAYED),
              "backend_options": {k: v for k, v in typed.items() if k != "concurrency"},
-             "data_content_hash": manifest["content_hash"], "plan_sha256": plan_hash(examples, intents)}
+             "data_content_hash": manifest["content_hash"], "plan_sha256": plan_hash(examples, intents),
+             **policy_info(policy, cfg.end_policy_lm_ends, identity=True)}
     check_run_dir(out)
     done = finished_conversations(out, ident, resume)
     every = [plan_points(ex) for ex in examples]
@@ -191,7 +214,7 @@ def _start(index: int, cfg: SimulationConfig, resume: bool, rank: int = 0, world
                        "points": sum(map(len, plans)),
                        "points_left_out": sum(map(len, every)) - sum(map(len, plans)),
                        "decision_points": sum(p["decision"] for ps in plans for p in ps),
-                       "conversations_with_intent": len(intents)}}
+                       "conversations_with_intent": len(intents)}, **policy_info(policy, cfg.end_policy_lm_ends)}
     info["provenance"] = replay_provenance(cfg, info, sampling)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -205,7 +228,8 @@ def _start(index: int, cfg: SimulationConfig, resume: bool, rank: int = 0, world
         todo.append(Replayed(index, n, ex, point_seed(cfg.seed, ex["id"]), intent, told, points, upto,
                              system=user_system(user, intent if told else ""), sampling=sampling,
                              budget=cfg.context_tokens - sampling.max_new_tokens, history_cut=cfg.history_cut,
-                             guardrails=Guardrails.parse(cfg.user_guardrails)))
+                             guardrails=Guardrails.parse(cfg.user_guardrails), end_policy=policy,
+                             lm_ends=cfg.end_policy_lm_ends))
     transcripts = out / "transcripts.jsonl" if world == 1 else out / "shards" / f"rank-{rank}.jsonl"
     transcripts.parent.mkdir(parents=True, exist_ok=True)
     return _ReplayRun(cfg, user, out, info, todo[rank::world], transcripts)  # every world-th conversation

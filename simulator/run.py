@@ -8,6 +8,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from simulator.end_decision import policy_info, resolve_policy
 from simulator.guardrails import Guardrails, totals
 from simulator.loop import Conversation, Side, run_conversations
 from simulator.run_dir import RUN_KIND, check_run_dir, finished_conversations, merge_shards  # noqa: F401
@@ -131,16 +132,18 @@ def _start_run(index: int, cfg: SimulationConfig, resume: bool, rank: int, world
     out = Path(cfg.out)
     scenarios, jobs = plan(cfg)
     user = parse_user(cfg.user, cfg.user_kind)
-    ident = run_identity(cfg, scenarios)
+    policy = resolve_policy(cfg.end_policy, user)
+    ident = {**run_identity(cfg, scenarios), **policy_info(policy, cfg.end_policy_lm_ends, identity=True)}
     check_run_dir(out)
     done = finished_conversations(out, ident, resume)
-    info = start_run_info(cfg, user, ident, len(jobs), world)
+    info = {**start_run_info(cfg, user, ident, len(jobs), world), **policy_info(policy, cfg.end_policy_lm_ends)}
     info["provenance"] = run_provenance(cfg, scenarios, info)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "run.json", info)
     guard = Guardrails.parse(cfg.user_guardrails)
-    todo = [Conversation(s, i, conversation_seed(cfg.seed, s.id, i), run=index, guardrails=guard)
+    todo = [Conversation(s, i, conversation_seed(cfg.seed, s.id, i), run=index, guardrails=guard, end_policy=policy,
+                         lm_ends=cfg.end_policy_lm_ends)
             for s, i in jobs if (s.id, i) not in done][rank::world]
     transcripts = out / "transcripts.jsonl" if world == 1 else out / "shards" / f"rank-{rank}.jsonl"
     transcripts.parent.mkdir(parents=True, exist_ok=True)
@@ -185,7 +188,8 @@ def run_todo(runs: list[_Run], todo: list[Conversation], label: str, console) ->
             "scenario_intent": conv.scenario.intent, "user_told_intent": told,
             "user_model": r.cfg.user, "user_kind": r.user.kind, "assistant_model": r.cfg.assistant,
             "user_adapter_manifest_sha256": r.info["user_model"].get("manifest_sha256"),
-            **({"guardrails": dict(conv.fired)} if conv.guardrails else {})})
+            **({"guardrails": dict(conv.fired)} if conv.guardrails else {}),
+            **({"end_by": conv.end_by, "end_policy": dict(conv.policy_counts)} if conv.end_policy else {})})
         r.tokens += conv.generated_tokens
         bar.advance(task)
 

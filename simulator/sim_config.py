@@ -22,11 +22,15 @@ HF_FIELD_OPTIONS = {"quantization": "quantization", "dtype": "dtype", "max_batch
 REPLAY_FIELDS = ("replay", "split", "limit", "with_intent", "context_tokens", "history_cut")
 
 
+# The end policy is in an identity as the policy resolved (its file's hash), only where one is used.
+END_POLICY_FIELDS = ("end_policy", "end_policy_lm_ends")
+
+
 def identity_config(config: dict, leave_out: tuple[str, ...]) -> dict:
     """A run's config as its identity: without `leave_out`, nor guardrails when none is on (so that runs
     written before `user_guardrails` existed still resume)."""
     return {k: v for k, v in config.items() if k not in leave_out and not (k == "user_guardrails" and not v)
-            and not (k == "history_cut" and v == "latest")}
+            and not (k == "history_cut" and v == "latest") and k not in END_POLICY_FIELDS}
 
 
 @dataclass
@@ -69,6 +73,11 @@ class SimulationConfig:
         factory=dict, flag="guardrail",
         help="a guardrail of the user side (repeatable KEY=VALUE, all off by default; docs/user-behaviour.md): "
              "min_turns, no_assistant_opening, echo_words, max_words, retries")
+    end_policy: str = option(
+        "auto", "the user's learned end policy (docs/user-behaviour.md): auto = the user adapter's end_policy.json "
+                "where it has one, off, or an end_policy.json file; it decides each end, the model writes the turns")
+    end_policy_lm_ends: Literal["drop", "keep"] = option(
+        "drop", "with an end policy, the model's own end marker: drop (the policy alone ends) or keep (either ends)")
     backend_options: dict = option(
         factory=dict, flag="backend-arg",
         help="an option of the backends in use, typed by their constructors (repeatable KEY=VALUE): openai "

@@ -70,6 +70,9 @@ class TrainConfig:
         "length_grouped", "how batches are formed: length_grouped, padding_free or padded")
     gradient_checkpointing: bool = option(False, "recompute activations to save memory")
     seed: int = option(0, "seed of sampling, shuffling and the intent share")
+    end_policy: Literal["none", "learned"] = option(
+        "none", "learned: also fit a learned end policy on data_dir's recorded ends into OUTPUT_DIR/end_policy.json "
+                "(simulate's user then ends by it; docs/user-behaviour.md)")
     report_to: str = option("none", "training curves through a transformers logging integration: tensorboard (logs under OUTPUT_DIR/checkpoints/runs), wandb, ... (comma-separated; none: off)")
 
     def __post_init__(self):
@@ -283,6 +286,10 @@ def _train(cfg: TrainConfig, resume: bool) -> dict:
             chat_templates={"user_model": template_sha256(tokenizer)}),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(time.time() - started, 1),
     }
+    if cfg.end_policy == "learned":
+        from userlm.end_policy import fit_for_adapter
+
+        manifest["end_policy"] = fit_for_adapter(cfg.data_dir, out)
     atomic_write_json(out / ADAPTER_MANIFEST, manifest)  # written last: its presence marks a finished adapter
     (out / IN_PROGRESS).unlink(missing_ok=True)
     return manifest

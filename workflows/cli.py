@@ -66,6 +66,13 @@ def cmd_data_stats(args) -> int:
     return 0
 
 
+def cmd_data_end_policy(args) -> int:
+    from userlm.end_policy import summary, write_policy
+
+    print(summary(write_policy(args.dir, args.out), args.out))
+    return 0
+
+
 def cmd_train(args) -> int:
     from trainer.train import TrainConfig, train
 
@@ -213,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(data, "stats", "describe a prepared directory", cmd_data_stats)
     p.add_argument("dir", help="a prepared data directory")
     p.add_argument("--json", action="store_true", help="print the per-split counts as JSON")
+    p = _command(data, "end-policy", "fit a learned end policy (when people stop) on a prepared dir's recorded ends",
+                 cmd_data_end_policy)
+    p.add_argument("dir", help="a prepared data directory whose source records ends (ShareGPT)")
+    p.add_argument("--out", required=True, help="the policy JSON to write (e.g. ADAPTER_DIR/end_policy.json)")
 
     p = _command(sub, "train", "train a user-model adapter (TRL SFT + LoRA/QLoRA)", cmd_train, TrainConfig)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")

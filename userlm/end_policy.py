@@ -1,0 +1,206 @@
+"""A learned end policy (issue 24): a small model of *when* people stop, fitted on the recorded ends of a prepared
+data dir. At each end decision (after an AI turn, once the user has spoken) it gives p(end) from six surface
+features of the history; the user ends there when p >= its threshold, and otherwise the user model writes the turn.
+It does not read the intent, nor what the turns mean beyond those features: it models when people stop, not why.
+
+Fit: sklearn's LogisticRegression (balanced classes) on the train split's decisions, features standardised; the
+threshold is the p that maximises end F1 on the validation split's decisions. Saved as plain JSON (no pickle), so
+deciding needs neither sklearn nor numpy. Only for sources that record ends (ShareGPT does; OASST trees do not)."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from userlm.io import UserError, atomic_write_json, read_json, sha256_file
+
+POLICY_FILE = "end_policy.json"  # in an adapter dir: the adapter's own policy (`simulate --end-policy auto`)
+POLICY_KIND = "userlm-end-policy"
+FEATURES = ("user_turns", "log_ai_words", "log_user_words", "user_thanks", "ai_asks", "ai_code")
+_THANKS = re.compile(r"thank|thx|great|perfect", re.IGNORECASE)
+_ASKS = re.compile(r"\?\s*$")
+
+
+def _text(turn: dict) -> str:
+    return turn["content"] if "content" in turn else turn["text"]
+
+
+def is_decision(history: list[dict]) -> bool:
+    """An end decision: the history ends with an AI turn and the user has spoken (as simulator/replay_plan.py)."""
+    return bool(history) and history[-1]["role"] == "assistant" and any(t["role"] == "user" for t in history)
+
+
+def features(history: list[dict]) -> list[float]:
+    """FEATURES of the history before an end decision (turns {role, content} or {role, text}): user turns so far,
+    log(1 + words) of the last AI turn and of the last user turn, the last user turn thanks / praises, the AI turn
+    ends on a question, the AI turn has a code block."""
+    user = [_text(t) for t in history if t["role"] == "user"]
+    ai = _text(history[-1])
+    return [float(len(user)), math.log1p(len(ai.split())), math.log1p(len(user[-1].split())),
+            float(bool(_THANKS.search(user[-1]))), float(bool(_ASKS.search(ai))), float("```" in ai)]
+
+
+def end_decisions(example: dict) -> list[tuple[int, bool]]:
+    """(index into the messages, the person ended there) of each end decision of a prepared example whose source
+    records ends; [] where it does not. The same points as simulator/replay_plan.plan_points (a test checks)."""
+    msgs = example["messages"]
+    if not example.get("end_recorded"):
+        return []
+    out = []
+    for i in range(1, len(msgs) + 1):
+        if (msgs[i]["role"] == "user" if i < len(msgs) else msgs[-1]["role"] == "assistant") and is_decision(msgs[:i]):
+            out.append((i, i == len(msgs) and bool(example.get("ends_conversation"))))
+    return out
+
+
+def best_threshold(p, y) -> float:
+    """The p at or above which ending maximises F1 (cut only between distinct values of p)."""
+    import numpy as np
+
+    p, y = np.asarray(p, float), np.asarray(y, float)
+    ps, f1 = p[o := np.argsort(-p, kind="stable")], 2 * np.cumsum(y[o]) / (np.arange(1, len(p) + 1) + y.sum())
+    return float(ps[np.argmax(np.where(np.r_[ps[1:] != ps[:-1], True], f1, -1))])
+
+
+def f1_at(p, y, threshold: float) -> float:
+    said = [q >= threshold for q in p]
+    tp = sum(s and t for s, t in zip(said, y))
+    return 2 * tp / (sum(said) + sum(y)) if sum(said) + sum(y) else 0.0
+
+
+@dataclass(frozen=True)
+class EndPolicy:
+    means: tuple[float, ...]
+    scales: tuple[float, ...]
+    coefficients: tuple[float, ...]
+    intercept: float
+    threshold: float
+    path: str | None = None
+    sha256: str | None = None
+
+    def probability(self, history: list[dict]) -> float:
+        z = self.intercept + sum(c * (x - m) / s for c, x, m, s in
+                                 zip(self.coefficients, features(history), self.means, self.scales))
+        return 1 / (1 + math.exp(-z)) if z >= 0 else math.exp(z) / (1 + math.exp(z))
+
+    def ends(self, history: list[dict]) -> bool:
+        """End here instead of writing a turn: only at an end decision, where p(end) >= threshold."""
+        return is_decision(history) and self.probability(history) >= self.threshold
+
+    def describe(self) -> dict:
+        """What run.json records of the policy in use."""
+        return {"file": self.path, "sha256": self.sha256, "threshold": self.threshold}
+
+
+def load_policy(path: str | Path) -> EndPolicy:
+    """A policy file as `fit_policy` writes it; anything wrong is one UserError naming the file and field."""
+    path = Path(path)
+    what = "end policy"
+    info = read_json(path, what, {"kind": str, "features": list, "means": list, "scales": list,
+                                  "coefficients": list, "intercept": (int, float), "threshold": (int, float)})
+    if info["kind"] != POLICY_KIND:
+        raise UserError(f"{path}: {what} field 'kind' must be '{POLICY_KIND}', got {info['kind']!r}")
+    if info["features"] != list(FEATURES):
+        raise UserError(f"{path}: {what} field 'features' must be {list(FEATURES)} (this version's features)")
+    for name in ("means", "scales", "coefficients"):
+        v = info[name]
+        if len(v) != len(FEATURES) or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                              and math.isfinite(x) for x in v):
+            raise UserError(f"{path}: {what} field '{name}' must be a list of {len(FEATURES)} finite numbers")
+    if not all(s > 0 for s in info["scales"]):
+        raise UserError(f"{path}: {what} field 'scales' must be > 0")
+    for name in ("intercept", "threshold"):
+        if isinstance(info[name], bool) or not math.isfinite(info[name]):
+            raise UserError(f"{path}: {what} field '{name}' must be a finite number")
+    if not 0 <= info["threshold"] <= 1:
+        raise UserError(f"{path}: {what} field 'threshold' must be within [0, 1], got {info['threshold']}")
+    return EndPolicy(tuple(info["means"]), tuple(info["scales"]), tuple(info["coefficients"]),
+                     float(info["intercept"]), float(info["threshold"]), str(path), sha256_file(path))
+
+
+def split_decisions(data_dir: str | Path, split: str) -> tuple[list[list[float]], list[int], list[str], dict]:
+    """(features, person ended, conversation id) of every end decision of a split, and counts (conversations,
+    those whose source records no end: they have no decisions to learn from and are counted, not used)."""
+    from userlm.data.prepare import read_split
+
+    X, y, conv, skipped, n = [], [], [], 0, 0
+    for n, ex in enumerate(read_split(data_dir, split), 1):
+        if not ex.get("end_recorded"):
+            skipped += 1
+        for i, ended in end_decisions(ex):
+            X.append(features(ex["messages"][:i]))
+            y.append(int(ended))
+            conv.append(ex["id"])
+    return X, y, conv, {"conversations": n, "conversations_without_recorded_end": skipped,
+                        "decisions": len(y), "ends": sum(y)}
+
+
+def fit_policy(data_dir: str | Path) -> dict:
+    """The policy (a dict, as saved) fitted on `data_dir`'s train split, threshold on its validation split."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from userlm.data.prepare import load_manifest
+
+    manifest = load_manifest(data_dir)
+    X, y, _, train = split_decisions(data_dir, "train")
+    Xv, yv, _, val = split_decisions(data_dir, "validation")
+    for name, counts in (("train", train), ("validation", val)):
+        if not counts["ends"] or counts["ends"] == counts["decisions"]:
+            raise UserError(f"{data_dir}: the {name} split has {counts['decisions']} end decisions with "
+                            f"{counts['ends']} recorded ends ({counts['conversations_without_recorded_end']} of "
+                            f"{counts['conversations']} conversations record no end); a learned end policy needs a "
+                            f"source that records where people stopped (ShareGPT does, OASST does not)")
+    scaler = StandardScaler().fit(X)
+    model = LogisticRegression(max_iter=1000, class_weight="balanced").fit(scaler.transform(X), y)
+    policy = {"kind": POLICY_KIND, "features": list(FEATURES), "means": [float(v) for v in scaler.mean_],
+              "scales": [float(v) for v in scaler.scale_], "coefficients": [float(v) for v in model.coef_[0]],
+              "intercept": float(model.intercept_[0]), "threshold": 0.5}
+    fitted = EndPolicy(*(tuple(policy[k]) for k in ("means", "scales", "coefficients")), policy["intercept"], 0.5)
+    pv = [fitted.probability(h) for h in _histories(data_dir, "validation")]
+    policy["threshold"] = best_threshold(pv, yv)
+    return {**policy, "data_dir": str(data_dir), "data_content_hash": manifest["content_hash"],
+            "fitted_on": {"split": "train", **train},
+            "validation": {**val, "f1": round(f1_at(pv, yv, policy["threshold"]), 4),
+                           "always_end_f1": round(f1_at([1.0] * len(yv), yv, 0.0), 4)},
+            "about": "when people stop, from 6 surface features of the history (not from the intent); "
+                     "the user model writes the turns"}
+
+
+def _histories(data_dir, split):
+    from userlm.data.prepare import read_split
+
+    for ex in read_split(data_dir, split):
+        for i, _ in end_decisions(ex):
+            yield ex["messages"][:i]
+
+
+def write_policy(data_dir: str | Path, out: str | Path) -> dict:
+    """Fit and write `out` (refused if it exists: nothing is overwritten); returns the policy."""
+    out = Path(out)
+    if out.exists():
+        raise UserError(f"{out} already exists; choose another path")
+    policy = fit_policy(data_dir)
+    atomic_write_json(out, policy)
+    return policy
+
+
+def summary(policy: dict, out: str | Path) -> str:
+    f, v = policy["fitted_on"], policy["validation"]
+    return (f"{out}: end policy fitted on {f['decisions']} train decisions ({f['ends']} ends, "
+            f"{f['conversations_without_recorded_end']} conversations without a recorded end left out); "
+            f"threshold {policy['threshold']:.4f}; validation end F1 {v['f1']:.3f} vs always-end {v['always_end_f1']:.3f}")
+
+
+def fit_for_adapter(data_dir: str | Path, adapter_dir: str | Path) -> dict:
+    """`userlm train` with `end_policy: learned`: the adapter's end_policy.json, or a skip with its reason where
+    the data records no ends (printed, and in the adapter manifest)."""
+    try:
+        policy = write_policy(data_dir, Path(adapter_dir) / POLICY_FILE)
+    except UserError as e:
+        print(f"end policy skipped: {e}")
+        return {"skipped": str(e)}
+    print(summary(policy, Path(adapter_dir) / POLICY_FILE))
+    return {"file": POLICY_FILE, "threshold": policy["threshold"], "validation": policy["validation"]}
