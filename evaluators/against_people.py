@@ -104,7 +104,7 @@ def evaluate(units: list[dict], reference_dir: str | None, embed=None, seed: int
     if L.is_replay(units):
         if prepared["info"]["end_points"]:
             for name, fn in (("end_f1", ends.f1), ("end_f1_always", ends.f1_always),
-                             ("end_precision", ends.precision), ("end_recall", ends.recall),
+                             ("end_f1_position", ends.f1_position), ("end_precision", ends.precision), ("end_recall", ends.recall),
                              ("end_base_rate", ends.base_rate)):
                 out[name] = {"run": _ci(units, fn, note="n/a: no end decided on these points")}
         else:

@@ -1,7 +1,8 @@
 """End decisions scored against where real people stopped (UserLM-8b's end-of-conversation F1,
 arXiv 2510.06552). A unit (conversation) carries u["ends"] = [(the user model ended, the person ended), ...],
-one pair per decision point (after each AI turn); the statistics pool them, so one bootstrap over
-conversations serves all, and compare pairs them. Sources: a replay run's points (decision true,
+one pair per decision point (after each AI turn), and u["end_ordinals"] = each point's place among the
+conversation's decisions (1 = the first AI turn after the user spoke); the statistics pool them, so one bootstrap
+over conversations serves all, and compare pairs them. Sources: a replay run's points (decision true,
 person_ended not null), or evaluators/termination.py's own predictions on held-out real conversations."""
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ def ends_from_points(points: list[dict] | None) -> list[tuple[bool, bool]]:
 
 
 def attach_ends(units: list[dict]) -> int:
-    """u["ends"] from each replay unit's points, in place; returns the number of scored decision points."""
+    """u["ends"] and u["end_ordinals"] from each replay unit's points, in place; returns the number of scored
+    decision points."""
     for u in units:
-        u["ends"] = ends_from_points(u.get("points"))
+        decisions = [p for p in u.get("points") or () if p.get("decision")]
+        u["ends"] = ends_from_points(decisions)
+        u["end_ordinals"] = [k for k, p in enumerate(decisions, 1) if p.get("person_ended") is not None]
     return sum(len(u["ends"]) for u in units)
 
 
@@ -54,3 +58,19 @@ def f1_always(units):
 def base_rate(units):
     tp, _, fn, n = _counts(units)
     return (tp + fn) / n if n else np.nan
+
+
+POSITION_RULES = range(1, 9)
+
+
+def f1_position(units):
+    """The position baseline: the best F1 of "end at each of the first K decisions, go on after", K = 1..8, chosen
+    on these same points (optimistic). On ShareGPT's held-out decisions such a rule (K = 2) reads 0.336 where
+    always-end reads 0.256: a user that beats only always-end may have learned no more than the turn position."""
+    pairs = [(k, t) for u in units for k, (_, t) in zip(u.get("end_ordinals") or (), u.get("ends") or ())]
+    if not pairs:
+        return np.nan
+    ends = sum(t for _, t in pairs)
+    scores = [2 * sum(t for k, t in pairs if k <= top) / (sum(k <= top for k, _ in pairs) + ends)
+              for top in POSITION_RULES]
+    return max(scores) if ends else np.nan

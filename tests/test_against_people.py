@@ -165,6 +165,27 @@ def test_end_f1_on_constructed_points_beside_the_always_end_baseline(real):
     assert metrics["end_f1_always"]["run"]["value"] == pytest.approx(ends.f1_always(units))
 
 
+def test_position_baseline_is_the_best_first_k_decisions_rule(real):
+    # A user that ends exactly at each conversation's first decision: the position rule K = 1 is that user.
+    convs = [msgs for msgs in real[:60] if msgs[-1]["role"] == "assistant"][:20]
+    first = {i: next((k for k, m in enumerate(msgs) if k > 0 and m["role"] == "user"), len(msgs))
+             for i, msgs in enumerate(convs)}
+    records = [replay_record(i, msgs, lambda index, text: text, ended=lambda index, i=i: index == first[i])
+               for i, msgs in enumerate(convs)]
+    units = transcript_units(records)
+    ends.attach_ends(units)
+    assert all(u["end_ordinals"] == list(range(1, len(u["ends"]) + 1)) for u in units)
+    by_k = []
+    for top in ends.POSITION_RULES:
+        said = [(k <= top, t) for u in units for k, (_, t) in zip(u["end_ordinals"], u["ends"])]
+        tp = sum(p and t for p, t in said)
+        by_k.append(2 * tp / (sum(p for p, _ in said) + sum(t for _, t in said)))
+    assert ends.f1_position(units) == pytest.approx(max(by_k))
+    assert by_k[0] == pytest.approx(ends.f1(units))  # the user above is the K = 1 rule
+    metrics, _ = A.evaluate(units, None)
+    assert metrics["end_f1_position"]["run"]["value"] == pytest.approx(max(by_k))
+
+
 def test_end_f1_is_na_where_the_source_records_no_ends(real):
     units = replay_units(real[:10], lambda index, text: text, person_ended=None)
     metrics, _ = A.evaluate(units, None)
