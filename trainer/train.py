@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from trainer.curves import LOSS_CURVE, plot_loss_curve, report_to_list
+from trainer.speed import check_speed_options, speed_args, trainer_class
 from userlm import END_OF_CONVERSATION
 from userlm.chat import USER_MODEL_SYSTEM, encode_for_training, user_model_system
 from userlm.config import DType, Quantization, check_fields, option, to_dict
@@ -66,9 +67,12 @@ class TrainConfig:
     eval_steps: int = option(50, "evaluate every this many steps", min=1)
     save_steps: int = option(50, "checkpoint every this many steps (what --resume continues from)", min=1)
     logging_steps: int = option(10, "log every this many steps", min=1)
-    batching: Literal["length_grouped", "padding_free", "padded"] = option(
-        "length_grouped", "how batches are formed: length_grouped, padding_free or padded")
+    batching: Literal["length_grouped", "padding_free", "padded", "step_sorted"] = option(
+        "length_grouped", "how batches are formed: length_grouped, padding_free, padded, or step_sorted (padded's "
+                          "optimizer steps, each step's examples sorted by length into its micro-batches: less padding)")
     gradient_checkpointing: bool = option(False, "recompute activations to save memory")
+    selective_checkpointing: bool = option(False, "with gradient_checkpointing: keep attention outputs, recompute the rest")
+    use_liger_kernel: bool = option(False, "Liger's Triton kernels for norms, rotary and SwiGLU (CUDA, liger-kernel)")
     seed: int = option(0, "seed of sampling, shuffling and the intent share")
     end_policy: Literal["none", "learned"] = option(
         "none", "learned: also fit a learned end policy on data_dir's recorded ends into OUTPUT_DIR/end_policy.json "
@@ -155,6 +159,7 @@ def _sft_args(cfg: TrainConfig, has_eval: bool):
             args["train_sampling_strategy"] = "group_by_length"
         else:
             args["group_by_length"] = True
+    args.update(speed_args(cfg))
     if "activation_checkpointing" in fields:  # transformers 5's name; the old one warns (same setting)
         for old in ("gradient_checkpointing", "gradient_checkpointing_kwargs"):
             args[old.replace("gradient", "activation")] = args.pop(old)
@@ -183,6 +188,7 @@ def check_config(cfg: TrainConfig) -> None:
         raise UserError("need learning_rate > 0, 0 <= lora_dropout < 1 and warmup_steps >= 0")
     if cfg.end_share is not None and (cfg.context != "windows" or (cfg.max_steps <= 0 and not cfg.max_train_examples)):
         raise UserError("end_share needs context=windows and a sample of them (max_steps or max_train_examples)")
+    check_speed_options(cfg)
     resolve(cfg.base_model)
     report_to_list(cfg.report_to)
 
@@ -214,8 +220,6 @@ def _check_output_dir(out: Path, resume: bool) -> None:
 
 
 def _train(cfg: TrainConfig, resume: bool) -> dict:
-    from trl import SFTTrainer
-
     out = Path(cfg.output_dir)
     checkpoints = out / "checkpoints"
     has_checkpoint = checkpoints.exists() and any(checkpoints.glob("checkpoint-*"))
@@ -247,7 +251,7 @@ def _train(cfg: TrainConfig, resume: bool) -> dict:
                              limit=cfg.max_eval_examples)[0] if eval_examples else None
     if cfg.gradient_checkpointing:
         model.config.use_cache = False
-    trainer = SFTTrainer(model=model, args=_sft_args(cfg, eval_ds is not None), train_dataset=train_ds,
+    trainer = trainer_class(cfg)(model=model, args=_sft_args(cfg, eval_ds is not None), train_dataset=train_ds,
                          eval_dataset=eval_ds, processing_class=tokenizer, peft_config=_lora_config(cfg))
     result = trainer.train(resume_from_checkpoint=True if (resume and has_checkpoint) else None)
     eval_loss = _final_eval_loss(trainer) if eval_ds is not None else None
