@@ -226,9 +226,8 @@ AGAINST_PEOPLE = (
            _people("ends", "f1"), reference_row=False, headline=True),
     Metric("end_f1_always", 0, "the always-end baseline's F1 on the same points (end_f1 should beat it)",
            _people("ends", "f1_always"), reference_row=False),
-    Metric("end_f1_position", 0, "the best F1 of a rule that sees only the turn position (end at each of the first K "
-                                 "decisions, K = 1..8, chosen on these points): a user that beats only always-end may "
-                                 "have learned no more than this", _people("ends", "f1_position"), reference_row=False),
+    Metric("end_f1_position", 0, "the best F1 of 'end at each of the first K decisions' (K = 1..8, chosen on these "
+           "points): a bar a user that knows only the turn position clears", _people("ends", "f1_position"), reference_row=False),
     Metric("end_precision", +1, "share of the user model's ends that fall where the person ended",
            _people("ends", "precision"), reference_row=False),
     Metric("end_recall", +1, "share of real ends where the user model ended", _people("ends", "recall"),

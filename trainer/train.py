@@ -74,9 +74,8 @@ class TrainConfig:
     selective_checkpointing: bool = option(False, "with gradient_checkpointing: keep attention outputs, recompute the rest")
     use_liger_kernel: bool = option(False, "Liger's Triton kernels for norms, rotary and SwiGLU (CUDA, liger-kernel)")
     seed: int = option(0, "seed of sampling, shuffling and the intent share")
-    end_policy: Literal["none", "learned"] = option(
-        "none", "learned: also fit a learned end policy on data_dir's recorded ends into OUTPUT_DIR/end_policy.json "
-                "(simulate's user then ends by it; docs/user-behaviour.md)")
+    end_policy: Literal["none", "learned"] = option("none", "learned: also fit an end policy on data_dir's recorded ends "
+                                                           "into OUTPUT_DIR/end_policy.json (docs/user-behaviour.md)")
     report_to: str = option("none", "training curves through a transformers logging integration: tensorboard (logs under OUTPUT_DIR/checkpoints/runs), wandb, ... (comma-separated; none: off)")
 
     def __post_init__(self):
@@ -292,7 +291,6 @@ def _train(cfg: TrainConfig, resume: bool) -> dict:
     }
     if cfg.end_policy == "learned":
         from userlm.end_policy import fit_for_adapter
-
         manifest["end_policy"] = fit_for_adapter(cfg.data_dir, out)
     atomic_write_json(out / ADAPTER_MANIFEST, manifest)  # written last: its presence marks a finished adapter
     (out / IN_PROGRESS).unlink(missing_ok=True)
