@@ -22,8 +22,8 @@ def attach_ends(units: list[dict]) -> int:
     decision points."""
     for u in units:
         decisions = [p for p in u.get("points") or () if p.get("decision")]
-        u["ends"] = ends_from_points(decisions)
-        u["end_ordinals"] = [k for k, p in enumerate(decisions, 1) if p.get("person_ended") is not None]
+        scored = [(k, p) for k, p in enumerate(decisions, 1) if p.get("person_ended") is not None]
+        u["ends"], u["end_ordinals"] = ends_from_points([p for _, p in scored]), [k for k, _ in scored]
     return sum(len(u["ends"]) for u in units)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from userlm.end_policy import is_decision
 from userlm.history import fit_history, prompt_tokens  # noqa: F401 (replay's names for them)
 from userlm.io import UserError, sha256_json, stable_uint
 
@@ -59,7 +60,7 @@ def plan_points(example: dict) -> list[dict]:
             continue
         if i == len(msgs) and (not msgs or msgs[-1]["role"] != "assistant"):
             continue
-        decision = i > 0 and msgs[i - 1]["role"] == "assistant" and any(m["role"] == "user" for m in msgs[:i])
+        decision = is_decision(msgs[:i])
         final = i == len(msgs)
         points.append({"index": i, "real": None if final else msgs[i]["content"], "decision": decision,
                        "person_ended": (final and bool(example.get("ends_conversation"))) if recorded else None})

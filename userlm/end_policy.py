@@ -28,7 +28,7 @@ def _text(turn: dict) -> str:
 
 
 def is_decision(history: list[dict]) -> bool:
-    """An end decision: the history ends with an AI turn and the user has spoken (as simulator/replay_plan.py)."""
+    """An end decision: the history ends with an AI turn and the user has spoken (replay's points use this too)."""
     return bool(history) and history[-1]["role"] == "assistant" and any(t["role"] == "user" for t in history)
 
 

@@ -16,6 +16,7 @@ transformers' flex path: that one builds its block mask on the host each call, w
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 BLOCK = 128  # positions a block of the mask; flex_attention's default
@@ -88,6 +89,7 @@ def done() -> None:
     _ACTIVE[0] = None
 
 
+@functools.cache
 def _from_kv_params():
     from torch.nn.attention.flex_attention import BlockMask
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import functools
 
+from userlm.backends.live_attention import active
+
 ATTENTION = "userlm_slots"
 
 
@@ -18,8 +20,6 @@ def slot_attention(module, query, key, value, attention_mask, dropout=0.0, scali
     heads per kv head, dim] so grouped-query attention reads each key once instead of copying it per head
     (transformers' sdpa path repeats keys whenever a mask is given, in some versions)."""
     import torch
-
-    from userlm.backends.live_attention import active
 
     rows, heads, q_len, dim = query.shape
     kv_heads = key.shape[1]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Hashable
 
+from userlm.backends import live_attention
 from userlm.backends.decode_graphs import DecodeGraphs
 from userlm.backends.slot_kv import SlotBuffers, SlotKV, register_slot_attention, slot_cache_class
 from userlm.backends.slot_prefill import LENGTH_BUCKET, SlotPrefill
@@ -226,19 +227,15 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
             mask = self.mask[:b, None, None, :lb]
             if self.live_attention:  # the mask is built from each row's position; `mask` is passed unread
                 if self.live_kv is None:
-                    from userlm.backends.live_attention import LiveAttention
-
-                    self.live_kv = LiveAttention(self.slots, self.device, compiled=self.device.type == "cuda")
+                    self.live_kv = live_attention.LiveAttention(self.slots, self.device, compiled=self.device.type == "cuda")
                 self.live_kv.prepare(b, self.positions, self.heads // self.kv_heads, lb)
             elif self.compile_decode:  # the additive mask once a step, not converted from booleans in every layer
                 mask = torch.zeros(mask.shape, dtype=self.dtype, device=self.device).masked_fill_(~mask, float("-inf"))
             with self._compiled():
                 logits = self._forward(input_ids=self.tokens[:b], position_ids=self.positions[:b], attention_mask=mask)
         finally:
-            from userlm.backends.live_attention import done
-
             self.mode = None
-            done()
+            live_attention.done()
         if not self.gpu_sampling:
             return logits
         tokens, wide, greedy, probs = sample_head(logits.float(), self.temperatures[:b], self.top_ps[:b],
