@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from trainer.curves import LOSS_CURVE, plot_loss_curve, report_to_list
+from trainer.curves import LOSS_CURVE, final_eval_loss, plot_loss_curve, report_to_list
+from trainer.end_weight import check_end_weight, with_end_weight
 from trainer.speed import check_speed_options, speed_args, trainer_class
 from userlm import END_OF_CONVERSATION
 from userlm.chat import USER_MODEL_SYSTEM, encode_for_training, user_model_system
@@ -53,6 +54,8 @@ class TrainConfig:
     end_share: float | None = option(
         None, "context=windows with a sample (max_steps or max_train_examples): the share of the sampled windows that "
               "end a conversation (null: as the sample falls, about 1 in 8 on ShareGPT)", min=0, max=1)
+    end_loss_weight: float = option(
+        1.0, "multiply the training loss of the end marker's tokens by this (1: plain SFT; trainer/end_weight.py)", min=0)
     per_device_train_batch_size: int = option(4, "training batch size per device", min=1)
     per_device_eval_batch_size: int = option(8, "evaluation batch size per device", min=1)
     gradient_accumulation_steps: int = option(1, "batches per optimizer step", min=1)
@@ -188,6 +191,7 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.end_share is not None and (cfg.context != "windows" or (cfg.max_steps <= 0 and not cfg.max_train_examples)):
         raise UserError("end_share needs context=windows and a sample of them (max_steps or max_train_examples)")
     check_speed_options(cfg)
+    check_end_weight(cfg)
     resolve(cfg.base_model)
     report_to_list(cfg.report_to)
 
@@ -250,10 +254,11 @@ def _train(cfg: TrainConfig, resume: bool) -> dict:
                              limit=cfg.max_eval_examples)[0] if eval_examples else None
     if cfg.gradient_checkpointing:
         model.config.use_cache = False
-    trainer = trainer_class(cfg)(model=model, args=_sft_args(cfg, eval_ds is not None), train_dataset=train_ds,
-                         eval_dataset=eval_ds, processing_class=tokenizer, peft_config=_lora_config(cfg))
+    trainer = with_end_weight(trainer_class(cfg), cfg.end_loss_weight)(
+        model=model, args=_sft_args(cfg, eval_ds is not None), train_dataset=train_ds,
+        eval_dataset=eval_ds, processing_class=tokenizer, peft_config=_lora_config(cfg))
     result = trainer.train(resume_from_checkpoint=True if (resume and has_checkpoint) else None)
-    eval_loss = _final_eval_loss(trainer) if eval_ds is not None else None
+    eval_loss = final_eval_loss(trainer) if eval_ds is not None else None
     if not trainer.is_world_process_zero():
         return {}
     trainer.model.save_pretrained(out)
@@ -272,6 +277,7 @@ def _train(cfg: TrainConfig, resume: bool) -> dict:
         "trained_with_intent": cfg.intent != "none", "intent_mode": cfg.intent,
         "train_examples_with_intent": with_intent, "end_marker": END_OF_CONVERSATION,
         "train_examples": len(train_ds), "train_target_tokens": target_tokens, "train_rows_with_end": end_rows,
+        "end_tokens_weighted": getattr(trainer, "end_tokens_weighted", None),
         "training_turn_hashes": {"file": TRAINING_HASHES, "count": hashed},
         "final_train_loss": result.training_loss, "final_eval_loss": eval_loss,
         "final_eval_perplexity": math.exp(eval_loss) if eval_loss is not None else None,
@@ -295,15 +301,4 @@ def _train(cfg: TrainConfig, resume: bool) -> dict:
     atomic_write_json(out / ADAPTER_MANIFEST, manifest)  # written last: its presence marks a finished adapter
     (out / IN_PROGRESS).unlink(missing_ok=True)
     return manifest
-
-
-def _final_eval_loss(trainer) -> float:
-    """The eval loss of the finished weights. With step-wise evaluation the trainer already evaluated them
-    at the last step (transformers' DefaultFlowCallback); evaluating again repeats the same pass (20 s of
-    the demo's training stage on 2 cores) for the same number."""
-    state = trainer.state
-    logged = [e for e in state.log_history if "eval_loss" in e]
-    if logged and logged[-1].get("step") == state.global_step:
-        return logged[-1]["eval_loss"]
-    return trainer.evaluate()["eval_loss"]
 
