@@ -88,6 +88,7 @@ def with_end_weight(base, weight: float):
                 self._end_marker = marker_ids(self.processing_class)
             shifted = inputs.get("shift_labels") is not None
             mask = end_marker_mask(inputs["shift_labels" if shifted else "labels"], self._end_marker, shifted)
+            # this process's count (under DDP the manifest, written by process 0, holds process 0's)
             self.end_tokens_weighted = getattr(self, "end_tokens_weighted", 0) + int(mask.sum())
             weights = 1.0 + (self.end_loss_weight - 1.0) * mask.float()
             return super().compute_loss(_Weighted(model, weights), inputs, return_outputs, num_items_in_batch)
