@@ -55,3 +55,25 @@ def test_speed_options_reach_the_trainer_or_fail_in_one_line(tiny_model, data_di
             check_config(cfg_for(tiny_model, data_dir, tmp_path / "c", "use_liger_kernel=true"))
     else:
         assert _sft_args(cfg_for(tiny_model, data_dir, tmp_path / "c", "use_liger_kernel=true"), False).use_liger_kernel
+
+
+def test_labelled_positions_only_trains_the_same_steps(tiny_model, data_dir, tmp_path, monkeypatch):  # noqa: F811
+    import contextlib
+
+    import torch
+    import trl.trainer.utils as trl_utils
+
+    import trainer.train as train_module
+    from trainer.speed import labelled_positions_only
+
+    cpu = torch.device("cpu")
+    every_position = trl_utils._use_triton(cpu)
+    with labelled_positions_only():
+        assert trl_utils._use_triton(cpu) is True  # TRL's fused head now projects only labelled positions
+    assert trl_utils._use_triton(cpu) == every_position  # restored after training
+    args = ("max_steps=3", "max_train_examples=12", "max_eval_examples=2")
+    ours = train(cfg_for(tiny_model, data_dir, tmp_path / "labelled", *args))
+    monkeypatch.setattr(train_module, "labelled_positions_only", contextlib.nullcontext)
+    theirs = train(cfg_for(tiny_model, data_dir, tmp_path / "every", *args))
+    assert ours["final_train_loss"] == pytest.approx(theirs["final_train_loss"], rel=1e-6)
+    assert ours["final_eval_loss"] == pytest.approx(theirs["final_eval_loss"], rel=1e-6)

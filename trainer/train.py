@@ -12,7 +12,7 @@ from typing import Literal
 
 from trainer.curves import LOSS_CURVE, final_eval_loss, plot_loss_curve, report_to_list
 from trainer.end_weight import check_end_weight, with_end_weight
-from trainer.speed import check_speed_options, speed_args, trainer_class
+from trainer.speed import check_speed_options, labelled_positions_only, speed_args, trainer_class
 from userlm import END_OF_CONVERSATION
 from userlm.chat import USER_MODEL_SYSTEM, encode_for_training, user_model_system
 from userlm.config import DType, Quantization, check_fields, option, to_dict
@@ -257,8 +257,9 @@ def _train(cfg: TrainConfig, resume: bool) -> dict:
     trainer = with_end_weight(trainer_class(cfg), cfg.end_loss_weight)(
         model=model, args=_sft_args(cfg, eval_ds is not None), train_dataset=train_ds,
         eval_dataset=eval_ds, processing_class=tokenizer, peft_config=_lora_config(cfg))
-    result = trainer.train(resume_from_checkpoint=True if (resume and has_checkpoint) else None)
-    eval_loss = final_eval_loss(trainer) if eval_ds is not None else None
+    with labelled_positions_only():
+        result = trainer.train(resume_from_checkpoint=True if (resume and has_checkpoint) else None)
+        eval_loss = final_eval_loss(trainer) if eval_ds is not None else None
     if not trainer.is_world_process_zero():
         return {}
     trainer.model.save_pretrained(out)
