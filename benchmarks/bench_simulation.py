@@ -92,7 +92,10 @@ def main():
                              "static-host, static-compiled (decode's norms and rotary fused by torch.compile), static-sort "
                              "(compiled, wide nuclei drawn after a full sort, as before 2026-11-30), static-live "
                              "(static-compiled with decode attention over each row's live positions only), static-fast "
-                             "(static-live, and sample_wide inside the graph after a step with a wide row)")
+                             "(static-live, and sample_wide inside the graph after a step with a wide row), static-ahead "
+                             "(static-fast, uniforms drawn 64 at a time a row), static-chunk (static-ahead, --chunk "
+                             "decode steps a CUDA graph and host round trip)")
+    parser.add_argument("--chunk", type=int, default=8, help="static-chunk's decode steps a round trip")
     parser.add_argument("--verify-sampling", action="store_true")
     parser.add_argument("--logit-scale", type=float, default=1.0,
                         help="multiply the output embeddings: a random model's flat next-token distributions "
@@ -140,9 +143,12 @@ def main():
             backend.slots = engine if scheduler.startswith("static") else None
             if engine is not None:
                 engine.gpu_sampling = scheduler != "static-host"
-                engine.compile_decode = scheduler in ("static-compiled", "static-sort", "static-live", "static-fast")
-                engine.live_attention = scheduler in ("static-live", "static-fast")  # each row's live positions
-                engine.wide_in_graph = scheduler == "static-fast"  # + sample_wide in the graph after a wide step
+                fast = ("static-fast", "static-ahead", "static-chunk")
+                engine.compile_decode = scheduler in ("static-compiled", "static-sort", "static-live", *fast)
+                engine.live_attention = scheduler in ("static-live", *fast)  # each row's live positions
+                engine.wide_in_graph = scheduler in fast  # + sample_wide in the graph after a wide step
+                engine.ahead_size = 64 if scheduler in ("static-ahead", "static-chunk") else 1  # 1: as before
+                engine.decode_chunk = args.chunk if scheduler == "static-chunk" else 1
                 engine.wide_sort = scheduler == "static-sort"  # compiled, wide nuclei sorted as before 2026-11-30
                 engine.wide_steps = 0
             for label, continuous, prefix_cache in variants[-1:] if args.only_best else variants:
@@ -160,6 +166,11 @@ def main():
                         + (f", {rate / naive_rate:.2f}x naive" if naive_rate else "")
                         + f"; {steps} decode steps at {step_ms:.2f} ms = {floor_ms / step_ms:.3f} of the memory floor"
                         + f"; {backend.counts['prefill']} prefill passes in {backend.seconds['prefill']:.1f} s")
+                forward = backend.seconds["decode forward"]
+                line += f" ({100 * (1 - forward / max(decode_s, 1e-9)):.0f}% of decode time on the host"
+                if backend.counts["chunk tokens"]:
+                    line += f"; {backend.counts['chunk tokens']} tokens kept, {backend.counts['chunk retries']} retries"
+                line += ")"
                 if capture:
                     line += (f"; {backend.counts['graphs']} CUDA graphs captured in {capture:.1f} s "
                              f"({tokens / (seconds - capture):.1f} tok/s without)")
@@ -176,7 +187,8 @@ def main():
                 engine.reset()
         for new, other in (("static", "dynamic"), ("static", "static-host"), ("static", "static-compiled"),
                            ("static-compiled", "static-sort"), ("static-live", "static-compiled"),
-                           ("static-fast", "static-compiled")):
+                           ("static-fast", "static-compiled"),
+                           ("static-ahead", "static-fast"), ("static-chunk", "static-fast")):
             if new in schedulers and other in schedulers:
                 print(f"{new} / {other} at {n} live conversations: "
                       f"{rates[(n, new)] / rates[(n, other)]:.2f}x", flush=True)
