@@ -16,7 +16,7 @@ for stage in "$@"; do
   echo "=== $stage $(date -u +%T)"
   case $stage in
     tests) python3 -m pytest -q -p no:cacheprovider --tb=short tests/test_chunk_decode.py tests/test_live_attention.py \
-             tests/test_static_cache.py tests/test_sampling_wide.py 2>&1 | tail -15 ;;
+             tests/test_static_cache.py tests/test_sampling_wide.py &> "$OUT/tests.log"; tail -15 "$OUT/tests.log" ;;
     d05) model qwen2.5-0.5b; bench --model /tmp/qwen2.5-0.5b --conversations 32 ;;
     d7) model qwen2.5-7b; bench --model /tmp/qwen2.5-7b --conversations 128 ;;
   esac

@@ -122,11 +122,16 @@ class DecodeGraphs:
         import torch
 
         started = time.perf_counter()
+        # a chunk (`chunk_decode.py`) advances its inputs on the device: the replay must start from where it did
+        inputs = (self.tokens, self.positions, self.writes, self.uniforms)
+        saved = [t.clone() for t in inputs]
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             self._decode_pass(b, lb)
         torch.cuda.current_stream().wait_stream(stream)
+        for t, s in zip(inputs, saved):
+            t.copy_(s)
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()  # one pool: graphs run one at a time and share memory
         graph = torch.cuda.CUDAGraph()
