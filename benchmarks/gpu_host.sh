@@ -11,7 +11,7 @@ DATA=$(realpath "${DATA:?a prepared data dir}")
 S=static-fast,static-ahead,static-chunk
 model() { [ -d /tmp/$1 ] || python3 benchmarks/random_model.py --shape $1 --data "$DATA" --out /tmp/$1 2>&1 | grep -v "it/s\]"; }
 bench() { python3 -W ignore benchmarks/bench_simulation.py --dtype bfloat16 --naive-conversations 0 --only-best \
-  --chunk "${CHUNK:-8}" --schedulers $S,$S "$@" 2>&1 | grep -v "Loading weights\|it/s\]"; }
+  --chunk "${CHUNK:-8}" --schedulers $S,$S ${PROFILE:+--profile} "$@" 2>&1 | grep -v "Loading weights\|it/s\]"; }
 for stage in "$@"; do
   echo "=== $stage $(date -u +%T)"
   case $stage in
