@@ -24,7 +24,7 @@ import time
 from collections.abc import Hashable
 
 from userlm.backends import live_attention
-from userlm.backends.chunk_decode import AHEAD, ChunkDecode
+from userlm.backends.chunk_decode import ChunkDecode
 from userlm.backends.decode_graphs import DecodeGraphs
 from userlm.backends.slot_kv import SlotBuffers, SlotKV, register_slot_attention, slot_cache_class
 from userlm.backends.slot_prefill import LENGTH_BUCKET, SlotPrefill
@@ -60,7 +60,9 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         self.rows: list = [None] * slots
         self.resident: list = [None] * slots  # slot -> the tokens whose keys/values it holds (slot_prefill.py)
         self.ahead: dict = {}  # slot -> (its row, the row's next uniforms), drawn `ahead_size` at a time (chunk_decode.py)
-        self.ahead_size = AHEAD  # 1: one draw a row a step, while the GPU runs the step (as before; benchmarks)
+        # uniforms drawn a row at a time: 1 (one a step, while the GPU runs it: as before), or AHEAD (64, opt-in:
+        # 1.00x at 7B/128, 0.94-1.02x at 0.5B/32 on an H200, 2026-11-30; results/benchmarks/2026-11-30-h200-decode-host.md)
+        self.ahead_size = 1
         self.graphs: dict = {}
         self.pool = None
         self.cache = slot_cache_class()(self)
