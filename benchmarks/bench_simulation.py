@@ -76,6 +76,21 @@ def batched(backend, convs, user: UserSpec, batch_size: int, continuous: bool, p
     return tokens[0], time.perf_counter() - started
 
 
+def configure(backend, engine, scheduler: str, chunk: int):
+    """Point the backend at the scheduler's engine and settings."""
+    backend.slots = engine if scheduler.startswith("static") else None
+    if engine is not None:
+        engine.gpu_sampling = scheduler != "static-host"
+        fast = ("static-fast", "static-ahead", "static-chunk")
+        engine.compile_decode = scheduler in ("static-compiled", "static-sort", "static-live", *fast)
+        engine.live_attention = scheduler in ("static-live", *fast)  # each row's live positions
+        engine.wide_in_graph = scheduler in fast  # + sample_wide in the graph after a wide step
+        engine.ahead_size = 64 if scheduler in ("static-ahead", "static-chunk") else 1  # 1: as before
+        engine.decode_chunk = chunk if scheduler == "static-chunk" else 1
+        engine.wide_sort = scheduler == "static-sort"  # compiled, wide nuclei sorted as before 2026-11-30
+        engine.wide_steps = 0
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=DEFAULT_ASSISTANT, help="both sides (the prompted baseline talks to it)")
@@ -101,8 +116,8 @@ def main():
                         help="multiply the output embeddings: a random model's flat next-token distributions "
                              "become peaked like a trained model's (the nucleus fits the 128 most likely tokens)")
     parser.add_argument("--profile", action="store_true",
-                        help="one more run of the last scheduler at the largest count under torch.profiler: its "
-                             "GPU kernels by total time")
+                        help="each scheduler once more warm, then once under torch.profiler: its GPU kernel time "
+                             "and kernels a decode step, the top kernels")
     args = parser.parse_args()
     torch.manual_seed(0)
     counts = [int(n) for n in args.conversations.split(",")]
@@ -140,17 +155,7 @@ def main():
     rates = {}
     for n in counts:
         for scheduler in schedulers:
-            backend.slots = engine if scheduler.startswith("static") else None
-            if engine is not None:
-                engine.gpu_sampling = scheduler != "static-host"
-                fast = ("static-fast", "static-ahead", "static-chunk")
-                engine.compile_decode = scheduler in ("static-compiled", "static-sort", "static-live", *fast)
-                engine.live_attention = scheduler in ("static-live", *fast)  # each row's live positions
-                engine.wide_in_graph = scheduler in fast  # + sample_wide in the graph after a wide step
-                engine.ahead_size = 64 if scheduler in ("static-ahead", "static-chunk") else 1  # 1: as before
-                engine.decode_chunk = args.chunk if scheduler == "static-chunk" else 1
-                engine.wide_sort = scheduler == "static-sort"  # compiled, wide nuclei sorted as before 2026-11-30
-                engine.wide_steps = 0
+            configure(backend, engine, scheduler, args.chunk)
             for label, continuous, prefix_cache in variants[-1:] if args.only_best else variants:
                 if cuda:
                     torch.cuda.synchronize()
@@ -201,18 +206,25 @@ def main():
               f"{backend.counts['decode']} steps had a row wider than the head", flush=True)
         engine.verify = False
         engine.reset()
-    if args.profile:
+    if args.profile:  # each scheduler once more warm (graphs captured), then once under the profiler
         from torch.profiler import ProfilerActivity, profile
 
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for scheduler in dict.fromkeys(schedulers):
+            configure(backend, engine, scheduler, args.chunk)
             batched(backend, conversations(scenarios, max(counts)), user, max(counts), True, True)
-        steps = max(backend.counts["decode"], 1)
-        print(f"profile of a {schedulers[-1]} run ({steps} decode steps): " + ", ".join(
-            f"{k} {v:.2f} s" for k, v in backend.seconds.most_common()), flush=True)
-        print(prof.key_averages().table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=70),
-              flush=True)
-        if engine is not None:
-            engine.reset()
+            with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+                batched(backend, conversations(scenarios, max(counts)), user, max(counts), True, True)
+            steps = max(backend.counts["decode"], 1)
+            events = [e for e in prof.key_averages() if e.self_device_time_total > 0]
+            total = sum(e.self_device_time_total for e in events)
+            print(f"profile of a warm {scheduler} run ({steps} decode steps; " + ", ".join(
+                f"{k} {v:.2f} s" for k, v in backend.seconds.most_common()) + f"): kernel time {total / steps:.0f} us "
+                f"a step, {sum(e.count for e in events) / steps:.0f} kernels a step; the top ones (us a step, "
+                "calls a step):", flush=True)
+            for e in sorted(events, key=lambda e: -e.self_device_time_total)[:12]:
+                print(f"    {e.self_device_time_total / steps:8.1f} {e.count / steps:6.1f}  {e.key[:90]}", flush=True)
+            if engine is not None:
+                engine.reset()
     backend.slots = engine
 
 
