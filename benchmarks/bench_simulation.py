@@ -81,12 +81,13 @@ def configure(backend, engine, scheduler: str, chunk: int):
     backend.slots = engine if scheduler.startswith("static") else None
     if engine is not None:
         engine.gpu_sampling = scheduler != "static-host"
-        fast = ("static-fast", "static-ahead", "static-chunk")
+        fast = ("static-fast", "static-ahead", "static-chunk", "static-loop")
         engine.compile_decode = scheduler in ("static-compiled", "static-sort", "static-live", *fast)
         engine.live_attention = scheduler in ("static-live", *fast)  # each row's live positions
         engine.wide_in_graph = scheduler in fast  # + sample_wide in the graph after a wide step
-        engine.ahead_size = 64 if scheduler in ("static-ahead", "static-chunk") else 1  # 1: as before
-        engine.decode_chunk = chunk if scheduler == "static-chunk" else 1
+        engine.ahead_size = 64 if scheduler in fast[1:] else 1  # 1: as before
+        engine.decode_chunk = chunk if scheduler in fast[2:] else 1
+        engine.graph_steps = 1 if scheduler == "static-loop" else 0  # the step's graph replayed `chunk` times
         engine.wide_sort = scheduler == "static-sort"  # compiled, wide nuclei sorted as before 2026-11-30
         engine.wide_steps = 0
 
@@ -109,7 +110,8 @@ def main():
                              "(static-compiled with decode attention over each row's live positions only), static-fast "
                              "(static-live, and sample_wide inside the graph after a step with a wide row), static-ahead "
                              "(static-fast, uniforms drawn 64 at a time a row), static-chunk (static-ahead, --chunk "
-                             "decode steps a CUDA graph and host round trip)")
+                             "decode steps a CUDA graph and host round trip), static-loop "
+                             "(static-chunk, the one-step graph replayed --chunk times a round trip)")
     parser.add_argument("--chunk", type=int, default=8, help="static-chunk's decode steps a round trip")
     parser.add_argument("--verify-sampling", action="store_true")
     parser.add_argument("--logit-scale", type=float, default=1.0,
@@ -193,7 +195,7 @@ def main():
         for new, other in (("static", "dynamic"), ("static", "static-host"), ("static", "static-compiled"),
                            ("static-compiled", "static-sort"), ("static-live", "static-compiled"),
                            ("static-fast", "static-compiled"),
-                           ("static-ahead", "static-fast"), ("static-chunk", "static-fast")):
+                           ("static-ahead", "static-fast"), ("static-chunk", "static-fast"), ("static-loop", "static-fast")):
             if new in schedulers and other in schedulers:
                 print(f"{new} / {other} at {n} live conversations: "
                       f"{rates[(n, new)] / rates[(n, other)]:.2f}x", flush=True)

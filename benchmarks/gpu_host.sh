@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue 25 item 1 on one lent H200: host time a decode step (`chunk_decode.py`): uniforms drawn ahead
-# (static-ahead) and k steps a CUDA graph (static-chunk) against static-fast (live attention + in-graph wide draw,
+# (static-ahead), k steps a CUDA graph (static-chunk) or the step graph replayed k times a sync (static-loop)
+# against static-fast (live attention + in-graph wide draw,
 # the last session's best), side by side in one process, alternating (7B at 128 live, 0.5B at 32). Usage:
 # DATA=prepared-data-dir CHUNK=8 bash benchmarks/gpu_host.sh STAGE...   (tests d05 d7; logs in $OUT)
 set -uo pipefail
@@ -8,7 +9,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=8
 DATA=$(realpath "${DATA:?a prepared data dir}")
-S=${S:-static-fast,static-ahead,static-chunk}
+S=${S:-static-fast,static-ahead,static-chunk,static-loop}
 model() { [ -d /tmp/$1 ] || python3 benchmarks/random_model.py --shape $1 --data "$DATA" --out /tmp/$1 2>&1 | grep -v "it/s\]"; }
 bench() { python3 -W ignore benchmarks/bench_simulation.py --dtype bfloat16 --naive-conversations 0 --only-best \
   --chunk "${CHUNK:-8}" --schedulers $S,$S ${PROFILE:+--profile} "$@" 2>&1 | grep -v "Loading weights\|it/s\]"; }

@@ -22,11 +22,11 @@ def test_chunked_decode_same_text(tiny_model, temperature, wide_sort):
 
     chats = [[{"role": "user", "content": f"Tell me about idea {i}{', briefly' * (i % 3)}."}] for i in range(5)]
     texts = []
-    for chunk, ahead in ((1, 1), (1, 64), (4, 64), (7, 3)):
+    for chunk, ahead, graph_steps in ((1, 1, 0), (1, 64, 0), (4, 64, 0), (7, 3, 0), (6, 64, 2), (5, 64, 1)):
         backend = HFBackend(tiny_model, max_batch=3, static_cache=True, compile_decode="off", dtype="float32")
         engine = backend.slots
         engine.live_attention, engine.decode_chunk, engine.ahead_size, engine.wide_sort = True, chunk, ahead, wide_sort
-        engine.wide_in_graph = True
+        engine.wide_in_graph, engine.graph_steps = True, graph_steps
         reqs = [GenerationRequest(c, Sampling(temperature, 0.9, 5 + 4 * i), seed=i) for i, c in enumerate(chats)]
         outs = [(o.text, o.tokens, o.finish_reason) for o in backend.generate(reqs)]  # 5 requests, 3 slots
         follow = chats[0] + [{"role": "assistant", "content": outs[0][0]}, {"role": "user", "content": "Why?"}]

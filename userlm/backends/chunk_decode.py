@@ -4,9 +4,12 @@
   (`torch.rand(n, generator=g)` yields exactly the sequence of n draws of one; a test checks it), kept in a
   queue per slot and consumed as tokens are accepted. Before, every step drew each row's next uniform with its
   own `torch.rand(1)` call (128 calls a step at 7B/128).
-- Chunks (`SlotEngine.decode_chunk` = k > 1, with live attention and GPU sampling): one CUDA graph runs k decode
-  steps back to back, each feeding its sampled tokens to the next on the device (positions and KV writes advance
-  on the device too), with each row's next k uniforms uploaded once; the host reads the k x rows tokens once.
+- Chunks (`SlotEngine.decode_chunk` = k > 1, with live attention and GPU sampling): k decode steps back to back,
+  each feeding its sampled tokens to the next on the device (positions and KV writes advance on the device too),
+  with each row's next k uniforms uploaded once; the host reads the k x rows tokens once. The k steps are one
+  CUDA graph (`graph_steps` 0, measured), or a graph of `graph_steps` steps replayed k / graph_steps times, queued
+  without a sync (1: the single step's graph size, as the ~630-kernel step graph ran with fewer gaps than an
+  8-step one on an H200; not measured yet).
   A row that stops inside the chunk keeps its tokens up to its stop and discards the rest (its extra keys and
   values lie past its length, which live attention never reads, and its slot is reset). A row whose nucleus was
   wider than the head at step j of a graph that does not draw wide rows keeps steps < j and runs step j again
@@ -44,14 +47,15 @@ class ChunkDecode:
         return self.decode_chunk if self.decode_chunk > 1 and self.gpu_sampling and self.live_attention else 1
 
     def _chunk_pass(self, b: int, lb: int):
-        """The captured chunk: k steps (`_step`), each one's tokens the next one's inputs; [2k, b] longs out
-        (k rows of tokens, then k rows of flags: the row was wider than the head at that step)."""
+        """What a graph of the chunk holds: g steps (`_step`), each one's tokens the next one's inputs, its
+        uniforms from `uniform_window`; [2g, b] longs out (g rows of tokens, then g rows of flags: the row was
+        wider than the head at that step)."""
         import torch
 
         active = (self.writes[:b] != self.trash).long()  # an idle slot writes to `trash` and stays there
         tokens, wides = [], []
         for j in range(self.chunking):
-            self.uniforms[:b].copy_(self.uniform_block[:b, j])
+            self.uniforms[:b].copy_(self.uniform_window[:b, j])
             picked = self._step(b, lb)[1]
             tokens.append(picked[:b])
             wides.append(picked[b:])
@@ -76,10 +80,18 @@ class ChunkDecode:
         self.temperatures.copy_(both[0])
         self.top_ps.copy_(both[1])
         self.wide_inside = self.last_wide  # this chunk's graph draws wide rows itself
+        g = self.graph_steps if self.graph_steps and k % self.graph_steps == 0 else k  # steps a graph holds
+        if self.uniform_window is None or self.uniform_window.shape[1] != g:
+            self.uniform_window = torch.zeros(self.slots, g, dtype=torch.float32, device=self.device)
         started = time.perf_counter()
-        self.chunking = k
-        try:
-            got = self._run_decode(b, lb).tolist()  # the chunk's one sync
+        self.chunking = g
+        try:  # k / g replays queued back to back (the device feeds each the last one's tokens), then one sync
+            outs = []
+            for j in range(0, k, g):
+                self.uniform_window.copy_(self.uniform_block[:, j: j + g])
+                out = self._run_decode(b, lb)
+                outs.append(out.clone() if g < k else out)  # a graph's output is overwritten by its next replay
+            got = torch.cat([o[:g] for o in outs] + [o[g:] for o in outs]).tolist()  # the chunk's one sync
         finally:
             self.chunking = 0
         self.backend.seconds["decode forward"] += time.perf_counter() - started

@@ -97,6 +97,7 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         self.wide_in_graph, self.last_wide, self.wide_inside = False, False, False
         # decode_chunk k > 1 (with live attention and GPU sampling): k steps a CUDA graph, one host sync (chunk_decode.py)
         self.decode_chunk, self.chunking, self.uniform_block = 1, 0, None
+        self.graph_steps, self.uniform_window = 0, None  # steps a chunk's graph holds (0: all k)
 
     # ---- buffers ----------------------------------------------------------------------------------------
     def reset(self) -> None:
