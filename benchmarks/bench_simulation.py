@@ -76,6 +76,22 @@ def batched(backend, convs, user: UserSpec, batch_size: int, continuous: bool, p
     return tokens[0], time.perf_counter() - started
 
 
+def configure(backend, engine, scheduler: str, chunk: int):
+    """Point the backend at the scheduler's engine and settings."""
+    backend.slots = engine if scheduler.startswith("static") else None
+    if engine is not None:
+        engine.gpu_sampling = scheduler != "static-host"
+        fast = ("static-fast", "static-ahead", "static-chunk", "static-loop")
+        engine.compile_decode = scheduler in ("static-compiled", "static-sort", "static-live", *fast)
+        engine.live_attention = scheduler in ("static-live", *fast)  # each row's live positions
+        engine.wide_in_graph = scheduler in fast  # + sample_wide in the graph after a wide step
+        engine.ahead_size = 64 if scheduler in fast[1:] else 1  # 1: as before
+        engine.decode_chunk = chunk if scheduler in fast[2:] else 1
+        engine.graph_steps = 1 if scheduler == "static-loop" else 0  # the step's graph replayed `chunk` times
+        engine.wide_sort = scheduler == "static-sort"  # compiled, wide nuclei sorted as before 2026-11-30
+        engine.wide_steps = 0
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default=DEFAULT_ASSISTANT, help="both sides (the prompted baseline talks to it)")
@@ -92,14 +108,18 @@ def main():
                              "static-host, static-compiled (decode's norms and rotary fused by torch.compile), static-sort "
                              "(compiled, wide nuclei drawn after a full sort, as before 2026-11-30), static-live "
                              "(static-compiled with decode attention over each row's live positions only), static-fast "
-                             "(static-live, and sample_wide inside the graph after a step with a wide row)")
+                             "(static-live, and sample_wide inside the graph after a step with a wide row), static-ahead "
+                             "(static-fast, uniforms drawn 64 at a time a row), static-chunk (static-ahead, --chunk "
+                             "decode steps a CUDA graph and host round trip), static-loop "
+                             "(static-chunk, the one-step graph replayed --chunk times a round trip)")
+    parser.add_argument("--chunk", type=int, default=8, help="static-chunk's decode steps a round trip")
     parser.add_argument("--verify-sampling", action="store_true")
     parser.add_argument("--logit-scale", type=float, default=1.0,
                         help="multiply the output embeddings: a random model's flat next-token distributions "
                              "become peaked like a trained model's (the nucleus fits the 128 most likely tokens)")
     parser.add_argument("--profile", action="store_true",
-                        help="one more run of the last scheduler at the largest count under torch.profiler: its "
-                             "GPU kernels by total time")
+                        help="each scheduler once more warm, then once under torch.profiler: its GPU kernel time "
+                             "and kernels a decode step, the top kernels")
     args = parser.parse_args()
     torch.manual_seed(0)
     counts = [int(n) for n in args.conversations.split(",")]
@@ -137,14 +157,7 @@ def main():
     rates = {}
     for n in counts:
         for scheduler in schedulers:
-            backend.slots = engine if scheduler.startswith("static") else None
-            if engine is not None:
-                engine.gpu_sampling = scheduler != "static-host"
-                engine.compile_decode = scheduler in ("static-compiled", "static-sort", "static-live", "static-fast")
-                engine.live_attention = scheduler in ("static-live", "static-fast")  # each row's live positions
-                engine.wide_in_graph = scheduler == "static-fast"  # + sample_wide in the graph after a wide step
-                engine.wide_sort = scheduler == "static-sort"  # compiled, wide nuclei sorted as before 2026-11-30
-                engine.wide_steps = 0
+            configure(backend, engine, scheduler, args.chunk)
             for label, continuous, prefix_cache in variants[-1:] if args.only_best else variants:
                 if cuda:
                     torch.cuda.synchronize()
@@ -160,6 +173,11 @@ def main():
                         + (f", {rate / naive_rate:.2f}x naive" if naive_rate else "")
                         + f"; {steps} decode steps at {step_ms:.2f} ms = {floor_ms / step_ms:.3f} of the memory floor"
                         + f"; {backend.counts['prefill']} prefill passes in {backend.seconds['prefill']:.1f} s")
+                forward = backend.seconds["decode forward"]
+                line += f" ({100 * (1 - forward / max(decode_s, 1e-9)):.0f}% of decode time on the host"
+                if backend.counts["chunk tokens"]:
+                    line += f"; {backend.counts['chunk tokens']} tokens kept, {backend.counts['chunk retries']} retries"
+                line += ")"
                 if capture:
                     line += (f"; {backend.counts['graphs']} CUDA graphs captured in {capture:.1f} s "
                              f"({tokens / (seconds - capture):.1f} tok/s without)")
@@ -176,7 +194,8 @@ def main():
                 engine.reset()
         for new, other in (("static", "dynamic"), ("static", "static-host"), ("static", "static-compiled"),
                            ("static-compiled", "static-sort"), ("static-live", "static-compiled"),
-                           ("static-fast", "static-compiled")):
+                           ("static-fast", "static-compiled"),
+                           ("static-ahead", "static-fast"), ("static-chunk", "static-fast"), ("static-loop", "static-fast")):
             if new in schedulers and other in schedulers:
                 print(f"{new} / {other} at {n} live conversations: "
                       f"{rates[(n, new)] / rates[(n, other)]:.2f}x", flush=True)
@@ -189,18 +208,25 @@ def main():
               f"{backend.counts['decode']} steps had a row wider than the head", flush=True)
         engine.verify = False
         engine.reset()
-    if args.profile:
+    if args.profile:  # each scheduler once more warm (graphs captured), then once under the profiler
         from torch.profiler import ProfilerActivity, profile
 
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for scheduler in dict.fromkeys(schedulers):
+            configure(backend, engine, scheduler, args.chunk)
             batched(backend, conversations(scenarios, max(counts)), user, max(counts), True, True)
-        steps = max(backend.counts["decode"], 1)
-        print(f"profile of a {schedulers[-1]} run ({steps} decode steps): " + ", ".join(
-            f"{k} {v:.2f} s" for k, v in backend.seconds.most_common()), flush=True)
-        print(prof.key_averages().table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=70),
-              flush=True)
-        if engine is not None:
-            engine.reset()
+            with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+                batched(backend, conversations(scenarios, max(counts)), user, max(counts), True, True)
+            steps = max(backend.counts["decode"], 1)
+            events = [e for e in prof.key_averages() if e.self_device_time_total > 0]
+            total = sum(e.self_device_time_total for e in events)
+            print(f"profile of a warm {scheduler} run ({steps} decode steps; " + ", ".join(
+                f"{k} {v:.2f} s" for k, v in backend.seconds.most_common()) + f"): kernel time {total / steps:.0f} us "
+                f"a step, {sum(e.count for e in events) / steps:.0f} kernels a step; the top ones (us a step, "
+                "calls a step):", flush=True)
+            for e in sorted(events, key=lambda e: -e.self_device_time_total)[:12]:
+                print(f"    {e.self_device_time_total / steps:8.1f} {e.count / steps:6.1f}  {e.key[:90]}", flush=True)
+            if engine is not None:
+                engine.reset()
     backend.slots = engine
 
 

@@ -88,7 +88,8 @@ class DecodeGraphs:
 
         if not (self.use_graphs and self.device.type == "cuda"):
             return self._decode_pass(b, lb)
-        key = (b, lb, self.gpu_sampling, self.compile_decode, self.live_attention, self.wide_inside)
+        key = (b, lb, self.gpu_sampling, self.compile_decode, self.live_attention, self.wide_inside, self.chunking,
+               self.wide_sort)
         graph = self.graphs.get(key)
         if graph is None:
             try:
@@ -121,11 +122,16 @@ class DecodeGraphs:
         import torch
 
         started = time.perf_counter()
+        # a chunk (`chunk_decode.py`) advances its inputs on the device: the replay must start from where it did
+        inputs = (self.tokens, self.positions, self.writes, self.uniforms)
+        saved = [t.clone() for t in inputs]
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             self._decode_pass(b, lb)
         torch.cuda.current_stream().wait_stream(stream)
+        for t, s in zip(inputs, saved):
+            t.copy_(s)
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()  # one pool: graphs run one at a time and share memory
         graph = torch.cuda.CUDAGraph()

@@ -24,6 +24,7 @@ import time
 from collections.abc import Hashable
 
 from userlm.backends import live_attention
+from userlm.backends.chunk_decode import ChunkDecode
 from userlm.backends.decode_graphs import DecodeGraphs
 from userlm.backends.slot_kv import SlotBuffers, SlotKV, register_slot_attention, slot_cache_class
 from userlm.backends.slot_prefill import LENGTH_BUCKET, SlotPrefill
@@ -36,7 +37,7 @@ def _bucket(n: int, limit: int) -> int:
     return min(b, limit)
 
 
-class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
+class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
     def __init__(self, backend, slots: int, graphs: bool, prefill_tokens: int = 16384, compile_decode: bool = False):
         import torch
 
@@ -58,7 +59,10 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
         self.keys = self.values = self.mask = None
         self.rows: list = [None] * slots
         self.resident: list = [None] * slots  # slot -> the tokens whose keys/values it holds (slot_prefill.py)
-        self.drawn: dict[int, float] = {}  # slot -> its row's next uniform, drawn while the GPU ran the last step
+        self.ahead: dict = {}  # slot -> (its row, the row's next uniforms), drawn `ahead_size` at a time (chunk_decode.py)
+        # uniforms drawn a row at a time: 1 (one a step, while the GPU runs it: as before), or AHEAD (64, opt-in:
+        # 1.00x at 7B/128, 0.94-1.02x at 0.5B/32 on an H200, 2026-11-30; results/benchmarks/2026-11-30-h200-decode-host.md)
+        self.ahead_size = 1
         self.graphs: dict = {}
         self.pool = None
         self.cache = slot_cache_class()(self)
@@ -91,6 +95,9 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
         # wide_in_graph (with wide_sort off): after a step that had a wide row, the next step's graph runs
         # `sample_wide` itself (one sync a step, no eager launches after it); a step without one reverts. Opt-in
         self.wide_in_graph, self.last_wide, self.wide_inside = False, False, False
+        # decode_chunk k > 1 (with live attention and GPU sampling): k steps a CUDA graph, one host sync (chunk_decode.py)
+        self.decode_chunk, self.chunking, self.uniform_block = 1, 0, None
+        self.graph_steps, self.uniform_window = 0, None  # steps a chunk's graph holds (0: all k)
 
     # ---- buffers ----------------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -132,7 +139,8 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
         top = max(i for i, r in enumerate(self.rows) if r is not None) + 1
         b = _bucket(top, self.slots)
         longest = max(len(r.ids) for r in self.rows if r is not None) + 1
-        self._ensure_length(longest)
+        k = self._chunk_size()
+        self._ensure_length(longest + k - 1)
         lb = self.length if self.live_attention else min(self.length, -(-longest // LENGTH_BUCKET) * LENGTH_BUCKET)
         tokens, positions, writes = [0] * self.slots, [0] * self.slots, [self.trash] * self.slots
         for i, r in enumerate(self.rows[:b]):
@@ -145,12 +153,13 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
         self.writes.copy_(moved[2])
         index = [i for i, r in enumerate(self.rows[:b]) if r is not None]
         rows = [self.rows[i] for i in index]
-        if self.gpu_sampling:  # each row's next uniform, drawn now from its generator (as `_sample` would after)
+        if k > 1:
+            return self._decode_chunk(b, lb, index, rows, k)
+        if self.gpu_sampling:  # each row's next uniform from its generator (as `_sample` would draw it after)
             temps, top_ps, uniforms = [0.0] * self.slots, [0.0] * self.slots, [0.0] * self.slots
             for i, r in zip(index, rows):
                 temps[i], top_ps[i] = r.sampling.temperature, r.sampling.top_p
-                drawn = self.drawn.pop(i, None)
-                uniforms[i] = torch.rand(1, generator=r.generator).item() if drawn is None else drawn
+                uniforms[i] = self._uniforms(i, r, 1)[0]
             self.staging_f.copy_(torch.tensor([temps, top_ps, uniforms], dtype=torch.float32))
             moved_f = self.staging_f.to(self.device, non_blocking=True)
             self.temperatures.copy_(moved_f[0])
@@ -162,7 +171,8 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
         if self.gpu_sampling:  # the replay runs asynchronously: draw each row's next uniform meanwhile. Its
             # generator is its own and is dropped with it, so a draw for a row that ends now changes nothing.
             for i, r in zip(index, rows):
-                self.drawn[i] = torch.rand(1, generator=r.generator).item()
+                self._uniforms(i, r, 2)
+                self._consume(i, 1)
         if self.device.type == "cuda":  # split the step's time between the model and the host (sampling)
             torch.cuda.synchronize()
         self.backend.seconds["decode forward"] += time.perf_counter() - started
@@ -214,7 +224,11 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
         return finished
 
     def _decode_pass(self, b: int, lb: int):
-        """The step that is captured: mark each row's new position, then one token for slots [0, b): the logits,
+        """What is captured: a chunk of k steps while `chunking` (`_chunk_pass`), else one step (`_step`)."""
+        return self._chunk_pass(b, lb) if self.chunking else self._step(b, lb)
+
+    def _step(self, b: int, lb: int):
+        """One decode step: mark each row's new position, then one token for slots [0, b): the logits,
         or with `gpu_sampling` (logits, [b tokens from the head, wide], greedy, probs) (see `sample_head`)."""
         import torch
 
@@ -240,8 +254,14 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
             return logits
         tokens, wide, greedy, probs = sample_head(logits.float(), self.temperatures[:b], self.top_ps[:b],
                                                   self.uniforms[:b])
-        if self.wide_inside:
-            tokens = torch.where(wide, self._sample_wide()(probs, self.top_ps[:b], self.uniforms[:b]), tokens)
+        if self.wide_inside:  # rows wider than the head drawn as the step-by-step engine draws them after the replay
+            if self.wide_sort:
+                from userlm.backends.sampling import sample_sorted
+
+                drawn = sample_sorted(probs, greedy, self.top_ps[:b], self.uniforms[:b])
+            else:
+                drawn = self._sample_wide()(probs, self.top_ps[:b], self.uniforms[:b])
+            tokens = torch.where(wide, drawn, tokens)
         return logits, torch.cat([tokens, wide.long()]), greedy, probs
 
     def _finish(self, slot: int):
@@ -252,7 +272,7 @@ class SlotEngine(SlotPrefill, DecodeGraphs, SlotBuffers):
         if self.backend.prefix_cache:
             kv = SlotKV(self.keys[:, slot, :, :n].clone(), self.values[:, slot, :, :n].clone())
         self.rows[slot] = None
-        self.drawn.pop(slot, None)
+        self.ahead.pop(slot, None)
         self.mask[slot, :] = False
         self.mask[slot, 0] = True
         return self.backend._finish(row, kv)

@@ -1,0 +1,43 @@
+"""The static engine's host-light decode (`userlm/backends/chunk_decode.py`): uniforms drawn many at a time are
+the same as drawn one at a time, and k decode steps a round trip (`decode_chunk`) give the step-by-step engine's
+text for every seed: rows that stop inside a chunk, rows that join between chunks, a second turn, and wide nuclei
+that a chunk's graph did not draw (the row runs that step again). Float32 on the CPU (eager live attention)."""
+
+import pytest
+
+
+def test_rand_many_equals_rand_one_by_one():
+    import torch
+
+    one = torch.Generator().manual_seed(11)
+    many = torch.Generator().manual_seed(11)
+    singles = [torch.rand(1, generator=one).item() for _ in range(150)]
+    assert torch.rand(64, generator=many).tolist() + torch.rand(86, generator=many).tolist() == singles
+
+
+@pytest.mark.parametrize("temperature,wide_sort", [(0.9, True), (3.0, False), (3.0, True)])
+def test_chunked_decode_same_text(tiny_model, temperature, wide_sort):
+    from userlm.backends import GenerationRequest, Sampling
+    from userlm.backends.hf import HFBackend
+
+    chats = [[{"role": "user", "content": f"Tell me about idea {i}{', briefly' * (i % 3)}."}] for i in range(5)]
+    texts = []
+    for chunk, ahead, graph_steps in ((1, 1, 0), (1, 64, 0), (4, 64, 0), (7, 3, 0), (6, 64, 2), (5, 64, 1)):
+        backend = HFBackend(tiny_model, max_batch=3, static_cache=True, compile_decode="off", dtype="float32")
+        engine = backend.slots
+        engine.live_attention, engine.decode_chunk, engine.ahead_size, engine.wide_sort = True, chunk, ahead, wide_sort
+        engine.wide_in_graph, engine.graph_steps = True, graph_steps
+        reqs = [GenerationRequest(c, Sampling(temperature, 0.9, 5 + 4 * i), seed=i) for i, c in enumerate(chats)]
+        outs = [(o.text, o.tokens, o.finish_reason) for o in backend.generate(reqs)]  # 5 requests, 3 slots
+        follow = chats[0] + [{"role": "assistant", "content": outs[0][0]}, {"role": "user", "content": "Why?"}]
+        outs.append(backend.generate([GenerationRequest(follow, Sampling(temperature, 0.9, 9), seed=1)])[0].text)
+        alone = backend.generate([GenerationRequest(chats[1], Sampling(temperature, 0.9, 9), seed=1)])[0]
+        assert (alone.text, alone.tokens, alone.finish_reason) == outs[1]  # a row's text depends on its seed only
+        if chunk > 1:
+            assert backend.counts["chunk tokens"] > 0
+        if temperature > 1:
+            assert engine.wide_steps > 0
+            assert chunk == 1 or backend.counts["chunk retries"] > 0  # a wide row ran its step again
+        assert sum(o[1] for o in outs[:5]) > 15
+        texts.append(outs)
+    assert all(t == texts[0] for t in texts[1:])
