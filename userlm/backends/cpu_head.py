@@ -15,7 +15,7 @@ ROWS = (2, 64)  # outside this, one product is as fast: one row (a prefill's las
 
 def chunk_output_head(model, block_rows: int = BLOCK_ROWS) -> bool:
     """Make `model`'s output projection compute a few rows' logits block by block; True where it applies
-    (a plain Linear without bias on the CPU)."""
+    (a plain Linear without bias on the CPU; a model moved to a GPU later keeps the whole product there)."""
     import torch
 
     head = model.get_output_embeddings()
@@ -25,7 +25,7 @@ def chunk_output_head(model, block_rows: int = BLOCK_ROWS) -> bool:
 
     def forward(hidden):
         rows = hidden.numel() // hidden.shape[-1]
-        if not ROWS[0] <= rows <= ROWS[1] or torch.is_grad_enabled():
+        if not ROWS[0] <= rows <= ROWS[1] or torch.is_grad_enabled() or hidden.device.type != "cpu":
             return whole(hidden)
         weight = head.weight
         return torch.cat([torch.nn.functional.linear(hidden, weight[i: i + block_rows])
