@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 from evaluators.echo import assistant_before, people_before
+from evaluators.stops import stop_reason
 from userlm.data.intents import load_intents
 from userlm.data.prepare import read_split
 
@@ -51,7 +52,9 @@ def transcript_units(records: list[dict], run_info: dict | None = None) -> list[
              "tokens": [t.get("tokens") for t in r["turns"] if t["role"] == "user"],
              "token_budget": user_token_budget(run_info, r["scenario_id"]),
              # a replay runs to the real end: its ends are the points' (end_f1), not the conversation's
-             "ended_by_user": None if "points" in r else r["stop_reason"] == "user_ended", "stop_reason": r["stop_reason"],
+             # an end before any user turn is not a conversation the user chose to end (evaluators/stops.py)
+             "ended_by_user": None if "points" in r or stop_reason(r) == "ended_before_speaking"
+             else r["stop_reason"] == "user_ended", "stop_reason": stop_reason(r),
              "assistant_before": assistant_before(r["turns"]),
              **({"points": r["points"], "conversation_id": r.get("conversation_id"),
                  "people_before": people_before(r)} if "points" in r else {})}

@@ -3,7 +3,9 @@ user-side guardrails' firings from run.json (`guardrails`), as a markdown sectio
 
 Self-play reasons (simulator/loop.py): user_ended (the user wrote the end marker), max_turns (the scenario's cap),
 empty_turn, repeated_turn, degenerate_turn; a --replay conversation is `replayed` (it runs to the real end; where
-the model chose to end is in its points and end_f1)."""
+the model chose to end is in its points and end_f1). Read here, a user that ended with its very first turn, before
+writing anything, `ended_before_speaking`: no person does that (a conversation a person ends has their message in
+it), so it is a failure of the user, counted apart and not as a choice to end (termination_rate leaves it out)."""
 
 from __future__ import annotations
 
@@ -11,12 +13,21 @@ from collections import Counter
 
 MEANING = {"user_ended": "the user ended", "max_turns": "the turn cap", "empty_turn": "an empty user turn",
            "repeated_turn": "a repeated user turn", "degenerate_turn": "a degenerate user turn",
-           "replayed": "replayed to the real end"}
+           "replayed": "replayed to the real end", "ended_before_speaking": "the user ended before its first turn"}
+
+
+def stop_reason(record: dict) -> str:
+    """A transcript record's stop reason, `ended_before_speaking` for an end with no user turn (read from the
+    turns, so runs written before this existed read the same way)."""
+    reason = str(record.get("stop_reason"))
+    if reason == "user_ended" and "turns" in record and not any(t.get("role") == "user" for t in record["turns"]):
+        return "ended_before_speaking"
+    return reason
 
 
 def stop_reasons(records: list[dict]) -> dict[str, int]:
     """{reason: conversations}, most frequent first (ties by name)."""
-    counts = Counter(str(r.get("stop_reason")) for r in records)
+    counts = Counter(stop_reason(r) for r in records)
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
