@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from evaluators.metrics import METRICS, words
+from evaluators.stops import stop_reason
 from evaluators.tables import fmt
 from userlm.io import read_jsonl
 
@@ -62,7 +63,7 @@ def _end_turn(record: dict, items: list[dict] | None) -> int | None:
                     return n + 1
                 n += item.get("text") is not None
         return None
-    return len(_user_texts(record)) if record.get("stop_reason") == "user_ended" else None
+    return len(_user_texts(record)) if stop_reason(record) == "user_ended" else None
 
 
 def run_data(report: dict, run_dir: Path) -> dict:
@@ -86,7 +87,7 @@ def run_data(report: dict, run_dir: Path) -> dict:
         sid = str(record.get("scenario_id", "?"))
         cid = record.get("conversation_id") or f"{sid} #{record.get('sample', len(conversations))}"
         end_turn = _end_turn(record, items if replay else None)
-        conversations.append({"id": str(cid), "scenario": sid, "stop": str(record.get("stop_reason", "?")),
+        conversations.append({"id": str(cid), "scenario": sid, "stop": stop_reason(record) if "stop_reason" in record else "?",
                               "replay": replay, "end_turn": end_turn, "user_turns": len(texts),
                               "intent": record.get("scenario_intent"), "items": items})
         s = scenarios.setdefault(sid, {"n": 0, "user_turns": 0, "words": [], "p_ai": [], "ended": 0})
