@@ -79,9 +79,9 @@ def labelled_positions_only():
     """TRL 1.16's fused LM head (SFTTrainer.compute_loss) projects only the positions that carry a label where
     Triton runs, and every position elsewhere, so that a Neuron device keeps one tile shape and never recompiles.
     On the CPU nothing recompiles, and the prompt's positions were most of a training step's LM-head work: the
-    demo's steps (4 windows of <= 192 tokens, SmolLM2-135M, 2 cores) went from 31.5 to 21.0 s over 6 steps with the
-    same loss to the last digit (the labelled positions' log-probs are the same numbers either way;
-    benchmarks/bench_training.py). TRL makes the choice in `trl.trainer.utils._use_triton`, a private name: this
+    demo's steps (4 windows of <= 192 tokens, SmolLM2-135M, 2 cores) went from 34.2 to 21.5 s over 6 steps with the
+    same losses to the last digit (the labelled positions' log-probs are the same numbers either way;
+    benchmarks/bench_lm_head.py). TRL makes the choice in `trl.trainer.utils._use_triton`, a private name: this
     answers yes for the CPU while training runs, and where the name is missing training runs as TRL decides."""
     try:
         import trl.trainer.utils as trl_utils
