@@ -1,9 +1,10 @@
 """The user side's learned end policy (userlm/end_policy.py) in self-play and --replay. At each end decision the
-policy decides first, deterministically: p(end) >= threshold ends the conversation there without generating a
-turn (`end_by: "policy"`); otherwise the user model writes the turn. What the model's own end marker does then
-is `end_policy_lm_ends`: `drop` (the default: the policy alone decides; the marker is dropped and the turn's text
-kept, a bare marker is resampled up to 3 times and then taken, `end_by: "model"`) or `keep` (the policy or the
-model may end). Without a policy nothing here runs: the user behaves as before."""
+policy decides first: p(end) >= threshold (mode sample: a draw from the conversation's seed below people's end
+rate at that turn) ends the conversation there without generating a turn (`end_by: "policy"`); otherwise the user
+model writes the turn. What the model's own end marker does then, at a decision or at an opening (where no
+person ends), is `end_policy_lm_ends`: `drop` (the default: the policy alone decides; the marker is dropped and
+the turn's text kept, a bare marker is resampled up to 3 times and then taken, `end_by: "model"`) or `keep` (the
+policy or the model may end). Without a policy nothing here runs: the user behaves as before."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 from simulator.guardrails import Review
-from userlm.end_policy import POLICY_FILE, EndPolicy, is_decision, load_policy
+from userlm.end_policy import POLICY_FILE, EndPolicy, load_policy
 from userlm.users import UserSpec
 
 RETRIES = 3  # resamples of a bare end marker the policy did not ask for
@@ -28,7 +29,7 @@ def resolve_policy(setting: str, user: UserSpec) -> EndPolicy | None:
 
 
 def policy_info(policy: EndPolicy | None, lm_ends: str, identity: bool = False) -> dict:
-    """run.json's `end_policy`: the file, its hash and threshold, and the model's ends (the identity's: without
+    """run.json's `end_policy`: the file, its hash, mode and threshold (or rates), and the model's ends (the identity's: without
     the file's path, so a moved policy file resumes); {} without a policy."""
     if policy is None:
         return {}
@@ -39,7 +40,7 @@ def policy_info(policy: EndPolicy | None, lm_ends: str, identity: bool = False) 
 def overrule(policy: EndPolicy | None, lm_ends: str, history: list[dict], r: Review, attempt: int,
              counts: Counter) -> Review:
     """A generated user turn at a point where the policy said go on (`history`: the turns before it)."""
-    if policy is None or r.resample or not r.ended or lm_ends == "keep" or not is_decision(history):
+    if policy is None or r.resample or not r.ended or lm_ends == "keep":
         return r
     if r.text:
         counts["lm_end_dropped"] += 1

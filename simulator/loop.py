@@ -134,7 +134,7 @@ def run_conversations(pending: list[Conversation], batch_size: int, on_finish: C
                 else:
                     conv.turns.append({"role": "assistant", "text": out.text.strip(), "tokens": out.tokens,
                                        "latency_s": round(latency, 3)})
-                    if conv.end_policy and conv.end_policy.ends(conv.turns):  # before the cap: the user's choice
+                    if conv.end_policy and conv.end_policy.ends(conv.turns, conv.seed):  # before the cap: the user's choice
                         conv.stop_reason, conv.end_by = "user_ended", "policy"
                     elif len(conv.user_turns) >= conv.scenario.max_turns:
                         conv.stop_reason = "max_turns"

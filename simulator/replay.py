@@ -101,7 +101,8 @@ class Replayed:
 
     def policy_end(self, j: int) -> bool:
         """Point j ended by the end policy, without generating a turn (done at once); False: the model writes."""
-        if self.end_policy is None or not self.end_policy.ends(self.example["messages"][:self.points[j]["index"]]):
+        history = self.example["messages"][:self.points[j]["index"]]
+        if self.end_policy is None or not self.end_policy.ends(history, self.seed):
             return False
         self.done[j] = {**self.points[j], "generated": None, "ended": True, "truncated": False, "tokens": 0,
                         "cut": 0, "latency_s": 0.0, "end_by": "policy"}

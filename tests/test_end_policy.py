@@ -122,10 +122,10 @@ def test_replay_lm_ends_dropped_or_kept(tiny_model, data_dir, tmp_path, scripted
                      f"end_policy_lm_ends={mode}")
         records = load_run(out)[1]
         assert all(p["ended"] and p["end_by"] == by for r in records for p in r["points"])
-        decisions = sum(p["decision"] for r in records for p in r["points"])
+        points = sum(len(r["points"]) for r in records)  # openings too: the policy governs every end
         counts = [r["end_policy"] for r in records]
         resampled = sum(c.get("lm_end_resampled", 0) for c in counts)
-        assert resampled == (3 * decisions if mode == "drop" else 0)
+        assert resampled == (3 * points if mode == "drop" else 0)
 
 
 def test_self_play_ends_where_the_policy_says(tiny_model, tmp_path, scripted_users):  # noqa: F811

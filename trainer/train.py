@@ -77,8 +77,10 @@ class TrainConfig:
     selective_checkpointing: bool = option(False, "with gradient_checkpointing: keep attention outputs, recompute the rest")
     use_liger_kernel: bool = option(False, "Liger's Triton kernels for norms, rotary and SwiGLU (CUDA, liger-kernel)")
     seed: int = option(0, "seed of sampling, shuffling and the intent share")
-    end_policy: Literal["none", "learned"] = option("none", "learned: also fit an end policy on data_dir's recorded ends "
-                                                           "into OUTPUT_DIR/end_policy.json (docs/user-behaviour.md)")
+    end_policy: Literal["none", "learned", "sampled"] = option(
+        "none", "learned: also fit an end policy on data_dir's recorded ends into OUTPUT_DIR/end_policy.json (ends "
+        "where six features' p(end) >= a threshold); sampled: the user ends at people's end rate a user turn, drawn "
+        "from the conversation's seed (docs/user-behaviour.md)")
     report_to: str = option("none", "training curves through a transformers logging integration: tensorboard (logs under OUTPUT_DIR/checkpoints/runs), wandb, ... (comma-separated; none: off)")
 
     def __post_init__(self):
@@ -296,9 +298,9 @@ def _train(cfg: TrainConfig, resume: bool) -> dict:
             chat_templates={"user_model": template_sha256(tokenizer)}),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(time.time() - started, 1),
     }
-    if cfg.end_policy == "learned":
+    if cfg.end_policy != "none":
         from userlm.end_policy import fit_for_adapter
-        manifest["end_policy"] = fit_for_adapter(cfg.data_dir, out)
+        manifest["end_policy"] = fit_for_adapter(cfg.data_dir, out, "sample" if cfg.end_policy == "sampled" else "threshold")
     atomic_write_json(out / ADAPTER_MANIFEST, manifest)  # written last: its presence marks a finished adapter
     (out / IN_PROGRESS).unlink(missing_ok=True)
     return manifest

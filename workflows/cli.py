@@ -69,7 +69,7 @@ def cmd_data_stats(args) -> int:
 def cmd_data_end_policy(args) -> int:
     from userlm.end_policy import summary, write_policy
 
-    print(summary(write_policy(args.dir, args.out), args.out))
+    print(summary(write_policy(args.dir, args.out, args.mode), args.out))
     return 0
 
 
@@ -224,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
                  cmd_data_end_policy)
     p.add_argument("dir", help="a prepared data directory whose source records ends (ShareGPT)")
     p.add_argument("--out", required=True, help="the policy JSON to write (e.g. ADAPTER_DIR/end_policy.json)")
+    p.add_argument("--mode", choices=("threshold", "sample"), default="threshold",
+                   help="threshold: end where six features' p(end) >= the validation F1-best threshold; sample: end "
+                        "at people's end rate a user turn, drawn from the conversation's seed (default: %(default)s)")
 
     p = _command(sub, "train", "train a user-model adapter (TRL SFT + LoRA/QLoRA)", cmd_train, TrainConfig)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
