@@ -85,6 +85,8 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         # wide_sort off: rows wider than the head take `sample_wide` (no sort; compiled under compile_decode), opt-in
         # while its compile costs 20-60 s a batch bucket on an H200 (results/benchmarks/2026-11-30-h200-decode-live-kv.md)
         self.wide_fn, self.wide_sort = None, True
+        # wide_kernel "triton": on CUDA those rows are drawn by one Triton kernel (`triton_top_p.py`, the same tokens)
+        self.wide_kernel = "torch"
         self.verify = False  # benchmarks: also run `sample_next` on each step's logits and count the differences
         self.verified = self.mismatches = 0
         self.compile_decode, self.fused = compile_decode, None
