@@ -40,7 +40,7 @@ def main():
     parser.add_argument("--rows", default="32,128")
     parser.add_argument("--vocab", type=int, default=151936)
     parser.add_argument("--reps", type=int, default=50)
-    parser.add_argument("--draws", type=int, default=20, help="exactness: batches of random rows a setting")
+    parser.add_argument("--draws", type=int, default=5, help="exactness: batches of random rows a setting")
     args = parser.parse_args()
     torch.manual_seed(0)
     compiled = functools.partial(sample_wide, floor=torch.compile(functools.partial(nucleus_floor, ways=15),
@@ -51,9 +51,11 @@ def main():
         top_ps = torch.full((rows,), 0.95, device="cuda")
         uniforms = torch.rand(rows, device="cuda")
         t_torch = timed(lambda: compiled(probs, top_ps, uniforms), args.reps)
-        t_triton = timed(lambda: top_p_floor_and_tokens(probs, top_ps, uniforms), args.reps)
-        print(f"{rows} x {args.vocab} flat rows, top_p 0.95: sample_wide (compiled search + cumsum) {t_torch:.3f} ms, "
-              f"Triton kernel {t_triton:.3f} ms ({t_torch / t_triton:.1f}x)", flush=True)
+        for block, warps in ((1024, 16), (512, 8), (512, 4)):
+            t_triton = timed(lambda: top_p_floor_and_tokens(probs, top_ps, uniforms, block, warps), args.reps)
+            print(f"{rows} x {args.vocab} flat rows, top_p 0.95: sample_wide (compiled search + cumsum) "
+                  f"{t_torch:.3f} ms, Triton kernel (BLOCK {block}, {warps} warps) {t_triton:.3f} ms "
+                  f"({t_torch / t_triton:.1f}x)", flush=True)
     n = floors = tokens = floors32 = tokens32 = 0
     for rows in (int(r) for r in args.rows.split(",")):
         for scale in (0.5, 2.0, 8.0):

@@ -44,27 +44,27 @@ def top_p_kernel(probs_ptr, scratch_ptr, top_p_ptr, u_ptr, out_ptr, floor_ptr, V
     # 2. round one over the whole row
     step = tl.maximum((hi - lo) // (WAYS + 1), 1)
     cand = tl.minimum(lo + step * ks, hi)
-    acc = tl.zeros([WAYS], tl.float64)
+    sums = tl.zeros([BLOCK, WAYS], tl.float64)  # each lane's own sums, reduced once a round
     for start in range(0, V, BLOCK):
         idx = start + offs
         p = tl.load(src + idx, mask=idx < V, other=0.0)
         b = p.to(tl.int32, bitcast=True)
-        acc += tl.sum(tl.where(b[:, None] > cand[None, :], p.to(tl.float64)[:, None], 0.0), 0)
-    lo, hi, base = _update(lo, hi, base, cand, acc, top_p)
+        sums += tl.where(b[:, None] > cand[None, :], p.to(tl.float64)[:, None], 0.0)
+    lo, hi, base = _update(lo, hi, base, cand, tl.sum(sums, 0), top_p)
     # later rounds: read (lo, hi] of the last round's set, compact it into scratch, sum the new candidates
     n = V
     read = src
     while hi - lo > 1:
         step = tl.maximum((hi - lo) // (WAYS + 1), 1)
         cand = tl.minimum(lo + step * ks, hi)
-        acc = tl.zeros([WAYS], tl.float64)
+        sums = tl.zeros([BLOCK, WAYS], tl.float64)
         kept = n * 0
         for start in range(0, n, BLOCK):
             idx = start + offs
             p = tl.load(read + idx, mask=idx < n, other=0.0)
             b = p.to(tl.int32, bitcast=True)
             keep = (idx < n) & (b > lo) & (b <= hi)
-            acc += tl.sum(tl.where(keep[:, None] & (b[:, None] > cand[None, :]), p.to(tl.float64)[:, None], 0.0), 0)
+            sums += tl.where(keep[:, None] & (b[:, None] > cand[None, :]), p.to(tl.float64)[:, None], 0.0)
             ones = keep.to(tl.int32)
             # in place from round three: a block's survivors land at or below where it was read
             tl.store(scratch + kept + tl.cumsum(ones, 0) - 1, p, mask=keep)
@@ -72,7 +72,7 @@ def top_p_kernel(probs_ptr, scratch_ptr, top_p_ptr, u_ptr, out_ptr, floor_ptr, V
         tl.debug_barrier()
         n = kept
         read = scratch
-        lo, hi, base = _update(lo, hi, base, cand, base + acc, top_p)
+        lo, hi, base = _update(lo, hi, base, cand, base + tl.sum(sums, 0), top_p)
     floor = tl.where(total < top_p, 0, hi)
     tl.store(floor_ptr + row, floor)
     # 3. the nucleus' mass and last token, then the inverse CDF in vocabulary order

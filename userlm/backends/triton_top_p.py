@@ -20,7 +20,7 @@ flat 152k-token rows differed on ~1% of rows: a boundary token's probability (~7
 
 from __future__ import annotations
 
-BLOCK = 512  # tokens a program reads at a time
+BLOCK, WARPS = 1024, 16  # tokens a program reads at a time, and its warps
 WAYS = 16  # candidates a search round (a power of two: Triton's tensor shapes)
 
 
@@ -31,7 +31,7 @@ def _kernel():
     return top_p_kernel
 
 
-def top_p_floor_and_tokens(probs, top_ps, uniforms):
+def top_p_floor_and_tokens(probs, top_ps, uniforms, block: int = 0, warps: int = 0):
     """(floor, tokens) per row: `nucleus_floor`'s bit pattern (int32) and `sample_wide`'s token (int64)."""
     import torch
 
@@ -42,7 +42,7 @@ def top_p_floor_and_tokens(probs, top_ps, uniforms):
     scratch = torch.empty(rows, vocab, dtype=torch.float32, device=probs.device)  # the rounds' survivors
     if rows:
         _kernel()[(rows,)](probs, scratch, top_ps.float().contiguous(), uniforms.float().contiguous(), tokens, floor,
-                           vocab, probs.stride(0), BLOCK=BLOCK, WAYS=WAYS, num_warps=8)
+                           vocab, probs.stride(0), BLOCK=block or BLOCK, WAYS=WAYS, num_warps=warps or WARPS)
     return floor, tokens
 
 
