@@ -17,7 +17,8 @@ for stage in "$@"; do
   case $stage in
     tests) python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
            python3 -m pytest -q -p no:cacheprovider --tb=short tests/test_triton_top_p.py tests/test_sampling_wide.py \
-             tests/test_chunk_decode.py &> "$OUT/tests.log"; tail -15 "$OUT/tests.log" ;;
+             tests/test_chunk_decode.py tests/test_static_cache.py tests/test_live_attention.py &> "$OUT/tests.log"
+           tail -15 "$OUT/tests.log" ;;
     micro) python3 -W ignore benchmarks/bench_top_p.py ;;
     d05) model qwen2.5-0.5b; bench --model /tmp/qwen2.5-0.5b --conversations 32 ;;
     d7) model qwen2.5-7b; bench --model /tmp/qwen2.5-7b --conversations 128 ;;

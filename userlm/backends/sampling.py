@@ -37,11 +37,18 @@ def _pick(top, order, greedy, top_ps, uniforms):
 
 
 def search_rounds(ways: int) -> int:
-    """Rounds of a `ways`-candidate search (`nucleus_floor`'s steps) that pin one float32 bit pattern in [-1, 2**31)."""
+    """Rounds of a `ways`-candidate search (`nucleus_floor`'s steps) that pin one float32 bit pattern in [-1, 2**31),
+    whatever the row's largest one. A round leaves an interval of `step` or the last one, span - ways * step
+    (= step + span % (ways + 1)), which is not monotone in the span: a smaller span can need more rounds (63 -> 18
+    -> 3 -> 1 where 64 -> 4 -> 1), so this follows the largest interval any span up to the current one leaves
+    (before 2026-11-30 it followed 2**31 + 1's own path: 8 rounds at 15 ways, where some rows need 9)."""
     span, rounds = 2**31 + 1, 0
     while span > 1:
         step = max(span // (ways + 1), 1)
-        span, rounds = max(step, span - ways * step), rounds + 1
+        worst = max(step, span - ways * step)
+        if step > 1:  # the span just below a multiple of ways + 1: one step less, the largest remainder
+            worst = max(worst, step - 1 + ways)
+        span, rounds = worst, rounds + 1
     return rounds
 
 

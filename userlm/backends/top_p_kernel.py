@@ -16,8 +16,8 @@ def _update(lo, hi, base, cand, acc, top_p):
 
 
 @triton.jit
-def top_p_kernel(probs_ptr, scratch_ptr, top_p_ptr, u_ptr, out_ptr, floor_ptr, V, stride,
-                 BLOCK: tl.constexpr, WAYS: tl.constexpr):
+def top_p_kernel(probs_ptr, scratch_ptr, block_ptr, top_p_ptr, u_ptr, out_ptr, floor_ptr, V, stride,
+                 BLOCK: tl.constexpr, WAYS: tl.constexpr, NBLOCKS: tl.constexpr, STOP: tl.constexpr = 0):
     row = tl.program_id(0).to(tl.int64)
     src = probs_ptr + row * stride
     scratch = scratch_ptr + row * V
@@ -41,6 +41,9 @@ def top_p_kernel(probs_ptr, scratch_ptr, top_p_ptr, u_ptr, out_ptr, floor_ptr, V
     lo = tl.min(mn, 0) - 1  # everything lies above: the total, >= top_p (else the floor is 0, below)
     total = tl.sum(tot, 0)
     base = tl.sum(tot, 0) * 0.0  # the mass above hi (a float64 scalar)
+    if STOP == 1:  # benchmarks: the phases before this one only (their time)
+        tl.store(floor_ptr + row, hi)
+        return
     # 2. round one over the whole row
     step = tl.maximum((hi - lo) // (WAYS + 1), 1)
     cand = tl.minimum(lo + step * ks, hi)
@@ -51,9 +54,30 @@ def top_p_kernel(probs_ptr, scratch_ptr, top_p_ptr, u_ptr, out_ptr, floor_ptr, V
         b = p.to(tl.int32, bitcast=True)
         sums += tl.where(b[:, None] > cand[None, :], p.to(tl.float64)[:, None], 0.0)
     lo, hi, base = _update(lo, hi, base, cand, tl.sum(sums, 0), top_p)
-    # later rounds: read (lo, hi] of the last round's set, compact it into scratch, sum the new candidates
-    n = V
-    read = src
+    if STOP == 2:  # benchmarks: the phases before this one only (their time)
+        tl.store(floor_ptr + row, hi)
+        return
+    # round two: the tokens in (lo, hi] copied into scratch (in vocabulary order) as their sums are taken
+    n = V * 0
+    if hi - lo > 1:
+        step = tl.maximum((hi - lo) // (WAYS + 1), 1)
+        cand = tl.minimum(lo + step * ks, hi)
+        sums = tl.zeros([BLOCK, WAYS], tl.float64)
+        for start in range(0, V, BLOCK):
+            idx = start + offs
+            p = tl.load(src + idx, mask=idx < V, other=0.0)
+            b = p.to(tl.int32, bitcast=True)
+            keep = (idx < V) & (b > lo) & (b <= hi)
+            sums += tl.where(keep[:, None] & (b[:, None] > cand[None, :]), p.to(tl.float64)[:, None], 0.0)
+            ones = keep.to(tl.int32)
+            tl.store(scratch + n + tl.cumsum(ones, 0) - 1, p, mask=keep)
+            n += tl.sum(ones, 0)
+        tl.debug_barrier()
+        lo, hi, base = _update(lo, hi, base, cand, base + tl.sum(sums, 0), top_p)
+    if STOP == 3:  # benchmarks: the phases before this one only (their time)
+        tl.store(floor_ptr + row, hi)
+        return
+    # later rounds: the scratch's tokens in (lo, hi], compacted in place (a block's land at or below it)
     while hi - lo > 1:
         step = tl.maximum((hi - lo) // (WAYS + 1), 1)
         cand = tl.minimum(lo + step * ks, hi)
@@ -61,41 +85,43 @@ def top_p_kernel(probs_ptr, scratch_ptr, top_p_ptr, u_ptr, out_ptr, floor_ptr, V
         kept = n * 0
         for start in range(0, n, BLOCK):
             idx = start + offs
-            p = tl.load(read + idx, mask=idx < n, other=0.0)
+            p = tl.load(scratch + idx, mask=idx < n, other=0.0)
             b = p.to(tl.int32, bitcast=True)
             keep = (idx < n) & (b > lo) & (b <= hi)
             sums += tl.where(keep[:, None] & (b[:, None] > cand[None, :]), p.to(tl.float64)[:, None], 0.0)
             ones = keep.to(tl.int32)
-            # in place from round three: a block's survivors land at or below where it was read
             tl.store(scratch + kept + tl.cumsum(ones, 0) - 1, p, mask=keep)
             kept += tl.sum(ones, 0)
         tl.debug_barrier()
         n = kept
-        read = scratch
         lo, hi, base = _update(lo, hi, base, cand, base + tl.sum(sums, 0), top_p)
+    if STOP == 4:  # benchmarks: the phases before this one only (their time)
+        tl.store(floor_ptr + row, hi)
+        return
     floor = tl.where(total < top_p, 0, hi)
     tl.store(floor_ptr + row, floor)
-    # 3. the nucleus' mass and last token, then the inverse CDF in vocabulary order
-    mass = tl.zeros([BLOCK], tl.float64)
+    # 3. each block's nucleus mass and the last token; the block where the cumulative mass passes u * mass;
+    # a cumsum inside it
     last = tl.full([BLOCK], -1, tl.int32)
     for start in range(0, V, BLOCK):
         idx = start + offs
         p = tl.load(src + idx, mask=idx < V, other=0.0)
         keep = (idx < V) & (p.to(tl.int32, bitcast=True) >= floor)
-        mass += tl.where(keep, p.to(tl.float64), 0.0)
+        tl.store(block_ptr + row * NBLOCKS + start // BLOCK, tl.sum(tl.where(keep, p.to(tl.float64), 0.0), 0))
         last = tl.maximum(last, tl.where(keep, idx, -1))
-    target = u * tl.sum(mass, 0)
     last_token = tl.max(last, 0)
-    carry = target * 0.0
+    tl.debug_barrier()
+    j = tl.arange(0, NBLOCKS)
+    blocks = tl.load(block_ptr + row * NBLOCKS + j, mask=j * BLOCK < V, other=0.0)
+    cum = tl.cumsum(blocks, 0)
+    target = u * tl.max(tl.where(j == NBLOCKS - 1, cum, 0.0), 0)
+    at = tl.min(tl.where((cum > target) & (j * BLOCK < V), j, NBLOCKS), 0)
     pick = V + 0 * last_token
-    start = 0 * last_token
-    while (start < V) & (pick == V):
-        idx = start + offs
+    if at < NBLOCKS:
+        carry = tl.max(tl.where(j == at, cum - blocks, 0.0), 0)
+        idx = at * BLOCK + offs
         p = tl.load(src + idx, mask=idx < V, other=0.0)
         keep = (idx < V) & (p.to(tl.int32, bitcast=True) >= floor)
         cdf = carry + tl.cumsum(tl.where(keep, p.to(tl.float64), 0.0), 0)
-        pick = tl.minimum(pick, tl.min(tl.where((idx < V) & (cdf > target), idx, V), 0))
-        carry = tl.max(tl.where(offs == BLOCK - 1, cdf, 0.0), 0)
-        start += BLOCK
+        pick = tl.min(tl.where((idx < V) & (cdf > target), idx, V), 0)
     tl.store(out_ptr + row, tl.minimum(pick, last_token).to(tl.int64))
-

@@ -31,18 +31,23 @@ def _kernel():
     return top_p_kernel
 
 
-def top_p_floor_and_tokens(probs, top_ps, uniforms, block: int = 0, warps: int = 0):
-    """(floor, tokens) per row: `nucleus_floor`'s bit pattern (int32) and `sample_wide`'s token (int64)."""
+def top_p_floor_and_tokens(probs, top_ps, uniforms, block: int = 0, warps: int = 0, stop: int = 0):
+    """(floor, tokens) per row: `nucleus_floor`'s bit pattern (int32) and `sample_wide`'s token (int64). `block`,
+    `warps`: the kernel's block and warps (0: BLOCK, WARPS); `stop` k > 0 (benchmarks): the first k phases only."""
     import torch
 
     probs = probs.contiguous()
     rows, vocab = probs.shape
     tokens = torch.empty(rows, dtype=torch.long, device=probs.device)
     floor = torch.empty(rows, dtype=torch.int32, device=probs.device)
+    block = block or BLOCK
     scratch = torch.empty(rows, vocab, dtype=torch.float32, device=probs.device)  # the rounds' survivors
+    nblocks = 1 << max(-(-vocab // block) - 1, 0).bit_length()  # a power of two >= the row's blocks
+    sums = torch.empty(rows, nblocks, dtype=torch.float64, device=probs.device)  # each block's nucleus mass
     if rows:
-        _kernel()[(rows,)](probs, scratch, top_ps.float().contiguous(), uniforms.float().contiguous(), tokens, floor,
-                           vocab, probs.stride(0), BLOCK=block or BLOCK, WAYS=WAYS, num_warps=warps or WARPS)
+        _kernel()[(rows,)](probs, scratch, sums, top_ps.float().contiguous(), uniforms.float().contiguous(), tokens,
+                           floor, vocab, probs.stride(0), BLOCK=block, WAYS=WAYS, NBLOCKS=nblocks,
+                           num_warps=warps or WARPS, STOP=stop)
     return floor, tokens
 
 
