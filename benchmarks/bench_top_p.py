@@ -54,10 +54,10 @@ def main():
         t32 = timed(lambda: compiled(probs, top_ps, uniforms, double=False), args.reps)
         print(f"{rows} x {args.vocab}: sample_wide compiled with float32 sums (before 2026-11-30) {t32:.3f} ms",
               flush=True)
-        for block, warps in ((1024, 16), (512, 8)):
-            t_triton = timed(lambda: top_p_floor_and_tokens(probs, top_ps, uniforms, block, warps), args.reps)
+        for block, warps, ways in ((1024, 16, 16), (512, 8, 16), (1024, 16, 8)):
+            t_triton = timed(lambda: top_p_floor_and_tokens(probs, top_ps, uniforms, block, warps, ways=ways), args.reps)
             print(f"{rows} x {args.vocab} flat rows, top_p 0.95: sample_wide (compiled search + cumsum) "
-                  f"{t_torch:.3f} ms, Triton kernel (BLOCK {block}, {warps} warps) {t_triton:.3f} ms "
+                  f"{t_torch:.3f} ms, Triton kernel (BLOCK {block}, {warps} warps, {ways} ways) {t_triton:.3f} ms "
                   f"({t_torch / t_triton:.1f}x)", flush=True)
         phases = [timed(lambda: top_p_floor_and_tokens(probs, top_ps, uniforms, stop=k), args.reps) for k in (1, 2, 3, 4)]
         print(f"{rows} rows, the kernel's phases (ms, cumulative): range + total {phases[0]:.3f}, + round one "

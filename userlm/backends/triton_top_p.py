@@ -31,9 +31,9 @@ def _kernel():
     return top_p_kernel
 
 
-def top_p_floor_and_tokens(probs, top_ps, uniforms, block: int = 0, warps: int = 0, stop: int = 0):
+def top_p_floor_and_tokens(probs, top_ps, uniforms, block: int = 0, warps: int = 0, stop: int = 0, ways: int = 0):
     """(floor, tokens) per row: `nucleus_floor`'s bit pattern (int32) and `sample_wide`'s token (int64). `block`,
-    `warps`: the kernel's block and warps (0: BLOCK, WARPS); `stop` k > 0 (benchmarks): the first k phases only."""
+    `warps`, `ways`: the kernel's block, warps and candidates a round (0: BLOCK, WARPS, WAYS); `stop` k > 0 (benchmarks): the first k phases only."""
     import torch
 
     probs = probs.contiguous()
@@ -46,7 +46,7 @@ def top_p_floor_and_tokens(probs, top_ps, uniforms, block: int = 0, warps: int =
     sums = torch.empty(rows, nblocks, dtype=torch.float64, device=probs.device)  # each block's nucleus mass
     if rows:
         _kernel()[(rows,)](probs, scratch, sums, top_ps.float().contiguous(), uniforms.float().contiguous(), tokens,
-                           floor, vocab, probs.stride(0), BLOCK=block, WAYS=WAYS, NBLOCKS=nblocks,
+                           floor, vocab, probs.stride(0), BLOCK=block, WAYS=ways or WAYS, NBLOCKS=nblocks,
                            num_warps=warps or WARPS, STOP=stop)
     return floor, tokens
 
