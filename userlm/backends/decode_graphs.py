@@ -66,8 +66,9 @@ class DecodeGraphs:
                     setattr(owner, name, old)
 
     def _sample_wide(self):
-        """`sample_wide` for rows whose nucleus is wider than the head: on CUDA with `compile_decode`, its nucleus
-        search compiled (8 rounds of 15 candidates, each round one fused pass over the probabilities; inductor
+        """`sample_wide` for rows whose nucleus is wider than the head: on CUDA with `wide_kernel` "triton", one Triton
+        kernel (`triton_top_p.py`; the same floor and token); else on CUDA with `compile_decode`, its nucleus
+        search compiled (9 rounds of 15 candidates, each round one fused pass over the probabilities; inductor
         cannot generate the cumsum over 152k that follows, which stays eager), else eager bisection (the same
         nucleus: see `nucleus_floor`)."""
         import functools

@@ -10,7 +10,9 @@ vocabulary by default, or, opt-in (`search`; the static engine's `wide_sort=Fals
 its tokens are found by a search over probability values, then drawn in vocabulary order. The nucleus is the
 same set of tokens and each is drawn with the same probability, up to float rounding, as when drawn in sorted
 order; only which uniform maps to which token differs. A row's token depends only on its own logits and
-uniform (never on its batch-mates or on whether another row is wide)."""
+uniform (never on its batch-mates or on whether another row is wide). On CUDA the static engine draws wide rows
+with one Triton kernel by default (`triton_top_p.py`, the same floor and tokens; its sums and these are float64
+there)."""
 
 from __future__ import annotations
 

@@ -15,8 +15,9 @@ Here:
   a decode step samples on the GPU inside its graph (`sample_head`: each row's uniform, temperature and top-p
   are static inputs, its uniform drawn on the host from the row's generator beforehand), and only a row whose
   nucleus is wider than the 128 most likely tokens makes the batch sort the vocabulary after the replay
-  (`sample_sorted`), or with `wide_sort` off takes `sample_wide`'s token (no sort; its search compiled under
-  `compile_decode`), the same paths and the same decisions as `sample_next` (with `search`)."""
+  (`sample_sorted`), or with `wide_sort` off takes `sample_wide`'s token (no sort; on CUDA one Triton kernel,
+  `triton_top_p.py`, else its search compiled under `compile_decode`), the same paths and the same decisions as
+  `sample_next` (with `search`)."""
 
 from __future__ import annotations
 
