@@ -80,6 +80,8 @@ def configure(backend, engine, scheduler: str, chunk: int):
     """Point the backend at the scheduler's engine and settings."""
     backend.slots = engine if scheduler.startswith("static") else None
     if engine is not None:
+        engine.wide_kernel = "triton" if scheduler.endswith("-triton") else "torch"  # wide rows: one Triton kernel
+        scheduler = scheduler.removesuffix("-triton")
         engine.gpu_sampling = scheduler != "static-host"
         fast = ("static-fast", "static-ahead", "static-chunk", "static-loop")
         engine.compile_decode = scheduler in ("static-compiled", "static-sort", "static-live", *fast)
@@ -111,7 +113,8 @@ def main():
                              "(static-live, and sample_wide inside the graph after a step with a wide row), static-ahead "
                              "(static-fast, uniforms drawn 64 at a time a row), static-chunk (static-ahead, --chunk "
                              "decode steps a CUDA graph and host round trip), static-loop "
-                             "(static-chunk, the one-step graph replayed --chunk times a round trip)")
+                             "(static-chunk, the one-step graph replayed --chunk times a round trip); a -triton suffix "
+                             "(static-loop-triton): rows wider than the head drawn by the Triton kernel")
     parser.add_argument("--chunk", type=int, default=8, help="static-chunk's decode steps a round trip")
     parser.add_argument("--verify-sampling", action="store_true")
     parser.add_argument("--logit-scale", type=float, default=1.0,
@@ -195,7 +198,8 @@ def main():
         for new, other in (("static", "dynamic"), ("static", "static-host"), ("static", "static-compiled"),
                            ("static-compiled", "static-sort"), ("static-live", "static-compiled"),
                            ("static-fast", "static-compiled"),
-                           ("static-ahead", "static-fast"), ("static-chunk", "static-fast"), ("static-loop", "static-fast")):
+                           ("static-ahead", "static-fast"), ("static-chunk", "static-fast"), ("static-loop", "static-fast"),
+                           ("static-loop-triton", "static-loop"), ("static-fast-triton", "static-fast")):
             if new in schedulers and other in schedulers:
                 print(f"{new} / {other} at {n} live conversations: "
                       f"{rates[(n, new)] / rates[(n, other)]:.2f}x", flush=True)

@@ -21,7 +21,7 @@ def test_nucleus_is_the_sorted_definition_for_any_search_width(quantized):
 
     from userlm.backends.sampling import nucleus_floor, search_rounds
 
-    assert search_rounds(1) == 32 and search_rounds(15) == 8
+    assert search_rounds(1) == 32 and search_rounds(15) == 9
     g = torch.Generator().manual_seed(0)
     for scale, top_p in ((0.3, 0.9), (2.0, 0.95), (4.0, 0.5), (1.0, 1.0)):
         logits = torch.randn(5, 400, generator=g) * scale
@@ -82,3 +82,18 @@ def test_a_rows_token_depends_on_its_own_logits_only():
         assert wide.tolist() == [True, False, False, False]
         assert both[1] == head[1] and both[2] == logits[2].argmax()
         assert both[0] == sample_wide(probs[:1], top_ps[:1], u[:1])[0]
+
+
+def test_fifteen_ways_converge_where_a_round_leaves_an_uneven_interval():
+    """A row whose 15-way search passes through a 63-wide interval (-> 18 -> 3 -> 1): it needs 9 rounds; with the
+    8 run before 2026-11-30 its floor stayed one above, dropping the boundary token from the nucleus."""
+    import torch
+
+    from userlm.backends.sampling import nucleus_floor
+
+    g = torch.Generator().manual_seed(218)
+    row = torch.softmax(torch.randn(57, 50257, generator=g)[56:] * 8.0, -1)  # as tests/test_triton_top_p.py draws it
+    top_p = torch.tensor([0.9])
+    for double in (False, True):
+        floors = [int(nucleus_floor(row, top_p, ways, double=double)) for ways in (1, 15)]
+        assert floors[0] == floors[1]

@@ -66,14 +66,17 @@ class DecodeGraphs:
                     setattr(owner, name, old)
 
     def _sample_wide(self):
-        """`sample_wide` for rows whose nucleus is wider than the head: on CUDA with `compile_decode`, its nucleus
-        search compiled (8 rounds of 15 candidates, each round one fused pass over the probabilities; inductor
+        """`sample_wide` for rows whose nucleus is wider than the head: on CUDA with `wide_kernel` "triton", one Triton
+        kernel (`triton_top_p.py`; the same floor and token); else on CUDA with `compile_decode`, its nucleus
+        search compiled (9 rounds of 15 candidates, each round one fused pass over the probabilities; inductor
         cannot generate the cumsum over 152k that follows, which stays eager), else eager bisection (the same
         nucleus: see `nucleus_floor`)."""
         import functools
 
         from userlm.backends.sampling import nucleus_floor, sample_wide
 
+        if self.wide_kernel == "triton" and self.device.type == "cuda":
+            return self._triton_wide
         if not (self.compile_decode and self.device.type == "cuda") or self.wide_fn is False:
             return sample_wide
         if self.wide_fn is None:
@@ -83,13 +86,26 @@ class DecodeGraphs:
                 sample_wide, floor=torch.compile(functools.partial(nucleus_floor, ways=15), dynamic=False))
         return self.wide_fn
 
+    def _triton_wide(self, probs, top_ps, uniforms):
+        """`sample_wide` as one Triton kernel (`triton_top_p.py`); where Triton is missing or fails to compile,
+        one line, and the torch path from then on (the first call runs eagerly, before any capture)."""
+        from userlm.backends.triton_top_p import sample_wide_triton
+
+        try:
+            return sample_wide_triton(probs, top_ps, uniforms)
+        except Exception as e:  # noqa: BLE001 - no Triton, or a compile error: torch draws the same tokens
+            print(f"hf backend: Triton top-p kernel failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                  "torch's wide sampling instead", flush=True)
+            self.wide_kernel = "torch"
+            return self._sample_wide()(probs, top_ps, uniforms)
+
     def _run_decode(self, b: int, lb: int):
         import torch
 
         if not (self.use_graphs and self.device.type == "cuda"):
             return self._decode_pass(b, lb)
         key = (b, lb, self.gpu_sampling, self.compile_decode, self.live_attention, self.wide_inside, self.chunking,
-               self.wide_sort)
+               self.wide_sort, self.wide_kernel)
         graph = self.graphs.get(key)
         if graph is None:
             try:

@@ -10,7 +10,9 @@ vocabulary by default, or, opt-in (`search`; the static engine's `wide_sort=Fals
 its tokens are found by a search over probability values, then drawn in vocabulary order. The nucleus is the
 same set of tokens and each is drawn with the same probability, up to float rounding, as when drawn in sorted
 order; only which uniform maps to which token differs. A row's token depends only on its own logits and
-uniform (never on its batch-mates or on whether another row is wide)."""
+uniform (never on its batch-mates or on whether another row is wide). On CUDA the static engine draws wide rows
+with one Triton kernel by default (`triton_top_p.py`, the same floor and tokens; its sums and these are float64
+there)."""
 
 from __future__ import annotations
 
@@ -37,24 +39,40 @@ def _pick(top, order, greedy, top_ps, uniforms):
 
 
 def search_rounds(ways: int) -> int:
-    """Rounds of a `ways`-candidate search (`nucleus_floor`'s steps) that pin one float32 bit pattern in [-1, 2**31)."""
+    """Rounds of a `ways`-candidate search (`nucleus_floor`'s steps) that pin one float32 bit pattern in [-1, 2**31),
+    whatever the row's largest one. A round leaves an interval of `step` or the last one, span - ways * step
+    (= step + span % (ways + 1)), which is not monotone in the span: a smaller span can need more rounds (63 -> 18
+    -> 3 -> 1 where 64 -> 4 -> 1), so this follows the largest interval any span up to the current one leaves
+    (before 2026-11-30 it followed 2**31 + 1's own path: 8 rounds at 15 ways, where some rows need 9)."""
     span, rounds = 2**31 + 1, 0
     while span > 1:
         step = max(span // (ways + 1), 1)
-        span, rounds = max(step, span - ways * step), rounds + 1
+        worst = max(step, span - ways * step)
+        if step > 1:  # the span just below a multiple of ways + 1: one step less, the largest remainder
+            worst = max(worst, step - 1 + ways)
+        span, rounds = worst, rounds + 1
     return rounds
 
 
-def nucleus_floor(probs, top_ps, ways: int = 1):
+def _mass(probs, double):
+    """The probabilities the sums add: float64 on CUDA (or where `double`), so that any summation order (torch's,
+    the Triton kernel's in `triton_top_p.py`) gives the same nucleus and token; the CPU's float32 as before."""
+    import torch
+
+    return probs.to(torch.float64) if (probs.is_cuda if double is None else double) else probs
+
+
+def nucleus_floor(probs, top_ps, ways: int = 1, double: bool | None = None):
     """Per row, the smallest float32 bit pattern x whose strictly larger probabilities sum below top_p: the nucleus
     is every token whose probability's bits are >= x (a token is in it when the tokens more likely than it hold
     less than top_p). Non-negative floats order as their bit patterns, so this searches integers: each round
     tests `ways` candidates lo + k * step (1: bisection, 32 rounds; 15: 8 rounds of 15 masked sums, which
     `torch.compile` fuses into one pass over the probabilities; int32 adds and multiplies only, as the fused
-    kernel recomputes them per element). The sums are monotone in x, so every `ways` finds the same x."""
+    kernel recomputes them per element). The sums are monotone in x, so every `ways` finds the same x. The sums
+    are float64 on CUDA (`_mass`)."""
     import torch
 
-    bits = probs.view(torch.int32)
+    bits, mass = probs.view(torch.int32), _mass(probs, double)
     lo = torch.full(top_ps.shape, -1, dtype=torch.int32, device=probs.device)  # above: the whole mass
     hi = bits.max(-1).values  # above the most likely: nothing, which is < top_p for any top_p > 0
     for _ in range(search_rounds(ways)):
@@ -62,7 +80,7 @@ def nucleus_floor(probs, top_ps, ways: int = 1):
         new_lo, new_hi = lo, hi
         for k in range(1, ways + 1):
             mid = torch.minimum(lo + step * k, hi)
-            above = torch.where(bits > mid.unsqueeze(-1), probs, 0.0).sum(-1)
+            above = torch.where(bits > mid.unsqueeze(-1), mass, 0.0).sum(-1)
             inside = above < top_ps
             new_hi = torch.where(inside, torch.minimum(new_hi, mid), new_hi)
             new_lo = torch.where(inside, new_lo, torch.maximum(new_lo, mid))
@@ -70,15 +88,16 @@ def nucleus_floor(probs, top_ps, ways: int = 1):
     return hi
 
 
-def sample_wide(probs, top_ps, uniforms, floor=nucleus_floor):
+def sample_wide(probs, top_ps, uniforms, floor=nucleus_floor, double: bool | None = None):
     """Each row drawn from its nucleus (`nucleus_floor`, or `floor`: the same search compiled) by inverse CDF in
     vocabulary order: no sort. Hand-written because torch has no top-p sampler and flashinfer's kernels are a
-    large CUDA-only wheel."""
+    large CUDA-only wheel (on CUDA, `triton_top_p.py` fuses the same draw into one kernel). Sums are float64 on
+    CUDA (`_mass`)."""
     import torch
 
-    keep = probs.view(torch.int32) >= floor(probs, top_ps).unsqueeze(-1)
-    cdf = torch.where(keep, probs, 0.0).cumsum(-1)
-    pick = torch.searchsorted(cdf, (uniforms * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
+    keep = probs.view(torch.int32) >= floor(probs, top_ps, double=double).unsqueeze(-1)
+    cdf = torch.where(keep, _mass(probs, double), 0.0).cumsum(-1)
+    pick = torch.searchsorted(cdf, (uniforms.to(cdf.dtype) * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
     # u * total may round up to the total: the last token of the nucleus then
     last = torch.where(keep, torch.arange(probs.shape[-1], device=probs.device), 0).max(-1).values
     return torch.minimum(pick, last)

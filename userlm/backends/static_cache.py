@@ -15,15 +15,16 @@ Here:
   a decode step samples on the GPU inside its graph (`sample_head`: each row's uniform, temperature and top-p
   are static inputs, its uniform drawn on the host from the row's generator beforehand), and only a row whose
   nucleus is wider than the 128 most likely tokens makes the batch sort the vocabulary after the replay
-  (`sample_sorted`), or with `wide_sort` off takes `sample_wide`'s token (no sort; its search compiled under
-  `compile_decode`), the same paths and the same decisions as `sample_next` (with `search`)."""
+  (`sample_sorted`), or with `wide_sort` off takes `sample_wide`'s token (no sort; on CUDA one Triton kernel,
+  `triton_top_p.py`, else its search compiled under `compile_decode`), the same paths and the same decisions as
+  `sample_next` (with `search`)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Hashable
 
-from userlm.backends import live_attention
+from userlm.backends import live_attention, triton_top_p
 from userlm.backends.chunk_decode import ChunkDecode
 from userlm.backends.decode_graphs import DecodeGraphs
 from userlm.backends.slot_kv import SlotBuffers, SlotKV, register_slot_attention, slot_cache_class
@@ -85,6 +86,9 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         # wide_sort off: rows wider than the head take `sample_wide` (no sort; compiled under compile_decode), opt-in
         # while its compile costs 20-60 s a batch bucket on an H200 (results/benchmarks/2026-11-30-h200-decode-live-kv.md)
         self.wide_fn, self.wide_sort = None, True
+        # wide_kernel "triton" (CUDA with Triton installed): those rows drawn by one Triton kernel (`triton_top_p.py`,
+        # the same tokens; a failed compile prints one line and falls back to "torch")
+        self.wide_kernel = "triton" if self.device.type == "cuda" and triton_top_p.available() is None else "torch"
         self.verify = False  # benchmarks: also run `sample_next` on each step's logits and count the differences
         self.verified = self.mismatches = 0
         self.compile_decode, self.fused = compile_decode, None

@@ -1,0 +1,117 @@
+"""The fused Triton top-p kernel (`userlm/backends/triton_top_p.py`): per row the same nucleus floor (the same
+integer search over float32 bit patterns) and the same token as `sample_wide` (float64 sums, as on CUDA), on
+flat and peaked rows at several top_p, batch sizes and vocabulary sizes; a row's token depends on its own
+inputs only; the static engine's text for a seed is the torch path's. CUDA tests skip on the CPU; the kernel's
+logic also runs here under Triton's interpreter where Triton is installed (CPU only)."""
+
+import os
+
+import pytest
+
+try:
+    import torch
+
+    CUDA = torch.cuda.is_available()
+except ImportError:  # pragma: no cover
+    CUDA = False
+
+
+def _rows(rows, vocab, seed, device):
+    """Flat (random-weight-like), peaked and bf16-tied rows, and their top_ps/uniforms draws."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    scale = torch.tensor([0.3, 2.0, 8.0])[torch.arange(rows) % 3].unsqueeze(-1)
+    logits = torch.randn(rows, vocab, generator=g) * scale
+    logits[1::4] = logits[1::4].bfloat16().float()  # ties, as bf16 logits give on the GPU
+    probs = torch.softmax(logits, -1)
+    return probs.to(device), torch.rand(rows, generator=g).to(device)
+
+
+def _check(device, vocab, rows, top_p, seed=0):
+    import torch
+
+    from userlm.backends.sampling import nucleus_floor, sample_wide
+    from userlm.backends.triton_top_p import top_p_floor_and_tokens
+
+    probs, uniforms = _rows(rows, vocab, seed, device)
+    top_ps = torch.full((rows,), top_p, device=device)
+    floor, tokens = top_p_floor_and_tokens(probs, top_ps, uniforms)
+    want_floor = nucleus_floor(probs, top_ps, 15, double=True)
+    want = sample_wide(probs, top_ps, uniforms, double=True)
+    assert int((floor == want_floor).sum()) == rows, (vocab, rows, top_p)
+    # the tokens: equal but where a float64 sum falls within ~1e-16 of a cdf step (never seen)
+    assert int((tokens == want).sum()) >= rows - rows // 1000, (vocab, rows, top_p)
+    # a row alone gets its token in a batch
+    one = top_p_floor_and_tokens(probs[-1:], top_ps[-1:], uniforms[-1:])[1]
+    assert int(one) == int(tokens[-1])
+
+
+def test_available_says_why_not_or_none():
+    import importlib.util
+
+    from userlm.backends.triton_top_p import available
+
+    assert (available() is None) == (importlib.util.find_spec("triton") is not None)
+
+
+@pytest.mark.skipif(CUDA, reason="the interpreter test runs on CPU-only machines (CUDA machines run the kernel)")
+def test_kernel_logic_under_the_interpreter():
+    os.environ["TRITON_INTERPRET"] = "1"  # read when Triton and top_p_kernel are first imported, below
+    pytest.importorskip("triton", reason="Triton is not installed here (it ships with the CUDA torch wheel)")
+    for vocab, rows, top_p in ((1000, 6, 0.9), (1001, 6, 0.5), (777, 3, 1.0), (600, 4, 0.95)):
+        _check("cpu", vocab, rows, top_p)
+
+
+@pytest.mark.skipif(not CUDA, reason="the Triton kernel needs a CUDA GPU")
+@pytest.mark.parametrize("vocab", [151936, 50257])
+@pytest.mark.parametrize("rows", [1, 32, 128])
+@pytest.mark.parametrize("top_p", [0.5, 0.9, 0.95, 1.0])
+def test_kernel_equals_sample_wide(vocab, rows, top_p):
+    _check("cuda", vocab, rows, top_p, seed=rows + int(100 * top_p))
+
+
+@pytest.mark.skipif(not CUDA, reason="the Triton kernel needs a CUDA GPU")
+def test_kernel_in_a_cuda_graph_and_idle_rows():
+    """Captured in a CUDA graph and replayed on new inputs; an idle slot (top_p 0) gets its most likely token."""
+    import torch
+
+    from userlm.backends.sampling import sample_wide
+    from userlm.backends.triton_top_p import sample_wide_triton
+
+    probs, uniforms = _rows(32, 151936, 5, "cuda")
+    top_ps = torch.full((32,), 0.95, device="cuda")
+    top_ps[3] = 0.0
+    sample_wide_triton(probs, top_ps, uniforms)  # compiled outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = sample_wide_triton(probs, top_ps, uniforms)
+    new_probs, new_uniforms = _rows(32, 151936, 6, "cuda")
+    probs.copy_(new_probs)
+    uniforms.copy_(new_uniforms)
+    graph.replay()
+    assert torch.equal(out, sample_wide(probs, top_ps, uniforms))
+    assert int(out[3]) == int(probs[3].argmax())
+
+
+@pytest.mark.skipif(not CUDA, reason="the Triton kernel needs a CUDA GPU")
+@pytest.mark.parametrize("chunk", [1, 4])
+def test_engine_text_same_as_torch_path(tiny_model, chunk):
+    """The static engine on CUDA (float32, graphs, hot temperature: wide rows), with `wide_kernel` "triton" against
+    "torch": the same text for every seed, after replay and inside the graph (`wide_in_graph`), step by step and
+    in chunks."""
+    from userlm.backends import GenerationRequest, Sampling
+    from userlm.backends.hf import HFBackend
+
+    chats = [[{"role": "user", "content": f"Plan a trip number {i}."}] for i in range(5)]
+    hot = Sampling(temperature=3.0, top_p=0.9, max_new_tokens=12)
+    texts = []
+    for kernel in ("torch", "triton", "torch"):
+        backend = HFBackend(tiny_model, max_batch=4, static_cache=True, compile_decode="off", dtype="float32")
+        engine = backend.slots
+        engine.wide_sort, engine.wide_kernel, engine.wide_in_graph, engine.live_attention = False, kernel, True, chunk > 1
+        engine.decode_chunk, engine.ahead_size = chunk, 64
+        texts.append([o.text for o in backend.generate([GenerationRequest(c, hot, seed=3 + i) for i, c in enumerate(chats)])])
+        assert engine.wide_steps > 0 and engine.wide_kernel == kernel  # no fallback to torch
+        assert backend.generate([GenerationRequest(chats[1], hot, seed=4)])[0].text == texts[-1][1]
+    assert texts[0] == texts[1] == texts[2]
