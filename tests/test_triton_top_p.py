@@ -28,11 +28,17 @@ def _rows(rows, vocab, seed, device):
     return probs.to(device), torch.rand(rows, generator=g).to(device)
 
 
-def _check(device, vocab, rows, top_p, seed=0):
+def _check(device, vocab, rows, top_p, seed=0, kernel="split", **shape):
+    """`shape`: the split kernels' chunk, block, warps (small ones split small rows under the interpreter)."""
     import torch
 
     from userlm.backends.sampling import nucleus_floor, sample_wide
-    from userlm.backends.triton_top_p import top_p_floor_and_tokens
+    from userlm.backends.triton_top_p import row_floor_and_tokens, split_floor_and_tokens
+
+    def top_p_floor_and_tokens(probs, top_ps, uniforms):
+        if kernel == "row":
+            return row_floor_and_tokens(probs, top_ps, uniforms)
+        return split_floor_and_tokens(probs, top_ps, uniforms, **shape)
 
     probs, uniforms = _rows(rows, vocab, seed, device)
     top_ps = torch.full((rows,), top_p, device=device)
@@ -57,22 +63,29 @@ def test_available_says_why_not_or_none():
 
 @pytest.mark.skipif(CUDA, reason="the interpreter test runs on CPU-only machines (CUDA machines run the kernel)")
 def test_kernel_logic_under_the_interpreter():
-    os.environ["TRITON_INTERPRET"] = "1"  # read when Triton and top_p_kernel are first imported, below
+    """Both kernels under Triton's interpreter; the split one with rows of 1 to 16 chunks (the last one partial),
+    an idle row (top_p 0: the most likely token) and a row whose mass is below top_p (top_p 1.0)."""
+    os.environ["TRITON_INTERPRET"] = "1"  # read when Triton and the kernels are first imported, below
     pytest.importorskip("triton", reason="Triton is not installed here (it ships with the CUDA torch wheel)")
     for vocab, rows, top_p in ((1000, 6, 0.9), (1001, 6, 0.5), (777, 3, 1.0), (600, 4, 0.95)):
-        _check("cpu", vocab, rows, top_p)
+        _check("cpu", vocab, rows, top_p, kernel="row")
+    for (vocab, rows, top_p), chunk in zip(((1000, 6, 0.9), (1001, 6, 0.5), (777, 3, 1.0), (600, 4, 0.95),
+                                            (3000, 5, 0.0), (2048, 3, 0.7)), (256, 128, 512, 64, 1024, 2048), strict=True):
+        _check("cpu", vocab, rows, top_p, seed=vocab, chunk=chunk, block=min(chunk, 128), warps=4)
 
 
 @pytest.mark.skipif(not CUDA, reason="the Triton kernel needs a CUDA GPU")
 @pytest.mark.parametrize("vocab", [151936, 50257])
 @pytest.mark.parametrize("rows", [1, 32, 128])
 @pytest.mark.parametrize("top_p", [0.5, 0.9, 0.95, 1.0])
-def test_kernel_equals_sample_wide(vocab, rows, top_p):
-    _check("cuda", vocab, rows, top_p, seed=rows + int(100 * top_p))
+@pytest.mark.parametrize("kernel", ["split", "row"])
+def test_kernel_equals_sample_wide(vocab, rows, top_p, kernel):
+    _check("cuda", vocab, rows, top_p, seed=rows + int(100 * top_p), kernel=kernel)
 
 
 @pytest.mark.skipif(not CUDA, reason="the Triton kernel needs a CUDA GPU")
-def test_kernel_in_a_cuda_graph_and_idle_rows():
+@pytest.mark.parametrize("kernel", ["split", "row"])
+def test_kernel_in_a_cuda_graph_and_idle_rows(kernel):
     """Captured in a CUDA graph and replayed on new inputs; an idle slot (top_p 0) gets its most likely token."""
     import torch
 
@@ -82,10 +95,10 @@ def test_kernel_in_a_cuda_graph_and_idle_rows():
     probs, uniforms = _rows(32, 151936, 5, "cuda")
     top_ps = torch.full((32,), 0.95, device="cuda")
     top_ps[3] = 0.0
-    sample_wide_triton(probs, top_ps, uniforms)  # compiled outside the capture
+    sample_wide_triton(probs, top_ps, uniforms, kernel)  # compiled outside the capture
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        out = sample_wide_triton(probs, top_ps, uniforms)
+        out = sample_wide_triton(probs, top_ps, uniforms, kernel)
     new_probs, new_uniforms = _rows(32, 151936, 6, "cuda")
     probs.copy_(new_probs)
     uniforms.copy_(new_uniforms)
@@ -106,7 +119,7 @@ def test_engine_text_same_as_torch_path(tiny_model, chunk):
     chats = [[{"role": "user", "content": f"Plan a trip number {i}."}] for i in range(5)]
     hot = Sampling(temperature=3.0, top_p=0.9, max_new_tokens=12)
     texts = []
-    for kernel in ("torch", "triton", "torch"):
+    for kernel in ("torch", "triton", "triton-row"):
         backend = HFBackend(tiny_model, max_batch=4, static_cache=True, compile_decode="off", dtype="float32")
         engine = backend.slots
         engine.wide_sort, engine.wide_kernel, engine.wide_in_graph, engine.live_attention = False, kernel, True, chunk > 1

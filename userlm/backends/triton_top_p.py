@@ -20,8 +20,9 @@ flat 152k-token rows differed on ~1% of rows: a boundary token's probability (~7
 
 from __future__ import annotations
 
-BLOCK, WARPS = 1024, 16  # tokens a program reads at a time, and its warps
+BLOCK, WARPS = 1024, 16  # tokens a program reads at a time, and its warps (the row kernel)
 WAYS = 16  # candidates a search round (a power of two: Triton's tensor shapes)
+SPLIT = (8192, 512, 8, 16)  # the split kernels: tokens a program (a chunk), tokens at a time, warps, ways
 
 
 def _kernel():
@@ -31,9 +32,54 @@ def _kernel():
     return top_p_kernel
 
 
-def top_p_floor_and_tokens(probs, top_ps, uniforms, block: int = 0, warps: int = 0, stop: int = 0, ways: int = 0):
-    """(floor, tokens) per row: `nucleus_floor`'s bit pattern (int32) and `sample_wide`'s token (int64). `block`,
-    `warps`, `ways`: the kernel's block, warps and candidates a round (0: BLOCK, WARPS, WAYS); `stop` k > 0 (benchmarks): the first k phases only."""
+def _pow2(n: int) -> int:
+    return 1 << max(n - 1, 0).bit_length()
+
+
+def split_floor_and_tokens(probs, top_ps, uniforms, chunk: int = 0, block: int = 0, warps: int = 0, ways: int = 0,
+                           stop: int = 0):
+    """`top_p_floor_and_tokens` with each row split over vocab / `chunk` programs (`top_p_split.py`): a fixed
+    number of launches (search_rounds(ways) + 3), fixed grids, no host sync. `stop` k > 0 (benchmarks): the first
+    k phases only (1 the range, 2 + round one, 3 + every round, 4 + the masses)."""
+    import torch
+
+    from userlm.backends import top_p_split as K
+    from userlm.backends.sampling import search_rounds
+
+    probs = probs.contiguous()
+    rows, vocab = probs.shape
+    chunk, block, warps, ways = (a or d for a, d in zip((chunk, block, warps, ways), SPLIT, strict=True))
+    chunks = -(-vocab // chunk)
+    cp, nblocks, dev = _pow2(chunks), _pow2(chunks * chunk // block), probs.device
+    tokens = torch.empty(rows, dtype=torch.long, device=dev)
+    floor = torch.empty(rows, dtype=torch.int32, device=dev)
+    if not rows:
+        return floor, tokens
+    top_ps, uniforms = top_ps.float().contiguous(), uniforms.float().contiguous()
+    mx, mn, last = (torch.empty(rows, cp, dtype=torch.int32, device=dev) for _ in range(3))
+    tot = torch.empty(rows, cp, dtype=torch.float64, device=dev)
+    part = torch.empty(2, rows, cp, ways, dtype=torch.float64, device=dev)  # per-chunk sums, by round parity
+    lo, hi = (torch.empty(2, rows, dtype=torch.int32, device=dev) for _ in range(2))  # the row's state, by parity
+    blocks = torch.empty(rows, nblocks, dtype=torch.float64, device=dev)  # each block's nucleus mass
+    grid, shape = (rows, chunks), {"CHUNK": chunk, "CHUNKS": cp, "BLOCK": block, "num_warps": warps}
+    K.range_kernel[grid](probs, mx, mn, tot, vocab, probs.stride(0), **shape)
+    rounds = search_rounds(ways) if stop != 2 else 1
+    for k in range(1, rounds + 1) if stop != 1 else ():
+        K.round_kernel[grid](probs, mx, mn, part, lo, hi, top_ps, vocab, probs.stride(0), rows, chunks, k,
+                             WAYS=ways, FIRST=k == 1, **shape)
+    if stop in (0, 4):
+        K.mass_kernel[grid](probs, tot, part, lo, hi, top_ps, blocks, last, floor, vocab, probs.stride(0), rows,
+                            chunks, rounds + 1, NBLOCKS=nblocks, WAYS=ways, **shape)
+    if stop == 0:
+        K.pick_kernel[(rows,)](probs, blocks, last, floor, uniforms, tokens, vocab, probs.stride(0), chunks,
+                               NBLOCKS=nblocks, CHUNKS=cp, BLOCK=block, num_warps=warps)
+    return floor, tokens
+
+
+def row_floor_and_tokens(probs, top_ps, uniforms, block: int = 0, warps: int = 0, stop: int = 0, ways: int = 0):
+    """`top_p_floor_and_tokens` with one program a row (`top_p_kernel.py`, the first kernel). `block`, `warps`,
+    `ways`: its block, warps and candidates a round (0: BLOCK, WARPS, WAYS); `stop` k > 0 (benchmarks): the first
+    k phases only."""
     import torch
 
     probs = probs.contiguous()
@@ -51,9 +97,16 @@ def top_p_floor_and_tokens(probs, top_ps, uniforms, block: int = 0, warps: int =
     return floor, tokens
 
 
-def sample_wide_triton(probs, top_ps, uniforms):
-    """`sample_wide(probs, top_ps, uniforms)` in one kernel launch (CUDA, or Triton's interpreter on the CPU)."""
-    return top_p_floor_and_tokens(probs, top_ps, uniforms)[1]
+def top_p_floor_and_tokens(probs, top_ps, uniforms, kernel: str = "split"):
+    """(floor, tokens) per row: `nucleus_floor`'s bit pattern (int32) and `sample_wide`'s token (int64), by the
+    split kernels ("split") or the one-program-a-row kernel ("row")."""
+    fn = split_floor_and_tokens if kernel == "split" else row_floor_and_tokens
+    return fn(probs, top_ps, uniforms)
+
+
+def sample_wide_triton(probs, top_ps, uniforms, kernel: str = "split"):
+    """`sample_wide(probs, top_ps, uniforms)` by Triton kernels (CUDA, or Triton's interpreter on the CPU)."""
+    return top_p_floor_and_tokens(probs, top_ps, uniforms, kernel)[1]
 
 
 def available() -> str | None:
