@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 25 item 1 on one lent H200: rows wider than the head drawn by the split Triton top-p kernels
-# (`userlm/backends/triton_top_p.py`, static-loop-triton) against the one-program-a-row kernel (static-loop-triton-row;
+# (`userlm/backends/triton_top_p.py`, static-loop-triton-split) against the one-program-a-row kernel (static-loop-triton-row;
 # S=static-loop,static-loop-triton: against torch's compiled search + cumsum),
 # side by side in one process, alternating, the second (warm) run of each counting (0.5B at 32 live, 7B at 128).
 # Usage: DATA=prepared-data-dir bash benchmarks/gpu_topp.sh STAGE...   (tests micro d05 d7; logs in $OUT)
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=8
 DATA=$(realpath "${DATA:?a prepared data dir}")
-S=${S:-static-loop-triton-row,static-loop-triton}
+S=${S:-static-loop-triton-row,static-loop-triton-split}
 model() { [ -d /tmp/$1 ] || python3 benchmarks/random_model.py --shape $1 --data "$DATA" --out /tmp/$1 2>&1 | grep -v "it/s\]"; }
 bench() { python3 -W ignore benchmarks/bench_simulation.py --dtype bfloat16 --naive-conversations 0 --only-best \
   --chunk "${CHUNK:-8}" --schedulers $S,$S ${PROFILE:+--profile} "$@" 2>&1 | grep -v "Loading weights\|it/s\]"; }

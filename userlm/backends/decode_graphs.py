@@ -67,8 +67,8 @@ class DecodeGraphs:
 
     def _sample_wide(self):
         """`sample_wide` for rows whose nucleus is wider than the head: on CUDA with `wide_kernel` "triton", Triton
-        kernels (`triton_top_p.py`, each row split over programs; "triton-row": one program a row; the same floor
-        and token); else on CUDA with `compile_decode`, its nucleus
+        kernels (`triton_top_p.py`: each row split over programs up to 64 rows, one program a row above;
+        "triton-split" / "triton-row" force one; the same floor and token); else on CUDA with `compile_decode`, its nucleus
         search compiled (9 rounds of 15 candidates, each round one fused pass over the probabilities; inductor
         cannot generate the cumsum over 152k that follows, which stays eager), else eager bisection (the same
         nucleus: see `nucleus_floor`)."""
@@ -76,7 +76,7 @@ class DecodeGraphs:
 
         from userlm.backends.sampling import nucleus_floor, sample_wide
 
-        if self.wide_kernel in ("triton", "triton-row") and self.device.type == "cuda":
+        if self.wide_kernel.startswith("triton") and self.device.type == "cuda":
             return self._triton_wide
         if not (self.compile_decode and self.device.type == "cuda") or self.wide_fn is False:
             return sample_wide
@@ -93,7 +93,7 @@ class DecodeGraphs:
         from userlm.backends.triton_top_p import sample_wide_triton
 
         try:
-            return sample_wide_triton(probs, top_ps, uniforms, "row" if self.wide_kernel == "triton-row" else "split")
+            return sample_wide_triton(probs, top_ps, uniforms, self.wide_kernel.removeprefix("triton-") if "-" in self.wide_kernel else "auto")
         except Exception as e:  # noqa: BLE001 - no Triton, or a compile error: torch draws the same tokens
             print(f"hf backend: Triton top-p kernel failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                   "torch's wide sampling instead", flush=True)

@@ -4,8 +4,10 @@ torch path is a compiled 8-round search, then a vocabulary cumsum and a searchso
 32 x 152k on an H200) and flashinfer's sampling kernels are a large CUDA-only wheel; Triton ships with torch's
 CUDA wheel.
 
-One program a row (so a row's token depends only on its own probabilities, top_p and uniform; a fixed grid and
-no host sync, so it runs inside a CUDA graph), a few passes over the row:
+Two forms, the same floor and token: up to SPLIT_ROWS rows, each row split over vocab / 8,192 programs (the
+search's rounds as per-chunk sums, `top_p_split.py`, so a small batch fills the GPU); above, the first kernel, one
+program a row (`top_p_kernel.py`). A row's token depends only on its own probabilities, top_p and uniform; fixed
+grids and no host sync, so both run inside a CUDA graph. The row kernel's passes over the row:
 1. the largest and smallest float32 bit patterns and the row's total mass;
 2. the same integer search as `nucleus_floor`: the smallest bit pattern x whose strictly larger probabilities
    sum below top_p, `WAYS` candidates a round (each round's masked sums in one pass); from the second round on,
@@ -23,6 +25,11 @@ from __future__ import annotations
 BLOCK, WARPS = 1024, 16  # tokens a program reads at a time, and its warps (the row kernel)
 WAYS = 16  # candidates a search round (a power of two: Triton's tensor shapes)
 SPLIT = (8192, 512, 8, 16)  # the split kernels: tokens a program (a chunk), tokens at a time, warps, ways
+# "auto" takes the split kernels up to this many rows, the row kernel above: on an H200 at 151,936 tokens the split
+# kernels took 0.333 ms at 32 rows (the row kernel 0.687) and 1.384 at 128 (the row kernel 0.841): the split rounds
+# are float64-bound and grow with the rows, the row kernel is one wave of programs up to 132 rows (2026-11-30; the
+# crossover, ~64 rows, is interpolated, not measured)
+SPLIT_ROWS = 64
 
 
 def _kernel():
@@ -97,14 +104,16 @@ def row_floor_and_tokens(probs, top_ps, uniforms, block: int = 0, warps: int = 0
     return floor, tokens
 
 
-def top_p_floor_and_tokens(probs, top_ps, uniforms, kernel: str = "split"):
+def top_p_floor_and_tokens(probs, top_ps, uniforms, kernel: str = "auto"):
     """(floor, tokens) per row: `nucleus_floor`'s bit pattern (int32) and `sample_wide`'s token (int64), by the
-    split kernels ("split") or the one-program-a-row kernel ("row")."""
-    fn = split_floor_and_tokens if kernel == "split" else row_floor_and_tokens
+    split kernels ("split"), the one-program-a-row kernel ("row"), or ("auto") the split ones up to SPLIT_ROWS rows
+    (the same floor and token either way)."""
+    split = kernel == "split" or (kernel == "auto" and probs.shape[0] <= SPLIT_ROWS)
+    fn = split_floor_and_tokens if split else row_floor_and_tokens
     return fn(probs, top_ps, uniforms)
 
 
-def sample_wide_triton(probs, top_ps, uniforms, kernel: str = "split"):
+def sample_wide_triton(probs, top_ps, uniforms, kernel: str = "auto"):
     """`sample_wide(probs, top_ps, uniforms)` by Triton kernels (CUDA, or Triton's interpreter on the CPU)."""
     return top_p_floor_and_tokens(probs, top_ps, uniforms, kernel)[1]
 
