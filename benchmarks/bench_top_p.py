@@ -42,6 +42,9 @@ def main():
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--draws", type=int, default=2, help="exactness: batches of random rows a setting")
     args = parser.parse_args()
+    from userlm.threads import machine_line
+
+    print(machine_line(), flush=True)  # first, as every benchmark (tests/test_benchmark_machine.py)
     torch.manual_seed(0)
     compiled = functools.partial(sample_wide, floor=torch.compile(functools.partial(nucleus_floor, ways=15),
                                                                   dynamic=False))

@@ -61,17 +61,32 @@ def test_available_says_why_not_or_none():
     assert (available() is None) == (importlib.util.find_spec("triton") is not None)
 
 
-@pytest.mark.skipif(CUDA, reason="the interpreter test runs on CPU-only machines (CUDA machines run the kernel)")
-def test_kernel_logic_under_the_interpreter():
+def interpreter_checks():
     """Both kernels under Triton's interpreter; the split one with rows of 1 to 16 chunks (the last one partial),
     an idle row (top_p 0: the most likely token) and a row whose mass is below top_p (top_p 1.0)."""
-    os.environ["TRITON_INTERPRET"] = "1"  # read when Triton and the kernels are first imported, below
-    pytest.importorskip("triton", reason="Triton is not installed here (it ships with the CUDA torch wheel)")
     for vocab, rows, top_p in ((1000, 6, 0.9), (1001, 6, 0.5), (777, 3, 1.0), (600, 4, 0.95)):
         _check("cpu", vocab, rows, top_p, kernel="row")
     for (vocab, rows, top_p), chunk in zip(((1000, 6, 0.9), (1001, 6, 0.5), (777, 3, 1.0), (600, 4, 0.95),
                                             (3000, 5, 0.0), (2048, 3, 0.7)), (256, 128, 512, 64, 1024, 2048), strict=True):
         _check("cpu", vocab, rows, top_p, seed=vocab, chunk=chunk, block=min(chunk, 128), warps=4)
+
+
+@pytest.mark.skipif(CUDA, reason="the interpreter test runs on CPU-only machines (CUDA machines run the kernel)")
+def test_kernel_logic_under_the_interpreter():
+    """`interpreter_checks` in a fresh process: TRITON_INTERPRET is read when Triton is first imported, which
+    another test in this process may already have done (and setting it here would leak into later tests)."""
+    import importlib.util
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("Triton is not installed here (it ships with the CUDA torch wheel)")
+    here = Path(__file__).resolve().parent
+    r = subprocess.run([sys.executable, "-c", "from test_triton_top_p import interpreter_checks; interpreter_checks()"],
+                       cwd=here, env={**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.pathsep.join([str(here.parent), os.environ.get("PYTHONPATH", "")])},
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
 
 
 @pytest.mark.skipif(not CUDA, reason="the Triton kernel needs a CUDA GPU")
