@@ -103,6 +103,7 @@ def test_replay_ends_where_the_policy_says(tiny_model, data_dir, tmp_path):  # n
     path = policy_file(tmp_path / "p.json")
     info, records = load_run(replay(tiny_model, data_dir, tmp_path / "r", f"end_policy={path}", "limit=3"))
     assert info["end_policy"]["sha256"] and info["end_policy"]["threshold"] == 0.5
+    assert "mode" not in info["identity"]["end_policy"]  # described as before sample mode: old runs resume
     assert info["identity"]["end_policy"]["lm_ends"] == "drop" and "file" not in info["identity"]["end_policy"]
     for r in records:
         for p in r["points"]:

@@ -110,8 +110,9 @@ class EndPolicy:
 
     def describe(self) -> dict:
         """What run.json records of the policy in use."""
-        return {"file": self.path, "sha256": self.sha256, "mode": self.mode,
-                **({"hazard": list(self.hazard)} if self.hazard else {"threshold": self.threshold})}
+        # a threshold policy is described as before sample mode existed: runs written then keep their identity
+        return {"file": self.path, "sha256": self.sha256,
+                **({"mode": "sample", "hazard": list(self.hazard)} if self.hazard else {"threshold": self.threshold})}
 
 
 def end_draw(seed: int, user_turns: int) -> float:
