@@ -5,7 +5,8 @@ torch path is a compiled 8-round search, then a vocabulary cumsum and a searchso
 CUDA wheel.
 
 Two forms, the same floor and token: up to SPLIT_ROWS rows, each row split over vocab / 8,192 programs (the
-search's rounds as per-chunk sums, `top_p_split.py`, so a small batch fills the GPU); above, the first kernel, one
+search's rounds as per-chunk sums, from round two over each chunk's compacted survivors only, `top_p_split.py`, so
+a small batch fills the GPU); above, the first kernel, one
 program a row (`top_p_kernel.py`). A row's token depends only on its own probabilities, top_p and uniform; fixed
 grids and no host sync, so both run inside a CUDA graph. The row kernel's passes over the row:
 1. the largest and smallest float32 bit patterns and the row's total mass;
@@ -26,11 +27,11 @@ BLOCK, WARPS = 1024, 16  # tokens a program reads at a time, and its warps (the 
 WAYS = 16  # candidates a search round (a power of two: Triton's tensor shapes)
 SPLIT = (8192, 512, 8, 16)  # the split kernels: tokens a program (a chunk), tokens at a time, warps, ways
 COMPACT = 2  # the split kernels' round that compacts each chunk's survivors (the rounds after read only those)
-# "auto" takes the split kernels up to this many rows, the row kernel above: on an H200 at 151,936 tokens the split
-# kernels took 0.333 ms at 32 rows (the row kernel 0.687) and 1.384 at 128 (the row kernel 0.841): the split rounds
-# are float64-bound and grow with the rows, the row kernel is one wave of programs up to 132 rows (2026-11-30; the
-# crossover, ~64 rows, is interpolated, not measured)
-SPLIT_ROWS = 64
+# "auto" takes the split kernels up to this many rows, the row kernel above. On an H200 at 151,936 tokens (2026-11-30,
+# call 4) the split kernels, compacted, took 0.241 / 0.467 / 0.926 ms at 32 / 64 / 128 rows, the row kernel 0.687 /
+# 0.721 / 0.849 (one wave of programs up to 132 rows): the crossover, interpolated linearly, is ~113 rows (not
+# measured between 64 and 128; 96 leaves a margin)
+SPLIT_ROWS = 96
 
 
 def _kernel():
