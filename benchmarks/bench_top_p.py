@@ -2,7 +2,8 @@
 vocabulary cumsum) against the Triton kernel (`userlm/backends/triton_top_p.py`), on flat rows (random-weight-like
 logits: every row wider than the head) at 32 and 128 rows x 151,936; and exactness: the kernel's floors and tokens
 against `sample_wide`'s (float64 sums on CUDA, as the engine runs it), for the split kernels (each row over
-several programs, several shapes) and the row kernel (one program a row). Usage: python benchmarks/bench_top_p.py [--rows 32,128]"""
+several programs; without compaction, compacting the survivors at round 2 or 3) and the row kernel (one program a
+row). Usage: python benchmarks/bench_top_p.py [--rows 32,64,128] [--exact-rows 32,128]"""
 
 from __future__ import annotations
 
@@ -34,10 +35,11 @@ def main():
     import torch
 
     from userlm.backends.sampling import nucleus_floor, sample_wide
-    from userlm.backends.triton_top_p import row_floor_and_tokens, split_floor_and_tokens
+    from userlm.backends.triton_top_p import COMPACT, row_floor_and_tokens, split_floor_and_tokens
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", default="32,128")
+    parser.add_argument("--rows", default="32,64,128")
+    parser.add_argument("--exact-rows", default="32,128")
     parser.add_argument("--vocab", type=int, default=151936)
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--draws", type=int, default=2, help="exactness: batches of random rows a setting")
@@ -57,17 +59,20 @@ def main():
         t_row = timed(lambda: row_floor_and_tokens(probs, top_ps, uniforms), args.reps)
         print(f"{rows} x {args.vocab} flat rows, top_p 0.95 (ms): sample_wide compiled, float64 sums {t_torch:.3f}; "
               f"row kernel (one program a row) {t_row:.3f}", flush=True)
-        for shape in ((8192, 512, 8, 16), (8192, 256, 4, 16), (16384, 1024, 16, 16), (4096, 512, 8, 16),
-                      (8192, 512, 8, 32)):
-            t = timed(lambda: split_floor_and_tokens(probs, top_ps, uniforms, *shape), args.reps)
-            print(f"{rows} rows: split kernels (chunk {shape[0]}, block {shape[1]}, {shape[2]} warps, {shape[3]} ways) "
-                  f"{t:.3f} ms ({t_row / t:.1f}x the row kernel, {t_torch / t:.1f}x torch)", flush=True)
+        t_full = timed(lambda: split_floor_and_tokens(probs, top_ps, uniforms, compact=0), args.reps)
+        line = f"{rows} rows: split kernels without compaction (every round over the row) {t_full:.3f} ms"
+        for compact in (2, 3):
+            t = timed(lambda: split_floor_and_tokens(probs, top_ps, uniforms, compact=compact), args.reps)
+            line += (f"; compacted at round {compact} {t:.3f} ms ({t_full / t:.2f}x uncompacted, {t_row / t:.2f}x the "
+                     f"row kernel, {t_torch / t:.1f}x torch)")
+        print(line, flush=True)
         phases = [timed(lambda: split_floor_and_tokens(probs, top_ps, uniforms, stop=k), args.reps) for k in (1, 2, 3, 4)]
-        print(f"{rows} rows, the split kernels' phases (ms, cumulative, default shape): range {phases[0]:.3f}, + round "
-              f"one {phases[1]:.3f}, + all rounds {phases[2]:.3f}, + masses {phases[3]:.3f}, + pick "
-              f"{timed(lambda: split_floor_and_tokens(probs, top_ps, uniforms), args.reps):.3f}", flush=True)
+        print(f"{rows} rows, the split kernels' phases (ms, cumulative, default shape, compacted at round "
+              f"{COMPACT}): range {phases[0]:.3f}, + round one {phases[1]:.3f}, + all rounds {phases[2]:.3f}, "
+              f"+ masses {phases[3]:.3f}, + pick {timed(lambda: split_floor_and_tokens(probs, top_ps, uniforms), args.reps):.3f}",
+              flush=True)
     n, equal = 0, {}
-    for rows in (int(r) for r in args.rows.split(",")):
+    for rows in (int(r) for r in args.exact_rows.split(",")):
         for scale in (0.5, 2.0, 8.0):
             for top_p in (0.5, 0.9, 0.95, 1.0):
                 for _ in range(args.draws):
@@ -76,7 +81,8 @@ def main():
                     uniforms = torch.rand(rows, device="cuda")
                     want_floor, want = nucleus_floor(probs, top_ps, 15), compiled(probs, top_ps, uniforms)
                     n += rows
-                    for name, fn in (("split", split_floor_and_tokens), ("row", row_floor_and_tokens)):
+                    for name, fn in (("split", split_floor_and_tokens), ("split-c3", functools.partial(
+                            split_floor_and_tokens, compact=3)), ("row", row_floor_and_tokens)):
                         floor, token = fn(probs, top_ps, uniforms)
                         equal[name, "floors"] = equal.get((name, "floors"), 0) + int((floor == want_floor).sum())
                         equal[name, "tokens"] = equal.get((name, "tokens"), 0) + int((token == want).sum())

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Issue 25 item 1 on one lent H200: rows wider than the head drawn by the split Triton top-p kernels
-# (`userlm/backends/triton_top_p.py`, static-loop-triton-split) against the one-program-a-row kernel (static-loop-triton-row;
-# S=static-loop,static-loop-triton: against torch's compiled search + cumsum),
-# side by side in one process, alternating, the second (warm) run of each counting (0.5B at 32 live, 7B at 128).
+# Issue 25 item 1 on one lent H200: rows wider than the head drawn by the split Triton top-p kernels, compacted
+# (`userlm/backends/triton_top_p.py`, static-loop-triton-split) against the previous best of each shape: at 0.5B/32
+# the split kernels without compaction (static-loop-triton-split-full), at 7B/128 the one-program-a-row kernel
+# (static-loop-triton-row); S05= / S7= override (e.g. static-loop,static-loop-triton: against torch's compiled search
+# + cumsum); side by side in one process, alternating, the second (warm) run of each counting.
 # Usage: DATA=prepared-data-dir bash benchmarks/gpu_topp.sh STAGE...   (tests micro d05 d7; logs in $OUT)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=8
 DATA=$(realpath "${DATA:?a prepared data dir}")
-S=${S:-static-loop-triton-row,static-loop-triton-split}
+S05=${S05:-static-loop-triton-split-full,static-loop-triton-split}
+S7=${S7:-static-loop-triton-row,static-loop-triton-split}
 model() { [ -d /tmp/$1 ] || python3 benchmarks/random_model.py --shape $1 --data "$DATA" --out /tmp/$1 2>&1 | grep -v "it/s\]"; }
 bench() { python3 -W ignore benchmarks/bench_simulation.py --dtype bfloat16 --naive-conversations 0 --only-best \
   --chunk "${CHUNK:-8}" --schedulers $S,$S ${PROFILE:+--profile} "$@" 2>&1 | grep -v "Loading weights\|it/s\]"; }
@@ -17,11 +19,10 @@ for stage in "$@"; do
   echo "=== $stage $(date -u +%T)"
   case $stage in
     tests) python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
-           python3 -m pytest -q -p no:cacheprovider --tb=short tests/test_triton_top_p.py tests/test_sampling_wide.py \
-             tests/test_chunk_decode.py tests/test_static_cache.py tests/test_live_attention.py &> "$OUT/tests.log"
+           python3 -m pytest -q -p no:cacheprovider --tb=short ${TESTS:-tests/test_triton_top_p.py} &> "$OUT/tests.log"
            tail -15 "$OUT/tests.log" ;;
     micro) python3 -W ignore benchmarks/bench_top_p.py ;;
-    d05) model qwen2.5-0.5b; bench --model /tmp/qwen2.5-0.5b --conversations 32 ;;
-    d7) model qwen2.5-7b; bench --model /tmp/qwen2.5-7b --conversations 128 ;;
+    d05) model qwen2.5-0.5b; S=$S05 bench --model /tmp/qwen2.5-0.5b --conversations 32 ;;
+    d7) model qwen2.5-7b; S=$S7 bench --model /tmp/qwen2.5-7b --conversations 128 ;;
   esac
 done 2>&1 | tee -a "$OUT/session.log"

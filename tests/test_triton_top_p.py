@@ -29,7 +29,8 @@ def _rows(rows, vocab, seed, device):
 
 
 def _check(device, vocab, rows, top_p, seed=0, kernel="split", **shape):
-    """`shape`: the split kernels' chunk, block, warps (small ones split small rows under the interpreter)."""
+    """`shape`: the split kernels' chunk, block, warps (small ones split small rows under the interpreter) and
+    compacting round."""
     import torch
 
     from userlm.backends.sampling import nucleus_floor, sample_wide
@@ -63,12 +64,16 @@ def test_available_says_why_not_or_none():
 
 def interpreter_checks():
     """Both kernels under Triton's interpreter; the split one with rows of 1 to 16 chunks (the last one partial),
-    an idle row (top_p 0: the most likely token) and a row whose mass is below top_p (top_p 1.0)."""
+    an idle row (top_p 0: the most likely token) and a row whose mass is below top_p (top_p 1.0), compacting the
+    survivors at round 2 (the default), 3 or 5, or not at all."""
     for vocab, rows, top_p in ((1000, 6, 0.9), (1001, 6, 0.5), (777, 3, 1.0), (600, 4, 0.95)):
         _check("cpu", vocab, rows, top_p, kernel="row")
     for (vocab, rows, top_p), chunk in zip(((1000, 6, 0.9), (1001, 6, 0.5), (777, 3, 1.0), (600, 4, 0.95),
                                             (3000, 5, 0.0), (2048, 3, 0.7)), (256, 128, 512, 64, 1024, 2048), strict=True):
         _check("cpu", vocab, rows, top_p, seed=vocab, chunk=chunk, block=min(chunk, 128), warps=4)
+    for (vocab, rows, top_p), chunk, compact in (((1000, 6, 0.9), 256, 0), ((1001, 6, 0.5), 128, 3),
+                                                 ((2048, 3, 0.7), 512, 5)):
+        _check("cpu", vocab, rows, top_p, seed=vocab, chunk=chunk, block=min(chunk, 128), warps=4, compact=compact)
 
 
 @pytest.mark.skipif(CUDA, reason="the interpreter test runs on CPU-only machines (CUDA machines run the kernel)")
@@ -84,7 +89,8 @@ def test_kernel_logic_under_the_interpreter():
         pytest.skip("Triton is not installed here (it ships with the CUDA torch wheel)")
     here = Path(__file__).resolve().parent
     r = subprocess.run([sys.executable, "-c", "from test_triton_top_p import interpreter_checks; interpreter_checks()"],
-                       cwd=here, env={**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.pathsep.join([str(here.parent), os.environ.get("PYTHONPATH", "")])},
+                       cwd=here, env={**os.environ, "TRITON_INTERPRET": "1",
+                                      "PYTHONPATH": os.pathsep.join([str(here.parent), os.environ.get("PYTHONPATH", "")])},
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
 
@@ -93,13 +99,15 @@ def test_kernel_logic_under_the_interpreter():
 @pytest.mark.parametrize("vocab", [151936, 50257])
 @pytest.mark.parametrize("rows", [1, 32, 128])
 @pytest.mark.parametrize("top_p", [0.5, 0.9, 0.95, 1.0])
-@pytest.mark.parametrize("kernel", ["split", "row"])
+@pytest.mark.parametrize("kernel", ["split", "split-full", "split-c3", "row"])
 def test_kernel_equals_sample_wide(vocab, rows, top_p, kernel):
-    _check("cuda", vocab, rows, top_p, seed=rows + int(100 * top_p), kernel=kernel)
+    """The split kernels compacting at round 2 (the default) or 3, or not at all ("split-full"), and the row one."""
+    shape = {"compact": 0} if kernel == "split-full" else {"compact": 3} if kernel == "split-c3" else {}
+    _check("cuda", vocab, rows, top_p, seed=rows + int(100 * top_p), kernel=kernel[:5].rstrip("-"), **shape)
 
 
 @pytest.mark.skipif(not CUDA, reason="the Triton kernel needs a CUDA GPU")
-@pytest.mark.parametrize("kernel", ["split", "row"])
+@pytest.mark.parametrize("kernel", ["split", "split-full", "row"])
 def test_kernel_in_a_cuda_graph_and_idle_rows(kernel):
     """Captured in a CUDA graph and replayed on new inputs; an idle slot (top_p 0) gets its most likely token."""
     import torch
@@ -134,7 +142,7 @@ def test_engine_text_same_as_torch_path(tiny_model, chunk):
     chats = [[{"role": "user", "content": f"Plan a trip number {i}."}] for i in range(5)]
     hot = Sampling(temperature=3.0, top_p=0.9, max_new_tokens=12)
     texts = []
-    for kernel in ("torch", "triton", "triton-row"):
+    for kernel in ("torch", "triton", "triton-row", "triton-split-full"):
         backend = HFBackend(tiny_model, max_batch=4, static_cache=True, compile_decode="off", dtype="float32")
         engine = backend.slots
         engine.wide_sort, engine.wide_kernel, engine.wide_in_graph, engine.live_attention = False, kernel, True, chunk > 1
@@ -142,4 +150,4 @@ def test_engine_text_same_as_torch_path(tiny_model, chunk):
         texts.append([o.text for o in backend.generate([GenerationRequest(c, hot, seed=3 + i) for i, c in enumerate(chats)])])
         assert engine.wide_steps > 0 and engine.wide_kernel == kernel  # no fallback to torch
         assert backend.generate([GenerationRequest(chats[1], hot, seed=4)])[0].text == texts[-1][1]
-    assert texts[0] == texts[1] == texts[2]
+    assert texts[0] == texts[1] == texts[2] == texts[3]

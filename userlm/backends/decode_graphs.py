@@ -67,7 +67,7 @@ class DecodeGraphs:
 
     def _sample_wide(self):
         """`sample_wide` for rows whose nucleus is wider than the head: on CUDA with `wide_kernel` "triton", Triton
-        kernels (`triton_top_p.py`: each row split over programs up to 64 rows, one program a row above;
+        kernels (`triton_top_p.py`: each row split over programs up to 96 rows, one program a row above;
         "triton-split" / "triton-row" force one; the same floor and token); else on CUDA with `compile_decode`, its nucleus
         search compiled (9 rounds of 15 candidates, each round one fused pass over the probabilities; inductor
         cannot generate the cumsum over 152k that follows, which stays eager), else eager bisection (the same

@@ -4,7 +4,8 @@ TRITON_INTERPRET=1 before its first import for Triton's interpreter (CPU tensors
 
 Launches, all with fixed grids (a CUDA graph captures them): `range_kernel` (each chunk's largest and smallest
 bit pattern and its float64 mass), then `rounds` x `round_kernel` (each chunk's float64 sums above `WAYS`
-candidates), then `mass_kernel` (each block's nucleus mass, each chunk's last nucleus token), then `pick_kernel`
+candidates; from a compacting round on, over the chunk's tokens still inside the search interval only, a loop
+bounded by their count), then `mass_kernel` (each block's nucleus mass, each chunk's last nucleus token), then `pick_kernel`
 (a program a row: the block where the cumulative mass passes u * mass, a cumsum inside it). No program reduces
 another row's partials: a row's token depends on its own inputs only. Each program of a launch first derives the
 row's search state (lo, hi) from the previous launch's state and partial sums, all in the same
@@ -75,11 +76,16 @@ def range_kernel(probs_ptr, mx_ptr, mn_ptr, tot_ptr, V, stride, CHUNK: tl.conste
 
 
 @triton.jit(do_not_specialize=["rows", "chunks", "k"])
-def round_kernel(probs_ptr, mx_ptr, mn_ptr, part_ptr, lo_ptr, hi_ptr, top_p_ptr, V, stride,
-                 rows, chunks, k, CHUNK: tl.constexpr, CHUNKS: tl.constexpr, BLOCK: tl.constexpr,
-                 WAYS: tl.constexpr, FIRST: tl.constexpr):
+def round_kernel(probs_ptr, mx_ptr, mn_ptr, part_ptr, lo_ptr, hi_ptr, top_p_ptr, scratch_ptr, count_ptr, carry_ptr,
+                 V, stride, rows, chunks, k, CHUNK: tl.constexpr, CHUNKS: tl.constexpr, BLOCK: tl.constexpr,
+                 WAYS: tl.constexpr, FIRST: tl.constexpr, MODE: tl.constexpr):
     """Round k (1, 2, ...): the state after round k - 1, then this chunk's sums above the round's candidates (slot
-    (k + 1) % 2 of part); the row's first program writes the state (slot (k + 1) % 2)."""
+    (k + 1) % 2 of part); the row's first program writes the state (slot (k + 1) % 2). MODE 0: the whole chunk;
+    1 (the compacting round): the whole chunk, and its tokens inside the round's interval (lo, hi] written to the
+    chunk's own region of the scratch row (vocabulary order), their count, and the chunk's mass above hi (the
+    carry); 2 (the rounds after): only those survivors, compacted again in place to this round's (lo, hi] (a
+    block's land at or below it), the mass of those that leave it above hi added to the carry; the chunk's sum
+    above a candidate is then the carry plus its survivors' above it."""
     row = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1)
     top_p = tl.load(top_p_ptr + row).to(tl.float64)
@@ -93,15 +99,48 @@ def round_kernel(probs_ptr, mx_ptr, mn_ptr, part_ptr, lo_ptr, hi_ptr, top_p_ptr,
         tl.store(hi_ptr + slot * rows + row, hi)
     if hi - lo > 1:
         cand = _candidates(lo, hi, WAYS)
-        src = probs_ptr + row * stride
         offs = tl.arange(0, BLOCK)
         sums = tl.zeros([BLOCK, WAYS], tl.float64)  # each lane's own sums, reduced once
-        for start in range(c * CHUNK, c * CHUNK + CHUNK, BLOCK):
-            idx = start + offs
-            p = tl.load(src + idx, mask=idx < V, other=0.0)
-            b = p.to(tl.int32, bitcast=True)
-            sums += tl.where(b[:, None] > cand[None, :], p.to(tl.float64)[:, None], 0.0)
-        tl.store(part_ptr + ((slot * rows + row) * CHUNKS + c) * WAYS + tl.arange(0, WAYS), tl.sum(sums, 0))
+        scratch = scratch_ptr + row * (chunks * CHUNK) + c * CHUNK  # this chunk's region of the scratch row
+        cc = row * CHUNKS + c
+        if MODE == 2:
+            n = tl.load(count_ptr + cc)
+            extra = tl.zeros([BLOCK], tl.float64)  # survivors leaving (lo, hi] above hi
+            kept = n * 0
+            for start in range(0, n, BLOCK):
+                idx = start + offs
+                p = tl.load(scratch + idx, mask=idx < n, other=0.0)
+                b = p.to(tl.int32, bitcast=True)
+                keep = (idx < n) & (b > lo) & (b <= hi)
+                extra += tl.where((idx < n) & (b > hi), p.to(tl.float64), 0.0)
+                sums += tl.where(keep[:, None] & (b[:, None] > cand[None, :]), p.to(tl.float64)[:, None], 0.0)
+                ones = keep.to(tl.int32)
+                tl.store(scratch + kept + tl.cumsum(ones, 0) - 1, p, mask=keep)
+                kept += tl.sum(ones, 0)
+            carry = tl.load(carry_ptr + cc) + tl.sum(extra, 0)
+            tl.store(count_ptr + cc, kept)
+            tl.store(carry_ptr + cc, carry)
+            total = carry + tl.sum(sums, 0)
+        else:
+            src = probs_ptr + row * stride
+            extra = tl.zeros([BLOCK], tl.float64)  # MODE 1: the chunk's mass above hi
+            kept = c * 0
+            for start in range(c * CHUNK, c * CHUNK + CHUNK, BLOCK):
+                idx = start + offs
+                p = tl.load(src + idx, mask=idx < V, other=0.0)
+                b = p.to(tl.int32, bitcast=True)
+                sums += tl.where(b[:, None] > cand[None, :], p.to(tl.float64)[:, None], 0.0)
+                if MODE == 1:
+                    keep = (idx < V) & (b > lo) & (b <= hi)
+                    extra += tl.where(b > hi, p.to(tl.float64), 0.0)
+                    ones = keep.to(tl.int32)
+                    tl.store(scratch + kept + tl.cumsum(ones, 0) - 1, p, mask=keep)
+                    kept += tl.sum(ones, 0)
+            if MODE == 1:
+                tl.store(count_ptr + cc, kept)
+                tl.store(carry_ptr + cc, tl.sum(extra, 0))
+            total = tl.sum(sums, 0)
+        tl.store(part_ptr + ((slot * rows + row) * CHUNKS + c) * WAYS + tl.arange(0, WAYS), total)
 
 
 @triton.jit(do_not_specialize=["rows", "chunks", "k"])

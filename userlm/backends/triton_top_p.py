@@ -5,7 +5,8 @@ torch path is a compiled 8-round search, then a vocabulary cumsum and a searchso
 CUDA wheel.
 
 Two forms, the same floor and token: up to SPLIT_ROWS rows, each row split over vocab / 8,192 programs (the
-search's rounds as per-chunk sums, `top_p_split.py`, so a small batch fills the GPU); above, the first kernel, one
+search's rounds as per-chunk sums, from round two over each chunk's compacted survivors only, `top_p_split.py`, so
+a small batch fills the GPU); above, the first kernel, one
 program a row (`top_p_kernel.py`). A row's token depends only on its own probabilities, top_p and uniform; fixed
 grids and no host sync, so both run inside a CUDA graph. The row kernel's passes over the row:
 1. the largest and smallest float32 bit patterns and the row's total mass;
@@ -25,11 +26,12 @@ from __future__ import annotations
 BLOCK, WARPS = 1024, 16  # tokens a program reads at a time, and its warps (the row kernel)
 WAYS = 16  # candidates a search round (a power of two: Triton's tensor shapes)
 SPLIT = (8192, 512, 8, 16)  # the split kernels: tokens a program (a chunk), tokens at a time, warps, ways
-# "auto" takes the split kernels up to this many rows, the row kernel above: on an H200 at 151,936 tokens the split
-# kernels took 0.333 ms at 32 rows (the row kernel 0.687) and 1.384 at 128 (the row kernel 0.841): the split rounds
-# are float64-bound and grow with the rows, the row kernel is one wave of programs up to 132 rows (2026-11-30; the
-# crossover, ~64 rows, is interpolated, not measured)
-SPLIT_ROWS = 64
+COMPACT = 2  # the split kernels' round that compacts each chunk's survivors (the rounds after read only those)
+# "auto" takes the split kernels up to this many rows, the row kernel above. On an H200 at 151,936 tokens (2026-11-30,
+# call 4) the split kernels, compacted, took 0.241 / 0.467 / 0.926 ms at 32 / 64 / 128 rows, the row kernel 0.687 /
+# 0.721 / 0.849 (one wave of programs up to 132 rows): the crossover, interpolated linearly, is ~113 rows (not
+# measured between 64 and 128; 96 leaves a margin)
+SPLIT_ROWS = 96
 
 
 def _kernel():
@@ -44,10 +46,12 @@ def _pow2(n: int) -> int:
 
 
 def split_floor_and_tokens(probs, top_ps, uniforms, chunk: int = 0, block: int = 0, warps: int = 0, ways: int = 0,
-                           stop: int = 0):
+                           stop: int = 0, compact: int = -1):
     """`top_p_floor_and_tokens` with each row split over vocab / `chunk` programs (`top_p_split.py`): a fixed
-    number of launches (search_rounds(ways) + 3), fixed grids, no host sync. `stop` k > 0 (benchmarks): the first
-    k phases only (1 the range, 2 + round one, 3 + every round, 4 + the masses)."""
+    number of launches (search_rounds(ways) + 3), fixed grids, no host sync. `compact`: the round (>= 2) whose
+    programs write their chunk's tokens inside the search interval to a scratch row, the later rounds reading only
+    those (0: none, every round reads the whole row; -1: COMPACT). `stop` k > 0 (benchmarks): the first k phases
+    only (1 the range, 2 + round one, 3 + every round, 4 + the masses)."""
     import torch
 
     from userlm.backends import top_p_split as K
@@ -68,12 +72,17 @@ def split_floor_and_tokens(probs, top_ps, uniforms, chunk: int = 0, block: int =
     part = torch.empty(2, rows, cp, ways, dtype=torch.float64, device=dev)  # per-chunk sums, by round parity
     lo, hi = (torch.empty(2, rows, dtype=torch.int32, device=dev) for _ in range(2))  # the row's state, by parity
     blocks = torch.empty(rows, nblocks, dtype=torch.float64, device=dev)  # each block's nucleus mass
+    compact = COMPACT if compact < 0 else compact
+    scratch = torch.empty(rows, chunks * chunk if compact else 1, dtype=torch.float32, device=dev)  # the survivors
+    count = torch.empty(rows, cp, dtype=torch.int32, device=dev)  # each chunk's survivors
+    carry = torch.empty(rows, cp, dtype=torch.float64, device=dev)  # each chunk's mass above its survivors
     grid, shape = (rows, chunks), {"CHUNK": chunk, "CHUNKS": cp, "BLOCK": block, "num_warps": warps}
     K.range_kernel[grid](probs, mx, mn, tot, vocab, probs.stride(0), **shape)
     rounds = search_rounds(ways) if stop != 2 else 1
     for k in range(1, rounds + 1) if stop != 1 else ():
-        K.round_kernel[grid](probs, mx, mn, part, lo, hi, top_ps, vocab, probs.stride(0), rows, chunks, k,
-                             WAYS=ways, FIRST=k == 1, **shape)
+        mode = 0 if not compact or k < compact else 1 if k == compact else 2
+        K.round_kernel[grid](probs, mx, mn, part, lo, hi, top_ps, scratch, count, carry, vocab, probs.stride(0), rows,
+                             chunks, k, WAYS=ways, FIRST=k == 1, MODE=mode, **shape)
     if stop in (0, 4):
         K.mass_kernel[grid](probs, tot, part, lo, hi, top_ps, blocks, last, floor, vocab, probs.stride(0), rows,
                             chunks, rounds + 1, NBLOCKS=nblocks, WAYS=ways, **shape)
@@ -106,8 +115,11 @@ def row_floor_and_tokens(probs, top_ps, uniforms, block: int = 0, warps: int = 0
 
 def top_p_floor_and_tokens(probs, top_ps, uniforms, kernel: str = "auto"):
     """(floor, tokens) per row: `nucleus_floor`'s bit pattern (int32) and `sample_wide`'s token (int64), by the
-    split kernels ("split"), the one-program-a-row kernel ("row"), or ("auto") the split ones up to SPLIT_ROWS rows
-    (the same floor and token either way)."""
+    split kernels ("split"; "split-full": without compaction, every round over the whole row), the
+    one-program-a-row kernel ("row"), or ("auto") the split ones up to SPLIT_ROWS rows (the same floor and token
+    either way)."""
+    if kernel == "split-full":
+        return split_floor_and_tokens(probs, top_ps, uniforms, compact=0)
     split = kernel == "split" or (kernel == "auto" and probs.shape[0] <= SPLIT_ROWS)
     fn = split_floor_and_tokens if split else row_floor_and_tokens
     return fn(probs, top_ps, uniforms)
