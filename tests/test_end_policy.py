@@ -90,7 +90,11 @@ def test_sources_without_ends_are_refused_or_skipped(source, tmp_path, capsys):
                                         ({"kind": "x"}, "kind"), ({"scales": [0] * 6}, "scales"),
                                         ({"features": ["a"]}, "features"), ({"intercept": "x"}, "intercept")])
 def test_bad_policy_file_is_one_line_naming_file_and_field(tmp_path, capsys, over, field, tiny_model):
-    bad = policy_file(tmp_path / "bad.json", **over)
+    assert_refused(policy_file(tmp_path / "bad.json", **over), field, tmp_path, capsys, tiny_model)
+
+
+def assert_refused(bad, field, tmp_path, capsys, tiny_model):
+    """`bad` refused by load_policy and by `simulate --end-policy` (exit 2), each as one line naming it and `field`."""
     with pytest.raises(UserError, match=f"{bad}: end policy field '{field}'"):
         load_policy(bad)
     code, err = cli(capsys, "simulate", "--scenarios", SMOKE, "--user", f"prompted:{tiny_model}", "--assistant",

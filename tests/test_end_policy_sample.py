@@ -5,15 +5,13 @@ JSON and bad files, `train end_policy=sampled`, and self-play ending where the d
 import json
 
 import pytest
-from conftest import cli, one_line_error
-from test_end_policy import thanks_data  # noqa: F401 (a fixture)
+from test_end_policy import assert_refused, thanks_data  # noqa: F401 (a fixture)
 from test_guardrails import scripted_users  # noqa: F401 (a fixture)
 from test_tiny_simulation import SMOKE, tiny_run
 
 from simulator.run import SimulationConfig, simulate
 from userlm.config import load_config
 from userlm.end_policy import POLICY_KIND, end_draw, load_policy, summary, write_policy
-from userlm.io import UserError
 from userlm.records import load_run
 
 
@@ -51,13 +49,7 @@ def test_draws_are_the_seeds_and_at_the_rate(tmp_path):
                                         ({"hazard": []}, "hazard"), ({"hazard": ["a"]}, "hazard"),
                                         ({"hazard": 0.5}, "hazard")])
 def test_bad_sample_policy_is_one_line_naming_the_field(tmp_path, capsys, over, field, tiny_model):
-    bad = sample_file(tmp_path / "bad.json", **{"hazard": [0.5], **over})
-    with pytest.raises(UserError, match=f"{bad}: end policy field '{field}'"):
-        load_policy(bad)
-    code, err = cli(capsys, "simulate", "--scenarios", SMOKE, "--user", f"prompted:{tiny_model}", "--assistant",
-                    tiny_model, "--out", tmp_path / "run", "--end-policy", bad)
-    assert code == 2
-    one_line_error(err, str(bad), field)
+    assert_refused(sample_file(tmp_path / "bad.json", **{"hazard": [0.5], **over}), field, tmp_path, capsys, tiny_model)
 
 
 def test_self_play_ends_where_the_draws_say(tiny_model, tmp_path, scripted_users):  # noqa: F811

@@ -121,7 +121,7 @@ def end_draw(seed: int, user_turns: int) -> float:
     return random.Random(f"userlm-end:{seed}:{user_turns}").random()
 
 
-def _probabilities(path: Path, what: str, info: dict, name: str, n: int | None) -> list[float]:
+def _finite_numbers(path: Path, what: str, info: dict, name: str, n: int | None) -> list[float]:
     v = info[name]
     if (n is not None and len(v) != n) or not v or not all(
             isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v):
@@ -139,7 +139,7 @@ def load_policy(path: str | Path) -> EndPolicy:
     if info.get("mode", "threshold") not in MODES:
         raise UserError(f"{path}: {what} field 'mode' must be one of {', '.join(MODES)}, got {info['mode']!r}")
     if info.get("mode") == "sample":
-        hazard = _probabilities(path, what, read_json(path, what, {"hazard": list}), "hazard", None)
+        hazard = _finite_numbers(path, what, read_json(path, what, {"hazard": list}), "hazard", None)
         if not all(0 <= x <= 1 for x in hazard):
             raise UserError(f"{path}: {what} field 'hazard' must hold probabilities within [0, 1]")
         return EndPolicy((), (), (), 0.0, 0.0, str(path), sha256_file(path), tuple(float(x) for x in hazard))
@@ -148,7 +148,7 @@ def load_policy(path: str | Path) -> EndPolicy:
     if info["features"] != list(FEATURES):
         raise UserError(f"{path}: {what} field 'features' must be {list(FEATURES)} (this version's features)")
     for name in ("means", "scales", "coefficients"):
-        _probabilities(path, what, info, name, len(FEATURES))
+        _finite_numbers(path, what, info, name, len(FEATURES))
     if not all(s > 0 for s in info["scales"]):
         raise UserError(f"{path}: {what} field 'scales' must be > 0")
     for name in ("intercept", "threshold"):

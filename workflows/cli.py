@@ -224,7 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
                  cmd_data_end_policy)
     p.add_argument("dir", help="a prepared data directory whose source records ends (ShareGPT)")
     p.add_argument("--out", required=True, help="the policy JSON to write (e.g. ADAPTER_DIR/end_policy.json)")
-    p.add_argument("--mode", choices=("threshold", "sample"), default="threshold",
+    from userlm.end_policy import MODES  # stdlib and userlm.io only: --help stays instant
+
+    p.add_argument("--mode", choices=MODES, default="threshold",
                    help="threshold: end where six features' p(end) >= the validation F1-best threshold; sample: end "
                         "at people's end rate a user turn, drawn from the conversation's seed (default: %(default)s)")
 
