@@ -104,7 +104,7 @@ def row_floor_and_tokens(probs, top_ps, uniforms, block: int = 0, warps: int = 0
     floor = torch.empty(rows, dtype=torch.int32, device=probs.device)
     block = block or BLOCK
     scratch = torch.empty(rows, vocab, dtype=torch.float32, device=probs.device)  # the rounds' survivors
-    nblocks = 1 << max(-(-vocab // block) - 1, 0).bit_length()  # a power of two >= the row's blocks
+    nblocks = _pow2(-(-vocab // block))  # a power of two >= the row's blocks
     sums = torch.empty(rows, nblocks, dtype=torch.float64, device=probs.device)  # each block's nucleus mass
     if rows:
         _kernel()[(rows,)](probs, scratch, sums, top_ps.float().contiguous(), uniforms.float().contiguous(), tokens,
