@@ -8,8 +8,8 @@
   each feeding its sampled tokens to the next on the device (positions and KV writes advance on the device too),
   with each row's next k uniforms uploaded once; the host reads the k x rows tokens once. The k steps are one
   CUDA graph (`graph_steps` 0, measured), or a graph of `graph_steps` steps replayed k / graph_steps times, queued
-  without a sync (1: the single step's graph size, as the ~630-kernel step graph ran with fewer gaps than an
-  8-step one on an H200; not measured yet).
+  without a sync (1: the single step's graph, which ran with fewer gaps than one 8-step graph on an H200: 1.08x
+  at 0.5B/32, 1.13x at 7B/128 over one step a sync; results/benchmarks/2026-11-30-h200-decode-host.md).
   A row that stops inside the chunk keeps its tokens up to its stop and discards the rest (its extra keys and
   values lie past its length, which live attention never reads, and its slot is reset). A row whose nucleus was
   wider than the head at step j of a graph that does not draw wide rows keeps steps < j and runs step j again
