@@ -80,6 +80,8 @@ def configure(backend, engine, scheduler: str, chunk: int):
     """Point the backend at the scheduler's engine and settings."""
     backend.slots = engine if scheduler.startswith("static") else None
     if engine is not None:
+        engine.fuse_projections = scheduler.endswith("-fused")  # q/k/v and gate/up one matmul each
+        scheduler = scheduler.removesuffix("-fused")
         # wide rows: Triton kernels (-triton: split rows up to 96, else one program a row; -triton-split, -triton-row)
         engine.wide_kernel = scheduler[scheduler.find("-triton") + 1:] if "-triton" in scheduler else "torch"
         scheduler = scheduler[:scheduler.find("-triton")] if "-triton" in scheduler else scheduler
@@ -117,7 +119,8 @@ def main():
                              "(static-chunk, the one-step graph replayed --chunk times a round trip); a -triton suffix "
                              "(static-loop-triton): rows wider than the head drawn by the Triton kernels (-triton-split: each row over "
                              "several programs; -triton-split-full: the same without compaction; -triton-row: one program a row; -triton: "
-                             "split up to 96 rows)")
+                             "split up to 96 rows); a -fused suffix after it (static-loop-triton-fused): q/k/v and gate/up "
+                             "one matmul each in the decode step")
     parser.add_argument("--chunk", type=int, default=8, help="static-chunk's decode steps a round trip")
     parser.add_argument("--verify-sampling", action="store_true")
     parser.add_argument("--logit-scale", type=float, default=1.0,
@@ -205,7 +208,8 @@ def main():
                            ("static-loop-triton", "static-loop"), ("static-fast-triton", "static-fast"),
                            ("static-loop-triton", "static-loop-triton-row"),
                            ("static-loop-triton-split", "static-loop-triton-row"),
-                           ("static-loop-triton-split", "static-loop-triton-split-full")):
+                           ("static-loop-triton-split", "static-loop-triton-split-full"),
+                           ("static-loop-triton-fused", "static-loop-triton")):
             if new in schedulers and other in schedulers:
                 print(f"{new} / {other} at {n} live conversations: "
                       f"{rates[(n, new)] / rates[(n, other)]:.2f}x", flush=True)

@@ -124,6 +124,10 @@ def test_compiled_decode_matches_eager_decode(tiny_model):
     alone = compiled.generate([GenerationRequest(chats[0], hot, seed=7)])[0].text
     crowded = compiled.generate([GenerationRequest(c, hot, seed=7 if i == 0 else i) for i, c in enumerate(chats)])
     assert crowded[0].text == alone
-    parts = compiled.slots.fused
+    parts = compiled.slots.fused[2]
     assert {name for _, name, _ in parts} == {"forward", "apply_rotary_pos_emb"}
     assert all("forward" not in owner.__dict__ for owner, name, _ in parts if isinstance(owner, torch.nn.Module))
+    fused = HFBackend(tiny_model, max_batch=4, static_cache=True, compile_decode=True, dtype="float32")
+    fused.slots.fuse_projections = True  # q/k/v and gate/up one matmul each, compiled with the rest
+    assert [g.text for g in fused.generate(reqs)] == want
+    assert len(fused.slots.fused[2]) > len(parts)

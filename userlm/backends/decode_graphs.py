@@ -24,10 +24,11 @@ class DecodeGraphs:
     `_decode_pass`, the step that is captured)."""
 
     def _fused_parts(self) -> list:
-        """(owner, attribute, compiled) for each piece `compile_decode` swaps in during the decode step: every
-        RMSNorm module's forward, the modeling module's `apply_rotary_pos_emb`, and an MLP's forward where its
-        projections are plain `nn.Linear` (the activation fuses with the product; peft's and bitsandbytes'
-        layers stay eager), so only architecture-independent elementwise code is traced."""
+        """(owner, attribute, replacement) for each piece swapped in during the decode step: under
+        `compile_decode`, every RMSNorm module's forward, the modeling module's `apply_rotary_pos_emb`, and an
+        MLP's forward where its projections are plain `nn.Linear` (the activation fuses with the product; peft's
+        and bitsandbytes' layers stay eager), so only architecture-independent elementwise code is traced; under
+        `fuse_projections`, q/k/v and gate/up one matmul each (`fused_projections.py`; compiled with the rest)."""
         import sys
 
         import torch
@@ -35,9 +36,19 @@ class DecodeGraphs:
 
         config = torch._dynamo.config  # one graph per batch bucket (1..slots) and piece, not 8
         config.recompile_limit = max(getattr(config, "recompile_limit", 8), 64)
+        compiled = torch.compile if self.compile_decode else (lambda fn: fn)
         parts, seen = [], set()
+        if self.fuse_projections:
+            from userlm.backends.fused_projections import fused_parts
+
+            parts = fused_parts(self.model, compiled)
+        if not self.compile_decode:
+            return parts
+        fused = {id(owner) for owner, _, _ in parts}
         for m in self.model.modules():
             cls = type(m)
+            if id(m) in fused:
+                continue
             if cls.__name__.endswith("RMSNorm") or (cls.__name__.endswith("MLP") and _plain_linears(m)):
                 parts.append((m, "forward", torch.compile(m.forward)))
             module = sys.modules.get(cls.__module__)
@@ -48,13 +59,13 @@ class DecodeGraphs:
 
     @contextlib.contextmanager
     def _compiled(self):
-        if not self.compile_decode:
+        if not (self.compile_decode or self.fuse_projections):
             yield
             return
-        if self.fused is None:
-            self.fused = self._fused_parts()
-        saved = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in self.fused]
-        for owner, name, fn in self.fused:
+        if self.fused is None or self.fused[:2] != (self.compile_decode, self.fuse_projections):
+            self.fused = (self.compile_decode, self.fuse_projections, self._fused_parts())
+        saved = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in self.fused[2]]
+        for owner, name, fn in self.fused[2]:
             setattr(owner, name, fn)
         try:
             yield
@@ -106,7 +117,7 @@ class DecodeGraphs:
         if not (self.use_graphs and self.device.type == "cuda"):
             return self._decode_pass(b, lb)
         key = (b, lb, self.gpu_sampling, self.compile_decode, self.live_attention, self.wide_inside, self.chunking,
-               self.wide_sort, self.wide_kernel)
+               self.wide_sort, self.wide_kernel, self.fuse_projections)
         graph = self.graphs.get(key)
         if graph is None:
             try:
