@@ -80,6 +80,8 @@ def configure(backend, engine, scheduler: str, chunk: int):
     """Point the backend at the scheduler's engine and settings."""
     backend.slots = engine if scheduler.startswith("static") else None
     if engine is not None:
+        engine.fuse_kv_write = scheduler.endswith("-kv")  # a step's key and value writes one kernel a layer
+        scheduler = scheduler.removesuffix("-kv")
         engine.fuse_projections = scheduler.endswith("-fused")  # q/k/v and gate/up one matmul each
         scheduler = scheduler.removesuffix("-fused")
         # wide rows: Triton kernels (-triton: split rows up to 96, else one program a row; -triton-split, -triton-row)
@@ -120,7 +122,7 @@ def main():
                              "(static-loop-triton): rows wider than the head drawn by the Triton kernels (-triton-split: each row over "
                              "several programs; -triton-split-full: the same without compaction; -triton-row: one program a row; -triton: "
                              "split up to 96 rows); a -fused suffix after it (static-loop-triton-fused): q/k/v and gate/up "
-                             "one matmul each in the decode step")
+                             "one matmul each in the decode step; -fused-kv: and the key and value writes one kernel")
     parser.add_argument("--chunk", type=int, default=8, help="static-chunk's decode steps a round trip")
     parser.add_argument("--verify-sampling", action="store_true")
     parser.add_argument("--logit-scale", type=float, default=1.0,
@@ -209,7 +211,8 @@ def main():
                            ("static-loop-triton", "static-loop-triton-row"),
                            ("static-loop-triton-split", "static-loop-triton-row"),
                            ("static-loop-triton-split", "static-loop-triton-split-full"),
-                           ("static-loop-triton-fused", "static-loop-triton")):
+                           ("static-loop-triton-fused", "static-loop-triton"),
+                           ("static-loop-triton-fused-kv", "static-loop-triton-fused")):
             if new in schedulers and other in schedulers:
                 print(f"{new} / {other} at {n} live conversations: "
                       f"{rates[(n, new)] / rates[(n, other)]:.2f}x", flush=True)

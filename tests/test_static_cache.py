@@ -129,5 +129,6 @@ def test_compiled_decode_matches_eager_decode(tiny_model):
     assert all("forward" not in owner.__dict__ for owner, name, _ in parts if isinstance(owner, torch.nn.Module))
     fused = HFBackend(tiny_model, max_batch=4, static_cache=True, compile_decode=True, dtype="float32")
     fused.slots.fuse_projections = True  # q/k/v and gate/up one matmul each, compiled with the rest
+    fused.slots.fuse_kv_write = True  # and a step's key and value writes one compiled kernel
     assert [g.text for g in fused.generate(reqs)] == want
-    assert len(fused.slots.fused[2]) > len(parts)
+    assert len(fused.slots.fused[2]) > len(parts) and fused.slots.kv_writer is not None

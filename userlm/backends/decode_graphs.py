@@ -117,7 +117,7 @@ class DecodeGraphs:
         if not (self.use_graphs and self.device.type == "cuda"):
             return self._decode_pass(b, lb)
         key = (b, lb, self.gpu_sampling, self.compile_decode, self.live_attention, self.wide_inside, self.chunking,
-               self.wide_sort, self.wide_kernel, self.fuse_projections)
+               self.wide_sort, self.wide_kernel, self.fuse_projections, self.fuse_kv_write)
         graph = self.graphs.get(key)
         if graph is None:
             try:

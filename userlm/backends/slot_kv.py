@@ -67,6 +67,12 @@ def slot_cache_class():
     return SlotCache
 
 
+def write_rows(keys, values, rows, writes, new_keys, new_values):
+    """A decode step's keys/values [b, kv heads, dim] at each row's own position of the layer's buffers."""
+    keys[rows, :, writes] = new_keys
+    values[rows, :, writes] = new_values
+
+
 class SlotKV(list):
     """A finished row's keys/values as `hf.py` keeps them (per layer, [1, kv heads, n, dim]), views of two
     all-layer tensors so that the next turn copies them back in one operation instead of two per layer."""
@@ -114,9 +120,13 @@ class SlotBuffers:
         keys, values = self.keys[layer], self.values[layer]
         if self.mode[0] == "decode":
             _, b, lb = self.mode
-            rows, writes = self.slot_index[:b], self.writes[:b]
-            keys[rows, :, writes] = key_states[:, :, 0]
-            values[rows, :, writes] = value_states[:, :, 0]
+            write = write_rows
+            if self.fuse_kv_write and self.compile_decode:  # both scatters one kernel (inductor fuses them)
+                import torch
+
+                self.kv_writer = self.kv_writer or torch.compile(write_rows, dynamic=False)
+                write = self.kv_writer
+            write(keys, values, self.slot_index[:b], self.writes[:b], key_states[:, :, 0], value_states[:, :, 0])
             return keys[:b, :, :lb], values[:b, :, :lb]
         _, slots, writes, lb = self.mode  # prefill: slots [J], writes [J, T]
         keys[slots[:, None], :, writes] = key_states.transpose(1, 2)

@@ -95,6 +95,8 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         # fuse_projections (with compile_decode): q/k/v and gate/up one matmul each in the decode step
         # (`fused_projections.py`; the weights become views of the concatenation). Opt-in
         self.fuse_projections = False
+        # fuse_kv_write (with compile_decode): a decode step's key and value writes one compiled kernel a layer. Opt-in
+        self.fuse_kv_write, self.kv_writer = False, None
         # live_attention: decode attention reads each row's own positions only (`live_attention.py`; flex attention
         # compiled, one graph a batch bucket at every length). On where it was measured (CUDA graphs + compile:
         # 7B/128 1.15x, replay's long rows 14.5 -> 12.6 ms a step, H200 2026-11-30); it falls back by itself
