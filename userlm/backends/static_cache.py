@@ -92,11 +92,12 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         self.verify = False  # benchmarks: also run `sample_next` on each step's logits and count the differences
         self.verified = self.mismatches = 0
         self.compile_decode, self.fused = compile_decode, None
-        # fuse_projections (with compile_decode): q/k/v and gate/up one matmul each in the decode step
-        # (`fused_projections.py`; the weights become views of the concatenation). Opt-in
-        self.fuse_projections = False
-        # fuse_kv_write (with compile_decode): a decode step's key and value writes one compiled kernel a layer. Opt-in
-        self.fuse_kv_write, self.kv_writer = False, None
+        # fuse_projections: q/k/v and gate/up one matmul each in the decode step (`fused_projections.py`; the
+        # weights become views of the concatenation); fuse_kv_write (with compile_decode): a step's key and value
+        # writes one compiled kernel a layer. On with compile_decode on CUDA, where measured (H200, 2026-11-30:
+        # 0.5B/32 2.79 -> 2.14 ms a step, 7B/128 10.8 -> 7.8 ms; results/benchmarks/2026-11-30-h200-fused-decode.md)
+        self.fuse_projections = self.fuse_kv_write = bool(compile_decode) and self.device.type == "cuda"
+        self.kv_writer = None
         # live_attention: decode attention reads each row's own positions only (`live_attention.py`; flex attention
         # compiled, one graph a batch bucket at every length). On where it was measured (CUDA graphs + compile:
         # 7B/128 1.15x, replay's long rows 14.5 -> 12.6 ms a step, H200 2026-11-30); it falls back by itself
