@@ -53,8 +53,8 @@ def transcript_units(records: list[dict], run_info: dict | None = None) -> list[
              "token_budget": user_token_budget(run_info, r["scenario_id"]),
              # a replay runs to the real end: its ends are the points' (end_f1), not the conversation's
              # an end before any user turn is not a conversation the user chose to end (evaluators/stops.py)
-             "ended_by_user": None if "points" in r or stop_reason(r) == "ended_before_speaking"
-             else r["stop_reason"] == "user_ended", "stop_reason": stop_reason(r),
+             "stop_reason": (reason := stop_reason(r)),
+             "ended_by_user": None if "points" in r or reason == "ended_before_speaking" else reason == "user_ended",
              "assistant_before": assistant_before(r["turns"]),
              **({"points": r["points"], "conversation_id": r.get("conversation_id"),
                  "people_before": people_before(r)} if "points" in r else {})}
