@@ -1,5 +1,5 @@
 """One matmul where the decode step has several over the same input: an attention's q/k/v projections and an MLP's
-gate/up projections (the static engine's `fuse_projections`, CUDA decode only).
+gate/up projections (the static engine's `fuse_projections`; on by default in its compiled CUDA decode).
 
 At decode the projections read their weights once a step for a few rows: a small GEMM costs its launch and tail
 more than its bytes (0.5B: q 896x896, k and v 896x128 a layer), so 5 GEMMs a layer become 2. The weights are
@@ -80,7 +80,8 @@ def fused_parts(model, compile_fn) -> list:
         if len(names) == 3 and _plain([getattr(module, n) for n in QKV]):
             shared = SharedProjection([getattr(module, n) for n in QKV])
             parts += [(getattr(module, n), "forward", shared.forward(i)) for i, n in enumerate(QKV)]
-        if all(hasattr(module, n) for n in (*GATE_UP, "down_proj", "act_fn")) \
+        # an *MLP with these four parts computes down(act(gate(x)) * up(x)) (Llama, Qwen2, Mistral, Gemma)
+        if type(module).__name__.endswith("MLP") and all(hasattr(module, n) for n in (*GATE_UP, "down_proj", "act_fn")) \
                 and _plain([getattr(module, n) for n in GATE_UP]) and module.gate_proj.bias is None:
             weight, _, sizes = _concatenate([getattr(module, n) for n in GATE_UP])
             parts.append((module, "forward", compile_fn(gate_up_forward(module, weight, sizes))))
