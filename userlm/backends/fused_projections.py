@@ -12,14 +12,16 @@ from __future__ import annotations
 
 QKV = ("q_proj", "k_proj", "v_proj")
 GATE_UP = ("gate_proj", "up_proj")
+MLP_PARTS = (*GATE_UP, "down_proj", "act_fn")
 
 
 def _plain(linears) -> bool:
     import torch
 
     first = linears[0]
-    return all(type(m) is torch.nn.Linear and m.in_features == first.in_features and m.weight.dtype == first.weight.dtype
-               and m.weight.device == first.weight.device and (m.bias is None) == (first.bias is None) for m in linears)
+    return all(type(m) is torch.nn.Linear and m.in_features == first.in_features
+               and m.weight.dtype == first.weight.dtype and m.weight.device == first.weight.device
+               and (m.bias is None) == (first.bias is None) for m in linears)
 
 
 def _concatenate(linears):
@@ -81,7 +83,7 @@ def fused_parts(model, compile_fn) -> list:
             shared = SharedProjection([getattr(module, n) for n in QKV])
             parts += [(getattr(module, n), "forward", shared.forward(i)) for i, n in enumerate(QKV)]
         # an *MLP with these four parts computes down(act(gate(x)) * up(x)) (Llama, Qwen2, Mistral, Gemma)
-        if type(module).__name__.endswith("MLP") and all(hasattr(module, n) for n in (*GATE_UP, "down_proj", "act_fn")) \
+        if type(module).__name__.endswith("MLP") and all(hasattr(module, n) for n in MLP_PARTS) \
                 and _plain([getattr(module, n) for n in GATE_UP]) and module.gate_proj.bias is None:
             weight, _, sizes = _concatenate([getattr(module, n) for n in GATE_UP])
             parts.append((module, "forward", compile_fn(gate_up_forward(module, weight, sizes))))
