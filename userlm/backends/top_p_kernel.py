@@ -4,6 +4,8 @@ Set TRITON_INTERPRET=1 before its first import for Triton's interpreter (CPU ten
 import triton
 import triton.language as tl
 
+from userlm.backends.top_p_split import pick_in_row
+
 
 @triton.jit
 def _update(lo, hi, base, cand, acc, top_p):
@@ -100,8 +102,7 @@ def top_p_kernel(probs_ptr, scratch_ptr, block_ptr, top_p_ptr, u_ptr, out_ptr, f
         return
     floor = tl.where(total < top_p, 0, hi)
     tl.store(floor_ptr + row, floor)
-    # 3. each block's nucleus mass and the last token; the block where the cumulative mass passes u * mass;
-    # a cumsum inside it
+    # 3. each block's nucleus mass and the last token, then the draw (`pick_in_row`)
     last = tl.full([BLOCK], -1, tl.int32)
     for start in range(0, V, BLOCK):
         idx = start + offs
@@ -111,17 +112,4 @@ def top_p_kernel(probs_ptr, scratch_ptr, block_ptr, top_p_ptr, u_ptr, out_ptr, f
         last = tl.maximum(last, tl.where(keep, idx, -1))
     last_token = tl.max(last, 0)
     tl.debug_barrier()
-    j = tl.arange(0, NBLOCKS)
-    blocks = tl.load(block_ptr + row * NBLOCKS + j, mask=j * BLOCK < V, other=0.0)
-    cum = tl.cumsum(blocks, 0)
-    target = u * tl.max(tl.where(j == NBLOCKS - 1, cum, 0.0), 0)
-    at = tl.min(tl.where((cum > target) & (j * BLOCK < V), j, NBLOCKS), 0)
-    pick = V + 0 * last_token
-    if at < NBLOCKS:
-        carry = tl.max(tl.where(j == at, cum - blocks, 0.0), 0)
-        idx = at * BLOCK + offs
-        p = tl.load(src + idx, mask=idx < V, other=0.0)
-        keep = (idx < V) & (p.to(tl.int32, bitcast=True) >= floor)
-        cdf = carry + tl.cumsum(tl.where(keep, p.to(tl.float64), 0.0), 0)
-        pick = tl.min(tl.where((idx < V) & (cdf > target), idx, V), 0)
-    tl.store(out_ptr + row, tl.minimum(pick, last_token).to(tl.int64))
+    tl.store(out_ptr + row, pick_in_row(src, block_ptr + row * NBLOCKS, floor, u, last_token, V, NBLOCKS, BLOCK))

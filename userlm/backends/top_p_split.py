@@ -170,28 +170,35 @@ def mass_kernel(probs_ptr, tot_ptr, part_ptr, lo_ptr, hi_ptr, top_p_ptr, block_p
     tl.store(last_ptr + row * CHUNKS + c, tl.max(last, 0))
 
 
-@triton.jit(do_not_specialize=["chunks"])
-def pick_kernel(probs_ptr, block_ptr, last_ptr, floor_ptr, u_ptr, out_ptr, V, stride, chunks,
-                NBLOCKS: tl.constexpr, CHUNKS: tl.constexpr, BLOCK: tl.constexpr):
-    """A program a row: the first token whose cumulative nucleus mass (vocabulary order) exceeds u * the nucleus'
-    mass (`searchsorted(..., right=True)`), clamped to the nucleus' last token."""
-    row = tl.program_id(0).to(tl.int64)
-    u = tl.load(u_ptr + row).to(tl.float64)
-    floor = tl.load(floor_ptr + row)
-    jc = tl.arange(0, CHUNKS)
-    last_token = tl.max(tl.load(last_ptr + row * CHUNKS + jc, mask=jc < chunks, other=-1), 0)
+@triton.jit
+def pick_in_row(src, block_row, floor, u, last_token, V, NBLOCKS: tl.constexpr, BLOCK: tl.constexpr):
+    """The first token whose cumulative nucleus mass (vocabulary order) exceeds u * the nucleus' mass
+    (`searchsorted(..., right=True)`), clamped to the nucleus' last token: the block where the cumulative block
+    masses (`block_row`) pass it, then a cumsum inside that block. Both kernels' draw (`top_p_kernel.py` too)."""
     j = tl.arange(0, NBLOCKS)
-    blocks = tl.load(block_ptr + row * NBLOCKS + j, mask=j * BLOCK < V, other=0.0)
+    blocks = tl.load(block_row + j, mask=j * BLOCK < V, other=0.0)
     cum = tl.cumsum(blocks, 0)
     target = u * tl.max(tl.where(j == NBLOCKS - 1, cum, 0.0), 0)
     at = tl.min(tl.where((cum > target) & (j * BLOCK < V), j, NBLOCKS), 0)
     pick = V + 0 * last_token
     if at < NBLOCKS:
         carry = tl.max(tl.where(j == at, cum - blocks, 0.0), 0)
-        offs = tl.arange(0, BLOCK)
-        idx = at * BLOCK + offs
-        p = tl.load(probs_ptr + row * stride + idx, mask=idx < V, other=0.0)
+        idx = at * BLOCK + tl.arange(0, BLOCK)
+        p = tl.load(src + idx, mask=idx < V, other=0.0)
         keep = (idx < V) & (p.to(tl.int32, bitcast=True) >= floor)
         cdf = carry + tl.cumsum(tl.where(keep, p.to(tl.float64), 0.0), 0)
         pick = tl.min(tl.where((idx < V) & (cdf > target), idx, V), 0)
-    tl.store(out_ptr + row, tl.minimum(pick, last_token).to(tl.int64))
+    return tl.minimum(pick, last_token).to(tl.int64)
+
+
+@triton.jit(do_not_specialize=["chunks"])
+def pick_kernel(probs_ptr, block_ptr, last_ptr, floor_ptr, u_ptr, out_ptr, V, stride, chunks,
+                NBLOCKS: tl.constexpr, CHUNKS: tl.constexpr, BLOCK: tl.constexpr):
+    """A program a row: its token (`pick_in_row`)."""
+    row = tl.program_id(0).to(tl.int64)
+    u = tl.load(u_ptr + row).to(tl.float64)
+    floor = tl.load(floor_ptr + row)
+    jc = tl.arange(0, CHUNKS)
+    last_token = tl.max(tl.load(last_ptr + row * CHUNKS + jc, mask=jc < chunks, other=-1), 0)
+    tl.store(out_ptr + row, pick_in_row(probs_ptr + row * stride, block_ptr + row * NBLOCKS, floor, u, last_token, V,
+                                        NBLOCKS, BLOCK))
