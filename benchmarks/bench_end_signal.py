@@ -22,20 +22,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from userlm.data.prepare import read_split
-from userlm.end_policy import end_decisions, features
+from userlm.end_policy import HAZARD_TURNS, end_decisions, features, turn_text
 from userlm.threads import machine_line
 
 
-def _text(turn):
-    return turn["content"] if "content" in turn else turn["text"]
-
-
 def more_features(history) -> list[float]:
-    user, ai = [_text(t) for t in history if t["role"] == "user"], _text(history[-1]).rstrip()
+    user, ai = [turn_text(t) for t in history if t["role"] == "user"], turn_text(history[-1]).rstrip()
     return [float(not re.search(r"[.!?:)`\"'\]*]$", ai)), float(bool(re.search(r"continu", user[-1], re.I))),
             float(user[-1].rstrip().endswith("?")), float(bool(re.search(r"sorry|as an ai|language model", ai, re.I))),
             float(bool(re.search(r"^\s*(\d+\.|-|\*)\s", ai, re.M))),
-            math.log1p(sum(len(_text(t).split()) for t in history)), math.log1p(len(user[0].split())), float(len(history))]
+            math.log1p(sum(len(turn_text(t).split()) for t in history)), math.log1p(len(user[0].split())), float(len(history))]
 
 
 def load(data, split):
@@ -43,8 +39,8 @@ def load(data, split):
     for ex in read_split(data, split):
         for i, ended in end_decisions(ex):
             h = ex["messages"][:i]
-            user = [_text(t) for t in h if t["role"] == "user"][-1]
-            rows.append((features(h) + more_features(h), user, " ".join(_text(h[-1]).split()[-40:]), int(ended), ex["id"]))
+            user = [turn_text(t) for t in h if t["role"] == "user"][-1]
+            rows.append((features(h) + more_features(h), user, " ".join(turn_text(h[-1]).split()[-40:]), int(ended), ex["id"]))
     X, U, A, y, g = zip(*rows)
     return np.array(X), list(U), list(A), np.array(y), np.array(g)
 
@@ -57,7 +53,7 @@ def models(tr, splits):
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    position = lambda X: np.minimum(X[:, 0], 12)  # noqa: E731  (user turns so far, 12+ pooled)
+    position = lambda X: np.minimum(X[:, 0], HAZARD_TURNS)  # noqa: E731  (user turns so far, 12+ pooled)
     rate = {k: tr[3][position(tr[0]) == k].mean() for k in np.unique(position(tr[0]))}
     out = {"position": [np.array([rate.get(k, tr[3].mean()) for k in position(s[0])]) for s in splits]}
     sc6 = StandardScaler().fit(tr[0][:, :6])

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from userlm.io import UserError, atomic_write_json, read_json, sha256_file
+from userlm.io import UserError, atomic_write_json, read_json, require_fields, sha256_file
 
 POLICY_FILE = "end_policy.json"  # in an adapter dir: the adapter's own policy (`simulate --end-policy auto`)
 POLICY_KIND = "userlm-end-policy"
@@ -31,7 +31,8 @@ _THANKS = re.compile(r"thank|thx|great|perfect", re.IGNORECASE)
 _ASKS = re.compile(r"\?\s*$")
 
 
-def _text(turn: dict) -> str:
+def turn_text(turn: dict) -> str:
+    """A turn's text, as chat messages ({role, content}) or transcript turns ({role, text}) hold it."""
     return turn["content"] if "content" in turn else turn["text"]
 
 
@@ -44,8 +45,8 @@ def features(history: list[dict]) -> list[float]:
     """FEATURES of the history before an end decision (turns {role, content} or {role, text}): user turns so far,
     log(1 + words) of the last AI turn and of the last user turn, the last user turn thanks / praises, the AI turn
     ends on a question, the AI turn has a code block."""
-    user = [_text(t) for t in history if t["role"] == "user"]
-    ai = _text(history[-1])
+    user = [turn_text(t) for t in history if t["role"] == "user"]
+    ai = turn_text(history[-1])
     return [float(len(user)), math.log1p(len(ai.split())), math.log1p(len(user[-1].split())),
             float(bool(_THANKS.search(user[-1]))), float(bool(_ASKS.search(ai))), float("```" in ai)]
 
@@ -106,13 +107,18 @@ class EndPolicy:
         if not self.hazard:
             return self.probability(history) >= self.threshold
         turns = sum(t["role"] == "user" for t in history)
-        return end_draw(seed, turns) < self.hazard[min(turns, len(self.hazard)) - 1]
+        return end_draw(seed, turns) < end_rate(self.hazard, turns)
 
     def describe(self) -> dict:
         """What run.json records of the policy in use."""
         # a threshold policy is described as before sample mode existed: runs written then keep their identity
         return {"file": self.path, "sha256": self.sha256,
                 **({"mode": "sample", "hazard": list(self.hazard)} if self.hazard else {"threshold": self.threshold})}
+
+
+def end_rate(hazard, user_turns: int) -> float:
+    """People's end rate after `user_turns` turns (the last rate for every later turn)."""
+    return hazard[min(user_turns, len(hazard)) - 1]
 
 
 def end_draw(seed: int, user_turns: int) -> float:
@@ -139,12 +145,12 @@ def load_policy(path: str | Path) -> EndPolicy:
     if info.get("mode", "threshold") not in MODES:
         raise UserError(f"{path}: {what} field 'mode' must be one of {', '.join(MODES)}, got {info['mode']!r}")
     if info.get("mode") == "sample":
-        hazard = _finite_numbers(path, what, read_json(path, what, {"hazard": list}), "hazard", None)
+        hazard = _finite_numbers(path, what, require_fields(path, what, info, {"hazard": list}), "hazard", None)
         if not all(0 <= x <= 1 for x in hazard):
             raise UserError(f"{path}: {what} field 'hazard' must hold probabilities within [0, 1]")
         return EndPolicy((), (), (), 0.0, 0.0, str(path), sha256_file(path), tuple(float(x) for x in hazard))
-    info = read_json(path, what, {"features": list, "means": list, "scales": list, "coefficients": list,
-                                  "intercept": (int, float), "threshold": (int, float)})
+    require_fields(path, what, info, {"features": list, "means": list, "scales": list, "coefficients": list,
+                                      "intercept": (int, float), "threshold": (int, float)})
     if info["features"] != list(FEATURES):
         raise UserError(f"{path}: {what} field 'features' must be {list(FEATURES)} (this version's features)")
     for name in ("means", "scales", "coefficients"):
@@ -200,7 +206,7 @@ def fit_policy(data_dir: str | Path, mode: str = "threshold") -> dict:
     if mode == "sample":
         turns = [min(int(x[0]), HAZARD_TURNS) for x in X]
         hazard = [sum(e for t, e in zip(turns, y) if t == k) / turns.count(k) for k in range(1, max(turns) + 1)]
-        pv = [hazard[min(int(x[0]), len(hazard)) - 1] for x in Xv]
+        pv = [end_rate(hazard, int(x[0])) for x in Xv]
         expected = 2 * sum(p * e for p, e in zip(pv, yv)) / (sum(pv) + sum(yv))
         return {"kind": POLICY_KIND, "mode": "sample", "hazard": hazard, **common,
                 "validation": {**val, "f1": round(expected, 4), "always_end_f1": always},

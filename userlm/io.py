@@ -198,7 +198,13 @@ def read_json(path: str | Path, what: str = "file", required: dict[str, type | t
         raise UserError(f"{path}:1: {what} is nested too deeply") from None
     if not isinstance(obj, dict):
         raise UserError(f"{path}:1: {what} must be a JSON object, got {type(obj).__name__}")
-    for name, kind in (required or {}).items():
+    return require_fields(path, what, obj, required or {})
+
+
+def require_fields(path: str | Path, what: str, obj: dict, required: dict[str, type | tuple]) -> dict:
+    """`obj` (read from `path`) when it has each field of `required` with its type (a bool is not an int unless
+    named), else a UserError naming file and field."""
+    for name, kind in required.items():
         if name not in obj:
             raise UserError(f"{path}: {what} field '{name}' is missing")
         if not isinstance(obj[name], kind) or (isinstance(obj[name], bool) and bool not in (
