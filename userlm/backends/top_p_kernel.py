@@ -4,7 +4,7 @@ Set TRITON_INTERPRET=1 before its first import for Triton's interpreter (CPU ten
 import triton
 import triton.language as tl
 
-from userlm.backends.top_p_split import pick_in_row
+from userlm.backends.top_p_split import nucleus_blocks, pick_in_row, range_and_mass
 
 
 @triton.jit
@@ -18,6 +18,26 @@ def _update(lo, hi, base, cand, acc, top_p):
 
 
 @triton.jit
+def _survivors(src, n, dst, lo, hi, cand, BLOCK: tl.constexpr, WAYS: tl.constexpr):
+    """One round over src's first n tokens: the float64 masses above each candidate of those inside (lo, hi], and
+    those tokens written to dst in vocabulary order (dst may be src: a block's land at or below it); returns
+    (sums, how many)."""
+    offs = tl.arange(0, BLOCK)
+    sums = tl.zeros([BLOCK, WAYS], tl.float64)  # each lane's own sums, reduced once
+    kept = n * 0
+    for start in range(0, n, BLOCK):
+        idx = start + offs
+        p = tl.load(src + idx, mask=idx < n, other=0.0)
+        b = p.to(tl.int32, bitcast=True)
+        keep = (idx < n) & (b > lo) & (b <= hi)
+        sums += tl.where(keep[:, None] & (b[:, None] > cand[None, :]), p.to(tl.float64)[:, None], 0.0)
+        ones = keep.to(tl.int32)
+        tl.store(dst + kept + tl.cumsum(ones, 0) - 1, p, mask=keep)
+        kept += tl.sum(ones, 0)
+    return tl.sum(sums, 0), kept
+
+
+@triton.jit
 def top_p_kernel(probs_ptr, scratch_ptr, block_ptr, top_p_ptr, u_ptr, out_ptr, floor_ptr, V, stride,
                  BLOCK: tl.constexpr, WAYS: tl.constexpr, NBLOCKS: tl.constexpr, STOP: tl.constexpr = 0):
     row = tl.program_id(0).to(tl.int64)
@@ -28,21 +48,9 @@ def top_p_kernel(probs_ptr, scratch_ptr, block_ptr, top_p_ptr, u_ptr, out_ptr, f
     offs = tl.arange(0, BLOCK)
     ks = tl.arange(0, WAYS) + 1
     # 1. bit pattern range and total mass
-    mx = tl.full([BLOCK], -1, tl.int32)
-    mn = tl.full([BLOCK], 2147483647, tl.int32)
-    tot = tl.zeros([BLOCK], tl.float64)
-    for start in range(0, V, BLOCK):
-        idx = start + offs
-        m = idx < V
-        p = tl.load(src + idx, mask=m, other=0.0)
-        b = p.to(tl.int32, bitcast=True)
-        mx = tl.maximum(mx, tl.where(m, b, -1))
-        mn = tl.minimum(mn, tl.where(m, b, 2147483647))
-        tot += p.to(tl.float64)
-    hi = tl.max(mx, 0)  # nothing lies above the most likely: below any top_p > 0
-    lo = tl.min(mn, 0) - 1  # everything lies above: the total, >= top_p (else the floor is 0, below)
-    total = tl.sum(tot, 0)
-    base = tl.sum(tot, 0) * 0.0  # the mass above hi (a float64 scalar)
+    hi, lo, total = range_and_mass(src, 0, V, V, BLOCK)  # hi: nothing lies above the most likely (< any top_p > 0)
+    lo -= 1  # everything lies above: the total, >= top_p (else the floor is 0, below)
+    base = total * 0.0  # the mass above hi (a float64 scalar)
     if STOP == 1:  # benchmarks: the phases before this one only (their time)
         tl.store(floor_ptr + row, hi)
         return
@@ -64,18 +72,9 @@ def top_p_kernel(probs_ptr, scratch_ptr, block_ptr, top_p_ptr, u_ptr, out_ptr, f
     if hi - lo > 1:
         step = tl.maximum((hi - lo) // (WAYS + 1), 1)
         cand = tl.minimum(lo + step * ks, hi)
-        sums = tl.zeros([BLOCK, WAYS], tl.float64)
-        for start in range(0, V, BLOCK):
-            idx = start + offs
-            p = tl.load(src + idx, mask=idx < V, other=0.0)
-            b = p.to(tl.int32, bitcast=True)
-            keep = (idx < V) & (b > lo) & (b <= hi)
-            sums += tl.where(keep[:, None] & (b[:, None] > cand[None, :]), p.to(tl.float64)[:, None], 0.0)
-            ones = keep.to(tl.int32)
-            tl.store(scratch + n + tl.cumsum(ones, 0) - 1, p, mask=keep)
-            n += tl.sum(ones, 0)
+        above, n = _survivors(src, V, scratch, lo, hi, cand, BLOCK, WAYS)
         tl.debug_barrier()
-        lo, hi, base = _update(lo, hi, base, cand, base + tl.sum(sums, 0), top_p)
+        lo, hi, base = _update(lo, hi, base, cand, base + above, top_p)
     if STOP == 3:  # benchmarks: the phases before this one only (their time)
         tl.store(floor_ptr + row, hi)
         return
@@ -83,33 +82,15 @@ def top_p_kernel(probs_ptr, scratch_ptr, block_ptr, top_p_ptr, u_ptr, out_ptr, f
     while hi - lo > 1:
         step = tl.maximum((hi - lo) // (WAYS + 1), 1)
         cand = tl.minimum(lo + step * ks, hi)
-        sums = tl.zeros([BLOCK, WAYS], tl.float64)
-        kept = n * 0
-        for start in range(0, n, BLOCK):
-            idx = start + offs
-            p = tl.load(scratch + idx, mask=idx < n, other=0.0)
-            b = p.to(tl.int32, bitcast=True)
-            keep = (idx < n) & (b > lo) & (b <= hi)
-            sums += tl.where(keep[:, None] & (b[:, None] > cand[None, :]), p.to(tl.float64)[:, None], 0.0)
-            ones = keep.to(tl.int32)
-            tl.store(scratch + kept + tl.cumsum(ones, 0) - 1, p, mask=keep)
-            kept += tl.sum(ones, 0)
+        above, n = _survivors(scratch, n, scratch, lo, hi, cand, BLOCK, WAYS)
         tl.debug_barrier()
-        n = kept
-        lo, hi, base = _update(lo, hi, base, cand, base + tl.sum(sums, 0), top_p)
+        lo, hi, base = _update(lo, hi, base, cand, base + above, top_p)
     if STOP == 4:  # benchmarks: the phases before this one only (their time)
         tl.store(floor_ptr + row, hi)
         return
     floor = tl.where(total < top_p, 0, hi)
     tl.store(floor_ptr + row, floor)
     # 3. each block's nucleus mass and the last token, then the draw (`pick_in_row`)
-    last = tl.full([BLOCK], -1, tl.int32)
-    for start in range(0, V, BLOCK):
-        idx = start + offs
-        p = tl.load(src + idx, mask=idx < V, other=0.0)
-        keep = (idx < V) & (p.to(tl.int32, bitcast=True) >= floor)
-        tl.store(block_ptr + row * NBLOCKS + start // BLOCK, tl.sum(tl.where(keep, p.to(tl.float64), 0.0), 0))
-        last = tl.maximum(last, tl.where(keep, idx, -1))
-    last_token = tl.max(last, 0)
+    last_token = nucleus_blocks(src, block_ptr + row * NBLOCKS, 0, V, V, floor, BLOCK)
     tl.debug_barrier()
     tl.store(out_ptr + row, pick_in_row(src, block_ptr + row * NBLOCKS, floor, u, last_token, V, NBLOCKS, BLOCK))

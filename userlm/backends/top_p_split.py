@@ -52,27 +52,49 @@ def _state(part_ptr, lo_ptr, hi_ptr, row, rows, chunks, k, top_p, CHUNKS: tl.con
 
 
 @triton.jit
-def range_kernel(probs_ptr, mx_ptr, mn_ptr, tot_ptr, V, stride, CHUNK: tl.constexpr, CHUNKS: tl.constexpr,
-                 BLOCK: tl.constexpr):
-    """Each chunk's largest and smallest float32 bit pattern and its float64 mass."""
-    row = tl.program_id(0).to(tl.int64)
-    c = tl.program_id(1)
-    src = probs_ptr + row * stride
+def range_and_mass(src, start, stop, V, BLOCK: tl.constexpr):
+    """Tokens [start, stop) of a row (those below V): their largest and smallest float32 bit pattern and their
+    float64 mass. Both kernels' first pass (`top_p_kernel.py` too)."""
     offs = tl.arange(0, BLOCK)
     mx = tl.full([BLOCK], -1, tl.int32)
     mn = tl.full([BLOCK], 2147483647, tl.int32)
     tot = tl.zeros([BLOCK], tl.float64)
-    for start in range(c * CHUNK, c * CHUNK + CHUNK, BLOCK):
-        idx = start + offs
+    for first in range(start, stop, BLOCK):
+        idx = first + offs
         m = idx < V
         p = tl.load(src + idx, mask=m, other=0.0)
         b = p.to(tl.int32, bitcast=True)
         mx = tl.maximum(mx, tl.where(m, b, -1))
         mn = tl.minimum(mn, tl.where(m, b, 2147483647))
         tot += p.to(tl.float64)
-    tl.store(mx_ptr + row * CHUNKS + c, tl.max(mx, 0))
-    tl.store(mn_ptr + row * CHUNKS + c, tl.min(mn, 0))
-    tl.store(tot_ptr + row * CHUNKS + c, tl.sum(tot, 0))
+    return tl.max(mx, 0), tl.min(mn, 0), tl.sum(tot, 0)
+
+
+@triton.jit
+def nucleus_blocks(src, block_row, start, stop, V, floor, BLOCK: tl.constexpr):
+    """Each block of tokens [start, stop): its nucleus mass (tokens whose bits are >= floor) stored at
+    block_row[its index]; returns the last nucleus token among them (-1: none). Both kernels' (`top_p_kernel.py`)."""
+    offs = tl.arange(0, BLOCK)
+    last = tl.full([BLOCK], -1, tl.int32)
+    for first in range(start, stop, BLOCK):
+        idx = first + offs
+        p = tl.load(src + idx, mask=idx < V, other=0.0)
+        keep = (idx < V) & (p.to(tl.int32, bitcast=True) >= floor)
+        tl.store(block_row + first // BLOCK, tl.sum(tl.where(keep, p.to(tl.float64), 0.0), 0))
+        last = tl.maximum(last, tl.where(keep, idx, -1))
+    return tl.max(last, 0)
+
+
+@triton.jit
+def range_kernel(probs_ptr, mx_ptr, mn_ptr, tot_ptr, V, stride, CHUNK: tl.constexpr, CHUNKS: tl.constexpr,
+                 BLOCK: tl.constexpr):
+    """Each chunk's largest and smallest float32 bit pattern and its float64 mass."""
+    row = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1)
+    mx, mn, tot = range_and_mass(probs_ptr + row * stride, c * CHUNK, c * CHUNK + CHUNK, V, BLOCK)
+    tl.store(mx_ptr + row * CHUNKS + c, mx)
+    tl.store(mn_ptr + row * CHUNKS + c, mn)
+    tl.store(tot_ptr + row * CHUNKS + c, tot)
 
 
 @triton.jit(do_not_specialize=["rows", "chunks", "k"])
@@ -158,16 +180,9 @@ def mass_kernel(probs_ptr, tot_ptr, part_ptr, lo_ptr, hi_ptr, top_p_ptr, block_p
     floor = tl.where(total < top_p, 0, hi)
     if c == 0:
         tl.store(floor_ptr + row, floor)
-    src = probs_ptr + row * stride
-    offs = tl.arange(0, BLOCK)
-    last = tl.full([BLOCK], -1, tl.int32)
-    for start in range(c * CHUNK, c * CHUNK + CHUNK, BLOCK):
-        idx = start + offs
-        p = tl.load(src + idx, mask=idx < V, other=0.0)
-        keep = (idx < V) & (p.to(tl.int32, bitcast=True) >= floor)
-        tl.store(block_ptr + row * NBLOCKS + start // BLOCK, tl.sum(tl.where(keep, p.to(tl.float64), 0.0), 0))
-        last = tl.maximum(last, tl.where(keep, idx, -1))
-    tl.store(last_ptr + row * CHUNKS + c, tl.max(last, 0))
+    last = nucleus_blocks(probs_ptr + row * stride, block_ptr + row * NBLOCKS, c * CHUNK, c * CHUNK + CHUNK, V,
+                          floor, BLOCK)
+    tl.store(last_ptr + row * CHUNKS + c, last)
 
 
 @triton.jit
