@@ -3,11 +3,13 @@ vocabulary cumsum) against the Triton kernel (`userlm/backends/triton_top_p.py`)
 logits: every row wider than the head) at 32 and 128 rows x 151,936; and exactness: the kernel's floors and tokens
 against `sample_wide`'s (float64 sums on CUDA, as the engine runs it), for the split kernels (each row over
 several programs; without compaction, compacting the survivors at round 2 or 3) and the row kernel (one program a
-row). Usage: python benchmarks/bench_top_p.py [--rows 32,64,128] [--exact-rows 32,128]"""
+row), beside an earlier row kernel (`--before FILE`), with each one's phases.
+Usage: python benchmarks/bench_top_p.py [--rows 32,64,128] [--exact-rows 32,128] [--before FILE] [--row-only]"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 
 
@@ -31,6 +33,30 @@ def timed(fn, reps: int) -> float:
     return start.elapsed_time(end) / reps
 
 
+def before_kernel(path: str):
+    """The `top_p_kernel` of an earlier version of top_p_kernel.py (its helpers from today's top_p_split.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("top_p_kernel_before", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.top_p_kernel
+
+
+@contextlib.contextmanager
+def kernel_swapped(kernel):
+    """`row_floor_and_tokens` runs `kernel` inside (None: today's)."""
+    from userlm.backends import triton_top_p
+
+    saved = triton_top_p._kernel
+    if kernel is not None:
+        triton_top_p._kernel = lambda: kernel
+    try:
+        yield
+    finally:
+        triton_top_p._kernel = saved
+
+
 def main():
     import torch
 
@@ -43,6 +69,9 @@ def main():
     parser.add_argument("--vocab", type=int, default=151936)
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--draws", type=int, default=2, help="exactness: batches of random rows a setting")
+    parser.add_argument("--before", help="an earlier row kernel's file (`git show REV:userlm/backends/"
+                                         "top_p_kernel.py > FILE`): timed beside the current one, phases too")
+    parser.add_argument("--row-only", action="store_true", help="the row kernel(s) only, no split kernels or torch")
     args = parser.parse_args()
     from userlm.threads import machine_line
 
@@ -51,10 +80,19 @@ def main():
     compiled = functools.partial(sample_wide, floor=torch.compile(functools.partial(nucleus_floor, ways=15),
                                                                   dynamic=False))
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
+    row_kernels = {"row kernel": None} | ({"row kernel before": before_kernel(args.before)} if args.before else {})
     for rows in (int(r) for r in args.rows.split(",")):
         probs = torch.softmax(torch.randn(rows, args.vocab, device="cuda") * 2.0, -1)
         top_ps = torch.full((rows,), 0.95, device="cuda")
         uniforms = torch.rand(rows, device="cuda")
+        for name, kernel in row_kernels.items():
+            with kernel_swapped(kernel):
+                ms = [timed(lambda: row_floor_and_tokens(probs, top_ps, uniforms, stop=k), args.reps)  # noqa: B023
+                      for k in (1, 2, 3, 4, 0)]
+            print(f"{rows} rows, {name} (ms, cumulative): range {ms[0]:.3f}, + round one {ms[1]:.3f}, + round two "
+                  f"{ms[2]:.3f}, + later rounds {ms[3]:.3f}, + the draw {ms[4]:.3f}", flush=True)
+        if args.row_only:
+            continue
         t_torch = timed(lambda: compiled(probs, top_ps, uniforms), args.reps)
         t_row = timed(lambda: row_floor_and_tokens(probs, top_ps, uniforms), args.reps)
         print(f"{rows} x {args.vocab} flat rows, top_p 0.95 (ms): sample_wide compiled, float64 sums {t_torch:.3f}; "
@@ -82,8 +120,10 @@ def main():
                     want_floor, want = nucleus_floor(probs, top_ps, 15), compiled(probs, top_ps, uniforms)
                     n += rows
                     for name, fn in (("split", split_floor_and_tokens), ("split-c3", functools.partial(
-                            split_floor_and_tokens, compact=3)), ("row", row_floor_and_tokens)):
-                        floor, token = fn(probs, top_ps, uniforms)
+                            split_floor_and_tokens, compact=3)), ("row", row_floor_and_tokens),
+                            *((("row-before", row_floor_and_tokens),) if args.before else ())):
+                        with kernel_swapped(row_kernels.get("row kernel before") if name == "row-before" else None):
+                            floor, token = fn(probs, top_ps, uniforms)
                         equal[name, "floors"] = equal.get((name, "floors"), 0) + int((floor == want_floor).sum())
                         equal[name, "tokens"] = equal.get((name, "tokens"), 0) + int((token == want).sum())
     print(f"exactness over {n} random rows (scales 0.5/2/8, top_p 0.5/0.9/0.95/1.0) against nucleus_floor / "

@@ -38,7 +38,7 @@ def _check(device, vocab, rows, top_p, seed=0, kernel="split", **shape):
 
     def top_p_floor_and_tokens(probs, top_ps, uniforms):
         if kernel == "row":
-            return row_floor_and_tokens(probs, top_ps, uniforms)
+            return row_floor_and_tokens(probs, top_ps, uniforms, **shape)
         return split_floor_and_tokens(probs, top_ps, uniforms, **shape)
 
     probs, uniforms = _rows(rows, vocab, seed, device)
@@ -63,11 +63,15 @@ def test_available_says_why_not_or_none():
 
 
 def interpreter_checks():
-    """Both kernels under Triton's interpreter; the split one with rows of 1 to 16 chunks (the last one partial),
+    """Both kernels under Triton's interpreter (the row kernel also with blocks smaller than the row); the split one with rows of 1 to 16 chunks (the last one partial),
     an idle row (top_p 0: the most likely token) and a row whose mass is below top_p (top_p 1.0), compacting the
     survivors at round 2 (the default), 3 or 5, or not at all."""
     for vocab, rows, top_p in ((1000, 6, 0.9), (1001, 6, 0.5), (777, 3, 1.0), (600, 4, 0.95)):
         _check("cpu", vocab, rows, top_p, kernel="row")
+    # the row kernel over several blocks: each lane keeps its own survivors (the last block partial)
+    for (vocab, rows, top_p), block in zip(((1000, 6, 0.9), (1001, 6, 0.5), (777, 3, 1.0), (3000, 4, 0.95)),
+                                           (64, 128, 32, 256), strict=True):
+        _check("cpu", vocab, rows, top_p, seed=vocab + 1, kernel="row", block=block, warps=4)
     for (vocab, rows, top_p), chunk in zip(((1000, 6, 0.9), (1001, 6, 0.5), (777, 3, 1.0), (600, 4, 0.95),
                                             (3000, 5, 0.0), (2048, 3, 0.7)), (256, 128, 512, 64, 1024, 2048), strict=True):
         _check("cpu", vocab, rows, top_p, seed=vocab, chunk=chunk, block=min(chunk, 128), warps=4)

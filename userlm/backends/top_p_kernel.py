@@ -18,22 +18,24 @@ def _update(lo, hi, base, cand, acc, top_p):
 
 
 @triton.jit
-def _survivors(src, n, dst, lo, hi, cand, BLOCK: tl.constexpr, WAYS: tl.constexpr):
-    """One round over src's first n tokens: the float64 masses above each candidate of those inside (lo, hi], and
-    those tokens written to dst in vocabulary order (dst may be src: a block's land at or below it); returns
-    (sums, how many)."""
+def _survivors(src, V, dst, counts, lo, hi, cand, BLOCK: tl.constexpr, WAYS: tl.constexpr, FROM_ROW: tl.constexpr):
+    """One round over the tokens inside (lo, hi]: their float64 masses above each candidate, and those tokens kept
+    lane by lane: lane j's k-th survivor at dst[k * BLOCK + j] (a lane writes only its own column, so no scan across
+    the block and no ordering between lanes). FROM_ROW: the row's V tokens (lane j reads j, j + BLOCK, ...); else
+    dst itself, lane j's first counts[j] entries, compacted in place (an entry lands at or before where it was).
+    Returns (sums, each lane's new count)."""
     offs = tl.arange(0, BLOCK)
     sums = tl.zeros([BLOCK, WAYS], tl.float64)  # each lane's own sums, reduced once
-    kept = n * 0
-    for start in range(0, n, BLOCK):
-        idx = start + offs
-        p = tl.load(src + idx, mask=idx < n, other=0.0)
+    kept = tl.zeros([BLOCK], tl.int32)
+    n = tl.cdiv(V, BLOCK) if FROM_ROW else tl.max(counts, 0)
+    for r in range(0, n):
+        valid = (r * BLOCK + offs < V) if FROM_ROW else (r < counts)
+        p = tl.load(src + r * BLOCK + offs, mask=valid, other=0.0)
         b = p.to(tl.int32, bitcast=True)
-        keep = (idx < n) & (b > lo) & (b <= hi)
+        keep = valid & (b > lo) & (b <= hi)
         sums += tl.where(keep[:, None] & (b[:, None] > cand[None, :]), p.to(tl.float64)[:, None], 0.0)
-        ones = keep.to(tl.int32)
-        tl.store(dst + kept + tl.cumsum(ones, 0) - 1, p, mask=keep)
-        kept += tl.sum(ones, 0)
+        tl.store(dst + kept * BLOCK + offs, p, mask=keep)
+        kept += keep.to(tl.int32)
     return tl.sum(sums, 0), kept
 
 
@@ -42,7 +44,7 @@ def top_p_kernel(probs_ptr, scratch_ptr, block_ptr, top_p_ptr, u_ptr, out_ptr, f
                  BLOCK: tl.constexpr, WAYS: tl.constexpr, NBLOCKS: tl.constexpr, STOP: tl.constexpr = 0):
     row = tl.program_id(0).to(tl.int64)
     src = probs_ptr + row * stride
-    scratch = scratch_ptr + row * V
+    scratch = scratch_ptr + row * (tl.cdiv(V, BLOCK) * BLOCK)  # a lane's survivors: a column of BLOCK-strided entries
     top_p = tl.load(top_p_ptr + row).to(tl.float64)
     u = tl.load(u_ptr + row).to(tl.float64)
     offs = tl.arange(0, BLOCK)
@@ -67,22 +69,22 @@ def top_p_kernel(probs_ptr, scratch_ptr, block_ptr, top_p_ptr, u_ptr, out_ptr, f
     if STOP == 2:  # benchmarks: the phases before this one only (their time)
         tl.store(floor_ptr + row, hi)
         return
-    # round two: the tokens in (lo, hi] copied into scratch (in vocabulary order) as their sums are taken
-    n = V * 0
+    # round two: the tokens in (lo, hi] copied into scratch, lane by lane, as their sums are taken
+    counts = tl.zeros([BLOCK], tl.int32)
     if hi - lo > 1:
         step = tl.maximum((hi - lo) // (WAYS + 1), 1)
         cand = tl.minimum(lo + step * ks, hi)
-        above, n = _survivors(src, V, scratch, lo, hi, cand, BLOCK, WAYS)
-        tl.debug_barrier()
+        above, counts = _survivors(src, V, scratch, counts, lo, hi, cand, BLOCK, WAYS, True)
+        tl.debug_barrier()  # layouts may differ between a round's stores and the next one's loads
         lo, hi, base = _update(lo, hi, base, cand, base + above, top_p)
     if STOP == 3:  # benchmarks: the phases before this one only (their time)
         tl.store(floor_ptr + row, hi)
         return
-    # later rounds: the scratch's tokens in (lo, hi], compacted in place (a block's land at or below it)
+    # later rounds: the scratch's tokens in (lo, hi], each lane's compacted in place
     while hi - lo > 1:
         step = tl.maximum((hi - lo) // (WAYS + 1), 1)
         cand = tl.minimum(lo + step * ks, hi)
-        above, n = _survivors(scratch, n, scratch, lo, hi, cand, BLOCK, WAYS)
+        above, counts = _survivors(scratch, V, scratch, counts, lo, hi, cand, BLOCK, WAYS, False)
         tl.debug_barrier()
         lo, hi, base = _update(lo, hi, base, cand, base + above, top_p)
     if STOP == 4:  # benchmarks: the phases before this one only (their time)

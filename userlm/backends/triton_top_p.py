@@ -103,7 +103,7 @@ def row_floor_and_tokens(probs, top_ps, uniforms, block: int = 0, warps: int = 0
     tokens = torch.empty(rows, dtype=torch.long, device=probs.device)
     floor = torch.empty(rows, dtype=torch.int32, device=probs.device)
     block = block or BLOCK
-    scratch = torch.empty(rows, vocab, dtype=torch.float32, device=probs.device)  # the rounds' survivors
+    scratch = torch.empty(rows, -(-vocab // block) * block, dtype=torch.float32, device=probs.device)  # survivors
     nblocks = _pow2(-(-vocab // block))  # a power of two >= the row's blocks
     sums = torch.empty(rows, nblocks, dtype=torch.float64, device=probs.device)  # each block's nucleus mass
     if rows:
