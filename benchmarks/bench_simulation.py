@@ -80,6 +80,9 @@ def configure(backend, engine, scheduler: str, chunk: int):
     """Point the backend at the scheduler's engine and settings."""
     backend.slots = engine if scheduler.startswith("static") else None
     if engine is not None:
+        # the sampling head compiled and its top 128 chosen by the bf16 logits (`head_topk`); without: as before
+        engine.compile_head = engine.head_by_logits = scheduler.endswith("-head")
+        scheduler = scheduler.removesuffix("-head")
         engine.fuse_kv_write = scheduler.endswith("-kv")  # a step's key and value writes one kernel a layer
         scheduler = scheduler.removesuffix("-kv")
         engine.fuse_projections = scheduler.endswith("-fused")  # q/k/v and gate/up one matmul each
@@ -122,7 +125,8 @@ def main():
                              "(static-loop-triton): rows wider than the head drawn by the Triton kernels (-triton-split: each row over "
                              "several programs; -triton-split-full: the same without compaction; -triton-row: one program a row; -triton: "
                              "split up to 96 rows); a -fused suffix after it (static-loop-triton-fused): q/k/v and gate/up "
-                             "one matmul each in the decode step; -fused-kv: and the key and value writes one kernel")
+                             "one matmul each in the decode step; -fused-kv: and the key and value writes one kernel; a -head suffix "
+                             "last (static-loop-triton-fused-kv-head): the sampling head compiled, its top 128 chosen by the logits")
     parser.add_argument("--chunk", type=int, default=8, help="static-chunk's decode steps a round trip")
     parser.add_argument("--verify-sampling", action="store_true")
     parser.add_argument("--logit-scale", type=float, default=1.0,
@@ -131,6 +135,7 @@ def main():
     parser.add_argument("--profile", action="store_true",
                         help="each scheduler once more warm, then once under torch.profiler: its GPU kernel time "
                              "and kernels a decode step, the top kernels")
+    parser.add_argument("--profile-top", type=int, default=12, help="kernels listed by --profile")
     args = parser.parse_args()
     torch.manual_seed(0)
     counts = [int(n) for n in args.conversations.split(",")]
@@ -149,6 +154,10 @@ def main():
     weight_bytes = sum(p.numel() * p.element_size() for p in backend.model.parameters())
     bandwidth = copy_bandwidth_gbs(backend.device)
     floor_ms = weight_bytes / bandwidth / 1e6
+    cfg = backend.model.config  # a position's keys and values, every layer: what live attention reads per position
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    kv_bytes = cfg.num_hidden_layers * 2 * getattr(cfg, "num_key_value_heads", cfg.num_attention_heads) * head_dim \
+        * next(backend.model.parameters()).element_size()
     where = torch.cuda.get_device_name() if cuda else f"{torch.get_num_threads()} CPU threads"
     print(f"machine: {where}, copy bandwidth {bandwidth:.1f} GB/s; weights {weight_bytes / 1e6:.0f} MB "
           f"({next(backend.model.parameters()).dtype}, quantization {args.quantization}); "
@@ -189,6 +198,10 @@ def main():
                 if backend.counts["chunk tokens"]:
                     line += f"; {backend.counts['chunk tokens']} tokens kept, {backend.counts['chunk retries']} retries"
                 line += ")"
+                if backend.counts["kv positions"]:  # the floor with the live keys/values each step reads too
+                    kv_ms = backend.counts["kv positions"] / max(steps, 1) * kv_bytes / bandwidth / 1e6
+                    line += (f"; with the live KV ({kv_ms:.2f} ms a step at copy bandwidth) the floor is "
+                             f"{floor_ms + kv_ms:.2f} ms = {(floor_ms + kv_ms) / step_ms:.3f} of this step")
                 if capture:
                     line += (f"; {backend.counts['graphs']} CUDA graphs captured in {capture:.1f} s "
                              f"({tokens / (seconds - capture):.1f} tok/s without)")
@@ -212,7 +225,8 @@ def main():
                            ("static-loop-triton-split", "static-loop-triton-row"),
                            ("static-loop-triton-split", "static-loop-triton-split-full"),
                            ("static-loop-triton-fused", "static-loop-triton"),
-                           ("static-loop-triton-fused-kv", "static-loop-triton-fused")):
+                           ("static-loop-triton-fused-kv", "static-loop-triton-fused"),
+                           ("static-loop-triton-fused-kv-head", "static-loop-triton-fused-kv")):
             if new in schedulers and other in schedulers:
                 print(f"{new} / {other} at {n} live conversations: "
                       f"{rates[(n, new)] / rates[(n, other)]:.2f}x", flush=True)
@@ -240,7 +254,7 @@ def main():
                 f"{k} {v:.2f} s" for k, v in backend.seconds.most_common()) + f"): kernel time {total / steps:.0f} us "
                 f"a step, {sum(e.count for e in events) / steps:.0f} kernels a step; the top ones (us a step, "
                 "calls a step):", flush=True)
-            for e in sorted(events, key=lambda e: -e.self_device_time_total)[:12]:
+            for e in sorted(events, key=lambda e: -e.self_device_time_total)[:args.profile_top]:
                 print(f"    {e.self_device_time_total / steps:8.1f} {e.count / steps:6.1f}  {e.key[:90]}", flush=True)
             if engine is not None:
                 engine.reset()

@@ -97,3 +97,44 @@ def test_fifteen_ways_converge_where_a_round_leaves_an_uneven_interval():
     for double in (False, True):
         floors = [int(nucleus_floor(row, top_p, ways, double=double)) for ways in (1, 15)]
         assert floors[0] == floors[1]
+
+
+@pytest.mark.parametrize("vocab", [151936, 1000, 128])
+def test_head_chosen_by_bf16_logits_has_the_probabilities_top_values(vocab):
+    """`head_topk` with bf16 logits chooses the head by them: the same values as torch.topk of the probabilities,
+    descending, each held by its token (only the order of tied tokens may differ); float32 logits (the CPU's) give
+    torch.topk of the probabilities itself, tokens included."""
+    import torch
+
+    from userlm.backends.sampling import _tempered, head_topk
+
+    g = torch.Generator().manual_seed(vocab)
+    temps = torch.tensor([1.0, 0.7, 0.0, 1.6])
+    for scale in (0.6, 3.0, 12.0):
+        logits = (torch.randn(4, vocab, generator=g) * scale).bfloat16()
+        probs = _tempered(logits, temps)[1]
+        k = min(128, vocab)
+        want, want_tokens = probs.topk(k, dim=-1)
+        top, tokens = head_topk(probs, k, logits)
+        assert torch.equal(top, want) and torch.equal(probs.gather(-1, tokens), top)
+        assert all(len(set(row)) == k for row in tokens.tolist())
+        wide = logits.float()
+        assert all(torch.equal(a, b) for a, b in zip(head_topk(_tempered(wide, temps)[1], k, wide),
+                                                      _tempered(wide, temps)[1].topk(k, dim=-1), strict=True))
+
+
+def test_head_takes_low_precision_logits_as_float32():
+    """`sample_head` casts inside (so a compiled head fuses the cast): bf16 logits give the probabilities and wide
+    flags of their float32 copy, and the same tokens where no tie straddles the head (the CPU's float32 logits: as
+    before)."""
+    import torch
+
+    from userlm.backends.sampling import sample_head
+
+    g = torch.Generator().manual_seed(5)
+    logits = (torch.randn(6, 5000, generator=g) * 4).bfloat16()
+    temps, top_ps, u = torch.tensor([0.7, 1.0, 0.0, 1.3, 0.9, 2.0]), torch.full((6,), 0.9), torch.rand(6, generator=g)
+    got, want = sample_head(logits, temps, top_ps, u, by_logits=False), sample_head(logits.float(), temps, top_ps, u)
+    assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True)) and got[3].dtype == torch.float32
+    by_logits = sample_head(logits, temps, top_ps, u)
+    assert all(torch.equal(a, b) for a, b in zip(by_logits[1:], want[1:], strict=True))

@@ -96,6 +96,7 @@ class ChunkDecode:
             self.chunking = 0
         self.backend.seconds["decode forward"] += time.perf_counter() - started
         self.backend.counts["decode"] += k
+        self.backend.counts["kv positions"] += sum(k * (len(r.ids) + 1) + k * (k - 1) // 2 for r in rows)
         wide_rows = [any(got[k + j][i] for i in index) for j in range(k)]
         self.wide_steps += sum(wide_rows)
         retry = False  # some row was wide at a step its graph did not draw wide rows: it runs that step again

@@ -98,6 +98,23 @@ class DecodeGraphs:
                 sample_wide, floor=torch.compile(functools.partial(nucleus_floor, ways=15), dynamic=False))
         return self.wide_fn
 
+    def _sample_head(self):
+        """`sample_head` with the engine's `head_by_logits`, compiled where `compile_head` (with `compile_decode` on
+        CUDA): the logits' cast, the temperature and the softmax one kernel instead of separate passes over rows x
+        vocabulary (a compile that fails turns compile_decode off, in `_run_decode`, like every compiled piece)."""
+        import functools
+
+        from userlm.backends.sampling import sample_head
+
+        fn = sample_head
+        if self.compile_head and self.compile_decode and self.device.type == "cuda":
+            if self.head_fn is None:
+                import torch
+
+                self.head_fn = torch.compile(sample_head, dynamic=False)
+            fn = self.head_fn
+        return functools.partial(fn, by_logits=self.head_by_logits)
+
     def _triton_wide(self, probs, top_ps, uniforms):
         """`sample_wide` as one Triton kernel (`triton_top_p.py`); where Triton is missing or fails to compile,
         one line, and the torch path from then on (the first call runs eagerly, before any capture)."""
@@ -117,7 +134,8 @@ class DecodeGraphs:
         if not (self.use_graphs and self.device.type == "cuda"):
             return self._decode_pass(b, lb)
         key = (b, lb, self.gpu_sampling, self.compile_decode, self.live_attention, self.wide_inside, self.chunking,
-               self.wide_sort, self.wide_kernel, self.fuse_projections, self.fuse_kv_write)
+               self.wide_sort, self.wide_kernel, self.fuse_projections, self.fuse_kv_write, self.compile_head,
+               self.head_by_logits)
         graph = self.graphs.get(key)
         if graph is None:
             try:

@@ -271,7 +271,7 @@ class HFBackend(HFScoring, Backend):
         temperatures = torch.tensor([r.sampling.temperature for r in rows], dtype=torch.float32, device=logits.device)
         top_ps = torch.tensor([r.sampling.top_p for r in rows], dtype=torch.float32, device=logits.device)
         uniforms = torch.cat([torch.rand(1, generator=r.generator) for r in rows]).to(logits.device)
-        for r, token in zip(rows, sample_next(logits.float(), temperatures, top_ps, uniforms).tolist()):
+        for r, token in zip(rows, sample_next(logits, temperatures, top_ps, uniforms).tolist()):
             r.generated.append(token)
 
     def _done(self, row: Row) -> bool:

@@ -20,11 +20,26 @@ NUCLEUS_HEAD = 128  # the nucleus is looked for among this many most likely toke
 
 
 def _tempered(logits, temperatures):
-    """(greedy rows, probabilities at each row's temperature; a greedy row's at temperature 1)."""
+    """(greedy rows, float32 probabilities at each row's temperature; a greedy row's at temperature 1). Logits of
+    any float dtype: the division and softmax run in float32 (under `torch.compile` the cast, division and softmax
+    are one kernel; eagerly bf16 logits are cast first, the same numbers)."""
     import torch
 
     greedy = temperatures <= 0
-    return greedy, torch.softmax(logits / torch.where(greedy, 1.0, temperatures).unsqueeze(-1), dim=-1)
+    return greedy, torch.softmax(logits.float() / torch.where(greedy, 1.0, temperatures).unsqueeze(-1), dim=-1)
+
+
+def head_topk(probs, k: int, logits=None):
+    """Each row's k largest probabilities, descending, and their tokens. With 16-bit `logits` (bf16 on the GPU) the
+    k are chosen by `torch.topk` of the logits and their probabilities gathered: torch's radix select then takes half
+    the passes over the row (0.214 against 0.392 ms at 128 x 152k on an H200, 2026-11-30); the same values, since
+    the softmax keeps the logits' order (a larger logit never gets a smaller probability); only which of tied
+    tokens comes first may differ, which is torch.topk's choice either way. Else (float32 logits: the CPU, whose
+    results stay as before) `torch.topk` of the probabilities."""
+    if logits is None or logits.element_size() > 2:
+        return probs.topk(k, dim=-1)
+    order = logits.topk(k, dim=-1).indices
+    return probs.gather(-1, order), order
 
 
 def _pick(top, order, greedy, top_ps, uniforms):
@@ -110,12 +125,13 @@ def sample_sorted(probs, greedy, top_ps, uniforms):
     return _pick(top, order, greedy, top_ps, uniforms)
 
 
-def sample_head(logits, temperatures, top_ps, uniforms):
+def sample_head(logits, temperatures, top_ps, uniforms, by_logits: bool = True):
     """`sample_next` without its host sync (capturable in a CUDA graph): (tokens drawn from the NUCLEUS_HEAD
     most likely, `wide` (per row, a device bool: its nucleus is wider, and `sample_wide` gives its token
-    instead), greedy, probs). A greedy row (an idle slot too) is never wide."""
+    instead), greedy, float32 probs). A greedy row (an idle slot too) is never wide. `by_logits`: the head chosen by
+    16-bit logits where given (`head_topk`; False: by the probabilities, as before 2026-11-30)."""
     greedy, probs = _tempered(logits, temperatures)
-    top, order = probs.topk(min(NUCLEUS_HEAD, probs.shape[-1]), dim=-1)
+    top, order = head_topk(probs, min(NUCLEUS_HEAD, probs.shape[-1]), logits if by_logits else None)
     wide = (top.sum(-1) < top_ps) & ~greedy
     return _pick(top, order, greedy, top_ps, uniforms), wide, greedy, probs
 

@@ -86,6 +86,11 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         # wide_sort off: rows wider than the head take `sample_wide` (no sort; compiled under compile_decode), opt-in
         # while its compile costs 20-60 s a batch bucket on an H200 (results/benchmarks/2026-11-30-h200-decode-live-kv.md)
         self.wide_fn, self.wide_sort = None, True
+        # compile_head (with compile_decode on CUDA): `sample_head` compiled, the logits' cast, temperature and
+        # softmax one kernel; head_by_logits: its top 128 chosen by the bf16 logits (`head_topk`). On where
+        # measured (H200, 2026-11-30: results/benchmarks/2026-11-30-h200-sample-head.md)
+        self.compile_head = bool(compile_decode) and self.device.type == "cuda"
+        self.head_by_logits, self.head_fn = True, None
         # wide_kernel "triton" (CUDA with Triton installed): those rows drawn by one Triton kernel (`triton_top_p.py`,
         # the same tokens; a failed compile prints one line and falls back to "torch")
         self.wide_kernel = "triton" if self.device.type == "cuda" and triton_top_p.available() is None else "torch"
@@ -187,6 +192,7 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
             torch.cuda.synchronize()
         self.backend.seconds["decode forward"] += time.perf_counter() - started
         self.backend.counts["decode"] += 1
+        self.backend.counts["kv positions"] += sum(len(r.ids) + 1 for r in rows)  # what a step's attention reads
         for r in rows:
             r.ids.append(r.generated[-1])
         if self.gpu_sampling:
@@ -219,7 +225,7 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
                 from userlm.backends.sampling import sample_next
 
                 at = torch.tensor(index, device=self.device)
-                want = sample_next(logits[at].float(), self.temperatures[at], self.top_ps[at], self.uniforms[at],
+                want = sample_next(logits[at], self.temperatures[at], self.top_ps[at], self.uniforms[at],
                                    search=not self.wide_sort)
                 self.verified += len(index)
                 self.mismatches += sum(a != b for a, b in zip(picked, want.tolist()))
@@ -242,8 +248,6 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         or with `gpu_sampling` (logits, [b tokens from the head, wide], greedy, probs) (see `sample_head`)."""
         import torch
 
-        from userlm.backends.sampling import sample_head
-
         # the value is a device tensor: a Python `True` would be copied from the host, which a capture forbids
         self.mask.index_put_((self.slot_index[:b], self.writes[:b]), self.true)
         self.mode = ("decode", b, lb)
@@ -262,7 +266,7 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
             live_attention.done()
         if not self.gpu_sampling:
             return logits
-        tokens, wide, greedy, probs = sample_head(logits.float(), self.temperatures[:b], self.top_ps[:b],
+        tokens, wide, greedy, probs = self._sample_head()(logits, self.temperatures[:b], self.top_ps[:b],
                                                   self.uniforms[:b])
         if self.wide_inside:  # rows wider than the head drawn as the step-by-step engine draws them after the replay
             if self.wide_sort:
