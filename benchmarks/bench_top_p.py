@@ -72,6 +72,7 @@ def main():
     parser.add_argument("--before", help="an earlier row kernel's file (`git show REV:userlm/backends/"
                                          "top_p_kernel.py > FILE`): timed beside the current one, phases too")
     parser.add_argument("--row-only", action="store_true", help="the row kernel(s) only, no split kernels or torch")
+    parser.add_argument("--row-ways", default="16", help="the row kernel's candidates a round, timed and checked")
     args = parser.parse_args()
     from userlm.threads import machine_line
 
@@ -81,15 +82,16 @@ def main():
                                                                   dynamic=False))
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
     row_kernels = {"row kernel": None} | ({"row kernel before": before_kernel(args.before)} if args.before else {})
+    ways = [int(w) for w in args.row_ways.split(",")]
     for rows in (int(r) for r in args.rows.split(",")):
         probs = torch.softmax(torch.randn(rows, args.vocab, device="cuda") * 2.0, -1)
         top_ps = torch.full((rows,), 0.95, device="cuda")
         uniforms = torch.rand(rows, device="cuda")
-        for name, kernel in row_kernels.items():
+        for (name, kernel), w in [(kv, w) for kv in row_kernels.items() for w in ways if kv[1] is None or w == 16]:
             with kernel_swapped(kernel):
-                ms = [timed(lambda: row_floor_and_tokens(probs, top_ps, uniforms, stop=k), args.reps)  # noqa: B023
+                ms = [timed(lambda: row_floor_and_tokens(probs, top_ps, uniforms, stop=k, ways=w), args.reps)  # noqa: B023
                       for k in (1, 2, 3, 4, 0)]
-            print(f"{rows} rows, {name} (ms, cumulative): range {ms[0]:.3f}, + round one {ms[1]:.3f}, + round two "
+            print(f"{rows} rows, {name}, {w} ways (ms, cumulative): range {ms[0]:.3f}, + round one {ms[1]:.3f}, + round two "
                   f"{ms[2]:.3f}, + later rounds {ms[3]:.3f}, + the draw {ms[4]:.3f}", flush=True)
         if args.row_only:
             continue
@@ -121,7 +123,8 @@ def main():
                     n += rows
                     for name, fn in (("split", split_floor_and_tokens), ("split-c3", functools.partial(
                             split_floor_and_tokens, compact=3)), ("row", row_floor_and_tokens),
-                            *((("row-before", row_floor_and_tokens),) if args.before else ())):
+                            *((("row-before", row_floor_and_tokens),) if args.before else ()),
+                            *((f"row-{w}-ways", functools.partial(row_floor_and_tokens, ways=w)) for w in ways if w != 16)):
                         with kernel_swapped(row_kernels.get("row kernel before") if name == "row-before" else None):
                             floor, token = fn(probs, top_ps, uniforms)
                         equal[name, "floors"] = equal.get((name, "floors"), 0) + int((floor == want_floor).sum())
