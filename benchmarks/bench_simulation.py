@@ -193,6 +193,10 @@ def main():
                         + (f", {rate / naive_rate:.2f}x naive" if naive_rate else "")
                         + f"; {steps} decode steps at {step_ms:.2f} ms = {floor_ms / step_ms:.3f} of the memory floor"
                         + f"; {backend.counts['prefill']} prefill passes in {backend.seconds['prefill']:.1f} s")
+                if backend.counts["prefill tokens"]:  # what they computed: the rate says GEMM-bound or not
+                    line += (f" ({backend.counts['prefill tokens']} tokens, {backend.counts['prefill padded']} with "
+                             f"padding, {backend.counts['prefill padded'] / max(backend.seconds['prefill'], 1e-9):.0f} "
+                             "padded tok/s)")
                 forward = backend.seconds["decode forward"]
                 line += f" ({100 * (1 - forward / max(decode_s, 1e-9)):.0f}% of decode time on the host"
                 if backend.counts["chunk tokens"]:

@@ -169,6 +169,7 @@ class SlotPrefill:
             positions.append([0] * pad + list(range(reused, len(row.ids))))
             writes.append([self.trash] * pad + list(range(reused, len(row.ids))))
         self.backend.counts["prefill tokens"] += sum(len(row.ids) - reused for _, row, reused in chunk)
+        self.backend.counts["prefill padded"] += width * len(chunk)  # what the forward computes
         slots = torch.tensor([slot for slot, _, _ in chunk], device=self.device)
         positions = torch.tensor(positions, device=self.device)
         writes_t = torch.tensor(writes, device=self.device)
