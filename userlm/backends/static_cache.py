@@ -13,7 +13,8 @@ Here:
   tokens a conversation's previous turn left cached are copied into its slot first, so only new tokens are fed;
 - rows sample exactly as in `hf.py` (per-row seeded generators), finished rows keep their KV for the next turn;
   a decode step samples on the GPU inside its graph (`sample_head`: each row's uniform, temperature and top-p
-  are static inputs, its uniform drawn on the host from the row's generator beforehand), and only a row whose
+  are static inputs, its uniform drawn on the host from the row's generator beforehand; compiled under
+  `compile_head`, its 128 most likely tokens chosen by the bf16 logits, `head_topk`), and only a row whose
   nucleus is wider than the 128 most likely tokens makes the batch sort the vocabulary after the replay
   (`sample_sorted`), or with `wide_sort` off takes `sample_wide`'s token (no sort; on CUDA one Triton kernel,
   `triton_top_p.py`, else its search compiled under `compile_decode`), the same paths and the same decisions as
