@@ -80,6 +80,9 @@ def configure(backend, engine, scheduler: str, chunk: int):
     """Point the backend at the scheduler's engine and settings."""
     backend.slots = engine if scheduler.startswith("static") else None
     if engine is not None:
+        # prefill passes closed before a tenth of their tokens would be padding (`prefill_padding`); without: no limit
+        engine.prefill_padding = 0.1 if scheduler.endswith("-lean") else 1.0
+        scheduler = scheduler.removesuffix("-lean")
         # the sampling head compiled and its top 128 chosen by the bf16 logits (`head_topk`); without: as before
         engine.compile_head = engine.head_by_logits = scheduler.endswith("-head")
         scheduler = scheduler.removesuffix("-head")
@@ -126,7 +129,8 @@ def main():
                              "several programs; -triton-split-full: the same without compaction; -triton-row: one program a row; -triton: "
                              "split up to 96 rows); a -fused suffix after it (static-loop-triton-fused): q/k/v and gate/up "
                              "one matmul each in the decode step; -fused-kv: and the key and value writes one kernel; a -head suffix "
-                             "last (static-loop-triton-fused-kv-head): the sampling head compiled, its top 128 chosen by the logits")
+                             "last (static-loop-triton-fused-kv-head): the sampling head compiled, its top 128 chosen by the logits; -lean after it: prefill passes closed "
+                             "before a tenth of their tokens would be padding")
     parser.add_argument("--chunk", type=int, default=8, help="static-chunk's decode steps a round trip")
     parser.add_argument("--verify-sampling", action="store_true")
     parser.add_argument("--logit-scale", type=float, default=1.0,
@@ -230,7 +234,8 @@ def main():
                            ("static-loop-triton-split", "static-loop-triton-split-full"),
                            ("static-loop-triton-fused", "static-loop-triton"),
                            ("static-loop-triton-fused-kv", "static-loop-triton-fused"),
-                           ("static-loop-triton-fused-kv-head", "static-loop-triton-fused-kv")):
+                           ("static-loop-triton-fused-kv-head", "static-loop-triton-fused-kv"),
+                           ("static-loop-triton-fused-kv-head-lean", "static-loop-triton-fused-kv-head")):
             if new in schedulers and other in schedulers:
                 print(f"{new} / {other} at {n} live conversations: "
                       f"{rates[(n, new)] / rates[(n, other)]:.2f}x", flush=True)

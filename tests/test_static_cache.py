@@ -75,6 +75,27 @@ def test_static_slots_keep_per_conversation_seeds(tiny_model, temperature):
     assert (backend.slots.wide_steps > 0) == (temperature > 1)
 
 
+def test_prefill_padding_cap_splits_passes_and_keeps_text(tiny_model, monkeypatch):
+    """`prefill_padding`: prompts of very different lengths are prefilled in more passes, none with more than that
+    share of left padding, and the greedy text stays the same (PREFILL_MIN lowered: these prompts are short)."""
+    from userlm.backends import GenerationRequest, Sampling, slot_prefill
+    from userlm.backends.hf import HFBackend
+
+    monkeypatch.setattr(slot_prefill, "PREFILL_MIN", 1)
+    chats = [[{"role": "user", "content": "Hi." + " Tell me more about that one." * (3 * i)}] for i in range(6)]
+    seen = {}
+    for cap in (1.0, 0.1):
+        backend = HFBackend(tiny_model, max_batch=6, static_cache=True, compile_decode="off")
+        backend.slots.prefill_padding = cap
+        texts = [o.text for o in backend.generate(
+            [GenerationRequest(c, Sampling(0.0, 1.0, 6), seed=i) for i, c in enumerate(chats)])]
+        seen[cap] = texts, backend.counts["prefill"], backend.counts["prefill padded"], backend.counts["prefill tokens"]
+    (texts, passes, padded, fed), (lean_texts, lean_passes, lean_padded, lean_fed) = seen[1.0], seen[0.1]
+    assert lean_texts == texts and lean_fed == fed
+    assert passes == 1 and lean_passes > 1 and lean_padded < padded
+    assert lean_padded - lean_fed <= 0.1 * lean_padded < padded - fed
+
+
 def test_gpu_sampling_halves_equal_sample_next():
     """The static engine's sampling (`sample_head` in the graph, `sample_wide` for the rows whose nucleus is wider,
     the old full sort where `wide_sort` asks) gives `sample_next`'s tokens for the same uniforms: peaked and flat

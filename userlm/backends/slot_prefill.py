@@ -16,6 +16,7 @@ from __future__ import annotations
 
 LENGTH_BUCKET = 256  # attention reads positions [0, Lb): a multiple of this above the longest live row
 SHARE_MIN = 64  # a prompt shares a prefix with another's only from this many tokens on (and is bucketed by them)
+PREFILL_MIN = 2048  # new tokens a prefill pass holds before `prefill_padding` may close it (7B: compute-bound there)
 
 
 def common_prefix(old_ids: list[int], ids: list[int]) -> int:
@@ -37,6 +38,7 @@ class SlotPrefill:
     """`SlotEngine`'s prefill (it sets rows, keys, values, mask, backend and the rest)."""
 
     share_prefixes = False  # replay turns it on for its runs (simulator/replay.py)
+    prefill_padding = 1.0  # the largest share of a pass's padded tokens left padding may take (1: no limit)
 
     def _sources(self, prepared: list) -> tuple[list, list]:
         """For each prepared [key, request, ids, reused, old_kv]: (slot, n) to copy n cached tokens from (a slot
@@ -142,18 +144,23 @@ class SlotPrefill:
         return row
 
     def _prefill_placed(self, placed: list) -> list:
-        """(slot, row, tokens cached) in chunks of at most `prefill_tokens` padded tokens, shortest first."""
+        """(slot, row, tokens cached) in chunks of at most `prefill_tokens` padded tokens, shortest first; with
+        `prefill_padding` < 1, a chunk of PREFILL_MIN new tokens or more is also closed before its left padding
+        would pass that share of its padded tokens (a pass of fewer tokens costs its weights' read anyway)."""
         placed = sorted(placed, key=lambda p: len(p[1].ids) - p[2])
-        finished, chunk = [], []
+        finished, chunk, fed = [], [], 0
         for item in placed + [None]:
+            new = 0 if item is None else len(item[1].ids) - item[2]
             if item is not None:
-                width = max([len(p[1].ids) - p[2] for p in chunk + [item]])
-                if not chunk or width * (len(chunk) + 1) <= self.prefill_tokens:
+                padded = max([len(p[1].ids) - p[2] for p in chunk] + [new]) * (len(chunk) + 1)
+                lean = fed < PREFILL_MIN or padded - fed - new <= self.prefill_padding * padded
+                if not chunk or (padded <= self.prefill_tokens and lean):
                     chunk.append(item)
+                    fed += new
                     continue
             if chunk:
                 finished += self._prefill_chunk(chunk)
-            chunk = [item]
+            chunk, fed = [item], new
         return finished
 
     def _prefill_chunk(self, chunk: list) -> list:
