@@ -124,9 +124,9 @@ def test_head_chosen_by_bf16_logits_has_the_probabilities_top_values(vocab):
 
 
 def test_head_takes_low_precision_logits_as_float32():
-    """`sample_head` casts inside (so a compiled head fuses the cast): bf16 logits give the probabilities and wide
-    flags of their float32 copy, and the same tokens where no tie straddles the head (the CPU's float32 logits: as
-    before)."""
+    """`sample_head` casts inside (so a compiled head fuses the cast): bf16 logits give the probabilities, wide flags
+    and tokens of their float32 copy; choosing the head by the bf16 logits keeps the probabilities, the wide flags
+    and the probability of each drawn token (ties may swap the token)."""
     import torch
 
     from userlm.backends.sampling import sample_head
@@ -138,3 +138,22 @@ def test_head_takes_low_precision_logits_as_float32():
     assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True)) and got[3].dtype == torch.float32
     by_logits = sample_head(logits, temps, top_ps, u)
     assert all(torch.equal(a, b) for a, b in zip(by_logits[1:], want[1:], strict=True))
+    # ties may swap which token holds a drawn place of the head, never the probability drawn
+    picked = want[3].gather(-1, by_logits[0].unsqueeze(-1)), want[3].gather(-1, want[0].unsqueeze(-1))
+    assert torch.equal(*picked)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_head_by_logits_with_masked_tokens(dtype):
+    """16-bit logits with -inf (masked) tokens: the head chosen by the logits holds the probabilities' top values
+    and never a masked token while unmasked ones remain."""
+    import torch
+
+    from userlm.backends.sampling import _tempered, head_topk
+
+    g = torch.Generator().manual_seed(9)
+    logits = (torch.randn(3, 4000, generator=g) * 2).to(getattr(torch, dtype))
+    logits[:, ::3] = float("-inf")
+    probs = _tempered(logits, torch.tensor([1.0, 0.5, 0.0]))[1]
+    top, tokens = head_topk(probs, 128, logits)
+    assert torch.equal(top, probs.topk(128, dim=-1).values) and bool((tokens % 3 != 0).all())

@@ -76,24 +76,34 @@ def test_static_slots_keep_per_conversation_seeds(tiny_model, temperature):
 
 
 def test_prefill_padding_cap_splits_passes_and_keeps_text(tiny_model, monkeypatch):
-    """`prefill_padding`: prompts of very different lengths are prefilled in more passes, none with more than that
-    share of left padding, and the greedy text stays the same (PREFILL_MIN lowered: these prompts are short)."""
+    """`prefill_padding`: prompts of very different lengths (short ones beside a long one: replay's pattern) are
+    prefilled in more passes, each computing more than PREFILL_MIN tokens with at most that share of left padding,
+    and the greedy text stays the same; at 1.0 one pass, as before (PREFILL_MIN lowered: these prompts are short)."""
     from userlm.backends import GenerationRequest, Sampling, slot_prefill
     from userlm.backends.hf import HFBackend
 
-    monkeypatch.setattr(slot_prefill, "PREFILL_MIN", 1)
-    chats = [[{"role": "user", "content": "Hi." + " Tell me more about that one." * (3 * i)}] for i in range(6)]
+    monkeypatch.setattr(slot_prefill, "PREFILL_MIN", 8)
+    chats = [[{"role": "user", "content": "Hi." + " Tell me more about that one." * n}] for n in (0, 0, 1, 3, 6, 30)]
     seen = {}
     for cap in (1.0, 0.1):
         backend = HFBackend(tiny_model, max_batch=6, static_cache=True, compile_decode="off")
         backend.slots.prefill_padding = cap
+        passes, prefill = [], backend.slots._prefill_chunk
+
+        def spy(chunk, prefill=prefill, passes=passes):  # records each pass, then runs it
+            width = max(len(row.ids) - reused for _, row, reused in chunk)
+            passes.append((width * len(chunk), sum(len(row.ids) - reused for _, row, reused in chunk)))
+            return prefill(chunk)
+
+        monkeypatch.setattr(backend.slots, "_prefill_chunk", spy)
         texts = [o.text for o in backend.generate(
             [GenerationRequest(c, Sampling(0.0, 1.0, 6), seed=i) for i, c in enumerate(chats)])]
-        seen[cap] = texts, backend.counts["prefill"], backend.counts["prefill padded"], backend.counts["prefill tokens"]
+        seen[cap] = texts, passes, backend.counts["prefill padded"], backend.counts["prefill tokens"]
     (texts, passes, padded, fed), (lean_texts, lean_passes, lean_padded, lean_fed) = seen[1.0], seen[0.1]
     assert lean_texts == texts and lean_fed == fed
-    assert passes == 1 and lean_passes > 1 and lean_padded < padded
-    assert lean_padded - lean_fed <= 0.1 * lean_padded < padded - fed
+    assert len(passes) == 1 and len(lean_passes) > 1 and lean_padded < padded
+    assert all(width - new <= 0.1 * width for width, new in lean_passes if width > slot_prefill.PREFILL_MIN)
+    assert (lean_padded, lean_fed) == tuple(map(sum, zip(*lean_passes)))
 
 
 def test_gpu_sampling_halves_equal_sample_next():

@@ -63,7 +63,7 @@ def test_available_says_why_not_or_none():
 
 
 def interpreter_checks():
-    """Both kernels under Triton's interpreter (the row kernel also with blocks smaller than the row); the split one with rows of 1 to 16 chunks (the last one partial),
+    """Both kernels under Triton's interpreter (the row kernel also over several blocks); the split one with rows of 1 to 16 chunks (the last one partial),
     an idle row (top_p 0: the most likely token) and a row whose mass is below top_p (top_p 1.0), compacting the
     survivors at round 2 (the default), 3 or 5, or not at all."""
     for vocab, rows, top_p in ((1000, 6, 0.9), (1001, 6, 0.5), (777, 3, 1.0), (600, 4, 0.95)):

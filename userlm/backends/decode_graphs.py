@@ -101,7 +101,8 @@ class DecodeGraphs:
     def _sample_head(self):
         """`sample_head` with the engine's `head_by_logits`, compiled where `compile_head` (with `compile_decode` on
         CUDA): the logits' cast, the temperature and the softmax one kernel instead of separate passes over rows x
-        vocabulary (a compile that fails turns compile_decode off, in `_run_decode`, like every compiled piece)."""
+        vocabulary (a compile that fails at capture is handled by `_run_decode` as any compiled piece's: live
+        attention off first, then compile_decode)."""
         import functools
 
         from userlm.backends.sampling import sample_head

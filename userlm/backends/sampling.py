@@ -32,10 +32,10 @@ def _tempered(logits, temperatures):
 def head_topk(probs, k: int, logits=None):
     """Each row's k largest probabilities, descending, and their tokens. With 16-bit `logits` (bf16 on the GPU) the
     k are chosen by `torch.topk` of the logits and their probabilities gathered: torch's radix select then takes half
-    the passes over the row (0.214 against 0.392 ms at 128 x 152k on an H200, 2026-11-30); the same values, since
+    the passes over the row (0.218 against 0.393 ms at 128 x 152k on an H200, 2026-11-30); the same values, since
     the softmax keeps the logits' order (a larger logit never gets a smaller probability); only which of tied
-    tokens comes first may differ, which is torch.topk's choice either way. Else (float32 logits: the CPU, whose
-    results stay as before) `torch.topk` of the probabilities."""
+    tokens comes first may differ, which is torch.topk's choice either way. Else (float32 logits: the CPU's models,
+    whose results stay as before) `torch.topk` of the probabilities."""
     if logits is None or logits.element_size() > 2:
         return probs.topk(k, dim=-1)
     order = logits.topk(k, dim=-1).indices

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 LENGTH_BUCKET = 256  # attention reads positions [0, Lb): a multiple of this above the longest live row
 SHARE_MIN = 64  # a prompt shares a prefix with another's only from this many tokens on (and is bucketed by them)
-PREFILL_MIN = 2048  # new tokens a prefill pass holds before `prefill_padding` may close it (7B: compute-bound there)
+PREFILL_MIN = 2048  # tokens a prefill pass computes before `prefill_padding` limits it (7B: compute-bound there)
 
 
 def common_prefix(old_ids: list[int], ids: list[int]) -> int:
@@ -145,15 +145,16 @@ class SlotPrefill:
 
     def _prefill_placed(self, placed: list) -> list:
         """(slot, row, tokens cached) in chunks of at most `prefill_tokens` padded tokens, shortest first; with
-        `prefill_padding` < 1, a chunk of PREFILL_MIN new tokens or more is also closed before its left padding
-        would pass that share of its padded tokens (a pass of fewer tokens costs its weights' read anyway)."""
+        `prefill_padding` < 1, a request that would make its chunk compute more than PREFILL_MIN tokens with more
+        than that share of them left padding starts the next chunk instead (a pass of fewer tokens costs about its
+        weights' read whatever its padding)."""
         placed = sorted(placed, key=lambda p: len(p[1].ids) - p[2])
         finished, chunk, fed = [], [], 0
         for item in placed + [None]:
             new = 0 if item is None else len(item[1].ids) - item[2]
             if item is not None:
                 padded = max([len(p[1].ids) - p[2] for p in chunk] + [new]) * (len(chunk) + 1)
-                lean = fed < PREFILL_MIN or padded - fed - new <= self.prefill_padding * padded
+                lean = padded <= PREFILL_MIN or padded - fed - new <= self.prefill_padding * padded
                 if not chunk or (padded <= self.prefill_tokens and lean):
                     chunk.append(item)
                     fed += new

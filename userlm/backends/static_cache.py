@@ -46,9 +46,10 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         register_slot_attention()
         self.backend, self.model, self.slots = backend, backend.model, slots
         self.use_graphs, self.prefill_tokens = graphs, prefill_tokens  # a prefill chunk's rows x padded length
-        # prefill_padding (`slot_prefill.py`): a pass of 2,048 new tokens or more is closed before a tenth of its tokens
-        # would be left padding. On CUDA, where measured (H200, 7B/128, 2026-11-30: 52,608 -> 42,612 padded tokens in
-        # 4 -> 11 passes, prefill 1.6 -> 1.4 s, 11,840 -> 12,386 tok/s; results/benchmarks/2026-11-30-h200-sample-head.md)
+        # prefill_padding (`slot_prefill.py`): a prefill pass computing more than 2,048 tokens holds at most a tenth of
+        # them as left padding. On CUDA, where measured (H200, 7B/128, 2026-11-30, with a first form of the guard:
+        # 52,608 -> 42,612 tokens computed in 4 -> 11 passes, prefill 1.6 -> 1.4 s, 11,840 -> 12,386 tok/s;
+        # results/benchmarks/2026-11-30-h200-sample-head.md)
         self.prefill_padding = 0.1 if backend.device.type == "cuda" else 1.0
         configs = {id(m.config): m.config for m in self.model.modules() if hasattr(m, "config")}
         self.configs = [c for c in configs.values() if hasattr(c, "num_key_value_heads")]
@@ -91,9 +92,10 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         # wide_sort off: rows wider than the head take `sample_wide` (no sort; compiled under compile_decode), opt-in
         # while its compile costs 20-60 s a batch bucket on an H200 (results/benchmarks/2026-11-30-h200-decode-live-kv.md)
         self.wide_fn, self.wide_sort = None, True
-        # compile_head (with compile_decode on CUDA): `sample_head` compiled, the logits' cast, temperature and
-        # softmax one kernel; head_by_logits: its top 128 chosen by the bf16 logits (`head_topk`). On where
-        # measured (H200, 2026-11-30: results/benchmarks/2026-11-30-h200-sample-head.md)
+        # compile_head (default with compile_decode on CUDA, where measured: H200, 2026-11-30,
+        # results/benchmarks/2026-11-30-h200-sample-head.md): `sample_head` compiled, the logits' cast, temperature
+        # and softmax one kernel (its probabilities may differ from eager ones in the last bits, so `verify` can count
+        # a row at a boundary); head_by_logits: the top 128 chosen by 16-bit logits (`head_topk`; as `sample_next`)
         self.compile_head = bool(compile_decode) and self.device.type == "cuda"
         self.head_by_logits, self.head_fn = True, None
         # wide_kernel "triton" (CUDA with Triton installed): those rows drawn by one Triton kernel (`triton_top_p.py`,
@@ -197,7 +199,7 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
             torch.cuda.synchronize()
         self.backend.seconds["decode forward"] += time.perf_counter() - started
         self.backend.counts["decode"] += 1
-        self.backend.counts["kv positions"] += sum(len(r.ids) + 1 for r in rows)  # what a step's attention reads
+        self.backend.counts["kv positions"] += sum(len(r.ids) + 1 for r in rows)  # what live attention reads
         for r in rows:
             r.ids.append(r.generated[-1])
         if self.gpu_sampling:

@@ -30,7 +30,8 @@ COMPACT = 2  # the split kernels' round that compacts each chunk's survivors (th
 # "auto" takes the split kernels up to this many rows, the row kernel above. On an H200 at 151,936 tokens (2026-11-30,
 # call 4) the split kernels, compacted, took 0.241 / 0.467 / 0.926 ms at 32 / 64 / 128 rows, the row kernel 0.687 /
 # 0.721 / 0.849 (one wave of programs up to 132 rows): the crossover, interpolated linearly, is ~113 rows (not
-# measured between 64 and 128; 96 leaves a margin)
+# measured between 64 and 128; 96 leaves a margin). The row kernel's lane compaction (later that day: 0.611 at 32
+# rows, 0.771 at 128) moves it to ~100 by the same interpolation; not re-measured, 96 kept
 SPLIT_ROWS = 96
 
 
