@@ -72,7 +72,8 @@ def main():
     parser.add_argument("--before", help="an earlier row kernel's file (`git show REV:userlm/backends/"
                                          "top_p_kernel.py > FILE`): timed beside the current one, phases too")
     parser.add_argument("--row-only", action="store_true", help="the row kernel(s) only, no split kernels or torch")
-    parser.add_argument("--row-ways", default="16", help="the row kernel's candidates a round, timed and checked")
+    parser.add_argument("--row-ways", default="16", help="the row kernel's candidates a round, timed and checked "
+                                                         "(--before's kernel: at 16 only)")
     args = parser.parse_args()
     from userlm.threads import machine_line
 
