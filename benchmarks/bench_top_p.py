@@ -60,8 +60,13 @@ def kernel_swapped(kernel):
 def main():
     import torch
 
-    from userlm.backends.sampling import nucleus_floor, sample_wide
-    from userlm.backends.triton_top_p import COMPACT, row_floor_and_tokens, split_floor_and_tokens
+    from userlm.backends.sampling import nucleus_floor, sample_rejection, sample_wide
+    from userlm.backends.triton_top_p import (
+        COMPACT,
+        rejection_tokens,
+        row_floor_and_tokens,
+        split_floor_and_tokens,
+    )
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", default="32,64,128")
@@ -94,6 +99,8 @@ def main():
                       for k in (1, 2, 3, 4, 0)]
             print(f"{rows} rows, {name}, {w} ways (ms, cumulative): range {ms[0]:.3f}, + round one {ms[1]:.3f}, + round two "
                   f"{ms[2]:.3f}, + later rounds {ms[3]:.3f}, + the draw {ms[4]:.3f}", flush=True)
+        t_rej = timed(lambda: rejection_tokens(probs, top_ps, uniforms), args.reps)  # noqa: B023
+        print(f"{rows} rows, rejection kernel (`sample_rejection`, another draw; opt-in) {t_rej:.3f} ms", flush=True)
         if args.row_only:
             continue
         t_torch = timed(lambda: compiled(probs, top_ps, uniforms), args.reps)
@@ -121,6 +128,8 @@ def main():
                     top_ps = torch.full((rows,), top_p, device="cuda")
                     uniforms = torch.rand(rows, device="cuda")
                     want_floor, want = nucleus_floor(probs, top_ps, 15), compiled(probs, top_ps, uniforms)
+                    equal["rejection", "tokens"] = equal.get(("rejection", "tokens"), 0) + int((rejection_tokens(
+                        probs, top_ps, uniforms) == sample_rejection(probs, top_ps, uniforms, double=True)).sum())
                     n += rows
                     for name, fn in (("split", split_floor_and_tokens), ("split-c3", functools.partial(
                             split_floor_and_tokens, compact=3)), ("row", row_floor_and_tokens),

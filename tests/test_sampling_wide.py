@@ -157,3 +157,29 @@ def test_head_by_logits_with_masked_tokens(dtype):
     probs = _tempered(logits, torch.tensor([1.0, 0.5, 0.0]))[1]
     top, tokens = head_topk(probs, 128, logits)
     assert torch.equal(top, probs.topk(128, dim=-1).values) and bool((tokens % 3 != 0).all())
+
+
+def test_rejection_sampling_draws_the_nucleus_and_depends_on_the_row_only():
+    """`sample_rejection` (opt-in): every token it draws is in the nucleus, their frequencies are the nucleus'
+    renormalized probabilities, a row's token is the same alone as in a batch, and round r's uniforms are a hash of
+    the row's own (the same numbers for the same uniform)."""
+    import torch
+
+    from userlm.backends.sampling import derived_uniforms, nucleus_floor, sample_rejection
+
+    g = torch.Generator().manual_seed(11)
+    probs = torch.softmax(torch.randn(1, 20, generator=g) * 1.5, -1)
+    top_p = torch.tensor([0.8])
+    keep = probs.view(torch.int32) >= nucleus_floor(probs, top_p, 15, double=True).unsqueeze(-1)
+    nucleus = torch.where(keep, probs, 0.0).double() / torch.where(keep, probs, 0.0).double().sum()
+    n = 20000
+    tokens = sample_rejection(probs.expand(n, 20).contiguous(), top_p.expand(n).contiguous(),
+                              torch.rand(n, generator=g), double=True)
+    assert bool(keep[0][tokens].all())
+    assert float((torch.bincount(tokens, minlength=20).double() / n - nucleus[0]).abs().max()) < 0.015
+    batch = torch.softmax(torch.randn(4, 500, generator=g) * torch.tensor([[0.3], [2.0], [8.0], [1.0]]), -1)
+    u, tps = torch.rand(4, generator=g), torch.tensor([0.9, 0.5, 0.95, 0.0])
+    alone = torch.cat([sample_rejection(batch[i:i + 1], tps[i:i + 1], u[i:i + 1]) for i in range(4)])
+    assert torch.equal(sample_rejection(batch, tps, u), alone) and int(alone[3]) == int(batch[3].argmax())
+    assert torch.equal(derived_uniforms(u, 3), derived_uniforms(u.clone(), 3))
+    assert not torch.equal(derived_uniforms(u, 1), derived_uniforms(u, 2)) and bool((derived_uniforms(u, 5) < 1).all())

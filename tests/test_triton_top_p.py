@@ -62,6 +62,29 @@ def test_available_says_why_not_or_none():
     assert (available() is None) == (importlib.util.find_spec("triton") is not None)
 
 
+def _check_rejection(device):
+    """The rejection kernel's tokens equal `sample_rejection`'s (float64 sums) on flat, peaked and tied rows, over
+    one or several blocks, idle rows (top_p 0) included, and some rows needed more than one round."""
+    import torch
+
+    from userlm.backends.sampling import sample_rejection, sample_wide
+    from userlm.backends.triton_top_p import rejection_tokens
+
+    rejected = 0
+    for vocab, rows, top_p, block in ((1000, 6, 0.9, 1024), (1001, 6, 0.5, 128), (777, 3, 1.0, 64),
+                                      (3000, 5, 0.95, 256), (600, 4, 0.0, 128), (5000, 8, 0.3, 512)):
+        probs, uniforms = _rows(rows, vocab, vocab, device)
+        top_ps = torch.full((rows,), top_p, device=device)
+        want = sample_rejection(probs, top_ps, uniforms, double=True)
+        got = rejection_tokens(probs, top_ps, uniforms, block=block if device == "cpu" else 0, warps=4)
+        assert torch.equal(got, want), (vocab, top_p, got.tolist(), want.tolist())
+        if top_p > 0:  # a first draw outside the nucleus was rejected
+            first = sample_wide(probs, top_ps, uniforms, floor=lambda *a, **k: torch.zeros_like(top_ps, dtype=torch.int32),
+                                double=True)
+            rejected += int((first != want).sum())
+    assert rejected > 0
+
+
 def interpreter_checks():
     """Both kernels under Triton's interpreter (the row kernel also over several blocks); the split one with rows of 1 to 16 chunks (the last one partial),
     an idle row (top_p 0: the most likely token) and a row whose mass is below top_p (top_p 1.0), compacting the
@@ -75,6 +98,7 @@ def interpreter_checks():
     for (vocab, rows, top_p), chunk in zip(((1000, 6, 0.9), (1001, 6, 0.5), (777, 3, 1.0), (600, 4, 0.95),
                                             (3000, 5, 0.0), (2048, 3, 0.7)), (256, 128, 512, 64, 1024, 2048), strict=True):
         _check("cpu", vocab, rows, top_p, seed=vocab, chunk=chunk, block=min(chunk, 128), warps=4)
+    _check_rejection("cpu")
     for (vocab, rows, top_p), chunk, compact in (((1000, 6, 0.9), 256, 0), ((1001, 6, 0.5), 128, 3),
                                                  ((2048, 3, 0.7), 512, 5)):
         _check("cpu", vocab, rows, top_p, seed=vocab, chunk=chunk, block=min(chunk, 128), warps=4, compact=compact)
@@ -97,6 +121,11 @@ def test_kernel_logic_under_the_interpreter():
                                       "PYTHONPATH": os.pathsep.join([str(here.parent), os.environ.get("PYTHONPATH", "")])},
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
+
+
+@pytest.mark.skipif(not CUDA, reason="the Triton kernel needs a CUDA GPU")
+def test_rejection_kernel_equals_sample_rejection():
+    _check_rejection("cuda")
 
 
 @pytest.mark.skipif(not CUDA, reason="the Triton kernel needs a CUDA GPU")

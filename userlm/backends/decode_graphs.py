@@ -85,10 +85,12 @@ class DecodeGraphs:
         nucleus: see `nucleus_floor`)."""
         import functools
 
-        from userlm.backends.sampling import nucleus_floor, sample_wide
+        from userlm.backends.sampling import nucleus_floor, sample_rejection, sample_wide
 
         if self.wide_kernel.startswith("triton") and self.device.type == "cuda":
             return self._triton_wide
+        if self.wide_kernel.endswith("rejection"):  # opt-in: another draw (`sample_rejection`), the same on any device
+            return sample_rejection
         if not (self.compile_decode and self.device.type == "cuda") or self.wide_fn is False:
             return sample_wide
         if self.wide_fn is None:
@@ -126,7 +128,7 @@ class DecodeGraphs:
         except Exception as e:  # noqa: BLE001 - no Triton, or a compile error: torch draws the same tokens
             print(f"hf backend: Triton top-p kernel failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                   "torch's wide sampling instead", flush=True)
-            self.wide_kernel = "torch"
+            self.wide_kernel = "rejection" if self.wide_kernel.endswith("rejection") else "torch"
             return self._sample_wide()(probs, top_ps, uniforms)
 
     def _run_decode(self, b: int, lb: int):

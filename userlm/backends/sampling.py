@@ -118,6 +118,51 @@ def sample_wide(probs, top_ps, uniforms, floor=nucleus_floor, double: bool | Non
     return torch.minimum(pick, last)
 
 
+def derived_uniforms(uniforms, r: int):
+    """Round r's uniforms for `sample_rejection` (round 0: the rows' own): a 32-bit integer hash (Wellons'
+    lowbias32) of each uniform's float32 bits and r, its top 24 bits as a float32 in [0, 1). Integer arithmetic,
+    so torch and the Triton kernel compute the same numbers; a row's depend on its own uniform only."""
+    import torch
+
+    if r == 0:
+        return uniforms
+    m = 0xFFFFFFFF
+    x = (uniforms.float().contiguous().view(torch.int32).to(torch.int64) & m) ^ ((r * 0x9E3779B9) & m)
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & m
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & m
+    x ^= x >> 16
+    return (x >> 8).to(torch.float32) * 2.0**-24
+
+
+def sample_rejection(probs, top_ps, uniforms, double: bool | None = None):
+    """Nucleus sampling by rejection (flashinfer's scheme; opt-in, `triton_top_p.rejection_tokens` on CUDA): draw
+    by inverse CDF in vocabulary order among the tokens more likely than a pivot (at first all), accept the token
+    when the mass strictly above it is below top_p (it is in the nucleus), else raise the pivot to it (every token
+    as likely or less is outside too) and draw again with `derived_uniforms`. The accepted token is distributed as
+    the nucleus renormalized; which token a uniform gives differs from `sample_wide`'s. No floor search: a round is
+    two passes with one masked sum a token. A row with top_p <= 0 (an idle slot) gets its most likely token."""
+    import torch
+
+    bits, mass = probs.view(torch.int32), _mass(probs, double)
+    pivot = torch.full(top_ps.shape, -1, dtype=torch.int32, device=probs.device)
+    done = top_ps <= 0
+    out = probs.argmax(-1)
+    r = 0
+    while not bool(done.all()):
+        drawn = sample_wide(probs, top_ps, derived_uniforms(uniforms, r), floor=lambda *a, **k: pivot + 1,
+                            double=double)
+        at = bits.gather(-1, drawn.unsqueeze(-1))
+        above = torch.where(bits > at, mass, 0.0).sum(-1)
+        accept = ~done & (above < top_ps)
+        out = torch.where(accept, drawn, out)
+        done = done | accept
+        pivot = torch.where(done, pivot, at.squeeze(-1))
+        r += 1
+    return out
+
+
 def sample_sorted(probs, greedy, top_ps, uniforms):
     """The default wide path: every row of the batch drawn in descending order after a full sort of the vocabulary
     (a narrow row gets the head's token)."""

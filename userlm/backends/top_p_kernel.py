@@ -96,3 +96,63 @@ def top_p_kernel(probs_ptr, scratch_ptr, block_ptr, top_p_ptr, u_ptr, out_ptr, f
     last_token = nucleus_blocks(src, block_ptr + row * NBLOCKS, 0, V, V, floor, BLOCK)
     tl.debug_barrier()
     tl.store(out_ptr + row, pick_in_row(src, block_ptr + row * NBLOCKS, floor, u, last_token, V, NBLOCKS, BLOCK))
+
+
+@triton.jit
+def _derived_uniform(ubits, r):
+    """`sampling.derived_uniforms` for round r >= 1 of one row: lowbias32 of its uniform's bits and r, in int64 with
+    32-bit masks (the products wrap; their low 32 bits are the hash's), the top 24 bits as a float64 in [0, 1)."""
+    m = 0xFFFFFFFF
+    x = ubits ^ ((r.to(tl.int64) * 0x9E3779B9) & m)
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & m
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & m
+    x ^= x >> 16
+    return (x >> 8).to(tl.float64) * (1.0 / 16777216.0)
+
+
+@triton.jit
+def rejection_kernel(probs_ptr, block_ptr, top_p_ptr, u_ptr, out_ptr, V, stride, BLOCK: tl.constexpr,
+                     NBLOCKS: tl.constexpr):
+    """`sampling.sample_rejection`, one program a row: each round the blocks' masses above the pivot
+    (`nucleus_blocks` with floor pivot + 1), the draw (`pick_in_row`), then the mass strictly above the drawn
+    token; accepted below top_p, else the pivot rises to it. A row with top_p <= 0 gets its most likely token."""
+    row = tl.program_id(0).to(tl.int64)
+    src = probs_ptr + row * stride
+    block_row = block_ptr + row * NBLOCKS
+    top_p = tl.load(top_p_ptr + row).to(tl.float64)
+    u0 = tl.load(u_ptr + row)
+    ubits = u0.to(tl.int32, bitcast=True).to(tl.int64) & 0xFFFFFFFF
+    offs = tl.arange(0, BLOCK)
+    token = tl.zeros([], tl.int64) - 1
+    if top_p <= 0:  # the first of the largest (torch's argmax)
+        best = tl.full([BLOCK], -1, tl.int32)
+        first = tl.full([BLOCK], 2147483647, tl.int32)
+        for start in range(0, V, BLOCK):
+            idx = start + offs
+            b = tl.load(src + idx, mask=idx < V, other=0.0).to(tl.int32, bitcast=True)
+            b = tl.where(idx < V, b, -1)
+            first = tl.where(b > best, idx, first)  # a lane's first index of its largest
+            best = tl.maximum(best, b)
+        top = tl.max(best, 0)
+        token = tl.min(tl.where(best == top, first, 2147483647), 0).to(tl.int64)
+    pivot = tl.zeros([], tl.int32) - 1
+    r = tl.zeros([], tl.int32)
+    while token < 0:
+        u = tl.where(r == 0, u0.to(tl.float64), _derived_uniform(ubits, r))
+        last = nucleus_blocks(src, block_row, 0, V, V, pivot + 1, BLOCK)
+        tl.debug_barrier()
+        drawn = pick_in_row(src, block_row, pivot + 1, u, last, V, NBLOCKS, BLOCK)
+        at = tl.load(src + drawn).to(tl.int32, bitcast=True)
+        above = tl.zeros([BLOCK], tl.float64)
+        for start in range(0, V, BLOCK):
+            idx = start + offs
+            p = tl.load(src + idx, mask=idx < V, other=0.0)
+            above += tl.where(p.to(tl.int32, bitcast=True) > at, p.to(tl.float64), 0.0)
+        accept = tl.sum(above, 0) < top_p
+        token = tl.where(accept, drawn, token)
+        pivot = tl.where(accept, pivot, at)
+        r += 1
+        tl.debug_barrier()  # the next round rewrites block_row
+    tl.store(out_ptr + row, token)

@@ -114,6 +114,25 @@ def row_floor_and_tokens(probs, top_ps, uniforms, block: int = 0, warps: int = 0
     return floor, tokens
 
 
+def rejection_tokens(probs, top_ps, uniforms, block: int = 0, warps: int = 0):
+    """`sample_rejection`'s tokens (int64) by one Triton program a row (`top_p_kernel.rejection_kernel`; opt-in:
+    another draw than `sample_wide`'s)."""
+    import torch
+
+    from userlm.backends.top_p_kernel import rejection_kernel
+
+    probs = probs.contiguous()
+    rows, vocab = probs.shape
+    block = block or BLOCK
+    nblocks = _pow2(-(-vocab // block))
+    tokens = torch.empty(rows, dtype=torch.long, device=probs.device)
+    sums = torch.empty(rows, nblocks, dtype=torch.float64, device=probs.device)  # each block's mass above the pivot
+    if rows:
+        rejection_kernel[(rows,)](probs, sums, top_ps.float().contiguous(), uniforms.float().contiguous(), tokens,
+                                  vocab, probs.stride(0), BLOCK=block, NBLOCKS=nblocks, num_warps=warps or WARPS)
+    return tokens
+
+
 def top_p_floor_and_tokens(probs, top_ps, uniforms, kernel: str = "auto"):
     """(floor, tokens) per row: `nucleus_floor`'s bit pattern (int32) and `sample_wide`'s token (int64), by the
     split kernels ("split"; "split-full": without compaction, every round over the whole row), the
@@ -127,7 +146,10 @@ def top_p_floor_and_tokens(probs, top_ps, uniforms, kernel: str = "auto"):
 
 
 def sample_wide_triton(probs, top_ps, uniforms, kernel: str = "auto"):
-    """`sample_wide(probs, top_ps, uniforms)` by Triton kernels (CUDA, or Triton's interpreter on the CPU)."""
+    """`sample_wide(probs, top_ps, uniforms)` by Triton kernels (CUDA, or Triton's interpreter on the CPU); kernel
+    "rejection": `sample_rejection`'s instead."""
+    if kernel == "rejection":
+        return rejection_tokens(probs, top_ps, uniforms)
     return top_p_floor_and_tokens(probs, top_ps, uniforms, kernel)[1]
 
 
