@@ -106,6 +106,24 @@ def test_prefill_padding_cap_splits_passes_and_keeps_text(tiny_model, monkeypatc
     assert (lean_padded, lean_fed) == tuple(map(sum, zip(*lean_passes)))
 
 
+def test_rejection_wide_rows_keep_per_conversation_seeds(tiny_model):
+    """The opt-in rejection draw for rows wider than the head (`wide_kernel = "rejection"`): a row's text depends on
+    its seed only (alone = among others), and it is another draw than the default's."""
+    from userlm.backends import GenerationRequest, Sampling
+    from userlm.backends.hf import HFBackend
+
+    chats = [[{"role": "user", "content": f"Plan a trip number {i}."}] for i in range(4)]
+    hot = Sampling(temperature=3.0, top_p=0.9, max_new_tokens=10)
+    backend = HFBackend(tiny_model, max_batch=4, static_cache=True, compile_decode="off")
+    engine = backend.slots
+    engine.wide_sort, engine.wide_kernel = False, "rejection"
+    alone = backend.generate([GenerationRequest(chats[0], hot, seed=7)])[0].text
+    crowded = backend.generate([GenerationRequest(c, hot, seed=7 if i == 0 else i) for i, c in enumerate(chats)])
+    assert crowded[0].text == alone and engine.wide_steps > 0
+    engine.wide_kernel = "torch"
+    assert backend.generate([GenerationRequest(chats[0], hot, seed=7)])[0].text != alone
+
+
 def test_gpu_sampling_halves_equal_sample_next():
     """The static engine's sampling (`sample_head` in the graph, `sample_wide` for the rows whose nucleus is wider,
     the old full sort where `wide_sort` asks) gives `sample_next`'s tokens for the same uniforms: peaked and flat
