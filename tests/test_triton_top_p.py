@@ -83,6 +83,9 @@ def _check_rejection(device):
                                 double=True)
             rejected += int((first != want).sum())
     assert rejected > 0
+    broken = torch.full((2, 300), float("nan"), device=device)  # NaN probabilities: both stop at the last round
+    assert rejection_tokens(broken, torch.full((2,), 0.9, device=device), torch.rand(2, device=device)).shape == (2,)
+    assert sample_rejection(broken, torch.full((2,), 0.9, device=device), torch.rand(2, device=device)).shape == (2,)
 
 
 def interpreter_checks():

@@ -17,6 +17,7 @@ there)."""
 from __future__ import annotations
 
 NUCLEUS_HEAD = 128  # the nucleus is looked for among this many most likely tokens first
+REJECTION_ROUNDS = 64  # `sample_rejection`'s last round (a bound for broken rows only)
 
 
 def _tempered(logits, temperatures):
@@ -142,7 +143,9 @@ def sample_rejection(probs, top_ps, uniforms, double: bool | None = None):
     when the mass strictly above it is below top_p (it is in the nucleus), else raise the pivot to it (every token
     as likely or less is outside too) and draw again with `derived_uniforms`. The accepted token is distributed as
     the nucleus renormalized; which token a uniform gives differs from `sample_wide`'s. No floor search: a round is
-    two passes with one masked sum a token. A row with top_p <= 0 (an idle slot) gets its most likely token."""
+    two passes with one masked sum a token. A row with top_p <= 0 (an idle slot) gets its most likely token; a row
+    still drawing at round REJECTION_ROUNDS (only NaN probabilities do: the slowest of 128 flat rows takes 2-5)
+    keeps that round's token, so a broken row cannot stall the step."""
     import torch
 
     bits, mass = probs.view(torch.int32), _mass(probs, double)
@@ -155,7 +158,7 @@ def sample_rejection(probs, top_ps, uniforms, double: bool | None = None):
                             double=double)
         at = bits.gather(-1, drawn.unsqueeze(-1))
         above = torch.where(bits > at, mass, 0.0).sum(-1)
-        accept = ~done & (above < top_ps)
+        accept = ~done & ((above < top_ps) | (r >= REJECTION_ROUNDS - 1))
         out = torch.where(accept, drawn, out)
         done = done | accept
         pivot = torch.where(done, pivot, at.squeeze(-1))

@@ -114,10 +114,10 @@ def _derived_uniform(ubits, r):
 
 @triton.jit
 def rejection_kernel(probs_ptr, block_ptr, top_p_ptr, u_ptr, out_ptr, V, stride, BLOCK: tl.constexpr,
-                     NBLOCKS: tl.constexpr):
+                     NBLOCKS: tl.constexpr, ROUNDS: tl.constexpr):
     """`sampling.sample_rejection`, one program a row: each round the blocks' masses above the pivot
     (`nucleus_blocks` with floor pivot + 1), the draw (`pick_in_row`), then the mass strictly above the drawn
-    token; accepted below top_p, else the pivot rises to it. A row with top_p <= 0 gets its most likely token."""
+    token; accepted below top_p, else the pivot rises to it. A row with top_p <= 0 gets its most likely token; round ROUNDS keeps its draw (`sample_rejection`)."""
     row = tl.program_id(0).to(tl.int64)
     src = probs_ptr + row * stride
     block_row = block_ptr + row * NBLOCKS
@@ -143,14 +143,14 @@ def rejection_kernel(probs_ptr, block_ptr, top_p_ptr, u_ptr, out_ptr, V, stride,
         u = tl.where(r == 0, u0.to(tl.float64), _derived_uniform(ubits, r))
         last = nucleus_blocks(src, block_row, 0, V, V, pivot + 1, BLOCK)
         tl.debug_barrier()
-        drawn = pick_in_row(src, block_row, pivot + 1, u, last, V, NBLOCKS, BLOCK)
+        drawn = tl.maximum(pick_in_row(src, block_row, pivot + 1, u, last, V, NBLOCKS, BLOCK), 0)  # torch's last >= 0
         at = tl.load(src + drawn).to(tl.int32, bitcast=True)
         above = tl.zeros([BLOCK], tl.float64)
         for start in range(0, V, BLOCK):
             idx = start + offs
             p = tl.load(src + idx, mask=idx < V, other=0.0)
             above += tl.where(p.to(tl.int32, bitcast=True) > at, p.to(tl.float64), 0.0)
-        accept = tl.sum(above, 0) < top_p
+        accept = (tl.sum(above, 0) < top_p) | (r >= ROUNDS - 1)
         token = tl.where(accept, drawn, token)
         pivot = tl.where(accept, pivot, at)
         r += 1

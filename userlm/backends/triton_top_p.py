@@ -119,6 +119,7 @@ def rejection_tokens(probs, top_ps, uniforms, block: int = 0, warps: int = 0):
     another draw than `sample_wide`'s)."""
     import torch
 
+    from userlm.backends.sampling import REJECTION_ROUNDS
     from userlm.backends.top_p_kernel import rejection_kernel
 
     probs = probs.contiguous()
@@ -129,7 +130,8 @@ def rejection_tokens(probs, top_ps, uniforms, block: int = 0, warps: int = 0):
     sums = torch.empty(rows, nblocks, dtype=torch.float64, device=probs.device)  # each block's mass above the pivot
     if rows:
         rejection_kernel[(rows,)](probs, sums, top_ps.float().contiguous(), uniforms.float().contiguous(), tokens,
-                                  vocab, probs.stride(0), BLOCK=block, NBLOCKS=nblocks, num_warps=warps or WARPS)
+                                  vocab, probs.stride(0), BLOCK=block, NBLOCKS=nblocks, ROUNDS=REJECTION_ROUNDS,
+                                  num_warps=warps or WARPS)
     return tokens
 
 
