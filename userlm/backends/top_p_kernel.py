@@ -117,7 +117,8 @@ def rejection_kernel(probs_ptr, block_ptr, top_p_ptr, u_ptr, out_ptr, V, stride,
                      NBLOCKS: tl.constexpr, ROUNDS: tl.constexpr):
     """`sampling.sample_rejection`, one program a row: each round the blocks' masses above the pivot
     (`nucleus_blocks` with floor pivot + 1), the draw (`pick_in_row`), then the mass strictly above the drawn
-    token; accepted below top_p, else the pivot rises to it. A row with top_p <= 0 gets its most likely token; round ROUNDS keeps its draw (`sample_rejection`)."""
+    token; accepted below top_p, else the pivot rises to it. A row with top_p <= 0 gets its most likely token;
+    round ROUNDS keeps its draw (as `sample_rejection`)."""
     row = tl.program_id(0).to(tl.int64)
     src = probs_ptr + row * stride
     block_row = block_ptr + row * NBLOCKS
