@@ -153,7 +153,7 @@ class SlotPrefill:
         for item in placed + [None]:
             new = 0 if item is None else len(item[1].ids) - item[2]
             if item is not None:
-                padded = max([len(p[1].ids) - p[2] for p in chunk] + [new]) * (len(chunk) + 1)
+                padded = new * (len(chunk) + 1)  # sorted: the newest request is the chunk's widest
                 lean = padded <= PREFILL_MIN or padded - fed - new <= self.prefill_padding * padded
                 if not chunk or (padded <= self.prefill_tokens and lean):
                     chunk.append(item)
