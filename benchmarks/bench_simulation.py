@@ -236,7 +236,8 @@ def main():
                            ("static-loop-triton-fused", "static-loop-triton"),
                            ("static-loop-triton-fused-kv", "static-loop-triton-fused"),
                            ("static-loop-triton-fused-kv-head", "static-loop-triton-fused-kv"),
-                           ("static-loop-triton-fused-kv-head-lean", "static-loop-triton-fused-kv-head")):
+                           ("static-loop-triton-fused-kv-head-lean", "static-loop-triton-fused-kv-head"),
+                           ("static-loop-triton-rejection-fused-kv-head-lean", "static-loop-triton-fused-kv-head-lean")):
             if new in schedulers and other in schedulers:
                 print(f"{new} / {other} at {n} live conversations: "
                       f"{rates[(n, new)] / rates[(n, other)]:.2f}x", flush=True)
