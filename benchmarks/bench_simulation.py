@@ -76,20 +76,25 @@ def batched(backend, convs, user: UserSpec, batch_size: int, continuous: bool, p
     return tokens[0], time.perf_counter() - started
 
 
+FLAGS = ("-lean", "-head", "-kv", "-fused", "-all", "-n128")  # scheduler suffixes that switch one engine setting
+
+
 def configure(backend, engine, scheduler: str, chunk: int):
     """Point the backend at the scheduler's engine and settings."""
     backend.slots = engine if scheduler.startswith("static") else None
     if engine is not None:
+        flags = set()  # the trailing flags, in any order
+        while tail := next((f for f in FLAGS if scheduler.endswith(f)), None):
+            flags.add(tail)
+            scheduler = scheduler.removesuffix(tail)
         # prefill passes closed before a tenth of their tokens would be padding (`prefill_padding`); without: no limit
-        engine.prefill_padding = 0.1 if scheduler.endswith("-lean") else 1.0
-        scheduler = scheduler.removesuffix("-lean")
+        engine.prefill_padding = 0.1 if "-lean" in flags else 1.0
         # the sampling head compiled and its top 128 chosen by the bf16 logits (`head_topk`); without: as before
-        engine.compile_head = engine.head_by_logits = scheduler.endswith("-head")
-        scheduler = scheduler.removesuffix("-head")
-        engine.fuse_kv_write = scheduler.endswith("-kv")  # a step's key and value writes one kernel a layer
-        scheduler = scheduler.removesuffix("-kv")
-        engine.fuse_projections = scheduler.endswith("-fused")  # q/k/v and gate/up one matmul each
-        scheduler = scheduler.removesuffix("-fused")
+        engine.compile_head = engine.head_by_logits = "-head" in flags
+        engine.fuse_kv_write = "-kv" in flags  # a step's key and value writes one kernel a layer
+        engine.fuse_projections = "-fused" in flags  # q/k/v and gate/up one matmul each
+        engine.rejection_every_row = "-all" in flags  # with -triton-rejection: every row by rejection, no head
+        engine.attention_options = {"BLOCK_N": 128} if "-n128" in flags else {}  # flex decoding's key block
         # wide rows: Triton kernels (-triton: split rows up to 96, else one program a row; -triton-split, -triton-row)
         engine.wide_kernel = scheduler[scheduler.find("-triton") + 1:] if "-triton" in scheduler else "torch"
         scheduler = scheduler[:scheduler.find("-triton")] if "-triton" in scheduler else scheduler
@@ -127,11 +132,13 @@ def main():
                              "(static-chunk, the one-step graph replayed --chunk times a round trip); a -triton suffix "
                              "(static-loop-triton): rows wider than the head drawn by the Triton kernels (-triton-split: each row over "
                              "several programs; -triton-split-full: the same without compaction; -triton-row: one program a row; "
-                             "-triton-rejection: drawn by rejection, another draw, opt-in; -triton: "
+                             "-triton-rejection: drawn by rejection, another draw (the engine's default on CUDA); -triton: "
                              "split up to 96 rows); a -fused suffix after it (static-loop-triton-fused): q/k/v and gate/up "
                              "one matmul each in the decode step; -fused-kv: and the key and value writes one kernel; a -head suffix "
                              "last (static-loop-triton-fused-kv-head): the sampling head compiled, its top 128 chosen by the logits; -lean after it: prefill passes closed "
-                             "before a tenth of their tokens would be padding")
+                             "before a tenth of their tokens would be padding; these flags in any order after the -triton part, also -all "
+                             "(with -triton-rejection: every row drawn by rejection, no head) and -n128 (flex decoding's "
+                             "BLOCK_N 128)")
     parser.add_argument("--chunk", type=int, default=8, help="static-chunk's decode steps a round trip")
     parser.add_argument("--verify-sampling", action="store_true")
     parser.add_argument("--logit-scale", type=float, default=1.0,
@@ -237,7 +244,11 @@ def main():
                            ("static-loop-triton-fused-kv", "static-loop-triton-fused"),
                            ("static-loop-triton-fused-kv-head", "static-loop-triton-fused-kv"),
                            ("static-loop-triton-fused-kv-head-lean", "static-loop-triton-fused-kv-head"),
-                           ("static-loop-triton-rejection-fused-kv-head-lean", "static-loop-triton-fused-kv-head-lean")):
+                           ("static-loop-triton-rejection-fused-kv-head-lean", "static-loop-triton-fused-kv-head-lean"),
+                           ("static-loop-triton-rejection-fused-kv-head-lean-all",
+                            "static-loop-triton-rejection-fused-kv-head-lean"),
+                           ("static-loop-triton-rejection-fused-kv-head-lean-all-n128",
+                            "static-loop-triton-rejection-fused-kv-head-lean-all")):
             if new in schedulers and other in schedulers:
                 print(f"{new} / {other} at {n} live conversations: "
                       f"{rates[(n, new)] / rates[(n, other)]:.2f}x", flush=True)

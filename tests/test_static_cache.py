@@ -106,22 +106,32 @@ def test_prefill_padding_cap_splits_passes_and_keeps_text(tiny_model, monkeypatc
     assert (lean_padded, lean_fed) == tuple(map(sum, zip(*lean_passes)))
 
 
-def test_rejection_wide_rows_keep_per_conversation_seeds(tiny_model):
-    """The opt-in rejection draw for rows wider than the head (`wide_kernel = "rejection"`): a row's text depends on
-    its seed only (alone = among others), and it is another draw than the default's."""
+@pytest.mark.parametrize("every_row", [False, True])
+def test_rejection_rows_keep_per_conversation_seeds(tiny_model, every_row):
+    """The rejection draw (`wide_kernel = "rejection"`, torch's; on CUDA the Triton kernel is the default) for rows
+    wider than the head, or for every row with no head (`rejection_every_row`): a row's text depends on its seed
+    only (alone = among others), each step's tokens are `sample_rejection`'s on the same logits (`verify`), and it
+    is another draw than the default's."""
     from userlm.backends import GenerationRequest, Sampling
     from userlm.backends.hf import HFBackend
 
     chats = [[{"role": "user", "content": f"Plan a trip number {i}."}] for i in range(4)]
-    hot = Sampling(temperature=3.0, top_p=0.9, max_new_tokens=10)
     backend = HFBackend(tiny_model, max_batch=4, static_cache=True, compile_decode="off")
     engine = backend.slots
-    engine.wide_sort, engine.wide_kernel = False, "rejection"
-    alone = backend.generate([GenerationRequest(chats[0], hot, seed=7)])[0].text
-    crowded = backend.generate([GenerationRequest(c, hot, seed=7 if i == 0 else i) for i, c in enumerate(chats)])
-    assert crowded[0].text == alone and engine.wide_steps > 0
-    engine.wide_kernel = "torch"
-    assert backend.generate([GenerationRequest(chats[0], hot, seed=7)])[0].text != alone
+    engine.wide_sort, engine.wide_kernel, engine.rejection_every_row = False, "rejection", every_row
+    for temperature in (3.0, 0.7, 0.0):  # wide rows, peaked rows, greedy rows
+        hot = Sampling(temperature=temperature, top_p=0.9, max_new_tokens=10)
+        engine.verify, engine.verified, engine.mismatches, engine.wide_steps = True, 0, 0, 0
+        alone = backend.generate([GenerationRequest(chats[0], hot, seed=7)])[0].text
+        crowded = backend.generate([GenerationRequest(c, hot, seed=7 if i == 0 else i) for i, c in enumerate(chats)])
+        assert crowded[0].text == alone and engine.verified > 0
+        assert (engine.wide_steps > 0) == (temperature > 1 and not every_row)  # every row: no head, no wide flags
+        if every_row or temperature <= 1:  # `verify` compares with `sample_rejection` / `sample_next` respectively
+            assert engine.mismatches == 0
+        if temperature > 1:
+            engine.wide_kernel = "torch"
+            assert backend.generate([GenerationRequest(chats[0], hot, seed=7)])[0].text != alone
+            engine.wide_kernel = "rejection"
 
 
 def test_gpu_sampling_halves_equal_sample_next():

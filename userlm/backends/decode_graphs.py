@@ -77,9 +77,11 @@ class DecodeGraphs:
                     setattr(owner, name, old)
 
     def _sample_wide(self):
-        """`sample_wide` for rows whose nucleus is wider than the head: on CUDA with `wide_kernel` "triton", Triton
-        kernels (`triton_top_p.py`: each row split over programs up to 96 rows, one program a row above;
-        "triton-split" / "triton-row" force one; the same floor and token); else on CUDA with `compile_decode`, its nucleus
+        """The draw for rows wider than the head (every row where `_by_rejection`): on CUDA with `wide_kernel`
+        "triton-rejection" (the default there), `sample_rejection` by one Triton kernel; "triton", `sample_wide`'s
+        token by the top-p kernels (`triton_top_p.py`: each row split over programs up to 96 rows, one program a row
+        above; "triton-split" / "triton-row" force one; the same floor and token); "rejection", `sample_rejection`
+        in torch (a host sync a round: not capturable); else `sample_wide`, on CUDA with `compile_decode` its nucleus
         search compiled (9 rounds of 15 candidates, each round one fused pass over the probabilities; inductor
         cannot generate the cumsum over 152k that follows, which stays eager), else eager bisection (the same
         nucleus: see `nucleus_floor`)."""
@@ -100,23 +102,31 @@ class DecodeGraphs:
                 sample_wide, floor=torch.compile(functools.partial(nucleus_floor, ways=15), dynamic=False))
         return self.wide_fn
 
+    def _sampling(self, fn):
+        """`fn` (`sample_head`, or `rejection_inputs` where every row is drawn by rejection) compiled where
+        `compile_head` (with `compile_decode` on CUDA): the logits' cast, the temperature and the softmax one kernel
+        instead of separate passes over rows x vocabulary (a compile that fails at capture is handled by
+        `_run_decode` as any compiled piece's: live attention off first, then compile_decode)."""
+        if not (self.compile_head and self.compile_decode and self.device.type == "cuda"):
+            return fn
+        if fn not in self.head_fns:
+            import torch
+
+            self.head_fns[fn] = torch.compile(fn, dynamic=False)
+        return self.head_fns[fn]
+
     def _sample_head(self):
-        """`sample_head` with the engine's `head_by_logits`, compiled where `compile_head` (with `compile_decode` on
-        CUDA): the logits' cast, the temperature and the softmax one kernel instead of separate passes over rows x
-        vocabulary (a compile that fails at capture is handled by `_run_decode` as any compiled piece's: live
-        attention off first, then compile_decode)."""
+        """`sample_head` with the engine's `head_by_logits` (`_sampling`)."""
         import functools
 
         from userlm.backends.sampling import sample_head
 
-        fn = sample_head
-        if self.compile_head and self.compile_decode and self.device.type == "cuda":
-            if self.head_fn is None:
-                import torch
+        return functools.partial(self._sampling(sample_head), by_logits=self.head_by_logits)
 
-                self.head_fn = torch.compile(sample_head, dynamic=False)
-            fn = self.head_fn
-        return functools.partial(fn, by_logits=self.head_by_logits)
+    def _by_rejection(self) -> bool:
+        """Every row drawn by rejection, no head (`rejection_every_row`, with a rejection `wide_kernel` and
+        `wide_sort` off)."""
+        return self.rejection_every_row and not self.wide_sort and self.wide_kernel.endswith("rejection")
 
     def _triton_wide(self, probs, top_ps, uniforms):
         """`sample_wide` as one Triton kernel (`triton_top_p.py`); where Triton is missing or fails to compile,
@@ -138,7 +148,7 @@ class DecodeGraphs:
             return self._decode_pass(b, lb)
         key = (b, lb, self.gpu_sampling, self.compile_decode, self.live_attention, self.wide_inside, self.chunking,
                self.wide_sort, self.wide_kernel, self.fuse_projections, self.fuse_kv_write, self.compile_head,
-               self.head_by_logits)
+               self.head_by_logits, self._by_rejection(), tuple(sorted(self.attention_options.items())))
         graph = self.graphs.get(key)
         if graph is None:
             try:

@@ -39,6 +39,7 @@ class LiveAttention:
             return kv < lengths[b]
 
         self.mask_mod, self.compiled, self.fn, self.block_mask = live, compiled, None, None
+        self.options: dict = {}  # the compiled kernel's `kernel_options` (the engine's `attention_options`)
 
     def _flex(self):
         if self.fn is None:
@@ -80,8 +81,9 @@ class LiveAttention:
         """query [rows, heads, 1, dim] against key/value [rows, kv heads, width, dim]: [rows, heads, 1, dim]."""
         rows, heads, _, dim = query.shape
         kv_heads = key.shape[1]
+        options = {"kernel_options": dict(self.options)} if self.options and self.compiled else {}
         out = self._flex()(query.reshape(rows, kv_heads, heads // kv_heads, dim), key, value,
-                           block_mask=self.block_mask, scale=scale)
+                           block_mask=self.block_mask, scale=scale, **options)
         return out.reshape(rows, heads, 1, dim)
 
 

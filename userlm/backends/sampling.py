@@ -166,6 +166,15 @@ def sample_rejection(probs, top_ps, uniforms, double: bool | None = None):
     return out
 
 
+def rejection_inputs(logits, temperatures, top_ps):
+    """(greedy, probs, top_ps) for drawing every row by `sample_rejection` with no head (the static engine's
+    `rejection_every_row`): `_tempered`'s, a greedy row's top_p 0 (its most likely token, the head's greedy pick)."""
+    import torch
+
+    greedy, probs = _tempered(logits, temperatures)
+    return greedy, probs, torch.where(greedy, 0.0, top_ps)
+
+
 def sample_sorted(probs, greedy, top_ps, uniforms):
     """The default wide path: every row of the batch drawn in descending order after a full sort of the vocabulary
     (a narrow row gets the head's token)."""

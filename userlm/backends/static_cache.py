@@ -16,9 +16,11 @@ Here:
   are static inputs, its uniform drawn on the host from the row's generator beforehand; compiled under
   `compile_head`, its 128 most likely tokens chosen by the bf16 logits, `head_topk`), and only a row whose
   nucleus is wider than the 128 most likely tokens makes the batch sort the vocabulary after the replay
-  (`sample_sorted`), or with `wide_sort` off takes `sample_wide`'s token (no sort; on CUDA one Triton kernel,
-  `triton_top_p.py`, else its search compiled under `compile_decode`), the same paths and the same decisions as
-  `sample_next` (with `search`)."""
+  (`sample_sorted`), or with `wide_sort` off takes `sample_wide`'s token (no sort; its search compiled under
+  `compile_decode`), the same paths and the same decisions as `sample_next` (with `search`). On CUDA with Triton,
+  `wide_sort` off draws by rejection instead (`sample_rejection`, one Triton kernel, `triton_top_p.py`): every row,
+  with no head (`rejection_every_row`), or only the wide ones; another draw than `sample_next`'s, a row's token
+  still a function of its own logits, top_p and uniform."""
 
 from __future__ import annotations
 
@@ -97,10 +99,16 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         # and softmax one kernel (its probabilities may differ from eager ones in the last bits, so `verify` can count
         # a row at a boundary); head_by_logits: the top 128 chosen by 16-bit logits (`head_topk`; as `sample_next`)
         self.compile_head = bool(compile_decode) and self.device.type == "cuda"
-        self.head_by_logits, self.head_fn = True, None
-        # wide_kernel "triton" (CUDA with Triton installed): those rows drawn by one Triton kernel (`triton_top_p.py`,
-        # the same tokens; a failed compile prints one line and falls back to "torch")
-        self.wide_kernel = "triton" if self.device.type == "cuda" and triton_top_p.available() is None else "torch"
+        self.head_by_logits, self.head_fns = True, {}
+        # wide_kernel (CUDA with Triton installed; a failed compile prints one line and falls back to torch's):
+        # "triton-rejection", the default: those rows drawn by rejection (`sample_rejection`, one Triton program a row,
+        # `triton_top_p.rejection_tokens`: 0.244 against the top-p row kernel's 0.770 ms at 128 flat rows x 152k,
+        # 0.171 against 0.613 at 32; 7B/128 7.30 -> 6.84 ms a step; H200 2026-11-30); "triton": `sample_wide`'s own
+        # draw by the top-p kernels (`triton_top_p.py`). Else "torch" (`sample_wide`; "rejection": `sample_rejection`)
+        self.wide_kernel = "triton-rejection" if self.device.type == "cuda" and triton_top_p.available() is None else "torch"
+        # rejection_every_row (with a rejection wide_kernel and wide_sort off): no head, every row drawn by rejection
+        # (a greedy row: its most likely token), so no top 128 a step and no wide flags
+        self.rejection_every_row = True
         self.verify = False  # benchmarks: also run `sample_next` on each step's logits and count the differences
         self.verified = self.mismatches = 0
         self.compile_decode, self.fused = compile_decode, None
@@ -114,6 +122,9 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         # compiled, one graph a batch bucket at every length). On where it was measured (CUDA graphs + compile:
         # 7B/128 1.15x, replay's long rows 14.5 -> 12.6 ms a step, H200 2026-11-30); it falls back by itself
         self.live_attention, self.live_kv = graphs and compile_decode and self.device.type == "cuda", None
+        # attention_options: the compiled flex-decoding kernel's `kernel_options` (e.g. {"BLOCK_N": 128}: 1.07x on
+        # one 7B layer at 128 rows, benchmarks/bench_flex_decode.py, H200 2026-11-30); {}: its defaults
+        self.attention_options: dict = {}
         # wide_in_graph (with wide_sort off): after a step that had a wide row, the next step's graph runs
         # `sample_wide` itself (one sync a step, no eager launches after it); a step without one reverts. Opt-in
         self.wide_in_graph, self.last_wide, self.wide_inside = False, False, False
@@ -232,8 +243,14 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
                 from userlm.backends.sampling import sample_next
 
                 at = torch.tensor(index, device=self.device)
-                want = sample_next(logits[at], self.temperatures[at], self.top_ps[at], self.uniforms[at],
-                                   search=not self.wide_sort)
+                if self._by_rejection():  # the same draw, eager and in torch
+                    from userlm.backends.sampling import rejection_inputs, sample_rejection
+
+                    _, p, top_ps = rejection_inputs(logits[at], self.temperatures[at], self.top_ps[at])
+                    want = sample_rejection(p, top_ps, self.uniforms[at])
+                else:
+                    want = sample_next(logits[at], self.temperatures[at], self.top_ps[at], self.uniforms[at],
+                                       search=not self.wide_sort)
                 self.verified += len(index)
                 self.mismatches += sum(a != b for a, b in zip(picked, want.tolist()))
             for r, token in zip(rows, picked):
@@ -263,6 +280,7 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
             if self.live_attention:  # the mask is built from each row's position; `mask` is passed unread
                 if self.live_kv is None:
                     self.live_kv = live_attention.LiveAttention(self.slots, self.device, compiled=self.device.type == "cuda")
+                self.live_kv.options = self.attention_options
                 self.live_kv.prepare(b, self.positions, self.heads // self.kv_heads, lb)
             elif self.compile_decode:  # the additive mask once a step, not converted from booleans in every layer
                 mask = torch.zeros(mask.shape, dtype=self.dtype, device=self.device).masked_fill_(~mask, float("-inf"))
@@ -273,6 +291,12 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
             live_attention.done()
         if not self.gpu_sampling:
             return logits
+        if self._by_rejection():
+            from userlm.backends.sampling import rejection_inputs
+
+            greedy, probs, top_ps = self._sampling(rejection_inputs)(logits, self.temperatures[:b], self.top_ps[:b])
+            tokens = self._sample_wide()(probs, top_ps, self.uniforms[:b])
+            return logits, torch.cat([tokens, torch.zeros_like(tokens)]), greedy, probs
         tokens, wide, greedy, probs = self._sample_head()(logits, self.temperatures[:b], self.top_ps[:b],
                                                   self.uniforms[:b])
         if self.wide_inside:  # rows wider than the head drawn as the step-by-step engine draws them after the replay
