@@ -33,14 +33,27 @@ def timed(fn, reps: int) -> float:
     return start.elapsed_time(end) / reps
 
 
-def before_kernel(path: str):
-    """The `top_p_kernel` of an earlier version of top_p_kernel.py (its helpers from today's top_p_split.py)."""
+def before_module(path: str):
+    """An earlier version of top_p_kernel.py (its helpers from today's top_p_split.py)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("top_p_kernel_before", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.top_p_kernel
+    return module
+
+
+@contextlib.contextmanager
+def rejection_swapped(kernel):
+    """`rejection_tokens` runs `kernel` inside (None: today's)."""
+    from userlm.backends import top_p_kernel
+
+    saved = top_p_kernel.rejection_kernel
+    top_p_kernel.rejection_kernel = kernel or saved
+    try:
+        yield
+    finally:
+        top_p_kernel.rejection_kernel = saved
 
 
 @contextlib.contextmanager
@@ -77,6 +90,8 @@ def main():
     parser.add_argument("--before", help="an earlier row kernel's file (`git show REV:userlm/backends/"
                                          "top_p_kernel.py > FILE`): timed beside the current one, phases too")
     parser.add_argument("--row-only", action="store_true", help="the row kernel(s) only, no split kernels or torch")
+    parser.add_argument("--rejection-shapes", default="1024x16,2048x16,4096x16,4096x32,8192x32",
+                        help="the rejection kernel's block x warps, timed and checked (the first: today's default)")
     parser.add_argument("--row-ways", default="16", help="the row kernel's candidates a round, timed and checked "
                                                          "(--before's kernel: at 16 only)")
     args = parser.parse_args()
@@ -87,7 +102,11 @@ def main():
     compiled = functools.partial(sample_wide, floor=torch.compile(functools.partial(nucleus_floor, ways=15),
                                                                   dynamic=False))
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
-    row_kernels = {"row kernel": None} | ({"row kernel before": before_kernel(args.before)} if args.before else {})
+    before = before_module(args.before) if args.before else None
+    row_kernels = {"row kernel": None} | ({"row kernel before": before.top_p_kernel} if before else {})
+    shapes = [tuple(int(x) for x in s.split("x")) for s in args.rejection_shapes.split(",")]
+    rejection_kernels = {"rejection kernel": None} | (
+        {"rejection kernel before": before.rejection_kernel} if before and hasattr(before, "rejection_kernel") else {})
     ways = [int(w) for w in args.row_ways.split(",")]
     for rows in (int(r) for r in args.rows.split(",")):
         probs = torch.softmax(torch.randn(rows, args.vocab, device="cuda") * 2.0, -1)
@@ -101,8 +120,12 @@ def main():
             whole[name, w] = ms[4]
             print(f"{rows} rows, {name}, {w} ways (ms, cumulative): range {ms[0]:.3f}, + round one {ms[1]:.3f}, + round two "
                   f"{ms[2]:.3f}, + later rounds {ms[3]:.3f}, + the draw {ms[4]:.3f}", flush=True)
-        t_rej = timed(lambda: rejection_tokens(probs, top_ps, uniforms), args.reps)  # noqa: B023
-        print(f"{rows} rows, rejection kernel (`sample_rejection`, another draw; opt-in) {t_rej:.3f} ms", flush=True)
+        for name, kernel in rejection_kernels.items():
+            with rejection_swapped(kernel):
+                times = [timed(lambda: rejection_tokens(probs, top_ps, uniforms, block=b, warps=w), args.reps)  # noqa: B023
+                         for b, w in shapes]
+            print(f"{rows} rows, {name} (`sample_rejection`; ms, block x warps): " + ", ".join(
+                f"{b}x{w} {t:.3f}" for (b, w), t in zip(shapes, times, strict=True)), flush=True)
         if args.row_only:
             continue
         t_torch = timed(lambda: compiled(probs, top_ps, uniforms), args.reps)
@@ -130,8 +153,11 @@ def main():
                     top_ps = torch.full((rows,), top_p, device="cuda")
                     uniforms = torch.rand(rows, device="cuda")
                     want_floor, want = nucleus_floor(probs, top_ps, 15), compiled(probs, top_ps, uniforms)
-                    equal["rejection", "tokens"] = equal.get(("rejection", "tokens"), 0) + int((rejection_tokens(
-                        probs, top_ps, uniforms) == sample_rejection(probs, top_ps, uniforms, double=True)).sum())
+                    want_rejection = sample_rejection(probs, top_ps, uniforms, double=True)
+                    for b, w in shapes:
+                        key = f"rejection {b}x{w}", "tokens"
+                        equal[key] = equal.get(key, 0) + int((rejection_tokens(
+                            probs, top_ps, uniforms, block=b, warps=w) == want_rejection).sum())
                     n += rows
                     for name, fn in (("split", split_floor_and_tokens), ("split-c3", functools.partial(
                             split_floor_and_tokens, compact=3)), ("row", row_floor_and_tokens),

@@ -8,7 +8,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=8
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD" HF_HUB_OFFLINE=1 OMP_NUM_THREADS=8
 DATA=$(realpath "${DATA:?a prepared data dir}")
 S05=${S05:-static-loop-triton-split-full,static-loop-triton-split}
 S7=${S7:-static-loop-triton-row,static-loop-triton-split}

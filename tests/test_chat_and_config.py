@@ -81,3 +81,17 @@ def test_config_yaml_and_overrides(tmp_path):
         load_config(TrainConfig, path)
     with pytest.raises(UserError, match="field 'max_steps' must be int"):
         load_config(TrainConfig, None, ["max_steps=lots"])
+
+
+def test_batch_rendering_gives_each_prompts_own_ids(tokenizer):
+    """`render_ids_batch` (the static engine's prefill tokenizes its joining prompts in one call) gives each
+    conversation the ids `render_ids` gives it alone: long and short, special-token-like text, empty batch."""
+    from userlm.chat import render_ids, render_ids_batch
+
+    turns = with_end_marker(EXAMPLE)
+    conversations = [[{"role": t["role"], "content": t["content"]} for t in turns[:n]] for n in range(1, len(turns) + 1)]
+    conversations.append([{"role": "user", "content": "<|im_end|> not the end, \n\n  spaces   and ünïcode 😀"}])
+    batch = render_ids_batch(tokenizer, conversations, add_generation_prompt=True)
+    assert batch == [render_ids(tokenizer, c, add_generation_prompt=True) for c in conversations]
+    assert len({len(ids) for ids in batch}) == len(batch)  # distinct lengths: no padding crept in
+    assert render_ids_batch(tokenizer, [], add_generation_prompt=True) == []

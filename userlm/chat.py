@@ -78,7 +78,14 @@ def render(tokenizer, messages: list[dict], add_generation_prompt: bool) -> str:
 
 def render_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> list[int]:
     """The token ids of `render`'s text (the template places its own special tokens)."""
-    return tokenizer(render(tokenizer, messages, add_generation_prompt), add_special_tokens=False)["input_ids"]
+    return render_ids_batch(tokenizer, [messages], add_generation_prompt)[0]
+
+
+def render_ids_batch(tokenizer, conversations: list[list[dict]], add_generation_prompt: bool) -> list[list[int]]:
+    """`render_ids` of each conversation, tokenized in one call: a fast tokenizer encodes a batch on its own
+    threads (128 prompts of ~1,200 tokens: 208 ms one by one, 142 batched on a 2-core CPU; the same ids)."""
+    texts = [render(tokenizer, messages, add_generation_prompt) for messages in conversations]
+    return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
 
 
 def prompt_for(tokenizer, conversation: list[dict], speaker: str, system: str | None = None) -> str:

@@ -30,7 +30,7 @@ from userlm.backends.growing_cache import growing_layer
 from userlm.backends.hf_scoring import HFScoring
 from userlm.backends.rows import Row
 from userlm.backends.sampling import sample_next
-from userlm.chat import render_ids, stop_token_ids
+from userlm.chat import render_ids, render_ids_batch, stop_token_ids
 from userlm.io import UserError
 
 SHARED_PREFIX_MIN = 32  # shorter prefixes shared with another prompt are computed afresh
@@ -150,10 +150,17 @@ class HFBackend(HFScoring, Backend):
                 self.seconds["decode"] += time.perf_counter() - started
         return finished
 
-    def _prompt(self, key, request: GenerationRequest):
-        """(token ids of the prompt, how many of them are cached already, the keys/values they come from): the
-        conversation's previous turn, or with `shared_prefix` a recent prompt that shares a longer prefix."""
-        ids = request.prompt_ids or render_ids(self.tokenizer, request.messages, add_generation_prompt=True)
+    def _prompts(self, joining: list) -> list:
+        """`_prompt` of each (key, request), the prompts to render tokenized in one batch (`render_ids_batch`)."""
+        rendered = iter(render_ids_batch(self.tokenizer, [r.messages for _, r in joining if not r.prompt_ids],
+                                         add_generation_prompt=True))
+        return [self._prompt(key, r, r.prompt_ids or next(rendered)) for key, r in joining]
+
+    def _prompt(self, key, request: GenerationRequest, ids: list[int] | None = None):
+        """(token ids of the prompt (`ids` where rendered already), how many of them are cached already, the
+        keys/values they come from): the conversation's previous turn, or with `shared_prefix` a recent prompt that
+        shares a longer prefix."""
+        ids = ids or request.prompt_ids or render_ids(self.tokenizer, request.messages, add_generation_prompt=True)
         reused, old_kv = 0, []
         if key in self.kept:
             old_ids, old_kv = self.kept.pop(key)

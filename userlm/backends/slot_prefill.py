@@ -14,6 +14,8 @@ tokens can flip), so it stays off for self-play, where the kept previous turn al
 
 from __future__ import annotations
 
+import time
+
 LENGTH_BUCKET = 256  # attention reads positions [0, Lb): a multiple of this above the longest live row
 SHARE_MIN = 64  # a prompt shares a prefix with another's only from this many tokens on (and is bucketed by them)
 PREFILL_MIN = 2048  # tokens a prefill pass computes before `prefill_padding` limits it (7B: compute-bound there)
@@ -69,10 +71,9 @@ class SlotPrefill:
         """All joining requests at once; with `share_prefixes`, those whose prefix another joining prompt holds
         in a second pass, after it."""
         backend = self.backend
-        prepared = []
-        for key, request in joining:
-            ids, reused, old_kv = backend._prompt(key, request)
-            prepared.append((key, request, ids, reused, old_kv))
+        started = time.perf_counter()
+        prepared = [(key, request, *p) for (key, request), p in zip(joining, backend._prompts(joining), strict=True)]
+        backend.seconds["prefill prompts"] += time.perf_counter() - started  # rendered and tokenized: host only
         self._ensure_length(max(len(p[2]) + p[1].sampling.max_new_tokens + 1 for p in prepared))
         if self.share_prefixes:
             sources, first = self._sources(prepared)
