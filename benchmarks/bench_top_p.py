@@ -90,7 +90,7 @@ def main():
     parser.add_argument("--before", help="an earlier row kernel's file (`git show REV:userlm/backends/"
                                          "top_p_kernel.py > FILE`): timed beside the current one, phases too")
     parser.add_argument("--row-only", action="store_true", help="the row kernel(s) only, no split kernels or torch")
-    parser.add_argument("--rejection-shapes", default="1024x16,2048x16,4096x16,4096x32,8192x32",
+    parser.add_argument("--rejection-shapes", default="8192x32,1024x16,4096x32,16384x32,8192x16",
                         help="the rejection kernel's block x warps, timed and checked (the first: today's default)")
     parser.add_argument("--row-ways", default="16", help="the row kernel's candidates a round, timed and checked "
                                                          "(--before's kernel: at 16 only)")

@@ -33,6 +33,10 @@ COMPACT = 2  # the split kernels' round that compacts each chunk's survivors (th
 # measured between 64 and 128; 96 leaves a margin). The row kernel's lane compaction (later that day: 0.611 at 32
 # rows, 0.771 at 128) moves it to ~100 by the same interpolation; not re-measured, 96 kept
 SPLIT_ROWS = 96
+# the rejection kernel's tokens a program reads at a time and warps: at 128 / 32 flat rows x 151,936 on an H200
+# (2026-12-01, bench_top_p.py) 1024 x 16 took 0.244 / 0.172 ms, 2048 x 16 0.159 / 0.111, 4096 x 32 0.109 / 0.082,
+# 8192 x 32 0.084 / 0.068 (fewer loop trips, more loads in flight a program; the same tokens at every shape)
+REJECTION_BLOCK, REJECTION_WARPS = 8192, 32
 
 
 def _kernel():
@@ -124,14 +128,14 @@ def rejection_tokens(probs, top_ps, uniforms, block: int = 0, warps: int = 0):
 
     probs = probs.contiguous()
     rows, vocab = probs.shape
-    block = block or BLOCK
+    block = block or REJECTION_BLOCK
     nblocks = _pow2(-(-vocab // block))
     tokens = torch.empty(rows, dtype=torch.long, device=probs.device)
     sums = torch.empty(rows, nblocks, dtype=torch.float64, device=probs.device)  # each block's mass above the pivot
     if rows:
         rejection_kernel[(rows,)](probs, sums, top_ps.float().contiguous(), uniforms.float().contiguous(), tokens,
                                   vocab, probs.stride(0), BLOCK=block, NBLOCKS=nblocks, ROUNDS=REJECTION_ROUNDS,
-                                  num_warps=warps or WARPS)
+                                  num_warps=warps or REJECTION_WARPS)
     return tokens
 
 
