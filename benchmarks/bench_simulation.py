@@ -76,7 +76,7 @@ def batched(backend, convs, user: UserSpec, batch_size: int, continuous: bool, p
     return tokens[0], time.perf_counter() - started
 
 
-FLAGS = ("-lean", "-head", "-kv", "-fused", "-all", "-n128", "-overlap")  # scheduler suffixes that switch one engine setting
+FLAGS = ("-lean", "-head", "-kv", "-fused", "-all", "-n128")  # scheduler suffixes that switch one engine setting
 
 
 def configure(backend, engine, scheduler: str, chunk: int):
@@ -95,7 +95,6 @@ def configure(backend, engine, scheduler: str, chunk: int):
         engine.fuse_projections = "-fused" in flags  # q/k/v and gate/up one matmul each
         engine.rejection_every_row = "-all" in flags  # with -triton-rejection: every row by rejection, no head
         engine.attention_options = {"BLOCK_N": 128} if "-n128" in flags else {}  # flex decoding's key block
-        engine.overlap_chunks = "-overlap" in flags  # with -all: the next chunk queued before the last one is read
         # wide rows: Triton kernels (-triton: split rows up to 96, else one program a row; -triton-split, -triton-row)
         engine.wide_kernel = scheduler[scheduler.find("-triton") + 1:] if "-triton" in scheduler else "torch"
         scheduler = scheduler[:scheduler.find("-triton")] if "-triton" in scheduler else scheduler
@@ -138,8 +137,8 @@ def main():
                              "one matmul each in the decode step; -fused-kv: and the key and value writes one kernel; a -head suffix "
                              "last (static-loop-triton-fused-kv-head): the sampling head compiled, its top 128 chosen by the logits; -lean after it: prefill passes closed "
                              "before a tenth of their tokens would be padding; these flags in any order after the -triton part, also -all "
-                             "(with -triton-rejection: every row drawn by rejection, no head), -n128 (flex decoding's "
-                             "BLOCK_N 128) and -overlap (with -all: each chunk queued before the last one is read)")
+                             "(with -triton-rejection: every row drawn by rejection, no head) and -n128 (flex decoding's "
+                             "BLOCK_N 128)")
     parser.add_argument("--chunk", type=int, default=8, help="static-chunk's decode steps a round trip")
     parser.add_argument("--verify-sampling", action="store_true")
     parser.add_argument("--logit-scale", type=float, default=1.0,
@@ -249,8 +248,6 @@ def main():
                            ("static-loop-triton-rejection-fused-kv-head-lean-all",
                             "static-loop-triton-rejection-fused-kv-head-lean"),
                            ("static-loop-triton-rejection-fused-kv-head-lean-all-n128",
-                            "static-loop-triton-rejection-fused-kv-head-lean-all"),
-                           ("static-loop-triton-rejection-fused-kv-head-lean-all-overlap",
                             "static-loop-triton-rejection-fused-kv-head-lean-all")):
             if new in schedulers and other in schedulers:
                 print(f"{new} / {other} at {n} live conversations: "

@@ -131,9 +131,6 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         # decode_chunk k > 1 (with live attention and GPU sampling): k steps a CUDA graph, one host sync (chunk_decode.py)
         self.decode_chunk, self.chunking, self.uniform_block = 1, 0, None
         self.graph_steps, self.uniform_window = 0, None  # steps a chunk's graph holds (0: all k)
-        # overlap_chunks (with chunks and every row drawn by rejection): the next chunk queued before the one in
-        # flight is read, the host's work on its tokens hidden behind the GPU's (chunk_decode.py); opt-in
-        self.overlap_chunks, self.inflight = False, None
 
     # ---- buffers ----------------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -143,7 +140,6 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         self.graphs.clear()
         self.pool, self.length = None, 0
         self.resident = [None] * self.slots
-        self.inflight = None  # an overlapped chunk's leftover (no live rows: nothing in it is read)
 
     # ---- scheduling -------------------------------------------------------------------------------------
     def live(self) -> int:
@@ -171,14 +167,6 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         return finished
 
     def _decode(self) -> list:
-        if self._overlapped():
-            return self._decode_overlapped()
-        finished = self._drain()  # a chunk still in flight from an overlapped decode (the setting turned off since)
-        if not self.live():
-            return finished
-        return finished + self._decode_now()
-
-    def _decode_now(self) -> list:
         import torch
 
         top = max(i for i, r in enumerate(self.rows) if r is not None) + 1
