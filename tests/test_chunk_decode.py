@@ -27,6 +27,7 @@ def test_chunked_decode_same_text(tiny_model, temperature, wide_sort):
         engine = backend.slots
         engine.live_attention, engine.decode_chunk, engine.ahead_size, engine.wide_sort = True, chunk, ahead, wide_sort
         engine.wide_in_graph, engine.graph_steps = True, graph_steps
+        engine.wide_kernel = "torch"  # `sample_wide` for wide rows (CUDA's default draws every row by rejection)
         reqs = [GenerationRequest(c, Sampling(temperature, 0.9, 5 + 4 * i), seed=i) for i, c in enumerate(chats)]
         outs = [(o.text, o.tokens, o.finish_reason) for o in backend.generate(reqs)]  # 5 requests, 3 slots
         follow = chats[0] + [{"role": "assistant", "content": outs[0][0]}, {"role": "user", "content": "Why?"}]
