@@ -194,3 +194,43 @@ def test_compiled_decode_matches_eager_decode(tiny_model):
     fused.slots.fuse_kv_write = True  # and a step's key and value writes one compiled kernel
     assert [g.text for g in fused.generate(reqs)] == want
     assert len(fused.slots.fused[2]) > len(parts) and fused.slots.kv_writer is not None
+
+
+def test_kept_keys_values_read_per_layer_as_the_dynamic_engine_keeps_them(tiny_model):
+    """A finished row's keys/values kept by the static engine (`SlotKV`, views made when read) read as the dynamic
+    engine's per-layer list: the dynamic scheduler continues a conversation whose first turn the static engine ran
+    (prefix reused) with the text it gives when it ran both turns itself."""
+    import torch
+
+    from userlm.backends import GenerationRequest, Sampling
+    from userlm.backends.hf import HFBackend
+    from userlm.backends.slot_kv import SlotKV
+
+    keys, values = torch.randn(3, 2, 5, 4), torch.randn(3, 2, 5, 4)
+    kv = SlotKV(keys, values)
+    assert len(kv) == 3 and [k.shape for k, _ in kv] == [(1, 2, 5, 4)] * 3
+    assert torch.equal(kv[-1][1][0], values[2]) and torch.equal(kv[1][0][0], keys[1])
+    with pytest.raises(IndexError):
+        kv[3]
+    def turn(backend, request):  # the conversation's key, so that its keys/values are kept for the next turn
+        backend.submit(("c", "user"), request)
+        while not (done := backend.step()):
+            pass
+        return done[0][1].text
+
+    chat = [{"role": "user", "content": "Plan a trip."}]
+    greedy = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=6)
+    texts = []
+    for static_first in (True, False):
+        backend = HFBackend(tiny_model, max_batch=2, static_cache=True, compile_decode="off")
+        engine = backend.slots
+        backend.slots = engine if static_first else None
+        first = turn(backend, GenerationRequest(chat, greedy, seed=1))
+        assert isinstance(backend.kept[("c", "user")][1], SlotKV) == static_first
+        backend.slots = None  # the second turn by the dynamic scheduler, from the kept prefix
+        seen, prompt = [], backend._prompt
+        backend._prompt = lambda *a: seen.append(prompt(*a)) or seen[-1]  # noqa: B023 (read at once)
+        follow = chat + [{"role": "assistant", "content": first}, {"role": "user", "content": "Why?"}]
+        texts.append((first, turn(backend, GenerationRequest(follow, greedy, seed=1))))
+        assert seen[0][1] > 0  # the first turn's tokens came from the kept keys/values
+    assert texts[0] == texts[1]
