@@ -128,6 +128,30 @@ class DecodeGraphs:
         `wide_sort` off)."""
         return self.rejection_every_row and not self.wide_sort and self.wide_kernel.endswith("rejection")
 
+    def _sample_step(self, logits, b: int):
+        """The step's draw for slots [0, b) (inside its graph): ([b tokens, then b wide flags], greedy, probs). Every
+        row by rejection where `_by_rejection` (no head, no wide rows); else `sample_head`'s tokens, and where
+        `wide_inside` the rows wider than the head drawn as the step-by-step engine draws them after the replay."""
+        import torch
+
+        temperatures, top_ps, uniforms = self.temperatures[:b], self.top_ps[:b], self.uniforms[:b]
+        if self._by_rejection():
+            from userlm.backends.sampling import rejection_inputs
+
+            greedy, probs, top_ps = self._sampling(rejection_inputs)(logits, temperatures, top_ps)
+            tokens = self._sample_wide()(probs, top_ps, uniforms)
+            return torch.cat([tokens, torch.zeros_like(tokens)]), greedy, probs
+        tokens, wide, greedy, probs = self._sample_head()(logits, temperatures, top_ps, uniforms)
+        if self.wide_inside:
+            if self.wide_sort:
+                from userlm.backends.sampling import sample_sorted
+
+                drawn = sample_sorted(probs, greedy, top_ps, uniforms)
+            else:
+                drawn = self._sample_wide()(probs, top_ps, uniforms)
+            tokens = torch.where(wide, drawn, tokens)
+        return torch.cat([tokens, wide.long()]), greedy, probs
+
     def _triton_wide(self, probs, top_ps, uniforms):
         """`sample_wide` as one Triton kernel (`triton_top_p.py`); where Triton is missing or fails to compile,
         one line, and the torch path from then on (the first call runs eagerly, before any capture)."""

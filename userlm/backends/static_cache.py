@@ -291,23 +291,7 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
             live_attention.done()
         if not self.gpu_sampling:
             return logits
-        if self._by_rejection():
-            from userlm.backends.sampling import rejection_inputs
-
-            greedy, probs, top_ps = self._sampling(rejection_inputs)(logits, self.temperatures[:b], self.top_ps[:b])
-            tokens = self._sample_wide()(probs, top_ps, self.uniforms[:b])
-            return logits, torch.cat([tokens, torch.zeros_like(tokens)]), greedy, probs
-        tokens, wide, greedy, probs = self._sample_head()(logits, self.temperatures[:b], self.top_ps[:b],
-                                                  self.uniforms[:b])
-        if self.wide_inside:  # rows wider than the head drawn as the step-by-step engine draws them after the replay
-            if self.wide_sort:
-                from userlm.backends.sampling import sample_sorted
-
-                drawn = sample_sorted(probs, greedy, self.top_ps[:b], self.uniforms[:b])
-            else:
-                drawn = self._sample_wide()(probs, self.top_ps[:b], self.uniforms[:b])
-            tokens = torch.where(wide, drawn, tokens)
-        return logits, torch.cat([tokens, wide.long()]), greedy, probs
+        return logits, *self._sample_step(logits, b)
 
     def _finish(self, slot: int):
         """Free the slot; the row's keys/values (its `ids`) are copied out for its conversation's next turn."""
