@@ -91,7 +91,7 @@ class DecodeGraphs:
 
         if self.wide_kernel.startswith("triton") and self.device.type == "cuda":
             return self._triton_wide
-        if self.wide_kernel.endswith("rejection"):  # opt-in: another draw (`sample_rejection`), the same on any device
+        if self.wide_kernel.endswith("rejection"):  # torch's `sample_rejection` (host syncs: not capturable)
             return sample_rejection
         if not (self.compile_decode and self.device.type == "cuda") or self.wide_fn is False:
             return sample_wide

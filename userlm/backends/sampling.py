@@ -10,9 +10,10 @@ vocabulary by default, or, opt-in (`search`; the static engine's `wide_sort=Fals
 its tokens are found by a search over probability values, then drawn in vocabulary order. The nucleus is the
 same set of tokens and each is drawn with the same probability, up to float rounding, as when drawn in sorted
 order; only which uniform maps to which token differs. A row's token depends only on its own logits and
-uniform (never on its batch-mates or on whether another row is wide). On CUDA the static engine draws wide rows
-with one Triton kernel by default (`triton_top_p.py`, the same floor and tokens; its sums and these are float64
-there)."""
+uniform (never on its batch-mates or on whether another row is wide). On CUDA the static engine's `wide_sort=False`
+path draws by rejection instead (`sample_rejection`, one Triton kernel, `triton_top_p.rejection_tokens`; every row,
+with no head, by default), or with `wide_kernel = "triton"` `sample_wide`'s tokens by Triton kernels (the same floor
+and tokens; its sums and these are float64 there)."""
 
 from __future__ import annotations
 
@@ -138,8 +139,8 @@ def derived_uniforms(uniforms, r: int):
 
 
 def sample_rejection(probs, top_ps, uniforms, double: bool | None = None):
-    """Nucleus sampling by rejection (flashinfer's scheme; opt-in, `triton_top_p.rejection_tokens` on CUDA): draw
-    by inverse CDF in vocabulary order among the tokens more likely than a pivot (at first all), accept the token
+    """Nucleus sampling by rejection (flashinfer's scheme; `triton_top_p.rejection_tokens` on CUDA, where the static
+    engine draws so without a sort by default): draw by inverse CDF in vocabulary order among the tokens more likely than a pivot (at first all), accept the token
     when the mass strictly above it is below top_p (it is in the nucleus), else raise the pivot to it (every token
     as likely or less is outside too) and draw again with `derived_uniforms`. The accepted token is distributed as
     the nucleus renormalized; which token a uniform gives differs from `sample_wide`'s. No floor search: a round is

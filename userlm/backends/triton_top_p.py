@@ -119,8 +119,8 @@ def row_floor_and_tokens(probs, top_ps, uniforms, block: int = 0, warps: int = 0
 
 
 def rejection_tokens(probs, top_ps, uniforms, block: int = 0, warps: int = 0):
-    """`sample_rejection`'s tokens (int64) by one Triton program a row (`top_p_kernel.rejection_kernel`; opt-in:
-    another draw than `sample_wide`'s)."""
+    """`sample_rejection`'s tokens (int64) by one Triton program a row (`top_p_kernel.rejection_kernel`; the static
+    engine's default on CUDA: another draw than `sample_wide`'s)."""
     import torch
 
     from userlm.backends.sampling import REJECTION_ROUNDS
