@@ -132,7 +132,7 @@ def main():
                              "(static-chunk, the one-step graph replayed --chunk times a round trip); a -triton suffix "
                              "(static-loop-triton): rows wider than the head drawn by the Triton kernels (-triton-split: each row over "
                              "several programs; -triton-split-full: the same without compaction; -triton-row: one program a row; "
-                             "-triton-rejection: drawn by rejection, another draw (the engine's default on CUDA); -triton: "
+                             "-triton-rejection: drawn by rejection, another draw (with -all: the engine's default on CUDA); -triton: "
                              "split up to 96 rows); a -fused suffix after it (static-loop-triton-fused): q/k/v and gate/up "
                              "one matmul each in the decode step; -fused-kv: and the key and value writes one kernel; a -head suffix "
                              "last (static-loop-triton-fused-kv-head): the sampling head compiled, its top 128 chosen by the logits; -lean after it: prefill passes closed "

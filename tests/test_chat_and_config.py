@@ -86,12 +86,12 @@ def test_config_yaml_and_overrides(tmp_path):
 def test_batch_rendering_gives_each_prompts_own_ids(tokenizer):
     """`render_ids_batch` (the static engine's prefill tokenizes its joining prompts in one call) gives each
     conversation the ids `render_ids` gives it alone: long and short, special-token-like text, empty batch."""
-    from userlm.chat import render_ids, render_ids_batch
+    from userlm.chat import render, render_ids_batch
 
     turns = with_end_marker(EXAMPLE)
     conversations = [[{"role": t["role"], "content": t["content"]} for t in turns[:n]] for n in range(1, len(turns) + 1)]
     conversations.append([{"role": "user", "content": "<|im_end|> not the end, \n\n  spaces   and ünïcode 😀"}])
     batch = render_ids_batch(tokenizer, conversations, add_generation_prompt=True)
-    assert batch == [render_ids(tokenizer, c, add_generation_prompt=True) for c in conversations]
-    assert len({len(ids) for ids in batch}) == len(batch)  # distinct lengths: no padding crept in
+    alone = [tokenizer(render(tokenizer, c, True), add_special_tokens=False)["input_ids"] for c in conversations]
+    assert batch == alone and len({len(ids) for ids in alone}) > 1  # lengths differ: no padding crept in
     assert render_ids_batch(tokenizer, [], add_generation_prompt=True) == []

@@ -69,12 +69,12 @@ def test_static_slots_keep_per_conversation_seeds(tiny_model, temperature):
     dynamic, static, backend = run_both(tiny_model, drive)
     assert static == dynamic
     assert (backend.slots.wide_steps > 0) == (temperature > 1)  # steps with rows wider than the head
-    # `sample_wide` for them (on CUDA the default draws every row by rejection, with no head and so no wide
-    # steps): a row's text still depends only on its seed
-    backend.slots.wide_sort = False
+    # `sample_wide` for them (pinned: on CUDA the default draws every row by rejection): a row's text still depends
+    # only on its seed
+    backend.slots.wide_sort, backend.slots.wide_kernel = False, "torch"
     backend.slots.wide_steps = 0
     drive(backend)
-    assert (backend.slots.wide_steps > 0) == (temperature > 1 and not backend.slots._by_rejection())
+    assert (backend.slots.wide_steps > 0) == (temperature > 1)
 
 
 def test_prefill_padding_cap_splits_passes_and_keeps_text(tiny_model, monkeypatch):
@@ -130,9 +130,10 @@ def test_rejection_rows_keep_per_conversation_seeds(tiny_model, every_row):
         assert (engine.wide_steps > 0) == (temperature > 1 and not every_row)  # every row: no head, no wide flags
         if every_row or temperature <= 1:  # `verify` compares with `sample_rejection` / `sample_next` respectively
             assert engine.mismatches == 0
-        if temperature > 1:
+        if temperature > 1 or temperature == 0:  # another draw than the default's; greedy: the same tokens
             engine.wide_kernel = "torch"
-            assert backend.generate([GenerationRequest(chats[0], hot, seed=7)])[0].text != alone
+            other = backend.generate([GenerationRequest(chats[0], hot, seed=7)])[0].text
+            assert (other == alone) == (temperature == 0)
             engine.wide_kernel = "rejection"
 
 

@@ -159,11 +159,15 @@ class DecodeGraphs:
 
         try:
             return sample_wide_triton(probs, top_ps, uniforms, self.wide_kernel.removeprefix("triton-") if "-" in self.wide_kernel else "auto")
-        except Exception as e:  # noqa: BLE001 - no Triton, or a compile error: torch draws the same tokens
+        except Exception as e:  # noqa: BLE001 - no Triton, or a compile error: torch's capturable `sample_wide`
+            # (torch's `sample_rejection` syncs with the host each round, which a CUDA graph cannot hold; this also
+            # brings the top-128 head back where every row was drawn by rejection)
             print(f"hf backend: Triton top-p kernel failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                   "torch's wide sampling instead", flush=True)
-            self.wide_kernel = "rejection" if self.wide_kernel.endswith("rejection") else "torch"
-            return self._sample_wide()(probs, top_ps, uniforms)
+            self.wide_kernel = "torch"
+            from userlm.backends.sampling import sample_wide
+
+            return sample_wide(probs, top_ps, uniforms)
 
     def _run_decode(self, b: int, lb: int):
         import torch

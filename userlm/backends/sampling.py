@@ -140,7 +140,7 @@ def derived_uniforms(uniforms, r: int):
 
 def sample_rejection(probs, top_ps, uniforms, double: bool | None = None):
     """Nucleus sampling by rejection (flashinfer's scheme; `triton_top_p.rejection_tokens` on CUDA, where the static
-    engine draws so without a sort by default): draw by inverse CDF in vocabulary order among the tokens more likely than a pivot (at first all), accept the token
+    engine's `wide_sort=False` path draws so by default): draw by inverse CDF in vocabulary order among the tokens more likely than a pivot (at first all), accept the token
     when the mass strictly above it is below top_p (it is in the nucleus), else raise the pivot to it (every token
     as likely or less is outside too) and draw again with `derived_uniforms`. The accepted token is distributed as
     the nucleus renormalized; which token a uniform gives differs from `sample_wide`'s. No floor search: a round is

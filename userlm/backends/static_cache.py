@@ -91,8 +91,8 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         self.uniforms = torch.zeros(n, dtype=torch.float32, device=self.device)
         self.staging_f = torch.zeros(3, n, dtype=torch.float32, pin_memory=self.device.type == "cuda")
         self.wide_steps = 0  # decode steps where some row's nucleus was wider than the head (`sample_wide` ran)
-        # wide_sort off: rows wider than the head take `sample_wide` (no sort; compiled under compile_decode), opt-in
-        # while its compile costs 20-60 s a batch bucket on an H200 (results/benchmarks/2026-11-30-h200-decode-live-kv.md)
+        # wide_sort off (opt-in): rows wider than the head drawn without a sort (`sample_wide`, or on CUDA with
+        # Triton the rejection draw below; results/benchmarks/2026-11-30-h200-decode-live-kv.md)
         self.wide_fn, self.wide_sort = None, True
         # compile_head (default with compile_decode on CUDA, where measured: H200, 2026-11-30,
         # results/benchmarks/2026-11-30-h200-sample-head.md): `sample_head` compiled, the logits' cast, temperature
@@ -102,14 +102,17 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         self.head_by_logits, self.head_fns = True, {}
         # wide_kernel (CUDA with Triton installed; a failed compile prints one line and falls back to torch's):
         # "triton-rejection", the default: those rows drawn by rejection (`sample_rejection`, one Triton program a row,
-        # `triton_top_p.rejection_tokens`: 0.244 against the top-p row kernel's 0.770 ms at 128 flat rows x 152k,
-        # 0.171 against 0.613 at 32; 7B/128 7.30 -> 6.84 ms a step; H200 2026-11-30); "triton": `sample_wide`'s own
+        # `triton_top_p.rejection_tokens`: 0.084 against the top-p row kernel's 0.770 ms at 128 flat rows x 152k,
+        # 0.068 against 0.613 at 32; with rejection_every_row 7B/128 7.16 -> 6.42 ms a step side by side; H200
+        # 2026-12-01, results/benchmarks/2026-12-01-h200-rejection-draw.md); "triton": `sample_wide`'s own
         # draw by the top-p kernels (`triton_top_p.py`). Else "torch" (`sample_wide`; "rejection": `sample_rejection`)
         self.wide_kernel = "triton-rejection" if self.device.type == "cuda" and triton_top_p.available() is None else "torch"
         # rejection_every_row (with a rejection wide_kernel and wide_sort off): no head, every row drawn by rejection
         # (a greedy row: its most likely token), so no top 128 a step and no wide flags
         self.rejection_every_row = True
-        self.verify = False  # benchmarks: also run `sample_next` on each step's logits and count the differences
+        # verify (benchmarks): each step's rows drawn again eagerly (`sample_next`; every row by rejection: torch's
+        # `sample_rejection`), the differences counted (wide rows alone by rejection count as differences)
+        self.verify = False
         self.verified = self.mismatches = 0
         self.compile_decode, self.fused = compile_decode, None
         # fuse_projections: q/k/v and gate/up one matmul each in the decode step (`fused_projections.py`; the
@@ -122,8 +125,8 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         # compiled, one graph a batch bucket at every length). On where it was measured (CUDA graphs + compile:
         # 7B/128 1.15x, replay's long rows 14.5 -> 12.6 ms a step, H200 2026-11-30); it falls back by itself
         self.live_attention, self.live_kv = graphs and compile_decode and self.device.type == "cuda", None
-        # attention_options: the compiled flex-decoding kernel's `kernel_options` (e.g. {"BLOCK_N": 128}: 1.07x on
-        # one 7B layer at 128 rows, benchmarks/bench_flex_decode.py, H200 2026-11-30); {}: its defaults
+        # attention_options: flex decoding's `kernel_options` ({"BLOCK_N": 128}: 1.07x on one 7B layer, 2026-11-30,
+        # but 1.00x all-in at 7B/128, 2026-12-01, so not adopted); {}: its defaults
         self.attention_options: dict = {}
         # wide_in_graph (with wide_sort off): after a step that had a wide row, the next step's graph runs
         # `sample_wide` itself (one sync a step, no eager launches after it); a step without one reverts. Opt-in
