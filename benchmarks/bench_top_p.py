@@ -44,30 +44,28 @@ def before_module(path: str):
 
 
 @contextlib.contextmanager
-def rejection_swapped(kernel):
-    """`rejection_tokens` runs `kernel` inside (None: today's)."""
-    from userlm.backends import top_p_kernel
-
-    saved = top_p_kernel.rejection_kernel
-    top_p_kernel.rejection_kernel = kernel or saved
+def swapped(owner, name: str, value):
+    """`owner.name` is `value` inside (None: left as it is)."""
+    saved = getattr(owner, name)
+    setattr(owner, name, saved if value is None else value)
     try:
         yield
     finally:
-        top_p_kernel.rejection_kernel = saved
+        setattr(owner, name, saved)
 
 
-@contextlib.contextmanager
 def kernel_swapped(kernel):
     """`row_floor_and_tokens` runs `kernel` inside (None: today's)."""
     from userlm.backends import triton_top_p
 
-    saved = triton_top_p._kernel
-    if kernel is not None:
-        triton_top_p._kernel = lambda: kernel
-    try:
-        yield
-    finally:
-        triton_top_p._kernel = saved
+    return swapped(triton_top_p, "_kernel", None if kernel is None else (lambda: kernel))
+
+
+def rejection_swapped(kernel):
+    """`rejection_tokens` runs `kernel` inside (None: today's)."""
+    from userlm.backends import top_p_kernel
+
+    return swapped(top_p_kernel, "rejection_kernel", kernel)
 
 
 def main():
