@@ -76,7 +76,48 @@ def batched(backend, convs, user: UserSpec, batch_size: int, continuous: bool, p
     return tokens[0], time.perf_counter() - started
 
 
-FLAGS = ("-lean", "-head", "-kv", "-fused", "-all", "-n128")  # scheduler suffixes that switch one engine setting
+def profiled(backend, engine, phase: str, scheduler: str, run, top: int):
+    """`run` under torch.profiler, kernels collected only inside the engine's `_prefill` ("prefill"), only
+    outside it ("decode"), or throughout ("all"); prints the kernel time a decode step (or a prefill pass) and the
+    top kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = backend.device.type == "cuda"
+    activities = [ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    with profile(activities=activities) as prof:
+        if phase != "all":
+            prefill = engine._prefill
+
+            def toggled(joining):  # collection on for prefill's kernels only, or off for them
+                sync()
+                prof.toggle_collection_dynamic(phase == "prefill", activities)
+                try:
+                    return prefill(joining)
+                finally:
+                    sync()
+                    prof.toggle_collection_dynamic(phase != "prefill", activities)
+            engine._prefill = toggled
+            prof.toggle_collection_dynamic(phase != "prefill", activities)
+        try:
+            run()
+            sync()
+        finally:
+            engine.__dict__.pop("_prefill", None)
+    per = max(backend.counts["prefill" if phase == "prefill" else "decode"], 1)
+    unit = "prefill pass" if phase == "prefill" else "decode step"
+    own = (lambda e: e.self_device_time_total) if cuda else (lambda e: e.self_cpu_time_total)  # us
+    events = [e for e in prof.key_averages() if own(e) > 0]
+    total = sum(own(e) for e in events)
+    print(f"profile of a warm {scheduler} run, {phase} {'kernels' if cuda else 'operators'} ({per} {unit}"
+          f"{'es' if phase == 'prefill' else 's'}; " + ", ".join(f"{k} {v:.2f} s" for k, v in backend.seconds.most_common())
+          + f"): {total / per:.0f} us a {unit} ({total / 1e6:.3f} s in all), {sum(e.count for e in events) / per:.0f} "
+          f"calls a {unit}; the top ones (us a {unit}, calls a {unit}):", flush=True)
+    for e in sorted(events, key=own, reverse=True)[:top]:
+        print(f"    {own(e) / per:8.1f} {e.count / per:6.1f}  {e.key[:90]}", flush=True)
+
+
+FLAGS = ("-lean", "-head", "-kv", "-fused", "-all", "-n128", "-cp", "-at")  # scheduler suffixes that switch one engine setting
 
 
 def configure(backend, engine, scheduler: str, chunk: int):
@@ -95,6 +136,8 @@ def configure(backend, engine, scheduler: str, chunk: int):
         engine.fuse_projections = "-fused" in flags  # q/k/v and gate/up one matmul each
         engine.rejection_every_row = "-all" in flags  # with -triton-rejection: every row by rejection, no head
         engine.attention_options = {"BLOCK_N": 128} if "-n128" in flags else {}  # flex decoding's key block
+        engine.compile_prefill = "-cp" in flags  # prefill passes run the decode step's compiled pieces
+        engine.autotune_decode = "-at" in flags  # the decode step's pieces compiled under max-autotune
         # wide rows: Triton kernels (-triton: split rows up to 96, else one program a row; -triton-split, -triton-row)
         engine.wide_kernel = scheduler[scheduler.find("-triton") + 1:] if "-triton" in scheduler else "torch"
         scheduler = scheduler[:scheduler.find("-triton")] if "-triton" in scheduler else scheduler
@@ -137,8 +180,9 @@ def main():
                              "one matmul each in the decode step; -fused-kv: and the key and value writes one kernel; a -head suffix "
                              "last (static-loop-triton-fused-kv-head): the sampling head compiled, its top 128 chosen by the logits; -lean after it: prefill passes closed "
                              "before a tenth of their tokens would be padding; these flags in any order after the -triton part, also -all "
-                             "(with -triton-rejection: every row drawn by rejection, no head) and -n128 (flex decoding's "
-                             "BLOCK_N 128)")
+                             "(with -triton-rejection: every row drawn by rejection, no head), -n128 (flex decoding's "
+                             "BLOCK_N 128) and -cp (prefill passes run the decode step's compiled pieces, dynamic shapes), -at (the decode step's pieces "
+                             "compiled under inductor's max-autotune)")
     parser.add_argument("--chunk", type=int, default=8, help="static-chunk's decode steps a round trip")
     parser.add_argument("--verify-sampling", action="store_true")
     parser.add_argument("--logit-scale", type=float, default=1.0,
@@ -252,6 +296,10 @@ def main():
             if new in schedulers and other in schedulers:
                 print(f"{new} / {other} at {n} live conversations: "
                       f"{rates[(n, new)] / rates[(n, other)]:.2f}x", flush=True)
+        for new in dict.fromkeys(schedulers[1:]):  # every other one against the first, side by side
+            if new != schedulers[0]:
+                print(f"{new} / {schedulers[0]} at {n} live conversations: "
+                      f"{rates[(n, new)] / rates[(n, schedulers[0])]:.2f}x", flush=True)
     if args.verify_sampling and engine is not None:
         backend.slots, engine.gpu_sampling, engine.verify = engine, True, True
         engine.verified = engine.mismatches = engine.wide_steps = 0
@@ -262,22 +310,12 @@ def main():
         engine.verify = False
         engine.reset()
     if args.profile:  # each scheduler once more warm (graphs captured), then once under the profiler
-        from torch.profiler import ProfilerActivity, profile
-
         for scheduler in dict.fromkeys(schedulers):
             configure(backend, engine, scheduler, args.chunk)
             batched(backend, conversations(scenarios, max(counts)), user, max(counts), True, True)
-            with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
-                batched(backend, conversations(scenarios, max(counts)), user, max(counts), True, True)
-            steps = max(backend.counts["decode"], 1)
-            events = [e for e in prof.key_averages() if e.self_device_time_total > 0]
-            total = sum(e.self_device_time_total for e in events)
-            print(f"profile of a warm {scheduler} run ({steps} decode steps; " + ", ".join(
-                f"{k} {v:.2f} s" for k, v in backend.seconds.most_common()) + f"): kernel time {total / steps:.0f} us "
-                f"a step, {sum(e.count for e in events) / steps:.0f} kernels a step; the top ones (us a step, "
-                "calls a step):", flush=True)
-            for e in sorted(events, key=lambda e: -e.self_device_time_total)[:args.profile_top]:
-                print(f"    {e.self_device_time_total / steps:8.1f} {e.count / steps:6.1f}  {e.key[:90]}", flush=True)
+            for phase in ("decode", "prefill") if backend.slots is not None else ("all",):
+                profiled(backend, engine, phase, scheduler, lambda: batched(  # noqa: B023 - called right away
+                    backend, conversations(scenarios, max(counts)), user, max(counts), True, True), args.profile_top)
             if engine is not None:
                 engine.reset()
     backend.slots = engine

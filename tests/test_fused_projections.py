@@ -42,9 +42,9 @@ def test_engine_text_same_with_fused_projections(tiny_model, temperature):
         if fuse:
             parts = backend.slots.fused[2]
             layer = backend.model.model.layers[0]
-            assert sum(owner is layer.mlp for owner, _, _ in parts) == 1
+            assert sum(owner is layer.mlp for owner, *_ in parts) == 1
             projections = {id(getattr(layer.self_attn, n)) for n in ("q_proj", "k_proj", "v_proj")}
-            assert {id(owner) for owner, _, _ in parts} >= projections
+            assert {id(owner) for owner, *_ in parts} >= projections
             assert layer.self_attn.q_proj.weight.untyped_storage().data_ptr() == \
                 layer.self_attn.v_proj.weight.untyped_storage().data_ptr()
             assert "forward" not in layer.mlp.__dict__  # swapped in for the decode step only

@@ -23,49 +23,65 @@ class DecodeGraphs:
     """The decode step's replay and compilation, for `SlotEngine` (which sets the attributes and defines
     `_decode_pass`, the step that is captured)."""
 
+    # autotune_decode (with compile_decode): the decode step's compiled pieces under inductor's max-autotune (its
+    # Triton GEMM templates timed against cuBLAS for the MLP's products at each batch bucket; minutes to tune)
+    autotune_decode = False
+
     def _fused_parts(self) -> list:
-        """(owner, attribute, replacement) for each piece swapped in during the decode step: under
+        """(owner, attribute, replacement, compilable) for each piece swapped in during a pass: under
         `compile_decode`, every RMSNorm module's forward, the modeling module's `apply_rotary_pos_emb`, and an
         MLP's forward where its projections are plain `nn.Linear` (the activation fuses with the product; peft's
         and bitsandbytes' layers stay eager), so only architecture-independent elementwise code is traced; under
-        `fuse_projections`, q/k/v and gate/up one matmul each (`fused_projections.py`; compiled with the rest)."""
+        `fuse_projections`, q/k/v and gate/up one matmul each (`fused_projections.py`; compiled with the rest).
+        Uncompiled here: `_compiled` compiles them per kind of pass."""
         import sys
 
-        import torch
-        import torch._dynamo
-
-        config = torch._dynamo.config  # one graph per batch bucket (1..slots) and piece, not 8
-        config.recompile_limit = max(getattr(config, "recompile_limit", 8), 64)
-        compiled = torch.compile if self.compile_decode else (lambda fn: fn)
         parts, seen = [], set()
         if self.fuse_projections:
             from userlm.backends.fused_projections import fused_parts
 
-            parts = fused_parts(self.model, compiled)
+            parts = fused_parts(self.model)
         if not self.compile_decode:
             return parts
-        fused = {id(owner) for owner, _, _ in parts}
+        fused = {id(owner) for owner, *_ in parts}
         for m in self.model.modules():
             cls = type(m)
             if id(m) in fused:
                 continue
             if cls.__name__.endswith("RMSNorm") or (cls.__name__.endswith("MLP") and _plain_linears(m)):
-                parts.append((m, "forward", torch.compile(m.forward)))
+                parts.append((m, "forward", m.forward, True))
             module = sys.modules.get(cls.__module__)
             if module is not None and id(module) not in seen and hasattr(module, "apply_rotary_pos_emb"):
                 seen.add(id(module))
-                parts.append((module, "apply_rotary_pos_emb", torch.compile(module.apply_rotary_pos_emb)))
+                parts.append((module, "apply_rotary_pos_emb", module.apply_rotary_pos_emb, True))
         return parts
 
     @contextlib.contextmanager
-    def _compiled(self):
+    def _compiled(self, kind: str = "decode"):
+        """The pieces of `_fused_parts` swapped in for one pass: "decode" compiled for its fixed shapes (one graph
+        per batch bucket and piece), "prefill" (`compile_prefill`) compiled with dynamic shapes (rows and length
+        vary per pass; a decode step's length 1 never matches those graphs' guards)."""
         if not (self.compile_decode or self.fuse_projections):
             yield
             return
+        import torch
+        import torch._dynamo
+
         if self.fused is None or self.fused[:2] != (self.compile_decode, self.fuse_projections):
-            self.fused = (self.compile_decode, self.fuse_projections, self._fused_parts())
-        saved = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in self.fused[2]]
-        for owner, name, fn in self.fused[2]:
+            self.fused = (self.compile_decode, self.fuse_projections, self._fused_parts(), {})
+            config = torch._dynamo.config  # one graph per batch bucket (1..slots) and piece, not 8
+            config.recompile_limit = max(getattr(config, "recompile_limit", 8), 64)
+        by_kind = self.fused[3]
+        kind_key = kind + "-autotuned" * (self.autotune_decode and kind == "decode")
+        if kind_key not in by_kind:
+            mode = "max-autotune-no-cudagraphs" if self.autotune_decode and kind == "decode" else None
+            compile_fn = (lambda fn: torch.compile(fn, dynamic=kind == "prefill" or None, mode=mode)) \
+                if self.compile_decode else (lambda fn: fn)
+            by_kind[kind_key] = [(owner, name, compile_fn(fn) if compilable else fn)
+                                 for owner, name, fn, compilable in self.fused[2]]
+        parts = by_kind[kind_key]
+        saved = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in parts]
+        for owner, name, fn in parts:
             setattr(owner, name, fn)
         try:
             yield
@@ -176,7 +192,8 @@ class DecodeGraphs:
             return self._decode_pass(b, lb)
         key = (b, lb, self.gpu_sampling, self.compile_decode, self.live_attention, self.wide_inside, self.chunking,
                self.wide_sort, self.wide_kernel, self.fuse_projections, self.fuse_kv_write, self.compile_head,
-               self.head_by_logits, self._by_rejection(), tuple(sorted(self.attention_options.items())))
+               self.head_by_logits, self._by_rejection(), tuple(sorted(self.attention_options.items())),
+               self.autotune_decode)
         graph = self.graphs.get(key)
         if graph is None:
             try:

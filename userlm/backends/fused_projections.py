@@ -73,18 +73,18 @@ def gate_up_forward(mlp, weight, sizes):
     return forward
 
 
-def fused_parts(model, compile_fn) -> list:
-    """(owner, attribute, replacement) for every fusable attention and MLP of `model` (weights concatenated now,
-    once); `compile_fn` wraps the MLP's forward (the engine's torch.compile)."""
+def fused_parts(model) -> list:
+    """(owner, attribute, replacement, compilable) for every fusable attention and MLP of `model` (weights
+    concatenated now, once); the MLP's forward is compilable (the engine's torch.compile wraps it), q/k/v's not."""
     parts = []
     for module in model.modules():
         names = [n for n in QKV if hasattr(module, n)]
         if len(names) == 3 and _plain([getattr(module, n) for n in QKV]):
             shared = SharedProjection([getattr(module, n) for n in QKV])
-            parts += [(getattr(module, n), "forward", shared.forward(i)) for i, n in enumerate(QKV)]
+            parts += [(getattr(module, n), "forward", shared.forward(i), False) for i, n in enumerate(QKV)]
         # an *MLP with these four parts computes down(act(gate(x)) * up(x)) (Llama, Qwen2, Mistral, Gemma)
         if type(module).__name__.endswith("MLP") and all(hasattr(module, n) for n in MLP_PARTS) \
                 and _plain([getattr(module, n) for n in GATE_UP]) and module.gate_proj.bias is None:
             weight, _, sizes = _concatenate([getattr(module, n) for n in GATE_UP])
-            parts.append((module, "forward", compile_fn(gate_up_forward(module, weight, sizes))))
+            parts.append((module, "forward", gate_up_forward(module, weight, sizes), True))
     return parts

@@ -14,6 +14,7 @@ tokens can flip), so it stays off for self-play, where the kept previous turn al
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 LENGTH_BUCKET = 256  # attention reads positions [0, Lb): a multiple of this above the longest live row
@@ -41,6 +42,9 @@ class SlotPrefill:
 
     share_prefixes = False  # replay turns it on for its runs (simulator/replay.py)
     prefill_padding = 1.0  # the largest share of a pass's padded tokens left padding may take (1: no limit)
+    # compile_prefill (with compile_decode): a prefill pass runs the decode step's fused pieces (`_compiled`: norms,
+    # rotary, the MLP's activation; q/k/v and gate/up one matmul each), compiled for dynamic shapes
+    compile_prefill = False
 
     def _sources(self, prepared: list) -> tuple[list, list]:
         """For each prepared [key, request, ids, reused, old_kv]: (slot, n) to copy n cached tokens from (a slot
@@ -186,8 +190,9 @@ class SlotPrefill:
         # first column), so that no row of the softmax is empty
         mask = (torch.arange(lb, device=self.device)[None, None, :] <= positions[:, :, None]).unsqueeze(1)
         self.mode = ("prefill", slots, writes_t, lb)
-        logits = self._forward(input_ids=torch.tensor(feed, device=self.device), position_ids=positions,
-                               attention_mask=mask)
+        with self._compiled("prefill") if self.compile_prefill else contextlib.nullcontext():
+            logits = self._forward(input_ids=torch.tensor(feed, device=self.device), position_ids=positions,
+                                   attention_mask=mask)
         self.mode = None
         self.backend.counts["prefill"] += 1
         for slot, row, _ in chunk:
