@@ -77,44 +77,64 @@ def batched(backend, convs, user: UserSpec, batch_size: int, continuous: bool, p
 
 
 def profiled(backend, engine, phase: str, scheduler: str, run, top: int):
-    """`run` under torch.profiler, kernels collected only inside the engine's `_prefill` ("prefill"), only
-    outside it ("decode"), or throughout ("all"); prints the kernel time a decode step (or a prefill pass) and the
-    top kernels."""
+    """`run` under torch.profiler: its kernels inside the engine's `_prefill` ("prefill": each prefill profiled on
+    its own, summed), outside it ("decode": collection toggled off during prefill), or all of them ("all"); prints
+    the kernel time a decode step (or a prefill pass) and the top kernels (operators on a CPU)."""
+    from collections import defaultdict
+
     from torch.profiler import ProfilerActivity, profile
 
     cuda = backend.device.type == "cuda"
     activities = [ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    with profile(activities=activities) as prof:
-        if phase != "all":
-            prefill = engine._prefill
+    own = (lambda e: e.self_device_time_total) if cuda else (lambda e: e.self_cpu_time_total)  # us
+    totals = defaultdict(lambda: [0.0, 0])  # kernel -> [us, calls]
 
-            def toggled(joining):  # collection on for prefill's kernels only, or off for them
+    def add(prof):
+        for e in prof.key_averages():
+            if own(e) > 0:
+                totals[e.key][0] += own(e)
+                totals[e.key][1] += e.count
+
+    prefill = engine._prefill if phase != "all" else None
+
+    def wrapped(joining):
+        sync()
+        if phase == "prefill":
+            with profile(activities=activities) as prof:
+                out = prefill(joining)
                 sync()
-                prof.toggle_collection_dynamic(phase == "prefill", activities)
-                try:
-                    return prefill(joining)
-                finally:
-                    sync()
-                    prof.toggle_collection_dynamic(phase != "prefill", activities)
-            engine._prefill = toggled
-            prof.toggle_collection_dynamic(phase != "prefill", activities)
+            add(prof)
+            return out
+        outer.toggle_collection_dynamic(False, activities)  # decode: none of prefill's kernels
         try:
-            run()
-            sync()
+            return prefill(joining)
         finally:
-            engine.__dict__.pop("_prefill", None)
+            sync()
+            outer.toggle_collection_dynamic(True, activities)
+
+    if prefill is not None:
+        engine._prefill = wrapped
+    try:
+        if phase == "prefill":
+            run()
+        else:
+            with profile(activities=activities) as outer:
+                run()
+                sync()
+            add(outer)
+    finally:
+        engine.__dict__.pop("_prefill", None)
     per = max(backend.counts["prefill" if phase == "prefill" else "decode"], 1)
     unit = "prefill pass" if phase == "prefill" else "decode step"
-    own = (lambda e: e.self_device_time_total) if cuda else (lambda e: e.self_cpu_time_total)  # us
-    events = [e for e in prof.key_averages() if own(e) > 0]
-    total = sum(own(e) for e in events)
+    total = sum(t for t, _ in totals.values())
     print(f"profile of a warm {scheduler} run, {phase} {'kernels' if cuda else 'operators'} ({per} {unit}"
           f"{'es' if phase == 'prefill' else 's'}; " + ", ".join(f"{k} {v:.2f} s" for k, v in backend.seconds.most_common())
-          + f"): {total / per:.0f} us a {unit} ({total / 1e6:.3f} s in all), {sum(e.count for e in events) / per:.0f} "
-          f"calls a {unit}; the top ones (us a {unit}, calls a {unit}):", flush=True)
-    for e in sorted(events, key=own, reverse=True)[:top]:
-        print(f"    {own(e) / per:8.1f} {e.count / per:6.1f}  {e.key[:90]}", flush=True)
+          + f"): {total / per:.0f} us a {unit} ({total / 1e6:.3f} s in all), "
+          f"{sum(c for _, c in totals.values()) / per:.0f} calls a {unit}; the top ones (us a {unit}, calls a {unit}):",
+          flush=True)
+    for key, (t, c) in sorted(totals.items(), key=lambda kv: -kv[1][0])[:top]:
+        print(f"    {t / per:8.1f} {c / per:6.1f}  {key[:90]}", flush=True)
 
 
 FLAGS = ("-lean", "-head", "-kv", "-fused", "-all", "-n128", "-cp", "-at")  # scheduler suffixes that switch one engine setting

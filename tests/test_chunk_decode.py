@@ -42,3 +42,26 @@ def test_chunked_decode_same_text(tiny_model, temperature, wide_sort):
         assert sum(o[1] for o in outs[:5]) > 15
         texts.append(outs)
     assert all(t == texts[0] for t in texts[1:])
+
+
+def test_row_take_stops_at_stop_token_or_budget():
+    """`Row.take` (a chunk's tokens accepted in list operations) keeps what the per-token loop kept: tokens up to
+    and with the first stop token, at most the row's budget, each previous last token moved into `ids`."""
+    from userlm.backends import Sampling
+    from userlm.backends.rows import Row
+
+    def loop(row, tokens, stops):  # the per-token acceptance it replaces
+        for t in tokens:
+            row.ids.append(row.generated[-1])
+            row.generated.append(t)
+            if t in stops or len(row.generated) >= row.sampling.max_new_tokens:
+                break
+
+    stops = frozenset({2, 9})
+    for tokens in [(5, 6, 7), (5, 2, 7), (2,), (), (4, 4, 9, 2), (1, 1, 1, 1, 1, 1)]:
+        for budget in (1, 2, 3, 4, 10):
+            a, b = (Row("k", [1, 3], Sampling(max_new_tokens=budget), None, [8]) for _ in range(2))
+            taken = a.take(tokens, stops)
+            loop(b, tokens, stops)
+            assert (a.ids, a.generated) == (b.ids, b.generated)
+            assert taken == len(b.generated) - 1

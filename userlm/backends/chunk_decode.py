@@ -97,23 +97,19 @@ class ChunkDecode:
         self.backend.seconds["decode forward"] += time.perf_counter() - started
         self.backend.counts["decode"] += k
         self.backend.counts["kv positions"] += sum(k * (len(r.ids) + 1) + k * (k - 1) // 2 for r in rows)
-        wide_rows = [any(got[k + j][i] for i in index) for j in range(k)]
+        wide_rows = [any(got[k + j][i] for i in index) for j in range(k)] if any(map(any, got[k:])) else [False] * k
         self.wide_steps += sum(wide_rows)
         retry = False  # some row was wide at a step its graph did not draw wide rows: it runs that step again
         finished = []
-        done = self.backend._done
+        done, stops = self.backend._done, self.backend.stop_set
+        columns = list(zip(*got))  # slot i's k tokens, then its k wide flags
         for i, r in zip(index, rows):
-            accepted = 0
-            for j in range(k):
-                if got[k + j][i] and not self.wide_inside:
-                    retry = True
-                    self.mask[i, len(r.ids) + 1:] = False  # steps it runs again (read by masked SDPA only)
-                    break
-                r.ids.append(r.generated[-1])
-                r.generated.append(got[j][i])
-                accepted += 1
-                if done(r):
-                    break
+            column = columns[i]
+            wide_at = column.index(1, k) - k if not self.wide_inside and 1 in column[k:] else k
+            accepted = r.take(column[:wide_at], stops)
+            if wide_at < k and not done(r):
+                retry = True
+                self.mask[i, len(r.ids) + 1:] = False  # steps it runs again (read by masked SDPA only)
             self._consume(i, accepted)
             self.backend.counts["chunk tokens"] += accepted
             if done(r):
