@@ -137,7 +137,7 @@ def profiled(backend, engine, phase: str, scheduler: str, run, top: int):
         print(f"    {t / per:8.1f} {c / per:6.1f}  {key[:90]}", flush=True)
 
 
-FLAGS = ("-lean", "-head", "-kv", "-fused", "-all", "-n128", "-cp", "-at")  # scheduler suffixes that switch one engine setting
+FLAGS = ("-lean", "-head", "-kv", "-fused", "-all", "-n128", "-cp", "-at", "-overlap")  # scheduler suffixes that switch one engine setting
 
 
 def configure(backend, engine, scheduler: str, chunk: int):
@@ -158,6 +158,7 @@ def configure(backend, engine, scheduler: str, chunk: int):
         engine.attention_options = {"BLOCK_N": 128} if "-n128" in flags else {}  # flex decoding's key block
         engine.compile_prefill = "-cp" in flags  # prefill passes run the decode step's compiled pieces
         engine.autotune_decode = "-at" in flags  # the decode step's pieces compiled under max-autotune
+        engine.overlap_chunks = "-overlap" in flags  # with -all: the next chunk queued before the last one is read
         # wide rows: Triton kernels (-triton: split rows up to 96, else one program a row; -triton-split, -triton-row)
         engine.wide_kernel = scheduler[scheduler.find("-triton") + 1:] if "-triton" in scheduler else "torch"
         scheduler = scheduler[:scheduler.find("-triton")] if "-triton" in scheduler else scheduler
@@ -202,7 +203,7 @@ def main():
                              "before a tenth of their tokens would be padding; these flags in any order after the -triton part, also -all "
                              "(with -triton-rejection: every row drawn by rejection, no head), -n128 (flex decoding's "
                              "BLOCK_N 128) and -cp (prefill passes run the decode step's compiled pieces, dynamic shapes), -at (the decode step's pieces "
-                             "compiled under inductor's max-autotune)")
+                             "compiled under inductor's max-autotune), -overlap (with -all: each chunk queued before the last one is read)")
     parser.add_argument("--chunk", type=int, default=8, help="static-chunk's decode steps a round trip")
     parser.add_argument("--verify-sampling", action="store_true")
     parser.add_argument("--logit-scale", type=float, default=1.0,
@@ -312,6 +313,8 @@ def main():
                            ("static-loop-triton-rejection-fused-kv-head-lean-all",
                             "static-loop-triton-rejection-fused-kv-head-lean"),
                            ("static-loop-triton-rejection-fused-kv-head-lean-all-n128",
+                            "static-loop-triton-rejection-fused-kv-head-lean-all"),
+                           ("static-loop-triton-rejection-fused-kv-head-lean-all-overlap",
                             "static-loop-triton-rejection-fused-kv-head-lean-all")):
             if new in schedulers and other in schedulers:
                 print(f"{new} / {other} at {n} live conversations: "

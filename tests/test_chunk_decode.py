@@ -65,3 +65,58 @@ def test_row_take_stops_at_stop_token_or_budget():
             loop(b, tokens, stops)
             assert (a.ids, a.generated) == (b.ids, b.generated)
             assert taken == len(b.generated) - 1
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.9, 3.0])
+def test_overlapped_chunks_same_text(tiny_model, temperature):
+    """Every row drawn by rejection (`wide_kernel = "rejection"`, `rejection_every_row`): the same text for every
+    seed step by step, in chunks, and in chunks queued one ahead of the host (`overlap_chunks`): 5 requests over 3
+    slots (rows join while a chunk is in flight, rows stop inside chunks), a second turn, a row alone."""
+    from userlm.backends import GenerationRequest, Sampling
+    from userlm.backends.hf import HFBackend
+
+    chats = [[{"role": "user", "content": f"Tell me about idea {i}{', briefly' * (i % 3)}."}] for i in range(5)]
+    texts = []
+    for chunk, ahead, graph_steps, overlap in ((1, 1, 0, False), (4, 64, 0, False), (4, 64, 0, True),
+                                               (3, 64, 1, True), (7, 3, 0, True)):
+        # no CUDA graphs: torch's rejection draw syncs with the host each round (on a GPU: eager steps)
+        backend = HFBackend(tiny_model, max_batch=3, static_cache=True, compile_decode="off", dtype="float32",
+                            cuda_graphs=False)
+        engine = backend.slots
+        engine.live_attention, engine.decode_chunk, engine.ahead_size, engine.wide_sort = True, chunk, ahead, False
+        engine.graph_steps, engine.wide_kernel, engine.rejection_every_row = graph_steps, "rejection", True
+        engine.overlap_chunks = overlap
+        reqs = [GenerationRequest(c, Sampling(temperature, 0.9, 5 + 4 * i), seed=i) for i, c in enumerate(chats)]
+        outs = [(o.text, o.tokens, o.finish_reason) for o in backend.generate(reqs)]
+        follow = chats[0] + [{"role": "assistant", "content": outs[0][0]}, {"role": "user", "content": "Why?"}]
+        outs.append(backend.generate([GenerationRequest(follow, Sampling(temperature, 0.9, 9), seed=1)])[0].text)
+        alone = backend.generate([GenerationRequest(chats[1], Sampling(temperature, 0.9, 9), seed=1)])[0]
+        assert (alone.text, alone.tokens, alone.finish_reason) == outs[1]
+        assert (backend.counts["chunks queued ahead"] > 0) == overlap and engine.wide_steps == 0
+        assert sum(o[1] for o in outs[:5]) > 15
+        texts.append(outs)
+    assert all(t == texts[0] for t in texts[1:])
+
+
+def test_overlap_queues_nothing_past_every_rows_budget(tiny_model):
+    """Rows that end by their budget: with chunks queued ahead (`overlap_chunks`), no chunk is queued once every live
+    row ends inside the chunk in flight, so the run computes as many decode steps as without overlap (a whole chunk
+    more each time the rows drained, before)."""
+    from userlm.backends import GenerationRequest, Sampling
+    from userlm.backends.hf import HFBackend
+
+    chats = [[{"role": "user", "content": f"Tell me about idea {i}."}] for i in range(3)]
+    steps, texts = [], []
+    for overlap in (False, True):
+        backend = HFBackend(tiny_model, max_batch=3, static_cache=True, compile_decode="off", dtype="float32",
+                            cuda_graphs=False)
+        backend.stop_ids, backend.stop_set = [], frozenset()  # no stop token: every row runs to its budget
+        engine = backend.slots
+        engine.live_attention, engine.decode_chunk, engine.ahead_size, engine.wide_sort = True, 4, 64, False
+        engine.wide_kernel, engine.rejection_every_row, engine.overlap_chunks = "rejection", True, overlap
+        for budget in (9, 12):  # one chunk past the first (9 = 1 + 2 x 4), and a partial last chunk
+            texts.append([o.text for o in backend.generate(
+                [GenerationRequest(c, Sampling(0.9, 0.9, budget), seed=i) for i, c in enumerate(chats)])])
+        steps.append(backend.counts["decode"])
+        assert (backend.counts["chunks queued ahead"] > 0) == overlap
+    assert steps[0] == steps[1] and texts[:2] == texts[2:]

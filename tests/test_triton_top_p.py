@@ -194,8 +194,9 @@ def test_engine_text_same_as_torch_path(tiny_model, chunk):
 @pytest.mark.parametrize("chunk", [1, 4])
 def test_engine_rejection_text_same_as_torch(tiny_model, chunk):
     """The static engine on CUDA (float32, graphs) with the default `wide_kernel` "triton-rejection", for wide rows
-    only and for every row (`rejection_every_row`), step by step and in chunks: the same text for every seed as
-    torch's `sample_rejection` (eager, no graphs: its rounds sync with the host), at a hot and a mild temperature."""
+    only and for every row (`rejection_every_row`), step by step and in chunks, queued ahead or not
+    (`overlap_chunks`): the same text for every seed as torch's `sample_rejection` (eager, no graphs: its rounds
+    sync with the host), at a hot and a mild temperature; 5 requests over 4 slots (a row joins mid-run)."""
     from userlm.backends import GenerationRequest, Sampling
     from userlm.backends.hf import HFBackend
 
@@ -204,15 +205,18 @@ def test_engine_rejection_text_same_as_torch(tiny_model, chunk):
         hot = Sampling(temperature=temperature, top_p=0.9, max_new_tokens=12)
         for every_row in (False, True):
             texts = []
-            for kernel, graphs in (("rejection", False), ("triton-rejection", True)):
+            for kernel, graphs, overlap in (("rejection", False, False), ("triton-rejection", True, False),
+                                            ("triton-rejection", True, True)):
                 backend = HFBackend(tiny_model, max_batch=4, static_cache=True, compile_decode="off", dtype="float32",
                                     cuda_graphs=graphs)
                 engine = backend.slots
                 assert engine.wide_kernel == "triton-rejection" and engine.rejection_every_row  # the CUDA defaults
                 engine.wide_sort, engine.wide_kernel, engine.wide_in_graph = False, kernel, True
                 engine.rejection_every_row, engine.live_attention = every_row, graphs and chunk > 1
-                engine.decode_chunk, engine.ahead_size = chunk if graphs else 1, 64
+                engine.decode_chunk, engine.ahead_size, engine.overlap_chunks = chunk if graphs else 1, 64, overlap
                 texts.append([o.text for o in backend.generate(
                     [GenerationRequest(c, hot, seed=3 + i) for i, c in enumerate(chats)])])
                 assert engine.wide_kernel == kernel and not engine.graph_error  # no fallback
-            assert texts[0] == texts[1]
+                # chunks queued ahead where asked (every row by rejection, chunks of 4)
+                assert (backend.counts["chunks queued ahead"] > 0) == (overlap and every_row and chunk > 1)
+            assert texts[0] == texts[1] == texts[2]

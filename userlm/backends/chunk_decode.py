@@ -16,7 +16,14 @@
   in the next chunk, whose graph draws wide rows (`sample_wide`, or after a full sort with `wide_sort`, as the
   step-by-step engine): the same uniform, the same token. So a row's tokens are the step-by-step engine's, for
   the same seed, whatever k; what a chunk costs is up to k - 1 wasted steps where rows stop, and joining rows
-  wait for the chunk's end."""
+  wait for the chunk's end.
+- Overlapped chunks (`SlotEngine.overlap_chunks`, with every row drawn by rejection: no step ever runs again): the
+  next chunk is queued before the one in flight is read, so the host's work on a chunk's tokens (accepting them,
+  finishing rows, the next turns' prompts and prefill) runs while the GPU computes the next one. That chunk starts
+  where the device left each row of the chunk in flight (its tokens, positions and key/value writes advance on the
+  device) with each such row's uniforms k further on; rows that joined since start from the host and slots whose
+  row left are parked. A row that stops inside the chunk in flight has had one more chunk computed for it, which
+  is discarded unread (its keys/values lie past its length). The same tokens for every seed as without overlap."""
 
 from __future__ import annotations
 
@@ -27,6 +34,18 @@ AHEAD = 64  # uniforms drawn at once per row
 
 class ChunkDecode:
     """Mixin for `SlotEngine`: `ahead` (slot -> (row, queue of its next uniforms)), `ahead_size`, `decode_chunk`."""
+
+    # overlap_chunks (with chunks and every row drawn by rejection): the next chunk queued before the one in flight
+    # is read, the host's work on its tokens hidden behind the GPU's; `inflight`: that chunk
+    overlap_chunks, inflight = False, None
+
+    def _decode(self) -> list:
+        if self._overlapped():
+            return self._decode_overlapped()
+        finished = self._drain()  # a chunk still in flight from an overlapped decode (the setting turned off since)
+        if not self.live():
+            return finished
+        return finished + self._decode_now()
 
     def _uniforms(self, slot: int, row, n: int) -> list[float]:
         """Row's next n uniforms (not consumed: `_consume`), drawn from its generator `ahead_size` or n at a time."""
@@ -42,6 +61,123 @@ class ChunkDecode:
 
     def _consume(self, slot: int, n: int) -> None:
         del self.ahead[slot][1][:n]
+
+    def _overlapped(self) -> bool:
+        return self.overlap_chunks and self._by_rejection() and self._chunk_size() > 1
+
+    def _decode_overlapped(self) -> list:
+        """Queue the next chunk of every live row, then read the chunk in flight (`_drain`) while it runs; nothing
+        is queued where every live row ends by its budget inside the chunk in flight (a drain would compute a
+        whole chunk for nothing)."""
+        rows = [(i, r) for i, r in enumerate(self.rows) if r is not None]
+        k, finished = self.decode_chunk, []
+        ahead = self.inflight[0] if self.inflight is not None else {}
+        if all(ahead.get(i) is r and len(r.generated) + k >= r.sampling.max_new_tokens for i, r in rows):
+            return self._drain()
+        needed = max(len(r.ids) for _, r in rows) + 2 * k  # the chunk in flight's k steps, then this one's
+        if needed > self.length and self.inflight is not None:  # the buffers grow: read the chunk in flight first
+            finished = self._drain()
+            rows = [(i, r) for i, r in enumerate(self.rows) if r is not None]
+            if not rows:
+                return finished
+        self._ensure_length(needed)
+        launched = self._launch(rows, k)
+        finished += self._drain()
+        self.inflight = launched
+        return finished
+
+    def _launch(self, rows: list, k: int):
+        """Queue a chunk of k steps for `rows` [(slot, row)] without waiting: (its rows by slot, its tokens on their
+        way to pinned host memory, the event after them)."""
+        import torch
+
+        from userlm.backends.static_cache import _bucket
+
+        cuda = self.device.type == "cuda"
+        started = time.perf_counter()
+        ahead = self.inflight[0] if self.inflight is not None else None  # slot -> row of the chunk in flight
+        b = _bucket(rows[-1][0] + 1, self.slots)
+        if ahead is None:  # every slot from the host: live rows where they are, the others parked
+            fresh, parked = rows, [i for i in range(self.slots) if self.rows[i] is None]
+        else:  # only what changed since the chunk in flight was queued
+            fresh = [(i, r) for i, r in rows if ahead.get(i) is not r]
+            parked = [i for i in ahead if self.rows[i] is None]
+        if fresh or parked:
+            at = torch.tensor([i for i, _ in fresh] + parked, pin_memory=cuda).to(self.device, non_blocking=True)
+            values = torch.tensor([[r.generated[-1] for _, r in fresh] + [0] * len(parked),
+                                   [len(r.ids) for _, r in fresh] + [0] * len(parked),
+                                   [len(r.ids) for _, r in fresh] + [self.trash] * len(parked)],
+                                  pin_memory=cuda).to(self.device, non_blocking=True)
+            self.tokens[:, 0].index_copy_(0, at, values[0])
+            self.positions[:, 0].index_copy_(0, at, values[1])
+            self.writes.index_copy_(0, at, values[2])
+        temps, top_ps, block = [0.0] * self.slots, [0.0] * self.slots, [[0.0] * k for _ in range(self.slots)]
+        for i, r in rows:
+            temps[i], top_ps[i] = r.sampling.temperature, r.sampling.top_p
+            pending = ahead is not None and ahead.get(i) is r  # its k uniforms of the chunk in flight come first
+            block[i] = self._uniforms(i, r, 2 * k)[k:] if pending else self._uniforms(i, r, k)
+            self.backend.counts["kv positions"] += k * (len(r.ids) + 1 + k * pending) + k * (k - 1) // 2
+        both = torch.tensor([temps, top_ps], dtype=torch.float32, pin_memory=cuda).to(self.device, non_blocking=True)
+        self.temperatures.copy_(both[0])
+        self.top_ps.copy_(both[1])
+        got = self._replay_chunk(b, self.length, torch.tensor(block, dtype=torch.float32, pin_memory=cuda), k)
+        event = None
+        if cuda:
+            host = torch.empty(got.shape, dtype=got.dtype, pin_memory=True)
+            host.copy_(got, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            got = host
+        self.backend.counts["decode"] += k
+        self.backend.counts["chunks queued ahead"] += ahead is not None
+        self.backend.seconds["decode forward"] += time.perf_counter() - started
+        return dict(rows), got, event
+
+    def _drain(self) -> list:
+        """Read the chunk in flight, if any: each of its rows still live takes its tokens up to its stop (a row
+        that left since, or whose slot another row took, is skipped: its tokens were computed past its end)."""
+        if self.inflight is None:
+            return []
+        ahead, got, event = self.inflight
+        self.inflight = None
+        started = time.perf_counter()
+        if event is not None:
+            event.synchronize()
+        got = got.tolist()
+        self.backend.seconds["decode forward"] += time.perf_counter() - started
+        k, done, finished = len(got) // 2, self.backend._done, []
+        columns = list(zip(*got[:k]))  # slot i's k tokens
+        for i, r in ahead.items():
+            if self.rows[i] is not r:
+                continue
+            accepted = r.take(columns[i], self.backend.stop_set)
+            self._consume(i, accepted)
+            self.backend.counts["chunk tokens"] += accepted
+            if done(r):
+                finished.append(self._finish(i))
+        return finished
+
+    def _replay_chunk(self, b: int, lb: int, block, k: int):
+        """The chunk's k steps with uniforms `block` [slots, k] (host): k / g replays of a g-step graph queued
+        back to back, the device feeding each the last one's tokens; [2k, b] longs on the device, not waited for."""
+        import torch
+
+        if self.uniform_block is None or self.uniform_block.shape[1] != k:
+            self.uniform_block = torch.zeros(self.slots, k, dtype=torch.float32, device=self.device)
+        self.uniform_block.copy_(block, non_blocking=True)
+        g = self.graph_steps if self.graph_steps and k % self.graph_steps == 0 else k  # steps a graph holds
+        if self.uniform_window is None or self.uniform_window.shape[1] != g:
+            self.uniform_window = torch.zeros(self.slots, g, dtype=torch.float32, device=self.device)
+        self.chunking = g
+        try:
+            outs = []
+            for j in range(0, k, g):
+                self.uniform_window.copy_(self.uniform_block[:, j: j + g])
+                out = self._run_decode(b, lb)
+                outs.append(out.clone() if g < k else out)  # a graph's output is overwritten by its next replay
+            return torch.cat([o[:g] for o in outs] + [o[g:] for o in outs])
+        finally:
+            self.chunking = 0
 
     def _chunk_size(self) -> int:
         return self.decode_chunk if self.decode_chunk > 1 and self.gpu_sampling and self.live_attention else 1
@@ -73,27 +209,13 @@ class ChunkDecode:
         for i, r in zip(index, rows):
             temps[i], top_ps[i] = r.sampling.temperature, r.sampling.top_p
             block[i] = self._uniforms(i, r, k)
-        if self.uniform_block is None or self.uniform_block.shape[1] != k:
-            self.uniform_block = torch.zeros(self.slots, k, dtype=torch.float32, device=self.device)
-        self.uniform_block.copy_(torch.tensor(block, dtype=torch.float32, pin_memory=cuda), non_blocking=True)
         both = torch.tensor([temps, top_ps], dtype=torch.float32, pin_memory=cuda).to(self.device, non_blocking=True)
         self.temperatures.copy_(both[0])
         self.top_ps.copy_(both[1])
         self.wide_inside = self.last_wide  # this chunk's graph draws wide rows itself
-        g = self.graph_steps if self.graph_steps and k % self.graph_steps == 0 else k  # steps a graph holds
-        if self.uniform_window is None or self.uniform_window.shape[1] != g:
-            self.uniform_window = torch.zeros(self.slots, g, dtype=torch.float32, device=self.device)
         started = time.perf_counter()
-        self.chunking = g
-        try:  # k / g replays queued back to back (the device feeds each the last one's tokens), then one sync
-            outs = []
-            for j in range(0, k, g):
-                self.uniform_window.copy_(self.uniform_block[:, j: j + g])
-                out = self._run_decode(b, lb)
-                outs.append(out.clone() if g < k else out)  # a graph's output is overwritten by its next replay
-            got = torch.cat([o[:g] for o in outs] + [o[g:] for o in outs]).tolist()  # the chunk's one sync
-        finally:
-            self.chunking = 0
+        block = torch.tensor(block, dtype=torch.float32, pin_memory=cuda)
+        got = self._replay_chunk(b, lb, block, k).tolist()  # the chunk's one sync
         self.backend.seconds["decode forward"] += time.perf_counter() - started
         self.backend.counts["decode"] += k
         self.backend.counts["kv positions"] += sum(k * (len(r.ids) + 1) + k * (k - 1) // 2 for r in rows)

@@ -48,10 +48,9 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         register_slot_attention()
         self.backend, self.model, self.slots = backend, backend.model, slots
         self.use_graphs, self.prefill_tokens = graphs, prefill_tokens  # a prefill chunk's rows x padded length
-        # prefill_padding (`slot_prefill.py`): a prefill pass computing more than 2,048 tokens holds at most a tenth of
-        # them as left padding. On CUDA, where measured (H200, 7B/128, 2026-11-30, with a first form of the guard:
-        # 52,608 -> 42,612 tokens computed in 4 -> 11 passes, prefill 1.6 -> 1.4 s, 11,840 -> 12,386 tok/s;
-        # results/benchmarks/2026-11-30-h200-sample-head.md)
+        # prefill_padding (`slot_prefill.py`): a prefill pass over 2,048 tokens holds at most a tenth of them as left
+        # padding. On CUDA, where measured (H200, 7B/128, 2026-11-30: 52,608 -> 42,612 tokens computed in 4 -> 11
+        # passes, 11,840 -> 12,386 tok/s; results/benchmarks/2026-11-30-h200-sample-head.md)
         self.prefill_padding = 0.1 if backend.device.type == "cuda" else 1.0
         configs = {id(m.config): m.config for m in self.model.modules() if hasattr(m, "config")}
         self.configs = [c for c in configs.values() if hasattr(c, "num_key_value_heads")]
@@ -125,8 +124,7 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         # compiled, one graph a batch bucket at every length). On where it was measured (CUDA graphs + compile:
         # 7B/128 1.15x, replay's long rows 14.5 -> 12.6 ms a step, H200 2026-11-30); it falls back by itself
         self.live_attention, self.live_kv = graphs and compile_decode and self.device.type == "cuda", None
-        # attention_options: flex decoding's `kernel_options` ({"BLOCK_N": 128}: 1.07x on one 7B layer, 2026-11-30,
-        # but 1.00x all-in at 7B/128, 2026-12-01, so not adopted); {}: its defaults
+        # attention_options: flex decoding's `kernel_options` ({"BLOCK_N": 128}: 1.00x all-in at 7B/128, 2026-12-01)
         self.attention_options: dict = {}
         # wide_in_graph (with wide_sort off): after a step that had a wide row, the next step's graph runs
         # `sample_wide` itself (one sync a step, no eager launches after it); a step without one reverts. Opt-in
@@ -143,6 +141,7 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         self.graphs.clear()
         self.pool, self.length = None, 0
         self.resident = [None] * self.slots
+        self.inflight = None  # an overlapped chunk's leftover (no live rows: nothing in it is read)
 
     # ---- scheduling -------------------------------------------------------------------------------------
     def live(self) -> int:
@@ -169,7 +168,8 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
                 backend.seconds["decode"] += time.perf_counter() - started
         return finished
 
-    def _decode(self) -> list:
+    def _decode_now(self) -> list:
+        """One decode step, or a chunk of steps read before returning (`ChunkDecode._decode` decides)."""
         import torch
 
         top = max(i for i, r in enumerate(self.rows) if r is not None) + 1
