@@ -137,7 +137,45 @@ def profiled(backend, engine, phase: str, scheduler: str, run, top: int):
         print(f"    {t / per:8.1f} {c / per:6.1f}  {key[:90]}", flush=True)
 
 
-FLAGS = ("-lean", "-head", "-kv", "-fused", "-all", "-n128", "-cp", "-at", "-overlap")  # scheduler suffixes that switch one engine setting
+def sync_points(engine, run, top: int = 12):
+    """`run` with CUDA's sync debug mode on: each operation that waits for the device, by phase (prefill or decode)
+    and the last frames of its Python stack (userlm, simulator, transformers), with how often it waited."""
+    import traceback
+    import warnings
+    from collections import Counter
+
+    seen, phase, prefill = Counter(), ["decode"], engine._prefill
+
+    def wrapped(joining):
+        phase[0] = "prefill"
+        try:
+            return prefill(joining)
+        finally:
+            phase[0] = "decode"
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        frames = [f for f in traceback.extract_stack()[:-1]
+                  if any(part in f.filename for part in ("/userlm/", "/simulator/", "/transformers/"))]
+        seen[(phase[0], " < ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in frames[::-1][:4]))] += 1
+
+    engine._prefill = wrapped
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = show
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                run()
+            finally:
+                torch.cuda.set_sync_debug_mode(0)
+    finally:
+        engine.__dict__.pop("_prefill", None)
+    print(f"operations that waited for the device ({sum(seen.values())} waits; phase, count, where):", flush=True)
+    for (where_phase, where), n in seen.most_common(top):
+        print(f"    {where_phase:8s} {n:6d}  {where[:200]}", flush=True)
+
+
+FLAGS = ("-lean", "-head", "-kv", "-fused", "-all", "-n128", "-cp", "-at", "-overlap", "-res")  # scheduler suffixes that switch one engine setting
 
 
 def configure(backend, engine, scheduler: str, chunk: int):
@@ -158,6 +196,7 @@ def configure(backend, engine, scheduler: str, chunk: int):
         engine.attention_options = {"BLOCK_N": 128} if "-n128" in flags else {}  # flex decoding's key block
         engine.compile_prefill = "-cp" in flags  # prefill passes run the decode step's compiled pieces
         engine.autotune_decode = "-at" in flags  # the decode step's pieces compiled under max-autotune
+        engine.fuse_residual = "-res" in flags  # with -fused: the layers' residual adds folded into norm and product
         engine.overlap_chunks = "-overlap" in flags  # with -all: the next chunk queued before the last one is read
         # wide rows: Triton kernels (-triton: split rows up to 96, else one program a row; -triton-split, -triton-row)
         engine.wide_kernel = scheduler[scheduler.find("-triton") + 1:] if "-triton" in scheduler else "torch"
@@ -203,7 +242,8 @@ def main():
                              "before a tenth of their tokens would be padding; these flags in any order after the -triton part, also -all "
                              "(with -triton-rejection: every row drawn by rejection, no head), -n128 (flex decoding's "
                              "BLOCK_N 128) and -cp (prefill passes run the decode step's compiled pieces, dynamic shapes), -at (the decode step's pieces "
-                             "compiled under inductor's max-autotune), -overlap (with -all: each chunk queued before the last one is read)")
+                             "compiled under inductor's max-autotune), -overlap (with -all: each chunk queued before the last one is read), -res (with -fused: the "
+                             "layers' residual adds folded into the post-attention norm and the down projection)")
     parser.add_argument("--chunk", type=int, default=8, help="static-chunk's decode steps a round trip")
     parser.add_argument("--verify-sampling", action="store_true")
     parser.add_argument("--logit-scale", type=float, default=1.0,
@@ -213,6 +253,9 @@ def main():
                         help="each scheduler once more warm, then once under torch.profiler: its GPU kernel time "
                              "and kernels a decode step, the top kernels")
     parser.add_argument("--profile-top", type=int, default=12, help="kernels listed by --profile")
+    parser.add_argument("--sync-debug", action="store_true",
+                        help="CUDA: each scheduler once more with CUDA's sync debug mode, the operations that waited "
+                             "for the device listed by phase and place")
     args = parser.parse_args()
     torch.manual_seed(0)
     counts = [int(n) for n in args.conversations.split(",")]
@@ -332,6 +375,13 @@ def main():
               f"{backend.counts['decode']} steps had a row wider than the head", flush=True)
         engine.verify = False
         engine.reset()
+    if args.sync_debug and cuda and engine is not None:
+        for scheduler in dict.fromkeys(s for s in schedulers if s.startswith("static")):
+            configure(backend, engine, scheduler, args.chunk)
+            print(f"[{scheduler}] ", end="")
+            sync_points(engine, lambda: batched(  # noqa: B023 - called right away
+                backend, conversations(scenarios, max(counts)), user, max(counts), True, True))
+            engine.reset()
     if args.profile:  # each scheduler once more warm (graphs captured), then once under the profiler
         for scheduler in dict.fromkeys(schedulers):
             configure(backend, engine, scheduler, args.chunk)

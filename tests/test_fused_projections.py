@@ -29,24 +29,30 @@ def test_shared_projection_parts_equal_separate_linears():
 
 @pytest.mark.parametrize("temperature", [0.0, 0.9, 3.0])
 def test_engine_text_same_with_fused_projections(tiny_model, temperature):
+    """The same text with q/k/v and gate/up one matmul each, and with the layers' residual adds folded into the
+    post-attention norm and the down projection (`fuse_residual`, float32 on the CPU, uncompiled)."""
     from userlm.backends import GenerationRequest, Sampling
+    from userlm.backends.fused_residual import fusable
     from userlm.backends.hf import HFBackend
 
     chats = [[{"role": "user", "content": f"Tell me about idea {i}{', briefly' * (i % 3)}."}] for i in range(4)]
     texts = []
-    for fuse in (False, True):
+    for fuse, residual in ((False, False), (True, False), (True, True)):
         backend = HFBackend(tiny_model, max_batch=3, static_cache=True, compile_decode="off", dtype="float32")
-        backend.slots.fuse_projections = fuse
+        backend.slots.fuse_projections, backend.slots.fuse_residual = fuse, residual
         reqs = [GenerationRequest(c, Sampling(temperature, 0.9, 6 + 3 * i), seed=i) for i, c in enumerate(chats)]
         texts.append([(o.text, o.tokens) for o in backend.generate(reqs)])
         if fuse:
-            parts = backend.slots.fused[2]
+            parts = backend.slots.fused[1]
             layer = backend.model.model.layers[0]
-            assert sum(owner is layer.mlp for owner, *_ in parts) == 1
+            assert fusable(layer)  # Qwen2DecoderLayer, one tensor out
+            # the MLP's forward swapped, or (residual) the whole layer's, whose block reads the MLP's weights
+            assert sum(owner is (layer if residual else layer.mlp) for owner, *_ in parts) == 1
+            assert not any(owner is (layer.mlp if residual else layer) for owner, *_ in parts)
             projections = {id(getattr(layer.self_attn, n)) for n in ("q_proj", "k_proj", "v_proj")}
             assert {id(owner) for owner, *_ in parts} >= projections
             assert layer.self_attn.q_proj.weight.untyped_storage().data_ptr() == \
                 layer.self_attn.v_proj.weight.untyped_storage().data_ptr()
-            assert "forward" not in layer.mlp.__dict__  # swapped in for the decode step only
-    assert texts[0] == texts[1]
+            assert "forward" not in layer.mlp.__dict__ and "forward" not in layer.__dict__  # swapped in for a pass only
+    assert texts[0] == texts[1] == texts[2]
     assert sum(t[1] for t in texts[0]) > 10

@@ -187,18 +187,21 @@ def test_compiled_decode_matches_eager_decode(tiny_model):
     alone = compiled.generate([GenerationRequest(chats[0], hot, seed=7)])[0].text
     crowded = compiled.generate([GenerationRequest(c, hot, seed=7 if i == 0 else i) for i, c in enumerate(chats)])
     assert crowded[0].text == alone
-    parts = compiled.slots.fused[2]
+    parts = compiled.slots.fused[1]
     assert {name for _, name, *_ in parts} == {"forward", "apply_rotary_pos_emb"}
     assert all("forward" not in owner.__dict__ for owner, *_ in parts if isinstance(owner, torch.nn.Module))
     fused = HFBackend(tiny_model, max_batch=4, static_cache=True, compile_decode=True, dtype="float32")
     fused.slots.fuse_projections = True  # q/k/v and gate/up one matmul each, compiled with the rest
     fused.slots.fuse_kv_write = True  # and a step's key and value writes one compiled kernel
     assert [g.text for g in fused.generate(reqs)] == want
-    assert len(fused.slots.fused[2]) > len(parts) and fused.slots.kv_writer is not None
+    assert len(fused.slots.fused[1]) > len(parts) and fused.slots.kv_writer is not None
     fused.slots.compile_prefill = True  # prefill runs the same pieces, compiled for dynamic shapes
     assert [g.text for g in fused.generate(reqs)] == want
-    assert set(fused.slots.fused[3]) == {"decode", "prefill"}
-    assert all("forward" not in owner.__dict__ for owner, *_ in fused.slots.fused[2] if isinstance(owner, torch.nn.Module))
+    assert set(fused.slots.fused[2]) == {"decode", "prefill"}
+    fused.slots.fuse_residual = True  # and the layers' residual adds folded into the norm and the down projection
+    assert [g.text for g in fused.generate(reqs)] == want
+    assert any(owner is fused.model.model.layers[0] for owner, *_ in fused.slots.fused[1])
+    assert all("forward" not in owner.__dict__ for owner, *_ in fused.slots.fused[1] if isinstance(owner, torch.nn.Module))
 
 
 def test_kept_keys_values_read_per_layer_as_the_dynamic_engine_keeps_them(tiny_model):

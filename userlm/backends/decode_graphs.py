@@ -26,21 +26,25 @@ class DecodeGraphs:
     # autotune_decode (with compile_decode): the decode step's compiled pieces under inductor's max-autotune (its
     # Triton GEMM templates timed against cuBLAS for the MLP's products at each batch bucket; minutes to tune)
     autotune_decode = False
+    # fuse_residual (with fuse_projections): a known pre-norm layer's residual adds folded into its post-attention
+    # norm and its down projection (`fused_residual.py`)
+    fuse_residual = False
 
     def _fused_parts(self) -> list:
-        """(owner, attribute, replacement, compilable) for each piece swapped in during a pass: under
-        `compile_decode`, every RMSNorm module's forward, the modeling module's `apply_rotary_pos_emb`, and an
-        MLP's forward where its projections are plain `nn.Linear` (the activation fuses with the product; peft's
-        and bitsandbytes' layers stay eager), so only architecture-independent elementwise code is traced; under
-        `fuse_projections`, q/k/v and gate/up one matmul each (`fused_projections.py`; compiled with the rest).
-        Uncompiled here: `_compiled` compiles them per kind of pass."""
+        """(owner, attribute, build) for each piece swapped in during a pass, build(compile_fn) giving the
+        replacement: under `compile_decode`, every RMSNorm module's forward, the modeling module's
+        `apply_rotary_pos_emb`, and an MLP's forward where its projections are plain `nn.Linear` (the activation
+        fuses with the product; peft's and bitsandbytes' layers stay eager), so only architecture-independent
+        elementwise code is traced; under `fuse_projections`, q/k/v and gate/up one matmul each
+        (`fused_projections.py`; compiled with the rest), with `fuse_residual` the layers' residual adds folded in
+        (`fused_residual.py`). `_compiled` builds them per kind of pass."""
         import sys
 
         parts, seen = [], set()
         if self.fuse_projections:
             from userlm.backends.fused_projections import fused_parts
 
-            parts = fused_parts(self.model)
+            parts = fused_parts(self.model, residual=self.fuse_residual)
         if not self.compile_decode:
             return parts
         fused = {id(owner) for owner, *_ in parts}
@@ -49,11 +53,11 @@ class DecodeGraphs:
             if id(m) in fused:
                 continue
             if cls.__name__.endswith("RMSNorm") or (cls.__name__.endswith("MLP") and _plain_linears(m)):
-                parts.append((m, "forward", m.forward, True))
+                parts.append((m, "forward", lambda c, f=m.forward: c(f)))
             module = sys.modules.get(cls.__module__)
             if module is not None and id(module) not in seen and hasattr(module, "apply_rotary_pos_emb"):
                 seen.add(id(module))
-                parts.append((module, "apply_rotary_pos_emb", module.apply_rotary_pos_emb, True))
+                parts.append((module, "apply_rotary_pos_emb", lambda c, f=module.apply_rotary_pos_emb: c(f)))
         return parts
 
     @contextlib.contextmanager
@@ -67,18 +71,18 @@ class DecodeGraphs:
         import torch
         import torch._dynamo
 
-        if self.fused is None or self.fused[:2] != (self.compile_decode, self.fuse_projections):
-            self.fused = (self.compile_decode, self.fuse_projections, self._fused_parts(), {})
+        settings = (self.compile_decode, self.fuse_projections, self.fuse_residual)
+        if self.fused is None or self.fused[0] != settings:  # (settings, parts, {kind: replacements})
+            self.fused = (settings, self._fused_parts(), {})
             config = torch._dynamo.config  # one graph per batch bucket (1..slots) and piece, not 8
             config.recompile_limit = max(getattr(config, "recompile_limit", 8), 64)
-        by_kind = self.fused[3]
+        by_kind = self.fused[2]
         kind_key = kind + "-autotuned" * (self.autotune_decode and kind == "decode")
         if kind_key not in by_kind:
             mode = "max-autotune-no-cudagraphs" if self.autotune_decode and kind == "decode" else None
             compile_fn = (lambda fn: torch.compile(fn, dynamic=kind == "prefill" or None, mode=mode)) \
                 if self.compile_decode else (lambda fn: fn)
-            by_kind[kind_key] = [(owner, name, compile_fn(fn) if compilable else fn)
-                                 for owner, name, fn, compilable in self.fused[2]]
+            by_kind[kind_key] = [(owner, name, build(compile_fn)) for owner, name, build in self.fused[1]]
         parts = by_kind[kind_key]
         saved = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in parts]
         for owner, name, fn in parts:
@@ -193,7 +197,7 @@ class DecodeGraphs:
         key = (b, lb, self.gpu_sampling, self.compile_decode, self.live_attention, self.wide_inside, self.chunking,
                self.wide_sort, self.wide_kernel, self.fuse_projections, self.fuse_kv_write, self.compile_head,
                self.head_by_logits, self._by_rejection(), tuple(sorted(self.attention_options.items())),
-               self.autotune_decode)
+               self.autotune_decode, self.fuse_residual)
         graph = self.graphs.get(key)
         if graph is None:
             try:

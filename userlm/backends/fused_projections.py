@@ -73,18 +73,32 @@ def gate_up_forward(mlp, weight, sizes):
     return forward
 
 
-def fused_parts(model) -> list:
-    """(owner, attribute, replacement, compilable) for every fusable attention and MLP of `model` (weights
-    concatenated now, once); the MLP's forward is compilable (the engine's torch.compile wraps it), q/k/v's not."""
-    parts = []
+def fused_parts(model, residual: bool = False) -> list:
+    """(owner, attribute, build) for every fusable attention and MLP of `model` (weights concatenated now, once):
+    build(compile_fn) gives the replacement, the MLP's forward compiled by `compile_fn` (the engine's torch.compile),
+    q/k/v's not. With `residual`, a layer that `fused_residual` knows runs its post-attention half as one compiled
+    block, the residual adds folded in (its MLP's own forward is then not swapped)."""
+    from userlm.backends.fused_residual import fusable, layer_forward, post_attention
+
+    parts, done = [], set()
     for module in model.modules():
         names = [n for n in QKV if hasattr(module, n)]
         if len(names) == 3 and _plain([getattr(module, n) for n in QKV]):
             shared = SharedProjection([getattr(module, n) for n in QKV])
-            parts += [(getattr(module, n), "forward", shared.forward(i), False) for i, n in enumerate(QKV)]
-        # an *MLP with these four parts computes down(act(gate(x)) * up(x)) (Llama, Qwen2, Mistral, Gemma)
-        if type(module).__name__.endswith("MLP") and all(hasattr(module, n) for n in MLP_PARTS) \
-                and _plain([getattr(module, n) for n in GATE_UP]) and module.gate_proj.bias is None:
+            parts += [(getattr(module, n), "forward", lambda c, f=shared.forward(i): f) for i, n in enumerate(QKV)]
+        if residual and fusable(module) and _fusable_mlp(module.mlp) and _plain([module.mlp.down_proj]) \
+                and module.mlp.down_proj.bias is None:
+            weight, _, sizes = _concatenate([getattr(module.mlp, n) for n in GATE_UP])
+            block = post_attention(module, weight, sizes)
+            parts.append((module, "forward", lambda c, m=module, b=block: layer_forward(m, c(b))))
+            done.add(id(module.mlp))
+        if id(module) not in done and _fusable_mlp(module):
             weight, _, sizes = _concatenate([getattr(module, n) for n in GATE_UP])
-            parts.append((module, "forward", gate_up_forward(module, weight, sizes), True))
+            parts.append((module, "forward", lambda c, f=gate_up_forward(module, weight, sizes): c(f)))
     return parts
+
+
+def _fusable_mlp(module) -> bool:
+    """An *MLP with these four parts computes down(act(gate(x)) * up(x)) (Llama, Qwen2, Mistral, Gemma)."""
+    return type(module).__name__.endswith("MLP") and all(hasattr(module, n) for n in MLP_PARTS) \
+        and _plain([getattr(module, n) for n in GATE_UP]) and module.gate_proj.bias is None

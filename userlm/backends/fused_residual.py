@@ -1,0 +1,52 @@
+"""A pre-norm decoder layer's residual adds folded into its neighbours (the static engine's `fuse_residual`):
+h = x + attn(norm1(x)), out = h + mlp(norm2(h)). Eagerly each add is a kernel of its own (56 a 7B decode step,
+~0.1 ms with their launch gaps on an H200); here the first add and norm2 are one compiled kernel and the second add
+is the down projection's epilogue (`addmm` with h as its input: cuBLAS adds it while writing the product).
+
+Only layers whose forward is known to be that form (`LAYERS`, returning one tensor as transformers 5 does) with a
+plain MLP (`fused_projections._plain`, no bias) get it; any other layer keeps its forward. Hand-written: inductor
+cannot fuse an add into cuBLAS's product, and compiling the whole layer would trace the engine's attention."""
+
+from __future__ import annotations
+
+import inspect
+
+LAYERS = ("LlamaDecoderLayer", "Qwen2DecoderLayer", "Qwen3DecoderLayer", "MistralDecoderLayer")
+
+
+def fusable(layer) -> bool:
+    if type(layer).__name__ not in LAYERS:
+        return False
+    returns = inspect.signature(type(layer).forward).return_annotation
+    one_tensor = returns == "torch.Tensor" or getattr(returns, "__name__", None) == "Tensor"
+    return one_tensor and all(hasattr(layer, n) for n in ("input_layernorm", "self_attn", "post_attention_layernorm", "mlp"))
+
+
+def post_attention(layer, gate_up, sizes):
+    """h = residual + attended, then h + down(act(gate(norm2(h))) * up(norm2(h))), gate and up one product
+    (`gate_up`, the concatenated weights)."""
+    norm, mlp = layer.post_attention_layernorm, layer.mlp
+
+    def block(residual, attended):
+        import torch
+        import torch.nn.functional as F
+
+        hidden = residual + attended
+        gate, up = F.linear(type(norm).forward(norm, hidden), gate_up).split(sizes, dim=-1)
+        act = mlp.act_fn(gate) * up
+        flat = torch.addmm(hidden.reshape(-1, hidden.shape[-1]), act.reshape(-1, act.shape[-1]), mlp.down_proj.weight.t())
+        return flat.view(hidden.shape)
+    return block
+
+
+def layer_forward(layer, block):
+    """The layer's forward with `block` (compiled by the engine) after its attention; a call it does not expect
+    (positional arguments past the hidden states) goes to the layer's own forward."""
+    own = type(layer).forward.__get__(layer)
+
+    def forward(hidden_states, *args, **kwargs):
+        if args:
+            return own(hidden_states, *args, **kwargs)
+        attended, _ = layer.self_attn(hidden_states=layer.input_layernorm(hidden_states), **kwargs)
+        return block(hidden_states, attended)
+    return forward
