@@ -197,10 +197,10 @@ def test_compiled_decode_matches_eager_decode(tiny_model):
     assert len(fused.slots.fused[1]) > len(parts) and fused.slots.kv_writer is not None
     fused.slots.compile_prefill = True  # prefill runs the same pieces, compiled for dynamic shapes
     assert [g.text for g in fused.generate(reqs)] == want
-    assert set(fused.slots.fused[2]) == {"decode", "prefill"}
+    assert {kind for kind, *_ in fused.slots.fused[2]} == {"decode", "prefill"}
     fused.slots.fuse_residual = True  # and the layers' residual adds folded into the norm and the down projection
     assert [g.text for g in fused.generate(reqs)] == want
-    assert any(owner is fused.model.model.layers[0] for owner, *_ in fused.slots.fused[1])
+    assert any(owner is fused.model.model.layers[0] and when for owner, _, _, when in fused.slots.fused[1])
     assert all("forward" not in owner.__dict__ for owner, *_ in fused.slots.fused[1] if isinstance(owner, torch.nn.Module))
 
 

@@ -31,8 +31,8 @@ class DecodeGraphs:
     fuse_residual = False
 
     def _fused_parts(self) -> list:
-        """(owner, attribute, build) for each piece swapped in during a pass, build(compile_fn) giving the
-        replacement: under `compile_decode`, every RMSNorm module's forward, the modeling module's
+        """(owner, attribute, build, when) for each piece swapped in during a pass, build(compile_fn) giving the
+        replacement (`when`: see `fused_parts`): under `compile_decode`, every RMSNorm module's forward, the modeling module's
         `apply_rotary_pos_emb`, and an MLP's forward where its projections are plain `nn.Linear` (the activation
         fuses with the product; peft's and bitsandbytes' layers stay eager), so only architecture-independent
         elementwise code is traced; under `fuse_projections`, q/k/v and gate/up one matmul each
@@ -44,7 +44,7 @@ class DecodeGraphs:
         if self.fuse_projections:
             from userlm.backends.fused_projections import fused_parts
 
-            parts = fused_parts(self.model, residual=self.fuse_residual)
+            parts = fused_parts(self.model)
         if not self.compile_decode:
             return parts
         fused = {id(owner) for owner, *_ in parts}
@@ -53,11 +53,11 @@ class DecodeGraphs:
             if id(m) in fused:
                 continue
             if cls.__name__.endswith("RMSNorm") or (cls.__name__.endswith("MLP") and _plain_linears(m)):
-                parts.append((m, "forward", lambda c, f=m.forward: c(f)))
+                parts.append((m, "forward", lambda c, f=m.forward: c(f), None))
             module = sys.modules.get(cls.__module__)
             if module is not None and id(module) not in seen and hasattr(module, "apply_rotary_pos_emb"):
                 seen.add(id(module))
-                parts.append((module, "apply_rotary_pos_emb", lambda c, f=module.apply_rotary_pos_emb: c(f)))
+                parts.append((module, "apply_rotary_pos_emb", lambda c, f=module.apply_rotary_pos_emb: c(f), None))
         return parts
 
     @contextlib.contextmanager
@@ -71,18 +71,19 @@ class DecodeGraphs:
         import torch
         import torch._dynamo
 
-        settings = (self.compile_decode, self.fuse_projections, self.fuse_residual)
+        settings = (self.compile_decode, self.fuse_projections)
         if self.fused is None or self.fused[0] != settings:  # (settings, parts, {kind: replacements})
             self.fused = (settings, self._fused_parts(), {})
             config = torch._dynamo.config  # one graph per batch bucket (1..slots) and piece, not 8
             config.recompile_limit = max(getattr(config, "recompile_limit", 8), 64)
         by_kind = self.fused[2]
-        kind_key = kind + "-autotuned" * (self.autotune_decode and kind == "decode")
+        kind_key = (kind, self.autotune_decode and kind == "decode", self.fuse_residual)
         if kind_key not in by_kind:
             mode = "max-autotune-no-cudagraphs" if self.autotune_decode and kind == "decode" else None
             compile_fn = (lambda fn: torch.compile(fn, dynamic=kind == "prefill" or None, mode=mode)) \
                 if self.compile_decode else (lambda fn: fn)
-            by_kind[kind_key] = [(owner, name, build(compile_fn)) for owner, name, build in self.fused[1]]
+            by_kind[kind_key] = [(owner, name, build(compile_fn)) for owner, name, build, when in self.fused[1]
+                                 if when is None or when == self.fuse_residual]
         parts = by_kind[kind_key]
         saved = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in parts]
         for owner, name, fn in parts:

@@ -73,28 +73,31 @@ def gate_up_forward(mlp, weight, sizes):
     return forward
 
 
-def fused_parts(model, residual: bool = False) -> list:
-    """(owner, attribute, build) for every fusable attention and MLP of `model` (weights concatenated now, once):
-    build(compile_fn) gives the replacement, the MLP's forward compiled by `compile_fn` (the engine's torch.compile),
-    q/k/v's not. With `residual`, a layer that `fused_residual` knows runs its post-attention half as one compiled
-    block, the residual adds folded in (its MLP's own forward is then not swapped)."""
+def fused_parts(model) -> list:
+    """(owner, attribute, build, when) for every fusable attention and MLP of `model` (weights concatenated now,
+    once): build(compile_fn) gives the replacement, the MLP's forward compiled by `compile_fn` (the engine's
+    torch.compile), q/k/v's not. A layer that `fused_residual` knows also gets its whole forward, the post-attention
+    half one compiled block with the residual adds folded in; `when` says which of the two a pass swaps in: True
+    with the engine's `fuse_residual`, False without it, None always."""
     from userlm.backends.fused_residual import fusable, layer_forward, post_attention
 
-    parts, done = [], set()
+    parts, layers = [], {}
     for module in model.modules():
         names = [n for n in QKV if hasattr(module, n)]
         if len(names) == 3 and _plain([getattr(module, n) for n in QKV]):
             shared = SharedProjection([getattr(module, n) for n in QKV])
-            parts += [(getattr(module, n), "forward", lambda c, f=shared.forward(i): f) for i, n in enumerate(QKV)]
-        if residual and fusable(module) and _fusable_mlp(module.mlp) and _plain([module.mlp.down_proj]) \
+            parts += [(getattr(module, n), "forward", lambda c, f=shared.forward(i): f, None) for i, n in enumerate(QKV)]
+        if fusable(module) and _fusable_mlp(module.mlp) and _plain([module.mlp.down_proj]) \
                 and module.mlp.down_proj.bias is None:
-            weight, _, sizes = _concatenate([getattr(module.mlp, n) for n in GATE_UP])
-            block = post_attention(module, weight, sizes)
-            parts.append((module, "forward", lambda c, m=module, b=block: layer_forward(m, c(b))))
-            done.add(id(module.mlp))
-        if id(module) not in done and _fusable_mlp(module):
+            layers[id(module.mlp)] = module
+        if _fusable_mlp(module):
             weight, _, sizes = _concatenate([getattr(module, n) for n in GATE_UP])
-            parts.append((module, "forward", lambda c, f=gate_up_forward(module, weight, sizes): c(f)))
+            layer = layers.get(id(module))  # modules() gives a layer before its MLP
+            parts.append((module, "forward", lambda c, f=gate_up_forward(module, weight, sizes): c(f),
+                          False if layer is not None else None))
+            if layer is not None:
+                block = post_attention(layer, weight, sizes)
+                parts.append((layer, "forward", lambda c, m=layer, b=block: layer_forward(m, c(b)), True))
     return parts
 
 

@@ -152,9 +152,11 @@ class SlotPrefill:
         """(slot, row, tokens cached) in chunks of at most `prefill_tokens` padded tokens, shortest first; with
         `prefill_padding` < 1, a request that would make its chunk compute more than PREFILL_MIN tokens with more
         than that share of them left padding starts the next chunk instead (a pass of fewer tokens costs about its
-        weights' read whatever its padding)."""
+        weights' read whatever its padding). Every pass is queued before any is sampled: nothing in a pass waits for
+        the device, so the host builds the next pass while the GPU computes this one (each pass's draw, after them
+        all, waits once)."""
         placed = sorted(placed, key=lambda p: len(p[1].ids) - p[2])
-        finished, chunk, fed = [], [], 0
+        passes, chunk, fed = [], [], 0
         for item in placed + [None]:
             new = 0 if item is None else len(item[1].ids) - item[2]
             if item is not None:
@@ -165,12 +167,18 @@ class SlotPrefill:
                     fed += new
                     continue
             if chunk:
-                finished += self._prefill_chunk(chunk)
+                passes.append((chunk, self._prefill_chunk(chunk)))
             chunk, fed = [item], new
-        return finished
+        return [done for chunk, logits in passes for done in self._prefill_sampled(chunk, logits)]
 
-    def _prefill_chunk(self, chunk: list) -> list:
+    def _prefill_chunk(self, chunk: list):
+        """One prefill pass queued (no host sync: inputs go through pinned memory); its last positions' logits."""
         import torch
+
+        cuda = self.device.type == "cuda"
+
+        def upload(values):
+            return torch.tensor(values, pin_memory=cuda).to(self.device, non_blocking=True)
 
         width = max(len(row.ids) - reused for _, row, reused in chunk)
         lb = min(self.length, -(-max(len(row.ids) for _, row, _ in chunk) // LENGTH_BUCKET) * LENGTH_BUCKET)
@@ -183,22 +191,22 @@ class SlotPrefill:
             writes.append([self.trash] * pad + list(range(reused, len(row.ids))))
         self.backend.counts["prefill tokens"] += sum(len(row.ids) - reused for _, row, reused in chunk)
         self.backend.counts["prefill padded"] += width * len(chunk)  # what the forward computes
-        slots = torch.tensor([slot for slot, _, _ in chunk], device=self.device)
-        positions = torch.tensor(positions, device=self.device)
-        writes_t = torch.tensor(writes, device=self.device)
+        slots, positions, writes_t = upload([slot for slot, _, _ in chunk]), upload(positions), upload(writes)
         # query t of a row sees its positions 0..its own; a padded query sees position 0 only (see the mask's
         # first column), so that no row of the softmax is empty
         mask = (torch.arange(lb, device=self.device)[None, None, :] <= positions[:, :, None]).unsqueeze(1)
         self.mode = ("prefill", slots, writes_t, lb)
         with self._compiled("prefill") if self.compile_prefill else contextlib.nullcontext():
-            logits = self._forward(input_ids=torch.tensor(feed, device=self.device), position_ids=positions,
-                                   attention_mask=mask)
+            logits = self._forward(input_ids=upload(feed), position_ids=positions, attention_mask=mask)
         self.mode = None
         self.backend.counts["prefill"] += 1
-        for slot, row, _ in chunk:
+        for slot, row, _ in chunk:  # slices: a single element's assignment would copy from the host and wait
             self.mask[slot, :] = False
-            self.mask[slot, : len(row.ids)] = True
-            self.mask[slot, 0] = True
+            self.mask[slot, : len(row.ids)] = True  # position 0 with them (an empty slot's attends to it alone)
+        return logits
+
+    def _prefill_sampled(self, chunk: list, logits) -> list:
+        """A pass's first tokens drawn (`backend._sample`, which waits for the device) and its finished rows."""
         rows = [row for _, row, _ in chunk]
         self.backend._sample(rows, logits)
         finished = []

@@ -306,5 +306,5 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         self.rows[slot] = None
         self.ahead.pop(slot, None)
         self.mask[slot, :] = False
-        self.mask[slot, 0] = True
+        self.mask[slot, :1] = True  # a slice: one element's assignment copies from the host and waits for the device
         return self.backend._finish(row, kv)
