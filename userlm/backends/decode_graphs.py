@@ -27,8 +27,14 @@ class DecodeGraphs:
     # Triton GEMM templates timed against cuBLAS for the MLP's products at each batch bucket; minutes to tune)
     autotune_decode = False
     # fuse_residual (with fuse_projections): a known pre-norm layer's residual adds folded into its post-attention
-    # norm and its down projection (`fused_residual.py`)
-    fuse_residual = False
+    # norm and its down projection (`fused_residual.py`). None: with compile_decode on CUDA, where measured (H200,
+    # 7B/128, 2026-12-01: 1.03x all-in side by side; results/benchmarks/2026-12-01-h200-prefill-overlap.md)
+    fuse_residual: bool | None = None
+
+    def _residual(self) -> bool:
+        if self.fuse_residual is not None:
+            return self.fuse_residual
+        return bool(self.compile_decode) and self.device.type == "cuda"
 
     def _fused_parts(self) -> list:
         """(owner, attribute, build, when) for each piece swapped in during a pass, build(compile_fn) giving the
@@ -77,13 +83,14 @@ class DecodeGraphs:
             config = torch._dynamo.config  # one graph per batch bucket (1..slots) and piece, not 8
             config.recompile_limit = max(getattr(config, "recompile_limit", 8), 64)
         by_kind = self.fused[2]
-        kind_key = (kind, self.autotune_decode and kind == "decode", self.fuse_residual)
+        residual = self._residual()
+        kind_key = (kind, self.autotune_decode and kind == "decode", residual)
         if kind_key not in by_kind:
             mode = "max-autotune-no-cudagraphs" if self.autotune_decode and kind == "decode" else None
             compile_fn = (lambda fn: torch.compile(fn, dynamic=kind == "prefill" or None, mode=mode)) \
                 if self.compile_decode else (lambda fn: fn)
             by_kind[kind_key] = [(owner, name, build(compile_fn)) for owner, name, build, when in self.fused[1]
-                                 if when is None or when == self.fuse_residual]
+                                 if when is None or when == residual]
         parts = by_kind[kind_key]
         saved = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in parts]
         for owner, name, fn in parts:
@@ -198,7 +205,7 @@ class DecodeGraphs:
         key = (b, lb, self.gpu_sampling, self.compile_decode, self.live_attention, self.wide_inside, self.chunking,
                self.wide_sort, self.wide_kernel, self.fuse_projections, self.fuse_kv_write, self.compile_head,
                self.head_by_logits, self._by_rejection(), tuple(sorted(self.attention_options.items())),
-               self.autotune_decode, self.fuse_residual)
+               self.autotune_decode, self._residual())
         graph = self.graphs.get(key)
         if graph is None:
             try:

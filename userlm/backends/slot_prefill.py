@@ -43,8 +43,10 @@ class SlotPrefill:
     share_prefixes = False  # replay turns it on for its runs (simulator/replay.py)
     prefill_padding = 1.0  # the largest share of a pass's padded tokens left padding may take (1: no limit)
     # compile_prefill (with compile_decode): a prefill pass runs the decode step's fused pieces (`_compiled`: norms,
-    # rotary, the MLP's activation; q/k/v and gate/up one matmul each), compiled for dynamic shapes
-    compile_prefill = False
+    # rotary, the MLP's activation; q/k/v and gate/up one matmul each), compiled for dynamic shapes. None: with
+    # compile_decode on CUDA, where measured (H200, 7B/128, 2026-12-01: prefill 1.4 -> 1.2 s, 1.05x all-in side by
+    # side; a first run compiles for ~4 s more; results/benchmarks/2026-12-01-h200-prefill-overlap.md)
+    compile_prefill: bool | None = None
 
     def _sources(self, prepared: list) -> tuple[list, list]:
         """For each prepared [key, request, ids, reused, old_kv]: (slot, n) to copy n cached tokens from (a slot
@@ -196,7 +198,8 @@ class SlotPrefill:
         # first column), so that no row of the softmax is empty
         mask = (torch.arange(lb, device=self.device)[None, None, :] <= positions[:, :, None]).unsqueeze(1)
         self.mode = ("prefill", slots, writes_t, lb)
-        with self._compiled("prefill") if self.compile_prefill else contextlib.nullcontext():
+        compiled = self.compile_prefill if self.compile_prefill is not None else bool(self.compile_decode) and cuda
+        with self._compiled("prefill") if compiled else contextlib.nullcontext():
             logits = self._forward(input_ids=upload(feed), position_ids=positions, attention_mask=mask)
         self.mode = None
         self.backend.counts["prefill"] += 1
