@@ -13,6 +13,7 @@ import argparse
 import time
 
 import torch
+from bench_profiling import profiled, sync_points  # benchmarks/ is the script's directory
 
 from simulator.loop import Conversation, Side, run_conversations
 from simulator.run import conversation_seed
@@ -74,105 +75,6 @@ def batched(backend, convs, user: UserSpec, batch_size: int, continuous: bool, p
     run_conversations(convs, batch_size, on_finish=lambda c: None,
                       on_step=lambda live, n, turns: tokens.__setitem__(0, tokens[0] + n))
     return tokens[0], time.perf_counter() - started
-
-
-def profiled(backend, engine, phase: str, scheduler: str, run, top: int):
-    """`run` under torch.profiler: its kernels inside the engine's `_prefill` ("prefill": each prefill profiled on
-    its own, summed), outside it ("decode": collection toggled off during prefill), or all of them ("all"); prints
-    the kernel time a decode step (or a prefill pass) and the top kernels (operators on a CPU)."""
-    from collections import defaultdict
-
-    from torch.profiler import ProfilerActivity, profile
-
-    cuda = backend.device.type == "cuda"
-    activities = [ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    own = (lambda e: e.self_device_time_total) if cuda else (lambda e: e.self_cpu_time_total)  # us
-    totals = defaultdict(lambda: [0.0, 0])  # kernel -> [us, calls]
-
-    def add(prof):
-        for e in prof.key_averages():
-            if own(e) > 0:
-                totals[e.key][0] += own(e)
-                totals[e.key][1] += e.count
-
-    prefill = engine._prefill if phase != "all" else None
-
-    def wrapped(joining):
-        sync()
-        if phase == "prefill":
-            with profile(activities=activities) as prof:
-                out = prefill(joining)
-                sync()
-            add(prof)
-            return out
-        outer.toggle_collection_dynamic(False, activities)  # decode: none of prefill's kernels
-        try:
-            return prefill(joining)
-        finally:
-            sync()
-            outer.toggle_collection_dynamic(True, activities)
-
-    if prefill is not None:
-        engine._prefill = wrapped
-    try:
-        if phase == "prefill":
-            run()
-        else:
-            with profile(activities=activities) as outer:
-                run()
-                sync()
-            add(outer)
-    finally:
-        engine.__dict__.pop("_prefill", None)
-    per = max(backend.counts["prefill" if phase == "prefill" else "decode"], 1)
-    unit = "prefill pass" if phase == "prefill" else "decode step"
-    total = sum(t for t, _ in totals.values())
-    print(f"profile of a warm {scheduler} run, {phase} {'kernels' if cuda else 'operators'} ({per} {unit}"
-          f"{'es' if phase == 'prefill' else 's'}; " + ", ".join(f"{k} {v:.2f} s" for k, v in backend.seconds.most_common())
-          + f"): {total / per:.0f} us a {unit} ({total / 1e6:.3f} s in all), "
-          f"{sum(c for _, c in totals.values()) / per:.0f} calls a {unit}; the top ones (us a {unit}, calls a {unit}):",
-          flush=True)
-    for key, (t, c) in sorted(totals.items(), key=lambda kv: -kv[1][0])[:top]:
-        print(f"    {t / per:8.1f} {c / per:6.1f}  {key[:90]}", flush=True)
-
-
-def sync_points(engine, run, top: int = 12):
-    """`run` with CUDA's sync debug mode on: each operation that waits for the device, by phase (prefill or decode)
-    and the last frames of its Python stack (userlm, simulator, transformers), with how often it waited."""
-    import traceback
-    import warnings
-    from collections import Counter
-
-    seen, phase, prefill = Counter(), ["decode"], engine._prefill
-
-    def wrapped(joining):
-        phase[0] = "prefill"
-        try:
-            return prefill(joining)
-        finally:
-            phase[0] = "decode"
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        frames = [f for f in traceback.extract_stack()[:-1]
-                  if any(part in f.filename for part in ("/userlm/", "/simulator/", "/transformers/"))]
-        seen[(phase[0], " < ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in frames[::-1][:4]))] += 1
-
-    engine._prefill = wrapped
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            warnings.showwarning = show
-            torch.cuda.set_sync_debug_mode("warn")
-            try:
-                run()
-            finally:
-                torch.cuda.set_sync_debug_mode(0)
-    finally:
-        engine.__dict__.pop("_prefill", None)
-    print(f"operations that waited for the device ({sum(seen.values())} waits; phase, count, where):", flush=True)
-    for (where_phase, where), n in seen.most_common(top):
-        print(f"    {where_phase:8s} {n:6d}  {where[:200]}", flush=True)
 
 
 FLAGS = ("-lean", "-head", "-kv", "-fused", "-all", "-n128", "-cp", "-at", "-overlap", "-res")  # scheduler suffixes that switch one engine setting

@@ -33,6 +33,14 @@ import time
 AHEAD = 64  # uniforms drawn at once per row
 
 
+def batch_bucket(n: int, limit: int) -> int:
+    """The decode batch for slots [0, n): the next power of two, at most `limit` (one CUDA graph each)."""
+    b = 1
+    while b < n:
+        b *= 2
+    return min(b, limit)
+
+
 class ChunkDecode:
     """Mixin for `SlotEngine`: `ahead` (slot -> (row, queue of its next uniforms)), `ahead_size`, `decode_chunk`."""
 
@@ -94,12 +102,10 @@ class ChunkDecode:
         way to pinned host memory, the event after them)."""
         import torch
 
-        from userlm.backends.static_cache import _bucket
-
         cuda = self.device.type == "cuda"
         started = time.perf_counter()
         ahead = self.inflight[0] if self.inflight is not None else None  # slot -> row of the chunk in flight
-        b = _bucket(rows[-1][0] + 1, self.slots)
+        b = batch_bucket(rows[-1][0] + 1, self.slots)
         if ahead is None:  # every slot from the host: live rows where they are, the others parked
             fresh, parked = rows, [i for i in range(self.slots) if self.rows[i] is None]
         else:  # only what changed since the chunk in flight was queued

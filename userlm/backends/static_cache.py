@@ -28,17 +28,10 @@ import time
 from collections.abc import Hashable
 
 from userlm.backends import live_attention, triton_top_p
-from userlm.backends.chunk_decode import ChunkDecode
+from userlm.backends.chunk_decode import ChunkDecode, batch_bucket
 from userlm.backends.decode_graphs import DecodeGraphs
 from userlm.backends.slot_kv import SlotBuffers, SlotKV, register_slot_attention, slot_cache_class
 from userlm.backends.slot_prefill import LENGTH_BUCKET, SlotPrefill
-
-
-def _bucket(n: int, limit: int) -> int:
-    b = 1
-    while b < n:
-        b *= 2
-    return min(b, limit)
 
 
 class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
@@ -173,7 +166,7 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         import torch
 
         top = max(i for i, r in enumerate(self.rows) if r is not None) + 1
-        b = _bucket(top, self.slots)
+        b = batch_bucket(top, self.slots)
         longest = max(len(r.ids) for r in self.rows if r is not None) + 1
         k = self._chunk_size()
         self._ensure_length(longest + k - 1)
