@@ -101,3 +101,58 @@ def sync_points(engine, run, top: int = 12):
     print(f"operations that waited for the device ({sum(seen.values())} waits; phase, count, where):", flush=True)
     for (where_phase, where), n in seen.most_common(top):
         print(f"    {where_phase:8s} {n:6d}  {where[:200]}", flush=True)
+
+
+def idle_gaps(engine, run, top: int = 12):
+    """`run` with each of the engine's prefills profiled (host operators with their Python stacks, and kernels):
+    how long the GPU sat idle inside prefill (before its first kernel, between kernels, after its last) and, for the
+    gaps between kernels, the host code that ran meanwhile (the innermost userlm, simulator or transformers frame of
+    each operator overlapping a gap, by overlap)."""
+    from collections import Counter
+
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    prefill, where, totals = engine._prefill, Counter(), Counter()
+
+    def frame(event) -> str:
+        frames = [f for f in (event.stack or []) if any(p in f for p in ("/userlm/", "/simulator/", "/transformers/"))]
+        return (frames[0].rsplit("/", 1)[-1] if frames else "(no Python frame)") + f" {event.name}"
+
+    def wrapped(joining):
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], with_stack=True) as prof:
+            out = prefill(joining)
+            torch.cuda.synchronize()
+        events = prof.events()
+        kernels = sorted((e for e in events if e.device_type == DeviceType.CUDA), key=lambda e: e.time_range.start)
+        host = [e for e in events if e.device_type == DeviceType.CPU]
+        if not kernels or not host:
+            return out
+        start, stop = min(e.time_range.start for e in host), max(e.time_range.end for e in host)
+        totals["calls"] += 1
+        totals["before the first kernel"] += kernels[0].time_range.start - start
+        totals["after the last kernel"] += max(0, stop - max(k.time_range.end for k in kernels))
+        end = kernels[0].time_range.end
+        for k in kernels[1:]:
+            if k.time_range.start > end + 20:  # us; a launch's own latency is a few
+                gap = (end, k.time_range.start)
+                totals["between kernels"] += gap[1] - gap[0]
+                for e in host:
+                    overlap = min(gap[1], e.time_range.end) - max(gap[0], e.time_range.start)
+                    if overlap > 0 and not e.cpu_children:  # innermost operators only
+                        where[frame(e)] += overlap
+            end = max(end, k.time_range.end)
+        return out
+
+    engine._prefill = wrapped
+    try:
+        run()
+    finally:
+        engine.__dict__.pop("_prefill", None)
+    calls = max(totals.pop("calls", 0), 1)
+    print(f"GPU idle inside {calls} prefill calls (ms a call): " + ", ".join(
+        f"{k} {v / 1000 / calls:.1f}" for k, v in totals.items()) + "; host code during the gaps between kernels "
+        "(ms a call, innermost operators):", flush=True)
+    for name, us in where.most_common(top):
+        print(f"    {us / 1000 / calls:8.2f}  {name[:150]}", flush=True)

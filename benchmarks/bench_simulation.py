@@ -13,7 +13,7 @@ import argparse
 import time
 
 import torch
-from bench_profiling import profiled, sync_points  # benchmarks/ is the script's directory
+from bench_profiling import idle_gaps, profiled, sync_points  # benchmarks/ is the script's directory
 
 from simulator.loop import Conversation, Side, run_conversations
 from simulator.run import conversation_seed
@@ -157,7 +157,8 @@ def main():
     parser.add_argument("--profile-top", type=int, default=12, help="kernels listed by --profile")
     parser.add_argument("--sync-debug", action="store_true",
                         help="CUDA: each scheduler once more with CUDA's sync debug mode, the operations that waited "
-                             "for the device listed by phase and place")
+                             "for the device listed by phase and place; then once more with prefill's idle GPU time "
+                             "and the host code that ran during it")
     args = parser.parse_args()
     torch.manual_seed(0)
     counts = [int(n) for n in args.conversations.split(",")]
@@ -282,6 +283,9 @@ def main():
             configure(backend, engine, scheduler, args.chunk)
             print(f"[{scheduler}] ", end="")
             sync_points(engine, lambda: batched(  # noqa: B023 - called right away
+                backend, conversations(scenarios, max(counts)), user, max(counts), True, True))
+            print(f"[{scheduler}] ", end="")
+            idle_gaps(engine, lambda: batched(  # noqa: B023 - called right away
                 backend, conversations(scenarios, max(counts)), user, max(counts), True, True))
             engine.reset()
     if args.profile:  # each scheduler once more warm (graphs captured), then once under the profiler
