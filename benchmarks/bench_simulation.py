@@ -77,7 +77,7 @@ def batched(backend, convs, user: UserSpec, batch_size: int, continuous: bool, p
     return tokens[0], time.perf_counter() - started
 
 
-FLAGS = ("-lean", "-head", "-kv", "-fused", "-all", "-n128", "-cp", "-at", "-overlap", "-res")  # scheduler suffixes that switch one engine setting
+FLAGS = ("-lean", "-head", "-kv", "-fused", "-all", "-n128", "-cp", "-at", "-overlap", "-res", "-pad25")  # scheduler suffixes that switch one engine setting
 
 
 def configure(backend, engine, scheduler: str, chunk: int):
@@ -90,6 +90,7 @@ def configure(backend, engine, scheduler: str, chunk: int):
             scheduler = scheduler.removesuffix(tail)
         # prefill passes closed before a tenth of their tokens would be padding (`prefill_padding`); without: no limit
         engine.prefill_padding = 0.1 if "-lean" in flags else 1.0
+        engine.prefill_padding = 0.25 if "-pad25" in flags else engine.prefill_padding  # fewer, more padded passes
         # the sampling head compiled and its top 128 chosen by the bf16 logits (`head_topk`); without: as before
         engine.compile_head = engine.head_by_logits = "-head" in flags
         engine.fuse_kv_write = "-kv" in flags  # a step's key and value writes one kernel a layer
@@ -145,7 +146,8 @@ def main():
                              "(with -triton-rejection: every row drawn by rejection, no head), -n128 (flex decoding's "
                              "BLOCK_N 128) and -cp (prefill passes run the decode step's compiled pieces, dynamic shapes), -at (the decode step's pieces "
                              "compiled under inductor's max-autotune), -overlap (with -all: each chunk queued before the last one is read), -res (with -fused: the "
-                             "layers' residual adds folded into the post-attention norm and the down projection)")
+                             "layers' residual adds folded into the post-attention norm and the down projection), -pad25 (prefill passes "
+                             "closed before a quarter of their tokens would be padding)")
     parser.add_argument("--chunk", type=int, default=8, help="static-chunk's decode steps a round trip")
     parser.add_argument("--verify-sampling", action="store_true")
     parser.add_argument("--logit-scale", type=float, default=1.0,
