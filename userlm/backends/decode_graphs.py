@@ -3,7 +3,8 @@ length bucket) as a CUDA graph, then replayed (one launch instead of ~15 a layer
 fails. With `compile_decode`, the RMSNorms and the rotary embedding of the decode step run as kernels fused by
 `torch.compile` (inductor), captured into the same graph: at 7B's shapes the graph is otherwise ~45 kernels a
 layer, two thirds of them small elementwise ones that cost more than the weights' read (results/benchmarks/).
-Only the decode step is compiled (fixed shapes per bucket); prefill stays eager."""
+The decode step's pieces are compiled for its fixed shapes (one graph per batch bucket); with `compile_prefill`
+(`slot_prefill.py`) prefill runs the same pieces compiled for dynamic shapes, without CUDA graphs."""
 
 from __future__ import annotations
 
