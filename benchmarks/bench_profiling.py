@@ -82,6 +82,8 @@ def sync_points(engine, run, top: int = 12):
             phase[0] = "decode"
 
     def show(message, category, filename, lineno, file=None, line=None):
+        if "synchroniz" not in str(message):  # another warning, not a wait
+            return
         frames = [f for f in traceback.extract_stack()[:-1]
                   if any(part in f.filename for part in ("/userlm/", "/simulator/", "/transformers/"))]
         seen[(phase[0], " < ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in frames[::-1][:4]))] += 1

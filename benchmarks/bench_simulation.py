@@ -147,7 +147,8 @@ def main():
                              "BLOCK_N 128) and -cp (prefill passes run the decode step's compiled pieces, dynamic shapes), -at (the decode step's pieces "
                              "compiled under inductor's max-autotune), -overlap (with -all: each chunk queued before the last one is read), -res (with -fused: the "
                              "layers' residual adds folded into the post-attention norm and the down projection), -pad25 (prefill passes "
-                             "closed before a quarter of their tokens would be padding)")
+                             "closed before a quarter of their tokens would be padding). A setting without its flag is off, "
+                             "whatever the engine's default")
     parser.add_argument("--chunk", type=int, default=8, help="static-chunk's decode steps a round trip")
     parser.add_argument("--verify-sampling", action="store_true")
     parser.add_argument("--logit-scale", type=float, default=1.0,

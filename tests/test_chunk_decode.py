@@ -57,7 +57,7 @@ def test_row_take_stops_at_stop_token_or_budget():
             if t in stops or len(row.generated) >= row.sampling.max_new_tokens:
                 break
 
-    stops = frozenset({2, 9})
+    stops = [2, 9]
     for tokens in [(5, 6, 7), (5, 2, 7), (2,), (), (4, 4, 9, 2), (1, 1, 1, 1, 1, 1)]:
         for budget in (1, 2, 3, 4, 10):
             a, b = (Row("k", [1, 3], Sampling(max_new_tokens=budget), None, [8]) for _ in range(2))
@@ -110,7 +110,7 @@ def test_overlap_queues_nothing_past_every_rows_budget(tiny_model):
     for overlap in (False, True):
         backend = HFBackend(tiny_model, max_batch=3, static_cache=True, compile_decode="off", dtype="float32",
                             cuda_graphs=False)
-        backend.stop_ids, backend.stop_set = [], frozenset()  # no stop token: every row runs to its budget
+        backend.stop_ids = []  # no stop token: every row runs to its budget
         engine = backend.slots
         engine.live_attention, engine.decode_chunk, engine.ahead_size, engine.wide_sort = True, 4, 64, False
         engine.wide_kernel, engine.rejection_every_row, engine.overlap_chunks = "rejection", True, overlap
@@ -120,3 +120,31 @@ def test_overlap_queues_nothing_past_every_rows_budget(tiny_model):
         steps.append(backend.counts["decode"])
         assert (backend.counts["chunks queued ahead"] > 0) == overlap
     assert steps[0] == steps[1] and texts[:2] == texts[2:]
+
+
+def test_overlap_parks_empty_slots_when_buffers_grow(tiny_model):
+    """Overlapped chunks: a prompt whose budget needs longer buffers joins while a chunk is in flight and a slot has
+    long been empty. The buffers' spare position (`trash`, where an empty slot writes) moves when they grow; every
+    empty slot must be parked there again, or it would count as live and walk past the buffers' end."""
+    from userlm.backends import GenerationRequest, Sampling
+    from userlm.backends.hf import HFBackend
+
+    backend = HFBackend(tiny_model, max_batch=4, static_cache=True, compile_decode="off", dtype="float32",
+                        cuda_graphs=False)
+    backend.stop_ids = []  # every row runs to its budget
+    engine = backend.slots
+    engine.live_attention, engine.decode_chunk, engine.ahead_size, engine.wide_sort = True, 4, 64, False
+    engine.wide_kernel, engine.rejection_every_row, engine.overlap_chunks = "rejection", True, True
+    chat = [{"role": "user", "content": "Tell me about an idea."}]
+    for seed, (key, budget) in enumerate((("d", 3), ("e", 3), ("a", 10), ("b", 200))):  # slots 0, 1, 2, 3
+        backend.submit(key, GenerationRequest(chat, Sampling(0.9, 0.9, budget), seed=seed))
+    done = {}
+    while "a" not in done:  # d and e leave early (their slots empty for chunks), then a
+        done.update(backend.step())
+    length = engine.length
+    backend.submit("c", GenerationRequest(chat, Sampling(0.9, 0.9, 1030), seed=9))  # past 1,024 positions
+    for _ in range(4):
+        empty = [i for i, r in enumerate(engine.rows) if r is None]
+        backend.step()
+        assert all(int(engine.writes[i]) == engine.trash for i in empty if engine.rows[i] is None), empty
+    assert engine.length > length and backend.counts["chunks queued ahead"] > 0

@@ -28,12 +28,17 @@ def test_shared_projection_parts_equal_separate_linears():
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.9, 3.0])
-def test_engine_text_same_with_fused_projections(tiny_model, temperature):
+def test_engine_text_same_with_fused_projections(tiny_model, temperature, monkeypatch):
     """The same text with q/k/v and gate/up one matmul each, and with the layers' residual adds folded into the
     post-attention norm and the down projection (`fuse_residual`, float32 on the CPU, uncompiled)."""
-    from userlm.backends import GenerationRequest, Sampling
+    from userlm.backends import GenerationRequest, Sampling, fused_residual
     from userlm.backends.fused_residual import fusable
     from userlm.backends.hf import HFBackend
+
+    ran = []  # the folded block's calls: a layer forward that fell back to the layer's own would not count
+    built = fused_residual.post_attention
+    monkeypatch.setattr(fused_residual, "post_attention", lambda *a: (
+        lambda block: lambda residual, attended: ran.append(1) or block(residual, attended))(built(*a)))
 
     chats = [[{"role": "user", "content": f"Tell me about idea {i}{', briefly' * (i % 3)}."}] for i in range(4)]
     texts = []
@@ -55,4 +60,4 @@ def test_engine_text_same_with_fused_projections(tiny_model, temperature):
                 layer.self_attn.v_proj.weight.untyped_storage().data_ptr()
             assert "forward" not in layer.mlp.__dict__ and "forward" not in layer.__dict__  # swapped in for a pass only
     assert texts[0] == texts[1] == texts[2]
-    assert sum(t[1] for t in texts[0]) > 10
+    assert sum(t[1] for t in texts[0]) > 10 and len(ran) > 10

@@ -73,6 +73,14 @@ class ChunkDecode:
     def _consume(self, slot: int, n: int) -> None:
         del self.ahead[slot][1][:n]
 
+    def _accept(self, slot: int, row, tokens) -> bool:
+        """The row in `slot` takes a chunk's `tokens` up to its stop or budget (`Row.take`), its uniforms for them
+        consumed; True where it is done."""
+        accepted = row.take(tokens, self.backend.stop_ids)
+        self._consume(slot, accepted)
+        self.backend.counts["chunk tokens"] += accepted
+        return self.backend._done(row)
+
     def _overlapped(self) -> bool:
         return self.overlap_chunks and self._by_rejection() and self._chunk_size() > 1
 
@@ -104,13 +112,13 @@ class ChunkDecode:
 
         cuda = self.device.type == "cuda"
         started = time.perf_counter()
+        self.wide_inside = False  # (part of the graph's key; every row is drawn by rejection here)
         ahead = self.inflight[0] if self.inflight is not None else None  # slot -> row of the chunk in flight
         b = batch_bucket(rows[-1][0] + 1, self.slots)
-        if ahead is None:  # every slot from the host: live rows where they are, the others parked
-            fresh, parked = rows, [i for i in range(self.slots) if self.rows[i] is None]
-        else:  # only what changed since the chunk in flight was queued
-            fresh = [(i, r) for i, r in rows if ahead.get(i) is not r]
-            parked = [i for i in ahead if self.rows[i] is None]
+        # live rows the device does not already advance from the chunk in flight start from the host; every empty
+        # slot is parked at `trash` again (it moves when the buffers grow)
+        fresh = rows if ahead is None else [(i, r) for i, r in rows if ahead.get(i) is not r]
+        parked = [i for i in range(self.slots) if self.rows[i] is None]
         if fresh or parked:
             at = torch.tensor([i for i, _ in fresh] + parked, pin_memory=cuda).to(self.device, non_blocking=True)
             values = torch.tensor([[r.generated[-1] for _, r in fresh] + [0] * len(parked),
@@ -154,15 +162,12 @@ class ChunkDecode:
             event.synchronize()
         got = got.tolist()
         self.backend.seconds["decode forward"] += time.perf_counter() - started
-        k, done, finished = len(got) // 2, self.backend._done, []
+        k, finished = len(got) // 2, []
         columns = list(zip(*got[:k]))  # slot i's k tokens
         for i, r in ahead.items():
             if self.rows[i] is not r:
                 continue
-            accepted = r.take(columns[i], self.backend.stop_set)
-            self._consume(i, accepted)
-            self.backend.counts["chunk tokens"] += accepted
-            if done(r):
+            if self._accept(i, r, columns[i]):
                 finished.append(self._finish(i))
         return finished
 
@@ -232,19 +237,15 @@ class ChunkDecode:
         self.wide_steps += sum(wide_rows)
         retry = False  # some row was wide at a step its graph did not draw wide rows: it runs that step again
         finished = []
-        done, stops = self.backend._done, self.backend.stop_set
         columns = list(zip(*got))  # slot i's k tokens, then its k wide flags
         for i, r in zip(index, rows):
             column = columns[i]
             wide_at = column.index(1, k) - k if not self.wide_inside and 1 in column[k:] else k
-            accepted = r.take(column[:wide_at], stops)
-            if wide_at < k and not done(r):
+            if self._accept(i, r, column[:wide_at]):
+                finished.append(self._finish(i))
+            elif wide_at < k:
                 retry = True
                 self.mask[i, len(r.ids) + 1:] = False  # steps it runs again (read by masked SDPA only)
-            self._consume(i, accepted)
-            self.backend.counts["chunk tokens"] += accepted
-            if done(r):
-                finished.append(self._finish(i))
         self.backend.counts["chunk retries"] += retry
         self.last_wide = retry or (self.wide_inside and any(wide_rows))
         return finished

@@ -1,7 +1,8 @@
 """A pre-norm decoder layer's residual adds folded into its neighbours (the static engine's `fuse_residual`):
 h = x + attn(norm1(x)), out = h + mlp(norm2(h)). Eagerly each add is a kernel of its own (56 a 7B decode step,
-~0.1 ms with their launch gaps on an H200); here the first add and norm2 are one compiled kernel and the second add
-is the down projection's epilogue (`addmm` with h as its input: cuBLAS adds it while writing the product).
+~0.1 ms with their launch gaps on an H200); here the first add and norm2 are one compiled kernel, and the second add
+is cuBLAS's beta = 1 accumulation into h (`addmm` with h as its input; ATen copies a 2-D input into the output
+first, so that add becomes a copy, not a saving: the first fusion is what was measured, 1.03x all-in at 7B/128).
 
 Only layers whose forward is known to be that form (`LAYERS`, returning one tensor as transformers 5 does) with a
 plain MLP (`fused_projections._plain`, no bias) get it; any other layer keeps its forward. Hand-written: inductor

@@ -70,7 +70,6 @@ class HFBackend(HFScoring, Backend):
         self.max_batch = max_batch
         self.prefix_cache, self.continuous = prefix_cache, continuous  # off only to measure what they gain
         self.stop_ids = stop_token_ids(self.tokenizer)
-        self.stop_set = frozenset(self.stop_ids)
         self.waiting: deque = deque()
         self.rows: list[Row] = []
         self.cache = None  # the live rows' KV cache, left-padded to a common length

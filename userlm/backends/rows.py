@@ -16,11 +16,11 @@ class Row:
     generated: list[int] = field(default_factory=list)
 
     def take(self, tokens, stop_ids) -> int:
-        """Append `tokens` up to its first stop token (in `stop_ids`, a set) or its budget, each previous last
-        token moving into `ids`; how many were taken. One list operation each instead of a loop per token (a
-        chunk hands 1,024 tokens at 7B/128)."""
+        """Append `tokens` up to its first stop token (in `stop_ids`) or its budget, each previous last token moving
+        into `ids`; how many were taken. One list operation each instead of a loop per token (a chunk hands 1,024
+        tokens at 7B/128)."""
         n = min(len(tokens), max(1, self.sampling.max_new_tokens - len(self.generated)))  # the first always goes
-        if not stop_ids.isdisjoint(tokens[:n]):
+        if not frozenset(stop_ids).isdisjoint(tokens[:n]):
             n = next(j for j, t in enumerate(tokens) if t in stop_ids) + 1
         if n:
             self.ids.append(self.generated[-1])

@@ -80,7 +80,10 @@ class SlotPrefill:
         started = time.perf_counter()
         prepared = [(key, request, *p) for (key, request), p in zip(joining, backend._prompts(joining), strict=True)]
         backend.seconds["prefill prompts"] += time.perf_counter() - started  # rendered and tokenized: host only
-        self._ensure_length(max(len(p[2]) + p[1].sampling.max_new_tokens + 1 for p in prepared))
+        needed = max(len(p[2]) + p[1].sampling.max_new_tokens + 1 for p in prepared)
+        # buffers that grow are copied: an overlapped chunk still in flight (chunk_decode.py) is read first
+        early = self._drain() if needed > self.length else []
+        self._ensure_length(needed)
         if self.share_prefixes:
             sources, first = self._sources(prepared)
         else:
@@ -122,7 +125,7 @@ class SlotPrefill:
             else:
                 self._copy_kept(slot, reused, old_kv)
             placed[i] = self._place(slot, key, request, ids), reused
-        finished = self._prefill_placed([(taken[i], placed[i][0], placed[i][1]) for i in first])
+        finished = early + self._prefill_placed([(taken[i], placed[i][0], placed[i][1]) for i in first])
         for i in second:  # the joining prompt drawn on is in its slot now
             _, j, n = sources[i]
             self.keys[:, taken[i], :, :n] = self.keys[:, taken[j], :, :n]
