@@ -148,3 +148,26 @@ def test_overlap_parks_empty_slots_when_buffers_grow(tiny_model):
         backend.step()
         assert all(int(engine.writes[i]) == engine.trash for i in empty if engine.rows[i] is None), empty
     assert engine.length > length and backend.counts["chunks queued ahead"] > 0
+
+
+@pytest.mark.slow  # ~30 s on 2 CPU cores: 1,030 decode steps twice
+def test_overlap_survives_buffers_growing_while_a_chunk_is_in_flight(tiny_model):
+    """A joining prompt whose budget needs longer buffers arrives while an overlapped chunk is in flight: the texts
+    are those of the engine without overlap."""
+    from userlm.backends import GenerationRequest, Sampling
+    from userlm.backends.hf import HFBackend
+
+    budgets = [6, 40, 8, 1030]  # 4 requests over 3 slots: the last joins when the first ends, past 1,024 positions
+    chats = [[{"role": "user", "content": f"Tell me about idea {i}."}] for i in range(len(budgets))]
+    texts = []
+    for overlap in (False, True):
+        backend = HFBackend(tiny_model, max_batch=3, static_cache=True, compile_decode="off", dtype="float32",
+                            cuda_graphs=False)
+        backend.stop_ids = []  # every row runs to its budget
+        engine = backend.slots
+        engine.live_attention, engine.decode_chunk, engine.ahead_size, engine.wide_sort = True, 4, 64, False
+        engine.wide_kernel, engine.rejection_every_row, engine.overlap_chunks = "rejection", True, overlap
+        texts.append([(o.text, o.tokens) for o in backend.generate(
+            [GenerationRequest(c, Sampling(0.9, 0.9, n), seed=i) for i, (c, n) in enumerate(zip(chats, budgets))])])
+        assert engine.length > 1024 and (backend.counts["chunks queued ahead"] > 0) == overlap
+    assert texts[0] == texts[1] and [t for _, t in texts[0]] == budgets
