@@ -60,4 +60,4 @@ def test_engine_text_same_with_fused_projections(tiny_model, temperature, monkey
                 layer.self_attn.v_proj.weight.untyped_storage().data_ptr()
             assert "forward" not in layer.mlp.__dict__ and "forward" not in layer.__dict__  # swapped in for a pass only
     assert texts[0] == texts[1] == texts[2]
-    assert sum(t[1] for t in texts[0]) > 10 and len(ran) > 10
+    assert sum(t[1] for t in texts[0]) > 10 and ran  # (on CUDA the block runs when a graph is captured only)
