@@ -98,22 +98,30 @@ def test_overlapped_chunks_same_text(tiny_model, temperature):
     assert all(t == texts[0] for t in texts[1:])
 
 
+def budget_engine(tiny_model, slots: int, overlap: bool):
+    """A backend whose rows run to their budget (no stop token), its engine drawing every row by torch's rejection
+    draw in chunks of 4 (no CUDA graphs: that draw syncs with the host), overlapped or not."""
+    from userlm.backends.hf import HFBackend
+
+    backend = HFBackend(tiny_model, max_batch=slots, static_cache=True, compile_decode="off", dtype="float32",
+                        cuda_graphs=False)
+    backend.stop_ids = []
+    engine = backend.slots
+    engine.live_attention, engine.decode_chunk, engine.ahead_size, engine.wide_sort = True, 4, 64, False
+    engine.wide_kernel, engine.rejection_every_row, engine.overlap_chunks = "rejection", True, overlap
+    return backend, engine
+
+
 def test_overlap_queues_nothing_past_every_rows_budget(tiny_model):
     """Rows that end by their budget: with chunks queued ahead (`overlap_chunks`), no chunk is queued once every live
     row ends inside the chunk in flight, so the run computes as many decode steps as without overlap (a whole chunk
     more each time the rows drained, before)."""
     from userlm.backends import GenerationRequest, Sampling
-    from userlm.backends.hf import HFBackend
 
     chats = [[{"role": "user", "content": f"Tell me about idea {i}."}] for i in range(3)]
     steps, texts = [], []
     for overlap in (False, True):
-        backend = HFBackend(tiny_model, max_batch=3, static_cache=True, compile_decode="off", dtype="float32",
-                            cuda_graphs=False)
-        backend.stop_ids = []  # no stop token: every row runs to its budget
-        engine = backend.slots
-        engine.live_attention, engine.decode_chunk, engine.ahead_size, engine.wide_sort = True, 4, 64, False
-        engine.wide_kernel, engine.rejection_every_row, engine.overlap_chunks = "rejection", True, overlap
+        backend, engine = budget_engine(tiny_model, 3, overlap)
         for budget in (9, 12):  # one chunk past the first (9 = 1 + 2 x 4), and a partial last chunk
             texts.append([o.text for o in backend.generate(
                 [GenerationRequest(c, Sampling(0.9, 0.9, budget), seed=i) for i, c in enumerate(chats)])])
@@ -127,14 +135,8 @@ def test_overlap_parks_empty_slots_when_buffers_grow(tiny_model):
     long been empty. The buffers' spare position (`trash`, where an empty slot writes) moves when they grow; every
     empty slot must be parked there again, or it would count as live and walk past the buffers' end."""
     from userlm.backends import GenerationRequest, Sampling
-    from userlm.backends.hf import HFBackend
 
-    backend = HFBackend(tiny_model, max_batch=4, static_cache=True, compile_decode="off", dtype="float32",
-                        cuda_graphs=False)
-    backend.stop_ids = []  # every row runs to its budget
-    engine = backend.slots
-    engine.live_attention, engine.decode_chunk, engine.ahead_size, engine.wide_sort = True, 4, 64, False
-    engine.wide_kernel, engine.rejection_every_row, engine.overlap_chunks = "rejection", True, True
+    backend, engine = budget_engine(tiny_model, 4, True)
     chat = [{"role": "user", "content": "Tell me about an idea."}]
     for seed, (key, budget) in enumerate((("d", 3), ("e", 3), ("a", 10), ("b", 200))):  # slots 0, 1, 2, 3
         backend.submit(key, GenerationRequest(chat, Sampling(0.9, 0.9, budget), seed=seed))
@@ -155,18 +157,12 @@ def test_overlap_survives_buffers_growing_while_a_chunk_is_in_flight(tiny_model)
     """A joining prompt whose budget needs longer buffers arrives while an overlapped chunk is in flight: the texts
     are those of the engine without overlap."""
     from userlm.backends import GenerationRequest, Sampling
-    from userlm.backends.hf import HFBackend
 
     budgets = [6, 40, 8, 1030]  # 4 requests over 3 slots: the last joins when the first ends, past 1,024 positions
     chats = [[{"role": "user", "content": f"Tell me about idea {i}."}] for i in range(len(budgets))]
     texts = []
     for overlap in (False, True):
-        backend = HFBackend(tiny_model, max_batch=3, static_cache=True, compile_decode="off", dtype="float32",
-                            cuda_graphs=False)
-        backend.stop_ids = []  # every row runs to its budget
-        engine = backend.slots
-        engine.live_attention, engine.decode_chunk, engine.ahead_size, engine.wide_sort = True, 4, 64, False
-        engine.wide_kernel, engine.rejection_every_row, engine.overlap_chunks = "rejection", True, overlap
+        backend, engine = budget_engine(tiny_model, 3, overlap)
         texts.append([(o.text, o.tokens) for o in backend.generate(
             [GenerationRequest(c, Sampling(0.9, 0.9, n), seed=i) for i, (c, n) in enumerate(zip(chats, budgets))])])
         assert engine.length > 1024 and (backend.counts["chunks queued ahead"] > 0) == overlap
