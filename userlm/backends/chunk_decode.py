@@ -128,16 +128,10 @@ class ChunkDecode:
             self.tokens[:, 0].index_copy_(0, at, values[0])
             self.positions[:, 0].index_copy_(0, at, values[1])
             self.writes.index_copy_(0, at, values[2])
-        temps, top_ps, block = [0.0] * self.slots, [0.0] * self.slots, [[0.0] * k for _ in range(self.slots)]
         for i, r in rows:
-            temps[i], top_ps[i] = r.sampling.temperature, r.sampling.top_p
-            pending = ahead is not None and ahead.get(i) is r  # its k uniforms of the chunk in flight come first
-            block[i] = self._uniforms(i, r, 2 * k)[k:] if pending else self._uniforms(i, r, k)
+            pending = ahead is not None and ahead.get(i) is r
             self.backend.counts["kv positions"] += k * (len(r.ids) + 1 + k * pending) + k * (k - 1) // 2
-        both = torch.tensor([temps, top_ps], dtype=torch.float32, pin_memory=cuda).to(self.device, non_blocking=True)
-        self.temperatures.copy_(both[0])
-        self.top_ps.copy_(both[1])
-        got = self._replay_chunk(b, self.length, torch.tensor(block, dtype=torch.float32, pin_memory=cuda), k)
+        got = self._replay_chunk(b, self.length, self._sampling_block(rows, k, ahead), k)
         event = None
         if cuda:
             host = torch.empty(got.shape, dtype=got.dtype, pin_memory=True)
@@ -170,6 +164,23 @@ class ChunkDecode:
             if self._accept(i, r, columns[i]):
                 finished.append(self._finish(i))
         return finished
+
+    def _sampling_block(self, rows: list, k: int, ahead: dict | None = None):
+        """Each of `rows`' [(slot, row)] temperature and top_p set on the device (an idle slot's 0: greedy), and its
+        next k uniforms as a pinned [slots, k] host tensor; a row of the chunk in flight (`ahead`) takes the k after
+        those that chunk is drawing with."""
+        import torch
+
+        cuda = self.device.type == "cuda"
+        temps, top_ps, block = [0.0] * self.slots, [0.0] * self.slots, [[0.0] * k for _ in range(self.slots)]
+        for i, r in rows:
+            temps[i], top_ps[i] = r.sampling.temperature, r.sampling.top_p
+            pending = ahead is not None and ahead.get(i) is r
+            block[i] = self._uniforms(i, r, 2 * k)[k:] if pending else self._uniforms(i, r, k)
+        both = torch.tensor([temps, top_ps], dtype=torch.float32, pin_memory=cuda).to(self.device, non_blocking=True)
+        self.temperatures.copy_(both[0])
+        self.top_ps.copy_(both[1])
+        return torch.tensor(block, dtype=torch.float32, pin_memory=cuda)
 
     def _replay_chunk(self, b: int, lb: int, block, k: int):
         """The chunk's k steps with uniforms `block` [slots, k] (host): k / g replays of a g-step graph queued
@@ -215,20 +226,10 @@ class ChunkDecode:
         return torch.stack(tokens + wides)
 
     def _decode_chunk(self, b: int, lb: int, index: list[int], rows: list, k: int) -> list:
-        import torch
 
-        cuda = self.device.type == "cuda"
-        temps, top_ps = [0.0] * self.slots, [0.0] * self.slots
-        block = [[0.0] * k for _ in range(self.slots)]
-        for i, r in zip(index, rows):
-            temps[i], top_ps[i] = r.sampling.temperature, r.sampling.top_p
-            block[i] = self._uniforms(i, r, k)
-        both = torch.tensor([temps, top_ps], dtype=torch.float32, pin_memory=cuda).to(self.device, non_blocking=True)
-        self.temperatures.copy_(both[0])
-        self.top_ps.copy_(both[1])
+        block = self._sampling_block(list(zip(index, rows)), k)
         self.wide_inside = self.last_wide  # this chunk's graph draws wide rows itself
         started = time.perf_counter()
-        block = torch.tensor(block, dtype=torch.float32, pin_memory=cuda)
         got = self._replay_chunk(b, lb, block, k).tolist()  # the chunk's one sync
         self.backend.seconds["decode forward"] += time.perf_counter() - started
         self.backend.counts["decode"] += k
