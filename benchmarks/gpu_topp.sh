@@ -4,15 +4,16 @@
 # the split kernels without compaction (static-loop-triton-split-full), at 7B/128 the one-program-a-row kernel
 # (static-loop-triton-row); S05= / S7= override (e.g. static-loop,static-loop-triton: against torch's compiled search
 # + cumsum); side by side in one process, alternating, the second (warm) run of each counting.
-# Usage: DATA=prepared-data-dir bash benchmarks/gpu_topp.sh STAGE...   (tests micro d05 d7; logs in $OUT)
+# Usage: DATA=prepared-data-dir bash benchmarks/gpu_topp.sh STAGE...   (tests micro d05 d7; logs in $OUT); or TOK=dir
+# instead of DATA: a tokenizer random_model.py saved before (the prepared data is too large to carry)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD" HF_HUB_OFFLINE=1 OMP_NUM_THREADS=8
-DATA=$(realpath "${DATA:?a prepared data dir}")
+SOURCE=$([ -n "${TOK:-}" ] && echo "--tokenizer $(realpath "$TOK")" || echo "--data $(realpath "${DATA:?a prepared data dir or TOK}")")
 S05=${S05:-static-loop-triton-split-full,static-loop-triton-split}
 S7=${S7:-static-loop-triton-row,static-loop-triton-split}
-model() { [ -d /tmp/$1 ] || python3 benchmarks/random_model.py --shape $1 --data "$DATA" --out /tmp/$1 2>&1 | grep -v "it/s\]"; }
+model() { [ -d /tmp/$1 ] || python3 benchmarks/random_model.py --shape $1 $SOURCE --out /tmp/$1 2>&1 | grep -v "it/s\]"; }
 bench() { python3 -W ignore benchmarks/bench_simulation.py --dtype bfloat16 --naive-conversations 0 --only-best \
   --chunk "${CHUNK:-8}" --schedulers $S,$S ${PROFILE:+--profile --profile-top 40} ${SYNC:+--sync-debug} "$@" 2>&1 | grep -v "Loading weights\|it/s\]"; }
 for stage in "$@"; do

@@ -40,15 +40,22 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shape", choices=SHAPES, default="qwen2.5-0.5b")
     parser.add_argument("--data", help="prepared data dir (its turns train the tokenizer); default: the scenarios' text")
+    parser.add_argument("--tokenizer", help="a tokenizer saved by an earlier run (its --out): reused, not trained; "
+                                            "for a machine the prepared data is too large to carry to")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    if args.data:
-        texts = [m["content"] for split in ("train", "validation")
-                 for line in open(Path(args.data) / f"{split}.jsonl", encoding="utf-8")
-                 for m in json.loads(line)["messages"]]
-    else:  # as tests/conftest.py's tiny model: no data needed on a machine that cannot download
-        texts = [p.read_text(encoding="utf-8") for p in sorted(Path(__file__).parents[1].glob("scenarios/**/*.yaml"))]
-    tokenizer = build_tokenizer(texts)
+    if args.tokenizer:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    else:
+        if args.data:
+            texts = [m["content"] for split in ("train", "validation")
+                     for line in open(Path(args.data) / f"{split}.jsonl", encoding="utf-8")
+                     for m in json.loads(line)["messages"]]
+        else:  # as tests/conftest.py's tiny model: no data needed on a machine that cannot download
+            texts = [p.read_text(encoding="utf-8") for p in sorted(Path(__file__).parents[1].glob("scenarios/**/*.yaml"))]
+        tokenizer = build_tokenizer(texts)
     config = Qwen2Config(**SHAPES[args.shape], max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6,
                          bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
                          eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"))
