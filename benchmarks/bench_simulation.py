@@ -17,7 +17,7 @@ from bench_profiling import idle_gaps, profiled, sync_points  # benchmarks/ is t
 
 from simulator.loop import Conversation, Side, run_conversations
 from simulator.run import conversation_seed
-from userlm.backends import get_backend
+from userlm.backends import get_backend, slot_kv
 from userlm.chat import PROMPTED_USER_SYSTEM, prompt_for
 from userlm.models import DEFAULT_ASSISTANT
 from userlm.scenarios import load_scenarios
@@ -77,7 +77,17 @@ def batched(backend, convs, user: UserSpec, batch_size: int, continuous: bool, p
     return tokens[0], time.perf_counter() - started
 
 
-FLAGS = ("-lean", "-head", "-kv", "-fused", "-all", "-n128", "-cp", "-at", "-overlap", "-res", "-pad25")  # scheduler suffixes that switch one engine setting
+FLAGS = ("-lean", "-head", "-kv", "-fused", "-all", "-n128", "-cp", "-at", "-overlap", "-res", "-pad25", "-fold",
+         "-noguard")  # scheduler suffixes that switch one engine setting
+
+
+def unguarded(prefill):
+    """`prefill` under torch.compile's stance that evaluates only the guards telling its cached graphs apart (unsafe
+    while graphs are still being compiled: run a scheduler with the same compiled pieces cold first)."""
+    def run(joining):
+        with torch.compiler.set_stance(skip_guard_eval_unsafe=True):
+            return prefill(joining)
+    return run
 
 
 def configure(backend, engine, scheduler: str, chunk: int):
@@ -101,6 +111,10 @@ def configure(backend, engine, scheduler: str, chunk: int):
         engine.autotune_decode = "-at" in flags  # the decode step's pieces compiled under max-autotune
         engine.fuse_residual = "-res" in flags  # with -fused: the layers' residual adds folded into norm and product
         engine.overlap_chunks = "-overlap" in flags  # with -all: the next chunk queued before the last one is read
+        slot_kv.FOLD_PREFILL = "-fold" in flags  # prefill's grouped-query attention folded, not keys copied per head
+        engine.__dict__.pop("_prefill", None)
+        if "-noguard" in flags:  # a measurement only: warm prefill with dynamo's guards skipped (is the host the limit?)
+            engine._prefill = unguarded(engine._prefill)
         # wide rows: Triton kernels (-triton: split rows up to 96, else one program a row; -triton-split, -triton-row)
         engine.wide_kernel = scheduler[scheduler.find("-triton") + 1:] if "-triton" in scheduler else "torch"
         scheduler = scheduler[:scheduler.find("-triton")] if "-triton" in scheduler else scheduler
@@ -147,7 +161,8 @@ def main():
                              "BLOCK_N 128) and -cp (prefill passes run the decode step's compiled pieces, dynamic shapes), -at (the decode step's pieces "
                              "compiled under inductor's max-autotune), -overlap (with -all: each chunk queued before the last one is read), -res (with -fused: the "
                              "layers' residual adds folded into the post-attention norm and the down projection), -pad25 (prefill passes "
-                             "closed before a quarter of their tokens would be padding). A setting without its flag is off, "
+                             "closed before a quarter of their tokens would be padding), -fold (prefill's grouped-query attention folded as a decode "
+                             "step's, keys not copied per query head), -noguard (a measurement: warm prefill passes skip dynamo's guards). A setting without its flag is off, "
                              "whatever the engine's default")
     parser.add_argument("--chunk", type=int, default=8, help="static-chunk's decode steps a round trip")
     parser.add_argument("--verify-sampling", action="store_true")

@@ -242,3 +242,27 @@ def test_kept_keys_values_read_per_layer_as_the_dynamic_engine_keeps_them(tiny_m
         texts.append((first, turn(backend, GenerationRequest(follow, greedy, seed=1))))
         assert seen[0][1] > 0  # the first turn's tokens came from the kept keys/values
     assert texts[0] == texts[1]
+
+
+def test_prefill_attention_folded_equals_keys_copied_per_head(monkeypatch):
+    """Prefill's grouped-query attention folded (query heads of a key/value head stacked along the query, the mask
+    repeated once a pass) gives the attention of keys copied once per query head, for left-padded rows."""
+    import torch
+
+    from userlm.backends import slot_kv
+
+    torch.manual_seed(0)
+    rows, heads, kv_heads, q_len, positions, dim = 3, 6, 2, 5, 16, 8
+    query = torch.randn(rows, q_len, heads, dim).transpose(1, 2)  # as the model hands it: a transposed view
+    key, value = torch.randn(rows, kv_heads, positions, dim), torch.randn(rows, kv_heads, positions, dim)
+    starts = torch.tensor([0, 4, 9])  # each row's first real position: the rows before are another row's padding
+    at = starts[:, None] + torch.arange(q_len)  # query t of a row sits at position starts + t
+    mask = (torch.arange(positions)[None, None, :] <= at[:, :, None]).unsqueeze(1)
+    outs = {}
+    for fold in (False, True):
+        monkeypatch.setattr(slot_kv, "FOLD_PREFILL", fold)
+        outs[fold] = [slot_kv.slot_attention(None, query, key, value, mask, scaling=dim ** -0.5)[0] for _ in range(2)]
+    assert outs[True][0].shape == (rows, q_len, heads, dim)
+    torch.testing.assert_close(outs[True][0], outs[False][0], rtol=1e-6, atol=1e-6)
+    assert torch.equal(outs[True][0], outs[True][1])  # the second layer reuses the repeated mask
+    assert slot_kv._repeated[0] is mask and slot_kv._repeated[2].shape == (rows, 1, q_len * heads // kv_heads, positions)

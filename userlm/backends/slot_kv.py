@@ -14,26 +14,37 @@ from collections.abc import Sequence
 from userlm.backends.live_attention import active
 
 ATTENTION = "userlm_slots"
+# a prefill pass's grouped-query attention folded like a decode step's (each key/value head's query heads stacked
+# along the query length, the mask repeated once a pass) instead of every key and value copied once per query head
+# (7 copies a layer at Qwen2.5-7B); benchmarks/bench_simulation.py's `-fold` measures it against the copies
+FOLD_PREFILL = True
+_repeated: list = [None, 0, None]  # (the pass's mask, repeats, the mask repeated): made once a pass, not a layer
 
 
 def slot_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
-    """SDPA over the slot buffers with the engine's boolean mask. A one-token query is folded to [rows, kv heads,
-    heads per kv head, dim] so grouped-query attention reads each key once instead of copying it per head
-    (transformers' sdpa path repeats keys whenever a mask is given, in some versions)."""
+    """SDPA over the slot buffers with the engine's boolean mask. Grouped-query attention is folded: a key/value
+    head's query heads become one longer query ([rows, kv heads, heads per kv head x length, dim]), so each key is
+    read once instead of copied per head (transformers' sdpa path repeats keys whenever a mask is given, in some
+    versions); a prefill mask [rows, 1, length, positions] is repeated to match, once a pass."""
     import torch
 
     rows, heads, q_len, dim = query.shape
     kv_heads = key.shape[1]
+    rep = heads // kv_heads
     live = active()
     if q_len == 1 and live is not None:  # each row's live positions only (`live_attention.py`)
         out = live.attend(query, key, value, scaling)
-    elif q_len == 1:
+    elif q_len == 1 or (FOLD_PREFILL and attention_mask is not None):
+        mask = attention_mask
+        if q_len > 1 and rep > 1:
+            if _repeated[0] is not attention_mask or _repeated[1] != rep:
+                _repeated[:] = attention_mask, rep, attention_mask.repeat(1, 1, rep, 1)
+            mask = _repeated[2]
         out = torch.nn.functional.scaled_dot_product_attention(
-            query.reshape(rows, kv_heads, heads // kv_heads, dim), key, value, attn_mask=attention_mask, scale=scaling)
-        out = out.reshape(rows, heads, 1, dim)
+            query.reshape(rows, kv_heads, rep * q_len, dim), key, value, attn_mask=mask, scale=scaling)
+        out = out.reshape(rows, heads, q_len, dim)  # a view where SDPA returns it contiguous (not every kernel)
     else:
         if heads != kv_heads:
-            rep = heads // kv_heads
             key = key[:, :, None].expand(-1, -1, rep, -1, -1).reshape(rows, heads, -1, dim)
             value = value[:, :, None].expand(-1, -1, rep, -1, -1).reshape(rows, heads, -1, dim)
         out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
