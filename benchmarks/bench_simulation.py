@@ -261,28 +261,6 @@ def main():
                       flush=True)
             if scheduler.startswith("static"):
                 engine.reset()
-        for new, other in (("static", "dynamic"), ("static", "static-host"), ("static", "static-compiled"),
-                           ("static-compiled", "static-sort"), ("static-live", "static-compiled"),
-                           ("static-fast", "static-compiled"),
-                           ("static-ahead", "static-fast"), ("static-chunk", "static-fast"), ("static-loop", "static-fast"),
-                           ("static-loop-triton", "static-loop"), ("static-fast-triton", "static-fast"),
-                           ("static-loop-triton", "static-loop-triton-row"),
-                           ("static-loop-triton-split", "static-loop-triton-row"),
-                           ("static-loop-triton-split", "static-loop-triton-split-full"),
-                           ("static-loop-triton-fused", "static-loop-triton"),
-                           ("static-loop-triton-fused-kv", "static-loop-triton-fused"),
-                           ("static-loop-triton-fused-kv-head", "static-loop-triton-fused-kv"),
-                           ("static-loop-triton-fused-kv-head-lean", "static-loop-triton-fused-kv-head"),
-                           ("static-loop-triton-rejection-fused-kv-head-lean", "static-loop-triton-fused-kv-head-lean"),
-                           ("static-loop-triton-rejection-fused-kv-head-lean-all",
-                            "static-loop-triton-rejection-fused-kv-head-lean"),
-                           ("static-loop-triton-rejection-fused-kv-head-lean-all-n128",
-                            "static-loop-triton-rejection-fused-kv-head-lean-all"),
-                           ("static-loop-triton-rejection-fused-kv-head-lean-all-overlap",
-                            "static-loop-triton-rejection-fused-kv-head-lean-all")):
-            if new in schedulers and other in schedulers:
-                print(f"{new} / {other} at {n} live conversations: "
-                      f"{rates[(n, new)] / rates[(n, other)]:.2f}x", flush=True)
         for new in dict.fromkeys(schedulers[1:]):  # every other one against the first, side by side
             if new != schedulers[0]:
                 print(f"{new} / {schedulers[0]} at {n} live conversations: "

@@ -266,3 +266,24 @@ def test_prefill_attention_folded_equals_keys_copied_per_head(monkeypatch):
     torch.testing.assert_close(outs[True][0], outs[False][0], rtol=1e-6, atol=1e-6)
     assert torch.equal(outs[True][0], outs[True][1])  # the second layer reuses the repeated mask
     assert slot_kv._repeated[0] is mask and slot_kv._repeated[2].shape == (rows, 1, q_len * heads // kv_heads, positions)
+
+
+def test_no_collection_during_a_capture_restores_the_collector():
+    """`no_collection` (around every decode graph capture) turns Python's collector off inside and back to what it
+    was after, also when the capture raises."""
+    import gc
+
+    from userlm.backends.decode_graphs import no_collection
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), no_collection():
+        assert not gc.isenabled()
+        raise RuntimeError("a capture that fails")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with no_collection():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # left off: it was off before
+    finally:
+        gc.enable()

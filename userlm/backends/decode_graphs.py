@@ -20,6 +20,23 @@ def _plain_linears(module) -> bool:
         and not any(hasattr(c, "base_layer") for c in module.modules())
 
 
+@contextlib.contextmanager
+def no_collection():
+    """Python's cyclic garbage collector off while a graph is captured (`torch.cuda.graph` collects once before):
+    a collection during the capture can free an object that makes a CUDA call a capture forbids (an earlier
+    engine's graph, say), and the process aborts; seen once on the H200 (2026-12-01, a test process that had built
+    engines with graphs before)."""
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class DecodeGraphs:
     """The decode step's replay and compilation, for `SlotEngine` (which sets the attributes and defines
     `_decode_pass`, the step that is captured)."""
@@ -252,7 +269,7 @@ class DecodeGraphs:
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()  # one pool: graphs run one at a time and share memory
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
+        with torch.cuda.graph(graph, pool=self.pool), no_collection():
             out = self._decode_pass(b, lb)
         self.backend.seconds["capture"] += time.perf_counter() - started
         self.backend.counts["graphs"] += 1
