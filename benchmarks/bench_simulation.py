@@ -78,7 +78,7 @@ def batched(backend, convs, user: UserSpec, batch_size: int, continuous: bool, p
 
 
 FLAGS = ("-lean", "-head", "-kv", "-fused", "-all", "-n128", "-cp", "-at", "-overlap", "-res", "-pad25", "-fold",
-         "-noguard", "-pdl")  # scheduler suffixes that switch one engine setting
+         "-noguard")  # scheduler suffixes that switch one engine setting
 
 
 def unguarded(prefill):
@@ -111,7 +111,6 @@ def configure(backend, engine, scheduler: str, chunk: int):
         engine.autotune_decode = "-at" in flags  # the decode step's pieces compiled under max-autotune
         engine.fuse_residual = "-res" in flags  # with -fused: the layers' residual adds folded into norm and product
         engine.overlap_chunks = "-overlap" in flags  # with -all: the next chunk queued before the last one is read
-        engine.dependent_launch = "-pdl" in flags  # inductor's kernels by programmatic dependent launch
         slot_kv.FOLD_PREFILL = "-fold" in flags  # prefill's grouped-query attention folded, not keys copied per head
         engine.__dict__.pop("_prefill", None)
         if "-noguard" in flags:  # a measurement only: warm prefill with dynamo's guards skipped (is the host the limit?)
@@ -163,8 +162,7 @@ def main():
                              "compiled under inductor's max-autotune), -overlap (with -all: each chunk queued before the last one is read), -res (with -fused: the "
                              "layers' residual adds folded into the post-attention norm and the down projection), -pad25 (prefill passes "
                              "closed before a quarter of their tokens would be padding), -fold (prefill's grouped-query attention folded as a decode "
-                             "step's, keys not copied per query head), -noguard (a measurement: warm prefill passes skip dynamo's guards), -pdl (inductor's kernels by programmatic "
-                             "dependent launch). A setting without its flag is off, "
+                             "step's, keys not copied per query head), -noguard (a measurement: warm prefill passes skip dynamo's guards). A setting without its flag is off, "
                              "whatever the engine's default")
     parser.add_argument("--chunk", type=int, default=8, help="static-chunk's decode steps a round trip")
     parser.add_argument("--verify-sampling", action="store_true")

@@ -48,9 +48,6 @@ class DecodeGraphs:
     # norm and its down projection (`fused_residual.py`). None: with compile_decode on CUDA, where measured (H200,
     # 7B/128, 2026-12-01: 1.03x all-in side by side; results/benchmarks/2026-12-01-h200-prefill-overlap.md)
     fuse_residual: bool | None = None
-    # dependent_launch (with compile_decode): inductor's kernels launched with programmatic dependent launch (Hopper
-    # on: a kernel's launch and prologue overlap the previous kernel's tail; `triton.enable_pdl`, experimental there)
-    dependent_launch = False
 
     def _residual(self) -> bool:
         if self.fuse_residual is not None:
@@ -105,11 +102,10 @@ class DecodeGraphs:
             config.recompile_limit = max(getattr(config, "recompile_limit", 8), 64)
         by_kind = self.fused[2]
         residual = self._residual()
-        kind_key = (kind, self.autotune_decode and kind == "decode", residual, self.dependent_launch)
+        kind_key = (kind, self.autotune_decode and kind == "decode", residual)
         if kind_key not in by_kind:
             mode = "max-autotune-no-cudagraphs" if self.autotune_decode and kind == "decode" else None
-            options = {"triton.enable_pdl": True} if self.dependent_launch and mode is None else None
-            compile_fn = (lambda fn: torch.compile(fn, dynamic=kind == "prefill" or None, mode=mode, options=options)) \
+            compile_fn = (lambda fn: torch.compile(fn, dynamic=kind == "prefill" or None, mode=mode)) \
                 if self.compile_decode else (lambda fn: fn)
             by_kind[kind_key] = [(owner, name, build(compile_fn)) for owner, name, build, when in self.fused[1]
                                  if when is None or when == residual]
