@@ -14,6 +14,7 @@ import time
 
 import torch
 from bench_profiling import idle_gaps, profiled, sync_points  # benchmarks/ is the script's directory
+from bench_schedulers import parse, warm
 
 from simulator.loop import Conversation, Side, run_conversations
 from simulator.run import conversation_seed
@@ -77,10 +78,6 @@ def batched(backend, convs, user: UserSpec, batch_size: int, continuous: bool, p
     return tokens[0], time.perf_counter() - started
 
 
-FLAGS = ("-lean", "-head", "-kv", "-fused", "-all", "-n128", "-cp", "-at", "-overlap", "-res", "-pad25", "-fold",
-         "-noguard")  # scheduler suffixes that switch one engine setting
-
-
 def unguarded(prefill):
     """`prefill` under torch.compile's stance that evaluates only the guards telling its cached graphs apart (unsafe
     while graphs are still being compiled: run a scheduler with the same compiled pieces cold first)."""
@@ -94,10 +91,7 @@ def configure(backend, engine, scheduler: str, chunk: int):
     """Point the backend at the scheduler's engine and settings."""
     backend.slots = engine if scheduler.startswith("static") else None
     if engine is not None:
-        flags = set()  # the trailing flags, in any order
-        while tail := next((f for f in FLAGS if scheduler.endswith(f)), None):
-            flags.add(tail)
-            scheduler = scheduler.removesuffix(tail)
+        scheduler, wide, flags = parse(scheduler)
         # prefill passes closed before a tenth of their tokens would be padding (`prefill_padding`); without: no limit
         engine.prefill_padding = 0.1 if "-lean" in flags else 1.0
         engine.prefill_padding = 0.25 if "-pad25" in flags else engine.prefill_padding  # fewer, more padded passes
@@ -115,9 +109,7 @@ def configure(backend, engine, scheduler: str, chunk: int):
         engine.__dict__.pop("_prefill", None)
         if "-noguard" in flags:  # a measurement only: warm prefill with dynamo's guards skipped (is the host the limit?)
             engine._prefill = unguarded(engine._prefill)
-        # wide rows: Triton kernels (-triton: split rows up to 96, else one program a row; -triton-split, -triton-row)
-        engine.wide_kernel = scheduler[scheduler.find("-triton") + 1:] if "-triton" in scheduler else "torch"
-        scheduler = scheduler[:scheduler.find("-triton")] if "-triton" in scheduler else scheduler
+        engine.wide_kernel = wide  # wide rows: -triton splits rows up to 96, else one program a row; -triton-split, ...
         engine.gpu_sampling = scheduler != "static-host"
         fast = ("static-fast", "static-ahead", "static-chunk", "static-loop")
         engine.compile_decode = scheduler in ("static-compiled", "static-sort", "static-live", *fast)
@@ -178,6 +170,8 @@ def main():
                              "for the device listed by phase and place; then once more with prefill's idle GPU time "
                              "and the host code that ran during it")
     args = parser.parse_args()
+    for name in args.schedulers.split(",") if args.schedulers != "default" else []:
+        parse(name)  # before the model loads: a misspelt one exits now
     torch.manual_seed(0)
     counts = [int(n) for n in args.conversations.split(",")]
     scenarios = [s.__class__(**{**s.__dict__, "max_turns": args.max_turns}) for s in load_scenarios(args.scenarios)]
@@ -226,7 +220,7 @@ def main():
                     torch.cuda.reset_peak_memory_stats()
                 tokens, seconds = batched(backend, conversations(scenarios, n), user, n, continuous, prefix_cache)
                 rate = tokens / seconds
-                rates[(n, scheduler)] = rate
+                rates.setdefault((n, scheduler), []).append(rate)
                 decode_s, steps = backend.seconds["decode"], backend.counts["decode"]
                 step_ms = 1000 * decode_s / max(steps, 1)
                 capture = backend.seconds["capture"]
@@ -263,8 +257,10 @@ def main():
                 engine.reset()
         for new in dict.fromkeys(schedulers[1:]):  # every other one against the first, side by side
             if new != schedulers[0]:
+                runs = [len(rates[(n, x)]) - 1 or "its only run" for x in (new, schedulers[0])]
                 print(f"{new} / {schedulers[0]} at {n} live conversations: "
-                      f"{rates[(n, new)] / rates[(n, schedulers[0])]:.2f}x", flush=True)
+                      f"{warm(rates[(n, new)]) / warm(rates[(n, schedulers[0])]):.3f}x (means of the runs after each "
+                      f"one's first: {runs[0]} and {runs[1]})", flush=True)
     if args.verify_sampling and engine is not None:
         backend.slots, engine.gpu_sampling, engine.verify = engine, True, True
         engine.verified = engine.mismatches = engine.wide_steps = 0

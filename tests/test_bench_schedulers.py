@@ -1,0 +1,31 @@
+"""benchmarks/bench_schedulers.py: bench_simulation's scheduler names split into base, wide-row kernel and flags; a
+misspelt name exits with a line naming it (before any model loads); ratios use the warm runs' mean."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("bench_schedulers", ROOT / "benchmarks" / "bench_schedulers.py")
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def test_names_split_into_base_kernel_and_flags():
+    assert bench.parse("static-loop-triton-rejection-fused-kv-head-lean-all-cp-res-overlap-fold") == (
+        "static-loop", "triton-rejection", {"-fused", "-kv", "-head", "-lean", "-all", "-cp", "-res", "-overlap", "-fold"})
+    assert bench.parse("dynamic") == ("dynamic", "torch", set())
+    assert bench.parse("static-loop-triton-split-full") == ("static-loop", "triton-split-full", set())
+    assert bench.parse("static-fold-noguard") == ("static", "torch", {"-fold", "-noguard"})
+
+
+@pytest.mark.parametrize("name", ["static-lop", "static-loop-triton-rejection-fussed", "static-loop-triton-bogus", ""])
+def test_a_misspelt_name_exits_naming_it(name):
+    with pytest.raises(SystemExit, match=f"unknown scheduler {name!r}"):
+        bench.parse(name)
+
+
+def test_warm_mean_leaves_out_the_cold_first_run():
+    assert bench.warm([100.0, 10.0, 12.0]) == 11.0
+    assert bench.warm([7.0]) == 7.0
