@@ -46,6 +46,9 @@ def test_static_slots_match_dynamic_scheduler_greedy(tiny_model):
             [(first[0][1].text, first[0][1].tokens)] + [(done[k].text, done[k].tokens) for k in sorted(done)]
 
     dynamic, static, backend = run_both(tiny_model, drive)
+    from userlm.backends import slot_kv
+
+    assert slot_kv._repeated[0] is None  # the repeated prefill mask is not held past its pass
     assert any(t[1] > 1 for t in dynamic)
     assert static == dynamic
     assert backend.counts["prefill"] < backend.counts["decode"]

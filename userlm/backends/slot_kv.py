@@ -21,6 +21,12 @@ FOLD_PREFILL = True
 _repeated: list = [None, 0, None]  # (the pass's mask, repeats, the mask repeated): made once a pass, not a layer
 
 
+def forget_repeated_mask() -> None:
+    """Drop the pass's repeated mask (`_repeated`) once its forward is queued: it is rows x heads per key/value head
+    x length x positions booleans (235 MB for 16 rows of 1,024 new tokens over 2,048 positions at 7B)."""
+    _repeated[:] = [None, 0, None]
+
+
 def slot_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
     """SDPA over the slot buffers with the engine's boolean mask. Grouped-query attention is folded: a key/value
     head's query heads become one longer query ([rows, kv heads, heads per kv head x length, dim]), so each key is

@@ -180,6 +180,8 @@ class SlotPrefill:
         """One prefill pass queued (no host sync: inputs go through pinned memory); its last positions' logits."""
         import torch
 
+        from userlm.backends.slot_kv import forget_repeated_mask
+
         cuda = self.device.type == "cuda"
 
         def upload(values):
@@ -204,6 +206,7 @@ class SlotPrefill:
         compiled = self.compile_prefill if self.compile_prefill is not None else bool(self.compile_decode) and cuda
         with self._compiled("prefill") if compiled else contextlib.nullcontext():
             logits = self._forward(input_ids=upload(feed), position_ids=positions, attention_mask=mask)
+        forget_repeated_mask()  # queued: the allocator keeps its memory until the pass's kernels ran
         self.mode = None
         self.backend.counts["prefill"] += 1
         for slot, row, _ in chunk:  # slices: a single element's assignment would copy from the host and wait
