@@ -10,7 +10,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD" HF_HUB_OFFLINE=1 OMP_NUM_THREADS=8
-SOURCE=$([ -n "${TOK:-}" ] && echo "--tokenizer $(realpath "$TOK")" || echo "--data $(realpath "${DATA:?a prepared data dir or TOK}")")
+# a missing DATA inside $(...) only ended the subshell: the model's tokenizer was then trained on the scenarios' text
+[ -n "${TOK:-}${DATA:-}" ] || { echo "gpu_topp.sh: set DATA (a prepared data dir) or TOK (a saved tokenizer)" >&2; exit 2; }
+SOURCE=$([ -n "${TOK:-}" ] && echo "--tokenizer $(realpath "$TOK")" || echo "--data $(realpath "$DATA")")
 S05=${S05:-static-loop-triton-split-full,static-loop-triton-split}
 S7=${S7:-static-loop-triton-row,static-loop-triton-split}
 model() { [ -d /tmp/$1 ] || python3 benchmarks/random_model.py --shape $1 $SOURCE --out /tmp/$1 2>&1 | grep -v "it/s\]"; }

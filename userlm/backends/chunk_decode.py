@@ -226,7 +226,6 @@ class ChunkDecode:
         return torch.stack(tokens + wides)
 
     def _decode_chunk(self, b: int, lb: int, index: list[int], rows: list, k: int) -> list:
-
         block = self._sampling_block(list(zip(index, rows)), k)
         self.wide_inside = self.last_wide  # this chunk's graph draws wide rows itself
         started = time.perf_counter()
