@@ -7,7 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=8
-DATA=$(realpath "${DATA:?a prepared data dir}")
+: "${DATA:?a prepared data dir}"; DATA=$(realpath "$DATA")  # checked here: inside $(...) a miss ends only the subshell
 model() { [ -d /tmp/$1 ] || python3 benchmarks/random_model.py --shape $1 --data "$DATA" --out /tmp/$1 2>&1 | grep -v "it/s\]"; }
 bench() { python3 -W ignore benchmarks/bench_simulation.py --dtype bfloat16 --naive-conversations 0 --only-best "$@" 2>&1 \
   | grep -v "Loading weights\|it/s\]"; }

@@ -8,7 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=8
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # the host's rule
-DATA=$(realpath "${DATA:?a prepared data dir}"); TOKDATA=$(realpath "${TOKDATA:-$DATA}")
+: "${DATA:?a prepared data dir}"; DATA=$(realpath "$DATA"); TOKDATA=$(realpath "${TOKDATA:-$DATA}")  # checked here: in $(...) a miss ends only the subshell
 SPLIT=${SPLIT:-train}; LIMIT=${LIMIT:-1024}; TURNS=${TURNS:-3}; m=/tmp/qwen2.5-7b
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 [ -f $m/config.json ] || python3 benchmarks/random_model.py --shape qwen2.5-7b --data "$TOKDATA" --out $m 2>&1 | grep -v "it/s\]"
