@@ -106,6 +106,7 @@ def configure(backend, engine, scheduler: str, chunk: int):
         engine.fuse_residual = "-res" in flags  # with -fused: the layers' residual adds folded into norm and product
         engine.overlap_chunks = "-overlap" in flags  # with -all: the next chunk queued before the last one is read
         slot_kv.FOLD_PREFILL = "-fold" in flags  # prefill's grouped-query attention folded, not keys copied per head
+        engine.pack_prefill = "-pack" in flags  # a prefill pass's tokens one sequence: no padding in its products
         engine.__dict__.pop("_prefill", None)
         if "-noguard" in flags:  # a measurement only: warm prefill with dynamo's guards skipped (is the host the limit?)
             engine._prefill = unguarded(engine._prefill)
@@ -154,7 +155,8 @@ def main():
                              "compiled under inductor's max-autotune), -overlap (with -all: each chunk queued before the last one is read), -res (with -fused: the "
                              "layers' residual adds folded into the post-attention norm and the down projection), -pad25 (prefill passes "
                              "closed before a quarter of their tokens would be padding), -fold (prefill's grouped-query attention folded as a decode "
-                             "step's, keys not copied per query head), -noguard (a measurement: warm prefill passes skip dynamo's guards). A setting without its flag is off, "
+                             "step's, keys not copied per query head), -noguard (a measurement: warm prefill passes skip dynamo's guards), -pack (a prefill pass's "
+                             "tokens packed into one sequence: its products compute no padding). A setting without its flag is off, "
                              "whatever the engine's default")
     parser.add_argument("--chunk", type=int, default=8, help="static-chunk's decode steps a round trip")
     parser.add_argument("--verify-sampling", action="store_true")

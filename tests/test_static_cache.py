@@ -92,7 +92,7 @@ def test_prefill_padding_cap_splits_passes_and_keeps_text(tiny_model, monkeypatc
     seen = {}
     for cap in (1.0, 0.1):
         backend = HFBackend(tiny_model, max_batch=6, static_cache=True, compile_decode="off")
-        backend.slots.prefill_padding = cap
+        backend.slots.prefill_padding, backend.slots.pack_prefill = cap, False  # the cap limits padded passes
         passes, prefill = [], backend.slots._prefill_chunk
 
         def spy(chunk, prefill=prefill, passes=passes):  # records each pass, then runs it

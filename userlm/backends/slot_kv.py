@@ -19,12 +19,22 @@ ATTENTION = "userlm_slots"
 # (7 copies a layer at Qwen2.5-7B); benchmarks/bench_simulation.py's `-fold` measures it against the copies
 FOLD_PREFILL = True
 _repeated: list = [None, 0, None]  # (the pass's mask, repeats, the mask repeated): made once a pass, not a layer
+_packed: list = [None]  # a packed prefill pass's (gather, scatter) between its tokens and its rows (`prefill_pass`)
 
 
-def forget_repeated_mask() -> None:
-    """Drop the pass's repeated mask (`_repeated`) once its forward is queued: it is rows x heads per key/value head
-    x length x positions booleans (235 MB for 16 rows of 1,024 new tokens over 2,048 positions at 7B)."""
-    _repeated[:] = [None, 0, None]
+@contextlib.contextmanager
+def prefill_pass(packing=None):
+    """One prefill forward. `packing` (gather [rows, length], scatter [tokens]): the pass's tokens are packed into
+    one sequence (`SlotPrefill.pack_prefill`): the model's products compute no padding, and attention gathers each
+    row's queries into a left-padded [rows, length] block and scatters its output back. After the forward is queued
+    the repeated mask (`_repeated`: rows x heads per key/value head x length x positions booleans, 235 MB for 16
+    rows of 1,024 new tokens over 2,048 positions at 7B) is dropped."""
+    _packed[0] = packing
+    try:
+        yield
+    finally:
+        _packed[0] = None
+        _repeated[:] = [None, 0, None]
 
 
 def slot_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
@@ -34,6 +44,9 @@ def slot_attention(module, query, key, value, attention_mask, dropout=0.0, scali
     versions); a prefill mask [rows, 1, length, positions] is repeated to match, once a pass."""
     import torch
 
+    packing = _packed[0]
+    if packing is not None:  # [1, heads, tokens, dim] -> each row's queries, left-padded: [rows, heads, length, dim]
+        query = query[0].transpose(0, 1)[packing[0]].transpose(1, 2)
     rows, heads, q_len, dim = query.shape
     kv_heads = key.shape[1]
     rep = heads // kv_heads
@@ -55,6 +68,8 @@ def slot_attention(module, query, key, value, attention_mask, dropout=0.0, scali
             value = value[:, :, None].expand(-1, -1, rep, -1, -1).reshape(rows, heads, -1, dim)
         out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
                                                                scale=scaling)
+    if packing is not None:  # back to the pass's tokens: [1, tokens, heads, dim]
+        return out.transpose(1, 2).reshape(rows * q_len, heads, dim)[packing[1]][None], None
     return out.transpose(1, 2).contiguous(), None
 
 
@@ -155,9 +170,13 @@ class SlotBuffers:
                 write = self.kv_writer
             write(keys, values, self.slot_index[:b], self.writes[:b], key_states[:, :, 0], value_states[:, :, 0])
             return keys[:b, :, :lb], values[:b, :, :lb]
-        _, slots, writes, lb = self.mode  # prefill: slots [J], writes [J, T]
-        keys[slots[:, None], :, writes] = key_states.transpose(1, 2)
-        values[slots[:, None], :, writes] = value_states.transpose(1, 2)
+        _, slots, writes, lb, token_slots = self.mode  # prefill: slots [J], writes [J, T] (packed: [N])
+        if token_slots is not None:  # packed: key_states [1, kv heads, N, dim], token i into slot token_slots[i]
+            keys[token_slots, :, writes] = key_states[0].transpose(0, 1)
+            values[token_slots, :, writes] = value_states[0].transpose(0, 1)
+        else:
+            keys[slots[:, None], :, writes] = key_states.transpose(1, 2)
+            values[slots[:, None], :, writes] = value_states.transpose(1, 2)
         return keys[slots, :, :lb], values[slots, :, :lb]
 
     @contextlib.contextmanager
@@ -173,7 +192,10 @@ class SlotBuffers:
             for c, s in zip(self.configs, saved):
                 c._attn_implementation = s
 
-    def _forward(self, **inputs):
+    def _forward(self, keep=None, **inputs):
+        """The last position's logits of each row; `keep` (a packed pass): the positions whose logits are wanted."""
         cache_arg = self.backend.cache_arg
         with self._attention():
-            return self.model(use_cache=True, logits_to_keep=1, **inputs, **{cache_arg: self.cache}).logits[:, -1]
+            logits = self.model(use_cache=True, logits_to_keep=1 if keep is None else keep, **inputs,
+                                **{cache_arg: self.cache}).logits
+        return logits[:, -1] if keep is None else logits[0]

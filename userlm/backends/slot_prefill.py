@@ -1,6 +1,7 @@
-"""The static engine's prefill (`static_cache.py`): joining requests are prefilled together, left-padded to a
-common length, in chunks of at most `prefill_tokens` padded tokens, straight into their slots; only tokens that
-are not cached already are fed.
+"""The static engine's prefill (`static_cache.py`): joining requests are prefilled together, in chunks of at most
+`prefill_tokens` tokens, straight into their slots; only tokens that are not cached already are fed. A chunk's
+new tokens are packed into one sequence (`pack_prefill`), so its matrix products compute no padding; attention
+gathers them into rows left-padded to a common length (or, packing off, the whole pass is left-padded).
 
 Cached tokens come from the request's own conversation (its previous turn, `backend.kept`) and, with
 `share_prefixes` on, from any slot: each slot remembers the tokens whose keys/values it holds (`resident`: a live
@@ -20,6 +21,7 @@ import time
 LENGTH_BUCKET = 256  # attention reads positions [0, Lb): a multiple of this above the longest live row
 SHARE_MIN = 64  # a prompt shares a prefix with another's only from this many tokens on (and is bucketed by them)
 PREFILL_MIN = 2048  # tokens a prefill pass computes before `prefill_padding` limits it (7B: compute-bound there)
+PACKED_PADDED = 2  # a packed pass's rows x longest new length (its attention's padded block) <= this x prefill_tokens
 
 
 def common_prefix(old_ids: list[int], ids: list[int]) -> int:
@@ -41,7 +43,10 @@ class SlotPrefill:
     """`SlotEngine`'s prefill (it sets rows, keys, values, mask, backend and the rest)."""
 
     share_prefixes = False  # replay turns it on for its runs (simulator/replay.py)
-    prefill_padding = 1.0  # the largest share of a pass's padded tokens left padding may take (1: no limit)
+    prefill_padding = 1.0  # unpacked: the largest share of a pass's padded tokens left padding may take (1: no limit)
+    # pack_prefill: a pass's new tokens one sequence (no padding in its products; attention gathers them into padded
+    # rows and back). On by default: fewer, unpadded passes (measured in results/benchmarks/, `-pack`)
+    pack_prefill = True
     # compile_prefill (with compile_decode): a prefill pass runs the decode step's fused pieces (`_compiled`: norms,
     # rotary, the MLP's activation; q/k/v and gate/up one matmul each), compiled for dynamic shapes. None: with
     # compile_decode on CUDA, where measured (H200, 7B/128, 2026-12-01: prefill 1.4 -> 1.2 s, 1.05x all-in side by
@@ -154,8 +159,9 @@ class SlotPrefill:
         return row
 
     def _prefill_placed(self, placed: list) -> list:
-        """(slot, row, tokens cached) in chunks of at most `prefill_tokens` padded tokens, shortest first; with
-        `prefill_padding` < 1, a request that would make its chunk compute more than PREFILL_MIN tokens with more
+        """(slot, row, tokens cached) in chunks of at most `prefill_tokens` tokens, shortest first: packed, whose
+        rows x longest new length is at most PACKED_PADDED x that; unpacked, counting padding, and with
+        `prefill_padding` < 1 a request that would make its chunk compute more than PREFILL_MIN tokens with more
         than that share of them left padding starts the next chunk instead (a pass of fewer tokens costs about its
         weights' read whatever its padding). Every pass is queued before any is sampled: nothing in a pass waits for
         the device, so the host builds the next pass while the GPU computes this one (each pass's draw, after them
@@ -166,8 +172,12 @@ class SlotPrefill:
             new = 0 if item is None else len(item[1].ids) - item[2]
             if item is not None:
                 padded = new * (len(chunk) + 1)  # sorted: the newest request is the chunk's widest
-                lean = padded <= PREFILL_MIN or padded - fed - new <= self.prefill_padding * padded
-                if not chunk or (padded <= self.prefill_tokens and lean):
+                if self.pack_prefill:  # the products compute no padding; attention's padded block stays bounded
+                    fits = fed + new <= self.prefill_tokens and padded <= PACKED_PADDED * self.prefill_tokens
+                else:
+                    lean = padded <= PREFILL_MIN or padded - fed - new <= self.prefill_padding * padded
+                    fits = padded <= self.prefill_tokens and lean
+                if not chunk or fits:
                     chunk.append(item)
                     fed += new
                     continue
@@ -177,36 +187,58 @@ class SlotPrefill:
         return [done for chunk, logits in passes for done in self._prefill_sampled(chunk, logits)]
 
     def _prefill_chunk(self, chunk: list):
-        """One prefill pass queued (no host sync: inputs go through pinned memory); its last positions' logits."""
+        """One prefill pass queued (no host sync: inputs go through pinned memory); its last positions' logits.
+        Packed (`pack_prefill`, more than one row): the rows' new tokens are one sequence, so the products compute no
+        padding; only attention sees the rows left-padded (`slot_kv.prefill_pass`)."""
         import torch
 
-        from userlm.backends.slot_kv import forget_repeated_mask
+        from userlm.backends.slot_kv import prefill_pass
 
         cuda = self.device.type == "cuda"
 
-        def upload(values):
-            return torch.tensor(values, pin_memory=cuda).to(self.device, non_blocking=True)
+        def upload(*lists):  # one pinned copy for all of them; views of it on the device
+            sizes = [len(v) for v in lists]
+            flat = torch.tensor([x for v in lists for x in v], pin_memory=cuda).to(self.device, non_blocking=True)
+            return flat.split(sizes)
 
         width = max(len(row.ids) - reused for _, row, reused in chunk)
         lb = min(self.length, -(-max(len(row.ids) for _, row, _ in chunk) // LENGTH_BUCKET) * LENGTH_BUCKET)
-        feed, positions, writes = [], [], []
-        for slot, row, reused in chunk:
-            new = row.ids[reused:]
-            pad = width - len(new)
-            feed.append([0] * pad + new)
-            positions.append([0] * pad + list(range(reused, len(row.ids))))
-            writes.append([self.trash] * pad + list(range(reused, len(row.ids))))
-        self.backend.counts["prefill tokens"] += sum(len(row.ids) - reused for _, row, reused in chunk)
-        self.backend.counts["prefill padded"] += width * len(chunk)  # what the forward computes
-        slots, positions, writes_t = upload([slot for slot, _, _ in chunk]), upload(positions), upload(writes)
+        pack = self.pack_prefill and len(chunk) > 1
+        feed, positions, writes, gather, scatter, token_slots, last = [], [], [], [], [], [], []
+        for j, (slot, row, reused) in enumerate(chunk):
+            new, pad = row.ids[reused:], width - (len(row.ids) - reused)
+            at = list(range(reused, len(row.ids)))
+            positions += [0] * pad + at
+            if pack:  # a padded place gathers the row's first token: its output is never scattered back
+                first = len(feed)
+                feed += new
+                writes += at
+                token_slots += [slot] * len(new)
+                gather += [first] * pad + list(range(first, len(feed)))
+                scatter += range(j * width + pad, (j + 1) * width)
+                last.append(len(feed) - 1)
+            else:
+                feed += [0] * pad + new
+                writes += [self.trash] * pad + at
+        n = sum(len(row.ids) - reused for _, row, reused in chunk)
+        self.backend.counts["prefill tokens"] += n
+        self.backend.counts["prefill padded"] += n if pack else width * len(chunk)  # what the products compute
+        slots, feed, positions, writes, gather, scatter, token_slots, last = upload(
+            [slot for slot, _, _ in chunk], feed, positions, writes, gather, scatter, token_slots, last)
+        positions = positions.view(len(chunk), width)
         # query t of a row sees its positions 0..its own; a padded query sees position 0 only (see the mask's
         # first column), so that no row of the softmax is empty
         mask = (torch.arange(lb, device=self.device)[None, None, :] <= positions[:, :, None]).unsqueeze(1)
-        self.mode = ("prefill", slots, writes_t, lb)
+        if pack:
+            self.mode = ("prefill", slots, writes, lb, token_slots)
+            inputs = dict(input_ids=feed[None], position_ids=writes[None], keep=last)
+            packing = (gather.view(len(chunk), width), scatter)
+        else:
+            self.mode = ("prefill", slots, writes.view(len(chunk), width), lb, None)
+            inputs, packing = dict(input_ids=feed.view(len(chunk), width), position_ids=positions), None
         compiled = self.compile_prefill if self.compile_prefill is not None else bool(self.compile_decode) and cuda
-        with self._compiled("prefill") if compiled else contextlib.nullcontext():
-            logits = self._forward(input_ids=upload(feed), position_ids=positions, attention_mask=mask)
-        forget_repeated_mask()  # queued: the allocator keeps its memory until the pass's kernels ran
+        with self._compiled("prefill") if compiled else contextlib.nullcontext(), prefill_pass(packing):
+            logits = self._forward(attention_mask=mask, **inputs)
         self.mode = None
         self.backend.counts["prefill"] += 1
         for slot, row, _ in chunk:  # slices: a single element's assignment would copy from the host and wait

@@ -40,7 +40,7 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
 
         register_slot_attention()
         self.backend, self.model, self.slots = backend, backend.model, slots
-        self.use_graphs, self.prefill_tokens = graphs, prefill_tokens  # a prefill chunk's rows x padded length
+        self.use_graphs, self.prefill_tokens = graphs, prefill_tokens  # tokens a prefill pass computes
         # prefill_padding (`slot_prefill.py`): a prefill pass over 2,048 tokens holds at most a tenth of them as left
         # padding. On CUDA, where measured (H200, 7B/128, 2026-11-30: 52,608 -> 42,612 tokens computed in 4 -> 11
         # passes, 11,840 -> 12,386 tok/s; results/benchmarks/2026-11-30-h200-sample-head.md)
