@@ -47,9 +47,6 @@ class DecodeGraphs:
     # fuse_residual (with fuse_projections): a known pre-norm layer's residual adds folded into its post-attention
     # norm and its down projection (`fused_residual.py`). None: with compile_decode on CUDA, where measured (H200,
     # 7B/128, 2026-12-01: 1.03x all-in side by side; results/benchmarks/2026-12-01-h200-prefill-overlap.md)
-    # combo_kernels (with compile_decode, not autotune_decode): inductor's horizontal fusion, independent kernels of a
-    # compiled piece launched as one (the rotary's q and k). Opt-in, measured by bench_simulation's `-combo`
-    combo_kernels = False
     # "defer": and the second add deferred to the next layer's first norm (`fused_residual.Deferred`)
     fuse_residual: bool | str | None = None
 
@@ -106,11 +103,10 @@ class DecodeGraphs:
             config.recompile_limit = max(getattr(config, "recompile_limit", 8), 64)
         by_kind = self.fused[2]
         residual = self._residual()
-        kind_key = (kind, self.autotune_decode and kind == "decode", residual, self.combo_kernels)
+        kind_key = (kind, self.autotune_decode and kind == "decode", residual)
         if kind_key not in by_kind:
             mode = "max-autotune-no-cudagraphs" if self.autotune_decode and kind == "decode" else None
-            how = {"mode": mode} if mode or not self.combo_kernels else {"options": {"combo_kernels": True}}
-            compile_fn = (lambda fn: torch.compile(fn, dynamic=kind == "prefill" or None, **how)) \
+            compile_fn = (lambda fn: torch.compile(fn, dynamic=kind == "prefill" or None, mode=mode)) \
                 if self.compile_decode else (lambda fn: fn)
             by_kind[kind_key] = [(owner, name, build(compile_fn)) for owner, name, build, when in self.fused[1]
                                  if when is None or residual in when]
@@ -228,7 +224,7 @@ class DecodeGraphs:
         key = (b, lb, self.gpu_sampling, self.compile_decode, self.live_attention, self.wide_inside, self.chunking,
                self.wide_sort, self.wide_kernel, self.fuse_projections, self.fuse_kv_write, self.compile_head,
                self.head_by_logits, self._by_rejection(), tuple(sorted(self.attention_options.items())),
-               self.autotune_decode, self._residual(), self.combo_kernels)
+               self.autotune_decode, self._residual())
         graph = self.graphs.get(key)
         if graph is None:
             try:
