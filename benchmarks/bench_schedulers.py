@@ -2,7 +2,7 @@
 flags that each switch one engine setting (`FLAGS`, any order); and the mean of a scheduler's warm runs."""
 
 FLAGS = ("-lean", "-head", "-kv", "-fused", "-all", "-n128", "-cp", "-at", "-overlap", "-res", "-pad25", "-fold",
-         "-noguard", "-pack", "-defer")  # scheduler suffixes that switch one engine setting
+         "-noguard", "-pack")  # scheduler suffixes that switch one engine setting
 
 
 BASES = ("dynamic", "static", "static-host", "static-compiled", "static-sort", "static-live", "static-fast",

@@ -104,7 +104,6 @@ def configure(backend, engine, scheduler: str, chunk: int):
         engine.compile_prefill = "-cp" in flags  # prefill passes run the decode step's compiled pieces
         engine.autotune_decode = "-at" in flags  # the decode step's pieces compiled under max-autotune
         engine.fuse_residual = "-res" in flags  # with -fused: the layers' residual adds folded into norm and product
-        engine.fuse_residual = "defer" if "-defer" in flags else engine.fuse_residual  # the second into the next norm
         engine.overlap_chunks = "-overlap" in flags  # with -all: the next chunk queued before the last one is read
         slot_kv.FOLD_PREFILL = "-fold" in flags  # prefill's grouped-query attention folded, not keys copied per head
         engine.pack_prefill = "-pack" in flags  # a prefill pass's tokens one sequence: no padding in its products
@@ -157,7 +156,7 @@ def main():
                              "layers' residual adds folded into the post-attention norm and the down projection), -pad25 (prefill passes "
                              "closed before a quarter of their tokens would be padding), -fold (prefill's grouped-query attention folded as a decode "
                              "step's, keys not copied per query head), -noguard (a measurement: warm prefill passes skip dynamo's guards), -pack (a prefill pass's "
-                             "tokens packed into one sequence: its products compute no padding), -defer (with -fused: -res with each layer's second add in the next layer's first norm). A setting without its flag is off, "
+                             "tokens packed into one sequence: its products compute no padding). A setting without its flag is off, "
                              "whatever the engine's default")
     parser.add_argument("--chunk", type=int, default=8, help="static-chunk's decode steps a round trip")
     parser.add_argument("--verify-sampling", action="store_true")

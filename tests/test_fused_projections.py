@@ -35,15 +35,14 @@ def test_engine_text_same_with_fused_projections(tiny_model, temperature, monkey
     from userlm.backends.fused_residual import fusable
     from userlm.backends.hf import HFBackend
 
-    ran = []  # the folded blocks' calls: a layer forward that fell back to the layer's own would not count
-    for name in ("post_attention", "deferring"):
-        built = getattr(fused_residual, name)
-        monkeypatch.setattr(fused_residual, name, lambda *a, built=built, name=name: (
-            lambda block: lambda residual, attended: ran.append(name) or block(residual, attended))(built(*a)))
+    ran = []  # the folded block's calls: a layer forward that fell back to the layer's own would not count
+    built = fused_residual.post_attention
+    monkeypatch.setattr(fused_residual, "post_attention", lambda *a: (
+        lambda block: lambda residual, attended: ran.append(1) or block(residual, attended))(built(*a)))
 
     chats = [[{"role": "user", "content": f"Tell me about idea {i}{', briefly' * (i % 3)}."}] for i in range(4)]
     texts = []
-    for fuse, residual in ((False, False), (True, False), (True, True), (True, "defer")):
+    for fuse, residual in ((False, False), (True, False), (True, True)):
         backend = HFBackend(tiny_model, max_batch=3, static_cache=True, compile_decode="off", dtype="float32")
         backend.slots.fuse_projections, backend.slots.fuse_residual = fuse, residual
         reqs = [GenerationRequest(c, Sampling(temperature, 0.9, 6 + 3 * i), seed=i) for i, c in enumerate(chats)]
@@ -54,13 +53,11 @@ def test_engine_text_same_with_fused_projections(tiny_model, temperature, monkey
             assert fusable(layer)  # Qwen2DecoderLayer, one tensor out
             # the MLP's forward swapped without residual folding, the whole layer's with it (its block reads the MLP's
             # weights); built once, chosen per pass
-            assert [when for owner, _, _, when in parts if owner is layer or owner is layer.mlp] == \
-                [(False,), (True,), ("defer",)]
+            assert [when for owner, _, _, when in parts if owner is layer or owner is layer.mlp] == [False, True]
             projections = {id(getattr(layer.self_attn, n)) for n in ("q_proj", "k_proj", "v_proj")}
             assert {id(owner) for owner, *_ in parts} >= projections
             assert layer.self_attn.q_proj.weight.untyped_storage().data_ptr() == \
                 layer.self_attn.v_proj.weight.untyped_storage().data_ptr()
             assert "forward" not in layer.mlp.__dict__ and "forward" not in layer.__dict__  # swapped in for a pass only
-    assert texts[0] == texts[1] == texts[2] == texts[3]
-    # (on CUDA the blocks run when a graph is captured only)
-    assert sum(t[1] for t in texts[0]) > 10 and set(ran) == {"post_attention", "deferring"}
+    assert texts[0] == texts[1] == texts[2]
+    assert sum(t[1] for t in texts[0]) > 10 and ran  # (on CUDA the block runs when a graph is captured only)

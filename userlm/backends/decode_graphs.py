@@ -47,10 +47,9 @@ class DecodeGraphs:
     # fuse_residual (with fuse_projections): a known pre-norm layer's residual adds folded into its post-attention
     # norm and its down projection (`fused_residual.py`). None: with compile_decode on CUDA, where measured (H200,
     # 7B/128, 2026-12-01: 1.03x all-in side by side; results/benchmarks/2026-12-01-h200-prefill-overlap.md)
-    # "defer": and the second add deferred to the next layer's first norm (`fused_residual.Deferred`)
-    fuse_residual: bool | str | None = None
+    fuse_residual: bool | None = None
 
-    def _residual(self) -> bool | str:
+    def _residual(self) -> bool:
         if self.fuse_residual is not None:
             return self.fuse_residual
         return bool(self.compile_decode) and self.device.type == "cuda"
@@ -109,7 +108,7 @@ class DecodeGraphs:
             compile_fn = (lambda fn: torch.compile(fn, dynamic=kind == "prefill" or None, mode=mode)) \
                 if self.compile_decode else (lambda fn: fn)
             by_kind[kind_key] = [(owner, name, build(compile_fn)) for owner, name, build, when in self.fused[1]
-                                 if when is None or residual in when]
+                                 if when is None or when == residual]
         parts = by_kind[kind_key]
         saved = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in parts]
         for owner, name, fn in parts:

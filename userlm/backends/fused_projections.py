@@ -77,20 +77,11 @@ def fused_parts(model) -> list:
     """(owner, attribute, build, when) for every fusable attention and MLP of `model` (weights concatenated now,
     once): build(compile_fn) gives the replacement, the MLP's forward compiled by `compile_fn` (the engine's
     torch.compile), q/k/v's not. A layer that `fused_residual` knows also gets its whole forward, the post-attention
-    half one compiled block with the residual adds folded in (or, where every layer is such, the second add
-    deferred to the next layer's first norm: `fused_residual.Deferred`); `when` says which a pass swaps in: the
-    engine's `fuse_residual` settings (False, True, "defer") it serves, None for all."""
-    from userlm.backends.fused_residual import (
-        Deferred,
-        add_norm,
-        deferrable,
-        deferring,
-        fusable,
-        layer_forward,
-        post_attention,
-    )
+    half one compiled block with the residual adds folded in; `when` says which of the two a pass swaps in: True
+    with the engine's `fuse_residual`, False without it, None always."""
+    from userlm.backends.fused_residual import fusable, layer_forward, post_attention
 
-    parts, layers, blocks = [], {}, []
+    parts, layers = [], {}
     for module in model.modules():
         names = [n for n in QKV if hasattr(module, n)]
         if len(names) == 3 and _plain([getattr(module, n) for n in QKV]):
@@ -103,21 +94,10 @@ def fused_parts(model) -> list:
             weight, _, sizes = _concatenate([getattr(module, n) for n in GATE_UP])
             layer = layers.get(id(module))  # modules() gives a layer before its MLP
             parts.append((module, "forward", lambda c, f=gate_up_forward(module, weight, sizes): c(f),
-                          (False,) if layer is not None else None))
+                          False if layer is not None else None))
             if layer is not None:
-                blocks.append((layer, weight, sizes))
-    decoder = deferrable(model)
-    defer = decoder is not None and {id(m) for m in decoder[0]} <= {id(m) for m, _, _ in blocks}
-    if defer:
-        state, norm = Deferred(*decoder), decoder[1]
-        parts += [(norm, "forward", lambda c: state.norm(c(add_norm(norm))), ("defer",)),
-                  (norm, "forward", lambda c, f=norm.forward: c(f), (False, True))]
-    for layer, weight, sizes in blocks:
-        parts.append((layer, "forward", lambda c, m=layer, b=post_attention(layer, weight, sizes): layer_forward(m, c(b)),
-                      (True,) if defer else (True, "defer")))
-        if defer:
-            parts.append((layer, "forward", lambda c, m=layer, b=deferring(layer, weight, sizes):
-                          state.layer(m, c(b), c(add_norm(m.input_layernorm))), ("defer",)))
+                block = post_attention(layer, weight, sizes)
+                parts.append((layer, "forward", lambda c, m=layer, b=block: layer_forward(m, c(b)), True))
     return parts
 
 

@@ -40,68 +40,6 @@ def post_attention(layer, gate_up, sizes):
     return block
 
 
-def deferring(layer, gate_up, sizes):
-    """`post_attention` with its second add left to the next layer (`Deferred`): (h, down(act(...) * up(...)))."""
-    norm, mlp = layer.post_attention_layernorm, layer.mlp
-
-    def block(residual, attended):
-        import torch.nn.functional as F
-
-        hidden = residual + attended
-        gate, up = F.linear(type(norm).forward(norm, hidden), gate_up).split(sizes, dim=-1)
-        return hidden, F.linear(mlp.act_fn(gate) * up, mlp.down_proj.weight)
-    return block
-
-
-def add_norm(norm):
-    """(h, norm(h)) for h = pending + incoming: one kernel compiled."""
-    def fn(pending, incoming):
-        hidden = pending + incoming
-        return hidden, type(norm).forward(norm, hidden)
-    return fn
-
-
-class Deferred:
-    """Every layer's second residual add deferred into the next layer's first norm, the last layer's into the model's
-    final norm (`fuse_residual="defer"`): a layer hands on down(...) alone and its h waits here, so the add is in
-    the norm's kernel instead of the copy that `addmm` makes of its input (one kernel a layer fewer). Only for a
-    model whose every layer is `fusable` (its decoder runs `layers` in order, then `norm`)."""
-
-    def __init__(self, layers, final_norm):
-        self.first, self.pending = layers[0], None
-        self.final_norm = final_norm
-
-    def layer(self, layer, block, add_norm_fn):
-        own = type(layer).forward.__get__(layer)
-
-        def forward(hidden_states, *args, **kwargs):
-            if args:
-                return own(hidden_states, *args, **kwargs)
-            if layer is self.first:  # a pass starts here: whatever a failed pass left pending is dropped
-                residual, normed = hidden_states, layer.input_layernorm(hidden_states)
-            else:
-                residual, normed = add_norm_fn(self.pending, hidden_states)
-            attended, _ = layer.self_attn(hidden_states=normed, **kwargs)
-            self.pending, out = block(residual, attended)
-            return out
-        return forward
-
-    def norm(self, add_norm_fn):
-        def forward(hidden_states):
-            pending, self.pending = self.pending, None
-            return add_norm_fn(pending, hidden_states)[1]
-        return forward
-
-
-def deferrable(model):
-    """(layers, final norm) of the decoder in `model` whose layers are all `fusable`, or None."""
-    for module in model.modules():
-        layers, norm = getattr(module, "layers", None), getattr(module, "norm", None)
-        if layers is not None and norm is not None and len(layers) and all(fusable(m) for m in layers):
-            return layers, norm
-    return None
-
-
 def layer_forward(layer, block):
     """The layer's forward with `block` (compiled by the engine) after its attention; a call it does not expect
     (positional arguments past the hidden states) goes to the layer's own forward."""
