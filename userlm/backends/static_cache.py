@@ -41,8 +41,8 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         register_slot_attention()
         self.backend, self.model, self.slots = backend, backend.model, slots
         self.use_graphs, self.prefill_tokens = graphs, prefill_tokens  # tokens a prefill pass computes
-        # prefill_padding (`slot_prefill.py`): a prefill pass over 2,048 tokens holds at most a tenth of them as left
-        # padding. On CUDA, where measured (H200, 7B/128, 2026-11-30: 52,608 -> 42,612 tokens computed in 4 -> 11
+        # prefill_padding (`slot_prefill.py`, passes left-padded: `pack_prefill` off): a prefill pass over 2,048 tokens
+        # holds at most a tenth of them as left padding. On CUDA, where measured (H200, 7B/128, 2026-11-30: 52,608 -> 42,612 tokens computed in 4 -> 11
         # passes, 11,840 -> 12,386 tok/s; results/benchmarks/2026-11-30-h200-sample-head.md)
         self.prefill_padding = 0.1 if backend.device.type == "cuda" else 1.0
         configs = {id(m.config): m.config for m in self.model.modules() if hasattr(m, "config")}
