@@ -13,7 +13,7 @@ import argparse
 import time
 
 import torch
-from bench_profiling import idle_gaps, profiled, sync_points  # benchmarks/ is the script's directory
+from bench_profiling import idle_gaps, profiled, sync_points, timeline  # benchmarks/: the script's dir
 from bench_schedulers import parse, warm
 
 from simulator.loop import Conversation, Side, run_conversations
@@ -165,7 +165,8 @@ def main():
                              "become peaked like a trained model's (the nucleus fits the 128 most likely tokens)")
     parser.add_argument("--profile", action="store_true",
                         help="each scheduler once more warm, then once under torch.profiler: its GPU kernel time "
-                             "and kernels a decode step, the top kernels")
+                             "and kernels a decode step, the top kernels; on CUDA then once more with the GPU's idle "
+                             "time by where the host was (bench_profiling.timeline)")
     parser.add_argument("--profile-top", type=int, default=12, help="kernels listed by --profile")
     parser.add_argument("--sync-debug", action="store_true",
                         help="CUDA: each scheduler once more with CUDA's sync debug mode, the operations that waited "
@@ -289,6 +290,8 @@ def main():
             for phase in ("decode", "prefill") if backend.slots is not None else ("all",):
                 profiled(backend, engine, phase, scheduler, lambda: batched(  # noqa: B023 - called right away
                     backend, conversations(scenarios, max(counts)), user, max(counts), True, True), args.profile_top)
+            if cuda and backend.slots is not None:  # where the GPU waits for the host
+                timeline(engine, scheduler, lambda: batched(backend, conversations(scenarios, max(counts)), user, max(counts), True, True))  # noqa: B023
             if engine is not None:
                 engine.reset()
     backend.slots = engine
