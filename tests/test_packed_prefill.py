@@ -32,14 +32,15 @@ def test_packed_attention_equals_padded_rows(monkeypatch):
         torch.testing.assert_close(got[0], want.reshape(rows * width, heads, dim)[places], rtol=1e-6, atol=1e-6)
     assert slot_kv._packed[0] is None and slot_kv._repeated[0] is None
     with pytest.raises(RuntimeError), slot_kv.prefill_pass((gather, torch.tensor(places))):
+        slot_kv.slot_attention(None, packed[None].transpose(1, 2), key, value, mask, scaling=dim ** -0.5)
         raise RuntimeError("a forward that fails")
-    assert slot_kv._packed[0] is None  # a failed pass leaves no packing behind for the next one
+    assert slot_kv._packed[0] is None and slot_kv._repeated[0] is None  # a failed pass leaves neither behind
 
 
-def test_packed_prefill_keeps_texts_and_computes_no_padding(tiny_model):
-    """Prompts of different lengths (and second turns that feed only their new tokens) give the same greedy and
-    sampled texts packed as left-padded; packed, the products compute the tokens alone, in no more passes (here
-    more than one: `prefill_tokens` small)."""
+def test_packed_prefill_keeps_texts_and_computes_no_padding(tiny_model, monkeypatch):
+    """Prompts of different lengths, then second turns that feed only their new tokens after the first turn's kept
+    keys/values, give the same greedy and sampled texts packed as left-padded; packed, the products compute the
+    tokens alone, in no more passes, and some pass packs rows of different lengths that start after kept tokens."""
     from userlm.backends import GenerationRequest, Sampling
     from userlm.backends.hf import HFBackend
 
@@ -48,15 +49,32 @@ def test_packed_prefill_keeps_texts_and_computes_no_padding(tiny_model):
     for pack in (False, True):
         backend = HFBackend(tiny_model, max_batch=5, static_cache=True, compile_decode="off")
         backend.slots.pack_prefill, backend.slots.prefill_tokens = pack, 256
-        greedy = [o.text for o in backend.generate(
-            [GenerationRequest(c, Sampling(0.0, 1.0, 8), seed=i) for i, c in enumerate(chats)])]
-        follow = [c + [{"role": "assistant", "content": t}, {"role": "user", "content": "Why?" * (i + 1)}]
-                  for i, (c, t) in enumerate(zip(chats, greedy))]
-        hot = [o.text for o in backend.generate(
-            [GenerationRequest(c, Sampling(1.0, 0.9, 8), seed=i) for i, c in enumerate(follow)])]
-        seen[pack] = greedy, hot, dict(backend.counts)
-    (greedy, hot, padded_counts), (packed_greedy, packed_hot, packed_counts) = seen[False], seen[True]
+        passes, prefill = [], backend.slots._prefill_chunk
+
+        def spy(chunk, prefill=prefill, passes=passes):  # each pass's rows: (new tokens, tokens kept before)
+            passes.append([(len(row.ids) - reused, reused) for _, row, reused in chunk])
+            return prefill(chunk)
+
+        monkeypatch.setattr(backend.slots, "_prefill_chunk", spy)
+
+        def turn(convs, sampling, backend=backend):  # every conversation's turn at once, keyed by conversation
+            for i, chat in enumerate(convs):
+                backend.submit((i, "user"), GenerationRequest(chat, sampling, seed=i))
+            done = {}
+            while len(done) < len(convs):
+                done.update(backend.step())
+            return [done[(i, "user")].text for i in range(len(convs))]
+
+        greedy = turn(chats, Sampling(0.0, 1.0, 8))
+        hot = turn([c + [{"role": "assistant", "content": t}, {"role": "user", "content": "Why?" * (i + 1)}]
+                    for i, (c, t) in enumerate(zip(chats, greedy))], Sampling(1.0, 0.9, 8))
+        for i in range(len(chats)):
+            backend.release(i)
+        seen[pack] = greedy, hot, dict(backend.counts), passes
+    (greedy, hot, padded_counts, _), (packed_greedy, packed_hot, packed_counts, packed_passes) = seen[False], seen[True]
     assert (packed_greedy, packed_hot) == (greedy, hot)
     assert packed_counts["prefill tokens"] == padded_counts["prefill tokens"] == packed_counts["prefill padded"]
     assert padded_counts["prefill padded"] > padded_counts["prefill tokens"]  # left padding, computed
-    assert 2 < packed_counts["prefill"] <= padded_counts["prefill"]
+    assert 1 < packed_counts["prefill"] <= padded_counts["prefill"]
+    assert any(len(rows) > 1 and len({n for n, _ in rows}) > 1 and all(kept > 0 for _, kept in rows)
+               for rows in packed_passes)

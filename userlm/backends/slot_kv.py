@@ -2,8 +2,9 @@
 heads, positions, head dim], and the attention that reads them. A pass writes its new keys/values at per-row
 positions in place (`write_and_read`, reached through `SlotCache`, a stand-in for transformers' Cache) and
 attends with the engine's boolean mask (`slot_attention`, registered as a transformers attention function).
-Padding never reaches a real row: padded queries write their keys to a spare position past the last one
-(`trash`), which no mask ever includes."""
+Padding never reaches a real row: in a left-padded pass, padded queries write their keys to a spare position past
+the last one (`trash`), which no mask ever includes; a packed pass (`prefill_pass`) has no padded keys at all, and
+its padded queries (attention's only padding) are never read back."""
 
 from __future__ import annotations
 

@@ -21,7 +21,9 @@ import time
 LENGTH_BUCKET = 256  # attention reads positions [0, Lb): a multiple of this above the longest live row
 SHARE_MIN = 64  # a prompt shares a prefix with another's only from this many tokens on (and is bucketed by them)
 PREFILL_MIN = 2048  # tokens a prefill pass computes before `prefill_padding` limits it (7B: compute-bound there)
-PACKED_PADDED = 2  # a packed pass's rows x longest new length (its attention's padded block) <= this x prefill_tokens
+# a packed pass's attention block (rows x longest new length x positions read, its mask's size) is at most
+# prefill_tokens x this: what an unpacked pass of prefill_tokens held at 4,096 positions
+PACKED_POSITIONS = 4096
 
 
 def common_prefix(old_ids: list[int], ids: list[int]) -> int:
@@ -159,31 +161,33 @@ class SlotPrefill:
         return row
 
     def _prefill_placed(self, placed: list) -> list:
-        """(slot, row, tokens cached) in chunks of at most `prefill_tokens` tokens, shortest first: packed, whose
-        rows x longest new length is at most PACKED_PADDED x that; unpacked, counting padding, and with
+        """(slot, row, tokens cached) in chunks of at most `prefill_tokens` tokens, shortest first: packed, with
+        attention's padded block bounded (PACKED_POSITIONS); unpacked, counting padding, and with
         `prefill_padding` < 1 a request that would make its chunk compute more than PREFILL_MIN tokens with more
         than that share of them left padding starts the next chunk instead (a pass of fewer tokens costs about its
         weights' read whatever its padding). Every pass is queued before any is sampled: nothing in a pass waits for
         the device, so the host builds the next pass while the GPU computes this one (each pass's draw, after them
         all, waits once)."""
         placed = sorted(placed, key=lambda p: len(p[1].ids) - p[2])
-        passes, chunk, fed = [], [], 0
+        passes, chunk, fed, longest = [], [], 0, 0
         for item in placed + [None]:
             new = 0 if item is None else len(item[1].ids) - item[2]
             if item is not None:
                 padded = new * (len(chunk) + 1)  # sorted: the newest request is the chunk's widest
                 if self.pack_prefill:  # the products compute no padding; attention's padded block stays bounded
-                    fits = fed + new <= self.prefill_tokens and padded <= PACKED_PADDED * self.prefill_tokens
+                    positions = -(-max(longest, len(item[1].ids)) // LENGTH_BUCKET) * LENGTH_BUCKET
+                    fits = fed + new <= self.prefill_tokens \
+                        and padded * min(positions, self.length) <= self.prefill_tokens * PACKED_POSITIONS
                 else:
                     lean = padded <= PREFILL_MIN or padded - fed - new <= self.prefill_padding * padded
                     fits = padded <= self.prefill_tokens and lean
                 if not chunk or fits:
                     chunk.append(item)
-                    fed += new
+                    fed, longest = fed + new, max(longest, len(item[1].ids))
                     continue
             if chunk:
                 passes.append((chunk, self._prefill_chunk(chunk)))
-            chunk, fed = [item], new
+            chunk, fed, longest = [item], new, 0 if item is None else len(item[1].ids)
         return [done for chunk, logits in passes for done in self._prefill_sampled(chunk, logits)]
 
     def _prefill_chunk(self, chunk: list):
@@ -206,6 +210,7 @@ class SlotPrefill:
         pack = self.pack_prefill and len(chunk) > 1
         feed, positions, writes, gather, scatter, token_slots, last = [], [], [], [], [], [], []
         for j, (slot, row, reused) in enumerate(chunk):
+            assert len(row.ids) > reused, "a prefilled row computes its last token at least (its logits are drawn from)"
             new, pad = row.ids[reused:], width - (len(row.ids) - reused)
             at = list(range(reused, len(row.ids)))
             positions += [0] * pad + at

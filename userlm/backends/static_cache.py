@@ -40,10 +40,12 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
 
         register_slot_attention()
         self.backend, self.model, self.slots = backend, backend.model, slots
-        self.use_graphs, self.prefill_tokens = graphs, prefill_tokens  # tokens a prefill pass computes
-        # prefill_padding (`slot_prefill.py`, passes left-padded: `pack_prefill` off): a prefill pass over 2,048 tokens
-        # holds at most a tenth of them as left padding. On CUDA, where measured (H200, 7B/128, 2026-11-30: 52,608 -> 42,612 tokens computed in 4 -> 11
-        # passes, 11,840 -> 12,386 tok/s; results/benchmarks/2026-11-30-h200-sample-head.md)
+        # prefill_tokens: the tokens a prefill pass computes (packed: its new tokens; left-padded: rows x width)
+        self.use_graphs, self.prefill_tokens = graphs, prefill_tokens
+        # prefill_padding (`slot_prefill.py`, left-padded passes only: `pack_prefill` off): a prefill pass over 2,048
+        # tokens holds at most a tenth of them as left padding. On CUDA, where measured (H200, 7B/128, 2026-11-30:
+        # 52,608 -> 42,612 tokens computed in 4 -> 11 passes, 11,840 -> 12,386 tok/s;
+        # results/benchmarks/2026-11-30-h200-sample-head.md)
         self.prefill_padding = 0.1 if backend.device.type == "cuda" else 1.0
         configs = {id(m.config): m.config for m in self.model.modules() if hasattr(m, "config")}
         self.configs = [c for c in configs.values() if hasattr(c, "num_key_value_heads")]
