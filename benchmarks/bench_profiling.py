@@ -160,53 +160,26 @@ def idle_gaps(engine, run, top: int = 12):
         print(f"    {us / 1000 / calls:8.2f}  {name[:150]}", flush=True)
 
 
-def timeline(engine, scheduler: str, run, top: int = 8):
-    """`run` (a warm run) under torch.profiler, GPU kernels only, with a marker kernel (`torch.cuda._sleep`) queued as
-    the host enters and leaves each of the engine's `_prefill` and `_decode` calls: the GPU's idle time by where the
-    host was meanwhile (the last marker the GPU ran before a gap: while it idles, every later marker would run at
-    once), i.e. inside a prefill call, inside a decode call, or between the engine's calls (the simulator's own work);
-    and the longest gaps."""
-    from collections import Counter
-
+def timeline(scheduler: str, run, top: int = 8):
+    """`run` (a warm run) under torch.profiler, GPU kernels only: how long the GPU sat idle between its first kernel
+    and its last, by the gaps' size (the smallest are a CUDA graph's own launch gaps between its kernels; the largest
+    are the host's work between a turn's last chunk and the next turn's prefill), and the longest gaps."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    marks, wrapped = [], {}
-    for name in ("_prefill", "_decode"):
-        def call(*args, fn=getattr(engine, name), name=name):
-            marks.append(f"inside {name[1:]}")
-            torch.cuda._sleep(1)
-            try:
-                return fn(*args)
-            finally:
-                marks.append("between calls")
-                torch.cuda._sleep(1)
-        wrapped[name] = call
-    for name, fn in wrapped.items():
-        setattr(engine, name, fn)
-    try:
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        run()
         torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            run()
-            torch.cuda.synchronize()
-    finally:
-        for name in wrapped:
-            engine.__dict__.pop(name, None)
-    kernels = sorted((e.time_range.start, e.time_range.end, "spin_kernel" in e.name)
-                     for e in prof.events() if e.device_type == DeviceType.CUDA)
-    idle, gaps, where, end, seen = Counter(), [], "between calls", kernels[0][1], 0
-    for start, stop, marker in kernels[1:]:
+    kernels = sorted((e.time_range.start, e.time_range.end) for e in prof.events() if e.device_type == DeviceType.CUDA)
+    gaps, end = [], kernels[0][1]
+    for start, stop in kernels[1:]:
         if start > end:
-            idle[where] += start - end
-            gaps.append((start - end, where))
+            gaps.append(start - end)
         end = max(end, stop)
-        if marker:
-            where, seen = marks[seen] if seen < len(marks) else where, seen + 1
-    busy = sum(stop - start for start, stop, marker in kernels if not marker)  # streams may overlap: an upper bound
+    sizes = {"under 20 us": (0, 20), "20 us to 1 ms": (20, 1e3), "1 to 10 ms": (1e3, 1e4), "over 10 ms": (1e4, 1e12)}
     print(f"timeline of a warm {scheduler} run: {(end - kernels[0][0]) / 1e6:.3f} s from its first kernel to its last, "
-          f"kernels {busy / 1e6:.3f} s, the GPU idle {sum(idle.values()) / 1e6:.3f} s: " + ", ".join(
-              f"{k} {v / 1e6:.3f} s" for k, v in idle.most_common()) + f" ({marks.count('inside prefill')} prefill "
-          f"and {marks.count('inside decode')} decode calls); gaps over 20 us: {sum(g > 20 for g, _ in gaps)}, "
-          f"{sum(g for g, _ in gaps if g > 20) / 1e6:.3f} s; the longest (ms, where the host was):", flush=True)
-    for gap, place in sorted(gaps, reverse=True)[:top]:
-        print(f"    {gap / 1e3:8.2f}  {place}", flush=True)
+          f"the GPU idle {sum(gaps) / 1e6:.3f} s in {len(gaps)} gaps; by size: " + ", ".join(
+              f"{name} {sum(g for g in gaps if lo <= g < hi) / 1e6:.3f} s ({sum(lo <= g < hi for g in gaps)})"
+              for name, (lo, hi) in sizes.items()) + "; the longest (ms): "
+          + ", ".join(f"{g / 1e3:.2f}" for g in sorted(gaps, reverse=True)[:top]), flush=True)

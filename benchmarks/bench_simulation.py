@@ -166,7 +166,7 @@ def main():
     parser.add_argument("--profile", action="store_true",
                         help="each scheduler once more warm, then once under torch.profiler: its GPU kernel time "
                              "and kernels a decode step, the top kernels; on CUDA then once more with the GPU's idle "
-                             "time by where the host was (bench_profiling.timeline)")
+                             "time by the gaps' size (bench_profiling.timeline)")
     parser.add_argument("--profile-top", type=int, default=12, help="kernels listed by --profile")
     parser.add_argument("--sync-debug", action="store_true",
                         help="CUDA: each scheduler once more with CUDA's sync debug mode, the operations that waited "
@@ -290,8 +290,8 @@ def main():
             for phase in ("decode", "prefill") if backend.slots is not None else ("all",):
                 profiled(backend, engine, phase, scheduler, lambda: batched(  # noqa: B023 - called right away
                     backend, conversations(scenarios, max(counts)), user, max(counts), True, True), args.profile_top)
-            if cuda and backend.slots is not None:  # where the GPU waits for the host
-                timeline(engine, scheduler, lambda: batched(backend, conversations(scenarios, max(counts)), user, max(counts), True, True))  # noqa: B023
+            if cuda and backend.slots is not None:  # how long the GPU waits, in what gaps
+                timeline(scheduler, lambda: batched(backend, conversations(scenarios, max(counts)), user, max(counts), True, True))  # noqa: B023
             if engine is not None:
                 engine.reset()
     backend.slots = engine
