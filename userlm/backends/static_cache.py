@@ -9,8 +9,9 @@ Here:
 - a decode step runs the rows of slots [0, b) against positions [0, Lb), b and Lb rounded up to buckets, and is
   captured once per (b, Lb) as a CUDA graph, then replayed (`decode_graphs.py`, which also fuses its small
   kernels with `torch.compile` under `compile_decode`);
-- joining requests are prefilled together, left-padded to a common length, straight into their slots; the
-  tokens a conversation's previous turn left cached are copied into its slot first, so only new tokens are fed;
+- joining requests are prefilled together, their new tokens packed into one sequence (`slot_prefill.py`),
+  straight into their slots; the tokens a conversation's previous turn left cached are copied into its slot
+  first, so only new tokens are fed;
 - rows sample exactly as in `hf.py` (per-row seeded generators), finished rows keep their KV for the next turn;
   a decode step samples on the GPU inside its graph (`sample_head`: each row's uniform, temperature and top-p
   are static inputs, its uniform drawn on the host from the row's generator beforehand; compiled under
