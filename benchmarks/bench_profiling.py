@@ -160,10 +160,29 @@ def idle_gaps(engine, run, top: int = 12):
         print(f"    {us / 1000 / calls:8.2f}  {name[:150]}", flush=True)
 
 
+GAP_SIZES = {"under 20 us": (0, 20), "20 us to 1 ms": (20, 1e3), "1 to 10 ms": (1e3, 1e4), "over 10 ms": (1e4, 1e12)}
+
+
+def gaps_between(kernels) -> tuple[float, list]:
+    """(span, gaps) of GPU activity [(start us, end us, name)] in any order (overlapping ones merged): span from the
+    first start to the last end, and each idle gap as (us, the kernel that ended last before it, the one after)."""
+    kernels = sorted(kernels)
+    gaps, end, last = [], kernels[0][1], kernels[0][2]
+    for start, stop, name in kernels[1:]:
+        if start > end:
+            gaps.append((start - end, last, name))
+        if stop >= end:
+            end, last = stop, name
+    return end - kernels[0][0], gaps
+
+
 def timeline(scheduler: str, run, top: int = 8):
     """`run` (a warm run) under torch.profiler, GPU kernels only: how long the GPU sat idle between its first kernel
     and its last, by the gaps' size (the smallest are a CUDA graph's own launch gaps between its kernels; the largest
-    are the host's work between a turn's last chunk and the next turn's prefill), and the longest gaps."""
+    are the host's work between a turn's last chunk and the next turn's prefill), the longest gaps and the kernels
+    around the mid-sized ones (20 us to 1 ms), most frequent first."""
+    from collections import Counter
+
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
@@ -171,15 +190,15 @@ def timeline(scheduler: str, run, top: int = 8):
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         run()
         torch.cuda.synchronize()
-    kernels = sorted((e.time_range.start, e.time_range.end) for e in prof.events() if e.device_type == DeviceType.CUDA)
-    gaps, end = [], kernels[0][1]
-    for start, stop in kernels[1:]:
-        if start > end:
-            gaps.append(start - end)
-        end = max(end, stop)
-    sizes = {"under 20 us": (0, 20), "20 us to 1 ms": (20, 1e3), "1 to 10 ms": (1e3, 1e4), "over 10 ms": (1e4, 1e12)}
-    print(f"timeline of a warm {scheduler} run: {(end - kernels[0][0]) / 1e6:.3f} s from its first kernel to its last, "
-          f"the GPU idle {sum(gaps) / 1e6:.3f} s in {len(gaps)} gaps; by size: " + ", ".join(
-              f"{name} {sum(g for g in gaps if lo <= g < hi) / 1e6:.3f} s ({sum(lo <= g < hi for g in gaps)})"
-              for name, (lo, hi) in sizes.items()) + "; the longest (ms): "
-          + ", ".join(f"{g / 1e3:.2f}" for g in sorted(gaps, reverse=True)[:top]), flush=True)
+    span, gaps = gaps_between([(e.time_range.start, e.time_range.end, e.name) for e in prof.events()
+                               if e.device_type == DeviceType.CUDA])
+    print(f"timeline of a warm {scheduler} run: {span / 1e6:.3f} s from its first kernel to its last, the GPU idle "
+          f"{sum(g for g, *_ in gaps) / 1e6:.3f} s in {len(gaps)} gaps; by size: " + ", ".join(
+              f"{size} {sum(g for g, *_ in gaps if lo <= g < hi) / 1e6:.3f} s ({sum(lo <= g < hi for g, *_ in gaps)})"
+              for size, (lo, hi) in GAP_SIZES.items()) + "; the longest (ms, after -> before):", flush=True)
+    for g, before, after in sorted(gaps, reverse=True)[:top]:
+        print(f"    {g / 1e3:8.2f}  {before[:60]} -> {after[:60]}", flush=True)
+    mid = Counter((before[:60], after[:60]) for g, before, after in gaps if 20 <= g < 1e3)
+    print("  the kernels around the gaps of 20 us to 1 ms (gaps, after -> before):", flush=True)
+    for (before, after), n in mid.most_common(top):
+        print(f"    {n:6d}  {before} -> {after}", flush=True)
