@@ -195,10 +195,10 @@ def timeline(scheduler: str, run, top: int = 8):
     print(f"timeline of a warm {scheduler} run: {span / 1e6:.3f} s from its first kernel to its last, the GPU idle "
           f"{sum(g for g, *_ in gaps) / 1e6:.3f} s in {len(gaps)} gaps; by size: " + ", ".join(
               f"{size} {sum(g for g, *_ in gaps if lo <= g < hi) / 1e6:.3f} s ({sum(lo <= g < hi for g, *_ in gaps)})"
-              for size, (lo, hi) in GAP_SIZES.items()) + "; the longest (ms, after -> before):", flush=True)
+              for size, (lo, hi) in GAP_SIZES.items()) + "; the longest (ms, the kernel before it -> the one after):", flush=True)
     for g, before, after in sorted(gaps, reverse=True)[:top]:
         print(f"    {g / 1e3:8.2f}  {before[:60]} -> {after[:60]}", flush=True)
     mid = Counter((before[:60], after[:60]) for g, before, after in gaps if 20 <= g < 1e3)
-    print("  the kernels around the gaps of 20 us to 1 ms (gaps, after -> before):", flush=True)
+    print("  the kernels around the gaps of 20 us to 1 ms (gaps, the kernel before -> the one after):", flush=True)
     for (before, after), n in mid.most_common(top):
         print(f"    {n:6d}  {before} -> {after}", flush=True)
