@@ -160,6 +160,11 @@ class SlotPrefill:
         self.resident[slot] = row.ids  # the same list: it grows as the row decodes
         return row
 
+    def _positions_read(self, longest: int) -> int:
+        """Lb, the positions attention reads for rows of up to `longest` tokens: a multiple of LENGTH_BUCKET, at
+        most the buffers' length."""
+        return min(self.length, -(-longest // LENGTH_BUCKET) * LENGTH_BUCKET)
+
     def _prefill_placed(self, placed: list) -> list:
         """(slot, row, tokens cached) in chunks of at most `prefill_tokens` tokens, shortest first: packed, with
         attention's padded block bounded (PACKED_POSITIONS); unpacked, counting padding, and with
@@ -175,9 +180,8 @@ class SlotPrefill:
             if item is not None:
                 padded = new * (len(chunk) + 1)  # sorted: the newest request is the chunk's widest
                 if self.pack_prefill:  # the products compute no padding; attention's padded block stays bounded
-                    positions = -(-max(longest, len(item[1].ids)) // LENGTH_BUCKET) * LENGTH_BUCKET
-                    fits = fed + new <= self.prefill_tokens \
-                        and padded * min(positions, self.length) <= self.prefill_tokens * PACKED_POSITIONS
+                    fits = fed + new <= self.prefill_tokens and padded * self._positions_read(
+                        max(longest, len(item[1].ids))) <= self.prefill_tokens * PACKED_POSITIONS
                 else:
                     lean = padded <= PREFILL_MIN or padded - fed - new <= self.prefill_padding * padded
                     fits = padded <= self.prefill_tokens and lean
@@ -206,7 +210,7 @@ class SlotPrefill:
             return flat.split(sizes)
 
         width = max(len(row.ids) - reused for _, row, reused in chunk)
-        lb = min(self.length, -(-max(len(row.ids) for _, row, _ in chunk) // LENGTH_BUCKET) * LENGTH_BUCKET)
+        lb = self._positions_read(max(len(row.ids) for _, row, _ in chunk))
         pack = self.pack_prefill and len(chunk) > 1
         feed, positions, writes, gather, scatter, token_slots, last = [], [], [], [], [], [], []
         for j, (slot, row, reused) in enumerate(chunk):

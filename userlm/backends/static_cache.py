@@ -32,7 +32,7 @@ from userlm.backends import live_attention, triton_top_p
 from userlm.backends.chunk_decode import ChunkDecode, batch_bucket
 from userlm.backends.decode_graphs import DecodeGraphs
 from userlm.backends.slot_kv import SlotBuffers, SlotKV, register_slot_attention, slot_cache_class
-from userlm.backends.slot_prefill import LENGTH_BUCKET, SlotPrefill
+from userlm.backends.slot_prefill import SlotPrefill
 
 
 class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
@@ -173,7 +173,7 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         longest = max(len(r.ids) for r in self.rows if r is not None) + 1
         k = self._chunk_size()
         self._ensure_length(longest + k - 1)
-        lb = self.length if self.live_attention else min(self.length, -(-longest // LENGTH_BUCKET) * LENGTH_BUCKET)
+        lb = self.length if self.live_attention else self._positions_read(longest)
         tokens, positions, writes = [0] * self.slots, [0] * self.slots, [self.trash] * self.slots
         for i, r in enumerate(self.rows[:b]):
             if r is not None:
