@@ -7,29 +7,34 @@ import torch
 def profiled(backend, engine, phase: str, scheduler: str, run, top: int):
     """`run` under torch.profiler: its kernels inside the engine's `_prefill` ("prefill": each prefill profiled on
     its own, summed), outside it ("decode": collection toggled off during prefill), or all of them ("all"); prints
-    the kernel time a decode step (or a prefill pass) and the top kernels (operators on a CPU)."""
+    the kernel time a decode step (or a prefill pass) and the top kernels (operators on a CPU). "prefill ops": as
+    "prefill", by the ATen operator (with its input shapes) that launched the kernels, the host recorded too."""
     from collections import defaultdict
 
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     cuda = backend.device.type == "cuda"
-    activities = [ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]
+    ops, phase = phase.endswith(" ops"), phase.removesuffix(" ops")
+    activities = [ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU] + [ProfilerActivity.CPU] * (ops and cuda)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     own = (lambda e: e.self_device_time_total) if cuda else (lambda e: e.self_cpu_time_total)  # us
     totals = defaultdict(lambda: [0.0, 0])  # kernel -> [us, calls]
 
     def add(prof):
-        for e in prof.key_averages():
+        for e in prof.key_averages(group_by_input_shape=ops):
+            if ops and (e.device_type != DeviceType.CPU or not e.key.startswith("aten::")):
+                continue
             if own(e) > 0:
-                totals[e.key][0] += own(e)
-                totals[e.key][1] += e.count
+                totals[e.key + (f" {e.input_shapes}" if ops else "")][0] += own(e)
+                totals[e.key + (f" {e.input_shapes}" if ops else "")][1] += e.count
 
     prefill = engine._prefill if phase != "all" else None
 
     def wrapped(joining):
         sync()
         if phase == "prefill":
-            with profile(activities=activities) as prof:
+            with profile(activities=activities, record_shapes=ops) as prof:
                 out = prefill(joining)
                 sync()
             add(prof)
@@ -62,7 +67,22 @@ def profiled(backend, engine, phase: str, scheduler: str, run, top: int):
           f"{sum(c for _, c in totals.values()) / per:.0f} calls a {unit}; the top ones (us a {unit}, calls a {unit}):",
           flush=True)
     for key, (t, c) in sorted(totals.items(), key=lambda kv: -kv[1][0])[:top]:
-        print(f"    {t / per:8.1f} {c / per:6.1f}  {key[:90]}", flush=True)
+        print(f"    {t / per:8.1f} {c / per:6.1f}  {short(key)[:160] if ops else key[:90]}", flush=True)
+
+
+def host(scheduler: str, run, top: int = 12):
+    """`run` under cProfile: the host's functions by their own time (a warm run; cProfile slows Python about 2x, so
+    the shares count, not the seconds)."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    run()
+    torch.cuda.synchronize() if torch.cuda.is_available() else None
+    profiler.disable()
+    print(f"host profile of a warm {scheduler} run (cProfile; functions by own time):", flush=True)
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
 
 
 def sync_points(engine, run, top: int = 12):
@@ -176,12 +196,28 @@ def gaps_between(kernels) -> tuple[float, list]:
     return end - kernels[0][0], gaps
 
 
+def short(name: str) -> str:
+    """A kernel's name without the namespaces and words every ATen kernel repeats (its functor shows)."""
+    for noise in ("void ", "at::native::", "(anonymous namespace)::", "at_cuda_detail::", "std::", "gpu_kernel_impl_nocast<",
+                  "at::TensorIteratorBase&", "at::TensorIterator&"):
+        name = name.replace(noise, "")
+    return name
+
+
+def landmark(names: list, i: int, step: int) -> str:
+    """The nearest kernel from `names[i]` in direction `step` that is not ATen's or a copy: where in a step a gap is."""
+    while 0 <= i < len(names) and (names[i].startswith(("void at::", "Memcpy", "Memset", "void (anonymous"))):
+        i += step
+    return short(names[i])[:40] if 0 <= i < len(names) else "(none)"
+
+
 def timeline(scheduler: str, run, top: int = 8):
     """`run` (a warm run) under torch.profiler, GPU kernels only: how long the GPU sat idle between its first kernel
     and its last, by the gaps' size (the smallest are a CUDA graph's own launch gaps between its kernels; the largest
     are the host's work between a turn's last chunk and the next turn's prefill), the longest gaps and the kernels
-    around the mid-sized ones (20 us to 1 ms), most frequent first."""
-    from collections import Counter
+    around the mid-sized ones (20 us to 1 ms), most frequent first, each with the nearest kernels not ATen's on
+    either side (where in the step it lies) and its gaps' median."""
+    from collections import defaultdict
 
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
@@ -190,15 +226,27 @@ def timeline(scheduler: str, run, top: int = 8):
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         run()
         torch.cuda.synchronize()
-    span, gaps = gaps_between([(e.time_range.start, e.time_range.end, e.name) for e in prof.events()
-                               if e.device_type == DeviceType.CUDA])
+    events = sorted((e.time_range.start, e.time_range.end, e.name) for e in prof.events() if e.device_type == DeviceType.CUDA)
+    names = [name for *_, name in events]
+    span, gaps = gaps_between([(start, end, i) for i, (start, end, _) in enumerate(events)])
     print(f"timeline of a warm {scheduler} run: {span / 1e6:.3f} s from its first kernel to its last, the GPU idle "
           f"{sum(g for g, *_ in gaps) / 1e6:.3f} s in {len(gaps)} gaps; by size: " + ", ".join(
               f"{size} {sum(g for g, *_ in gaps if lo <= g < hi) / 1e6:.3f} s ({sum(lo <= g < hi for g, *_ in gaps)})"
               for size, (lo, hi) in GAP_SIZES.items()) + "; the longest (ms, the kernel before it -> the one after):", flush=True)
     for g, before, after in sorted(gaps, reverse=True)[:top]:
-        print(f"    {g / 1e3:8.2f}  {before[:60]} -> {after[:60]}", flush=True)
-    mid = Counter((before[:60], after[:60]) for g, before, after in gaps if 20 <= g < 1e3)
-    print("  the kernels around the gaps of 20 us to 1 ms (gaps, the kernel before -> the one after):", flush=True)
-    for (before, after), n in mid.most_common(top):
-        print(f"    {n:6d}  {before} -> {after}", flush=True)
+        print(f"    {g / 1e3:8.2f}  {short(names[before])[:70]} -> {short(names[after])[:70]}", flush=True)
+    mid = defaultdict(list)
+    for g, before, after in gaps:
+        if 20 <= g < 1e3:
+            mid[(landmark(names, before, -1), short(names[before])[:90], short(names[after])[:90], landmark(names, after, 1))].append(g)
+    print("  the gaps of 20 us to 1 ms by their kernels (gaps, median us; the last kernel not ATen's before | the kernel "
+          "before -> the one after | the next kernel not ATen's):", flush=True)
+    ranked = sorted(mid.items(), key=lambda kv: -len(kv[1]))
+    for (first, before, after, last), sizes in ranked[:top]:
+        print(f"    {len(sizes):6d} {sorted(sizes)[len(sizes) // 2]:6.0f}  {first} | {before} -> {after} | {last}", flush=True)
+    if ranked:  # one gap of the commonest kind in its context: the kernels either side, each's us and the idle before it
+        at = next(a for g, b, a in gaps if 20 <= g < 1e3 and mid.get((landmark(names, b, -1), short(names[b])[:90],
+                                                                       short(names[a])[:90], landmark(names, a, 1))) is ranked[0][1])
+        print("  one of the commonest (us idle before it, us it ran, the kernel):", flush=True)
+        for i in range(max(at - 10, 1), min(at + 6, len(events))):
+            print(f"    {events[i][0] - events[i - 1][1]:8.1f} {events[i][1] - events[i][0]:8.1f}  {short(names[i])[:110]}", flush=True)

@@ -1,13 +1,50 @@
 """bench_simulation.py's scheduler names: a base (`BASES`), then -triton and a wide-row kernel (`WIDE`), then
 flags that each switch one engine setting (`FLAGS`, any order); and the mean of a scheduler's warm runs."""
 
-FLAGS = ("-lean", "-head", "-kv", "-fused", "-all", "-n128", "-cp", "-at", "-overlap", "-res", "-pad25", "-fold",
-         "-noguard", "-pack")  # scheduler suffixes that switch one engine setting
+FLAGS = {  # scheduler suffixes, each switching one engine setting (off without its flag, whatever the default)
+    "-lean": "prefill passes closed before a tenth of their tokens would be padding",
+    "-head": "the sampling head compiled, its top 128 chosen by the logits",
+    "-kv": "with -fused: a step's key and value writes one kernel",
+    "-fused": "q/k/v and gate/up one matmul each",
+    "-all": "with -triton-rejection: every row drawn by rejection, no head (the engine's default on CUDA)",
+    "-n128": "flex decoding's BLOCK_N 128",
+    "-cp": "prefill passes run the decode step's compiled pieces, dynamic shapes",
+    "-at": "the decode step's pieces compiled under inductor's max-autotune",
+    "-overlap": "with -all: each chunk queued before the last one is read",
+    "-res": "with -fused: the layers' residual adds folded into the post-attention norm and the down projection",
+    "-pad25": "prefill passes closed before a quarter of their tokens would be padding",
+    "-fold": "prefill's grouped-query attention folded as a decode step's, keys not copied per query head",
+    "-noguard": "a measurement: warm prefill passes skip dynamo's guards",
+    "-pack": "a prefill pass's tokens packed into one sequence: its products compute no padding",
+    "-slice": "a prefill pass over consecutive slots reads a view of the keys/values, not a gathered copy",
+    "-addmask": "prefill's boolean mask made additive once a pass, not by SDPA in every layer",
+    "-batchfin": "rows that end together copied out in shared gathers, their masks reset at once",
+}
 
-
-BASES = ("dynamic", "static", "static-host", "static-compiled", "static-sort", "static-live", "static-fast",
-         "static-ahead", "static-chunk", "static-loop")
-WIDE = ("torch", "triton", "triton-split", "triton-split-full", "triton-row", "triton-rejection")
+BASES = {
+    "dynamic": "the CPU default: per-request prefill, a KV cache rebuilt as rows join and leave",
+    "static": "fixed slots, batched prefill, decode replayed as a CUDA graph, sampling inside the graph",
+    "static-host": "static, sampling on the host after each replay",
+    "static-compiled": "decode's norms and rotary fused by torch.compile",
+    "static-sort": "compiled, wide nuclei drawn after a full sort, as before 2026-11-30",
+    "static-live": "static-compiled with decode attention over each row's live positions only",
+    "static-fast": "static-live, and sample_wide inside the graph after a step with a wide row",
+    "static-ahead": "static-fast, uniforms drawn 64 at a time a row",
+    "static-chunk": "static-ahead, --chunk decode steps a CUDA graph and host round trip",
+    "static-loop": "static-chunk, the one-step graph replayed --chunk times a round trip",
+}
+WIDE = {
+    "torch": "rows wider than the head drawn by torch",
+    "triton": "by the Triton kernels, split up to 96 rows",
+    "triton-split": "each row over several programs",
+    "triton-split-full": "triton-split without compaction",
+    "triton-row": "one program a row",
+    "triton-rejection": "drawn by rejection, another draw",
+}
+HELP = ("default (the backend's own for the device), or a comma list of schedulers: a base (" + "; ".join(
+    f"{k}: {v}" for k, v in BASES.items()) + "), then -triton and a wide-row kernel (" + "; ".join(
+    f"{k}: {v}" for k, v in WIDE.items()) + "), then flags in any order (" + "; ".join(
+    f"{k}: {v}" for k, v in FLAGS.items()) + "), e.g. static-loop-triton-rejection-fused-all-pack")
 
 
 def parse(scheduler: str) -> tuple:

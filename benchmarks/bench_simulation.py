@@ -13,8 +13,8 @@ import argparse
 import time
 
 import torch
-from bench_profiling import idle_gaps, profiled, sync_points, timeline  # benchmarks/: the script's dir
-from bench_schedulers import parse, warm
+from bench_profiling import host, idle_gaps, profiled, sync_points, timeline  # benchmarks/: the script's dir
+from bench_schedulers import HELP, parse, warm
 
 from simulator.loop import Conversation, Side, run_conversations
 from simulator.run import conversation_seed
@@ -107,6 +107,9 @@ def configure(backend, engine, scheduler: str, chunk: int):
         engine.overlap_chunks = "-overlap" in flags  # with -all: the next chunk queued before the last one is read
         slot_kv.FOLD_PREFILL = "-fold" in flags  # prefill's grouped-query attention folded, not keys copied per head
         engine.pack_prefill = "-pack" in flags  # a prefill pass's tokens one sequence: no padding in its products
+        engine.slice_reads = "-slice" in flags  # a pass over consecutive slots reads a view of the keys/values
+        slot_kv.ADDITIVE_MASK = "-addmask" in flags  # prefill's mask made additive once a pass, not in every layer
+        engine.finish_together = "-batchfin" in flags  # rows ending together copied out in shared gathers
         engine.__dict__.pop("_prefill", None)
         if "-noguard" in flags:  # a measurement only: warm prefill with dynamo's guards skipped (is the host the limit?)
             engine._prefill = unguarded(engine._prefill)
@@ -134,30 +137,7 @@ def main():
     parser.add_argument("--scenarios", default="scenarios/smoke")
     parser.add_argument("--max-turns", type=int, default=2)
     parser.add_argument("--only-best", action="store_true", help="skip the ablations (turn batching, no KV reuse)")
-    parser.add_argument("--schedulers", default="default",
-                        help="default (the backend's own for the device), or a comma list of dynamic, static, "
-                             "static-host, static-compiled (decode's norms and rotary fused by torch.compile), static-sort "
-                             "(compiled, wide nuclei drawn after a full sort, as before 2026-11-30), static-live "
-                             "(static-compiled with decode attention over each row's live positions only), static-fast "
-                             "(static-live, and sample_wide inside the graph after a step with a wide row), static-ahead "
-                             "(static-fast, uniforms drawn 64 at a time a row), static-chunk (static-ahead, --chunk "
-                             "decode steps a CUDA graph and host round trip), static-loop "
-                             "(static-chunk, the one-step graph replayed --chunk times a round trip); a -triton suffix "
-                             "(static-loop-triton): rows wider than the head drawn by the Triton kernels (-triton-split: each row over "
-                             "several programs; -triton-split-full: the same without compaction; -triton-row: one program a row; "
-                             "-triton-rejection: drawn by rejection, another draw (with -all: the engine's default on CUDA); -triton: "
-                             "split up to 96 rows); a -fused suffix after it (static-loop-triton-fused): q/k/v and gate/up "
-                             "one matmul each in the decode step; -fused-kv: and the key and value writes one kernel; a -head suffix "
-                             "last (static-loop-triton-fused-kv-head): the sampling head compiled, its top 128 chosen by the logits; -lean after it: prefill passes closed "
-                             "before a tenth of their tokens would be padding; these flags in any order after the -triton part, also -all "
-                             "(with -triton-rejection: every row drawn by rejection, no head), -n128 (flex decoding's "
-                             "BLOCK_N 128) and -cp (prefill passes run the decode step's compiled pieces, dynamic shapes), -at (the decode step's pieces "
-                             "compiled under inductor's max-autotune), -overlap (with -all: each chunk queued before the last one is read), -res (with -fused: the "
-                             "layers' residual adds folded into the post-attention norm and the down projection), -pad25 (prefill passes "
-                             "closed before a quarter of their tokens would be padding), -fold (prefill's grouped-query attention folded as a decode "
-                             "step's, keys not copied per query head), -noguard (a measurement: warm prefill passes skip dynamo's guards), -pack (a prefill pass's "
-                             "tokens packed into one sequence: its products compute no padding). A setting without its flag is off, "
-                             "whatever the engine's default")
+    parser.add_argument("--schedulers", default="default", help=HELP)
     parser.add_argument("--chunk", type=int, default=8, help="static-chunk's decode steps a round trip")
     parser.add_argument("--verify-sampling", action="store_true")
     parser.add_argument("--logit-scale", type=float, default=1.0,
@@ -168,6 +148,7 @@ def main():
                              "and kernels a decode step, the top kernels; on CUDA then once more with the GPU's idle "
                              "time by the gaps' size (bench_profiling.timeline)")
     parser.add_argument("--profile-top", type=int, default=12, help="kernels listed by --profile")
+    parser.add_argument("--profile-phases", default="decode,prefill", help="--profile's (bench_profiling): decode, prefill, prefill ops (kernels), host (cProfile)")
     parser.add_argument("--sync-debug", action="store_true",
                         help="CUDA: each scheduler once more with CUDA's sync debug mode, the operations that waited "
                              "for the device listed by phase and place; then once more with prefill's idle GPU time "
@@ -287,9 +268,10 @@ def main():
         for scheduler in dict.fromkeys(schedulers):
             configure(backend, engine, scheduler, args.chunk)
             batched(backend, conversations(scenarios, max(counts)), user, max(counts), True, True)
-            for phase in ("decode", "prefill") if backend.slots is not None else ("all",):
-                profiled(backend, engine, phase, scheduler, lambda: batched(  # noqa: B023 - called right away
-                    backend, conversations(scenarios, max(counts)), user, max(counts), True, True), args.profile_top)
+            for phase in args.profile_phases.split(",") if backend.slots is not None else ("all",):
+                run = lambda: batched(backend, conversations(scenarios, max(counts)), user, max(counts), True, True)  # noqa: B023, E731
+                host(scheduler, run, args.profile_top) if phase == "host" else profiled(
+                    backend, engine, phase, scheduler, run, args.profile_top)
             if cuda and backend.slots is not None:  # how long the GPU waits, in what gaps
                 timeline(scheduler, lambda: batched(backend, conversations(scenarios, max(counts)), user, max(counts), True, True))  # noqa: B023
             if engine is not None:

@@ -17,7 +17,7 @@ S05=${S05:-static-loop-triton-split-full,static-loop-triton-split}
 S7=${S7:-static-loop-triton-row,static-loop-triton-split}
 model() { [ -d /tmp/$1 ] || python3 benchmarks/random_model.py --shape $1 $SOURCE --out /tmp/$1 2>&1 | grep -v "it/s\]"; }
 bench() { python3 -W ignore benchmarks/bench_simulation.py --dtype bfloat16 --naive-conversations 0 --only-best \
-  --chunk "${CHUNK:-8}" --schedulers $S,$S ${PROFILE:+--profile --profile-top 40} ${SYNC:+--sync-debug} "$@" 2>&1 | grep -v "Loading weights\|it/s\]"; }
+  --chunk "${CHUNK:-8}" --schedulers $S,$S ${PROFILE:+--profile --profile-top 40} ${PHASES:+--profile-phases "$PHASES"} ${SYNC:+--sync-debug} "$@" 2>&1 | grep -v "Loading weights\|it/s\]"; }
 for stage in "$@"; do
   echo "=== $stage $(date -u +%T)"
   case $stage in
