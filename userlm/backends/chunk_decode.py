@@ -156,14 +156,12 @@ class ChunkDecode:
             event.synchronize()
         got = got.tolist()
         self.backend.seconds["decode forward"] += time.perf_counter() - started
-        k, finished = len(got) // 2, []
+        k, done = len(got) // 2, []
         columns = list(zip(*got[:k]))  # slot i's k tokens
         for i, r in ahead.items():
-            if self.rows[i] is not r:
-                continue
-            if self._accept(i, r, columns[i]):
-                finished.append(self._finish(i))
-        return finished
+            if self.rows[i] is r and self._accept(i, r, columns[i]):
+                done.append(i)
+        return self._finish_slots(done)
 
     def _sampling_block(self, rows: list, k: int, ahead: dict | None = None):
         """Each of `rows`' [(slot, row)] temperature and top_p set on the device (an idle slot's 0: greedy), and its
@@ -236,16 +234,16 @@ class ChunkDecode:
         wide_rows = [any(got[k + j][i] for i in index) for j in range(k)] if any(map(any, got[k:])) else [False] * k
         self.wide_steps += sum(wide_rows)
         retry = False  # some row was wide at a step its graph did not draw wide rows: it runs that step again
-        finished = []
+        done = []
         columns = list(zip(*got))  # slot i's k tokens, then its k wide flags
         for i, r in zip(index, rows):
             column = columns[i]
             wide_at = column.index(1, k) - k if not self.wide_inside and 1 in column[k:] else k
             if self._accept(i, r, column[:wide_at]):
-                finished.append(self._finish(i))
+                done.append(i)
             elif wide_at < k:
                 retry = True
                 self.mask[i, len(r.ids) + 1:] = False  # steps it runs again (read by masked SDPA only)
         self.backend.counts["chunk retries"] += retry
         self.last_wide = retry or (self.wide_inside and any(wide_rows))
-        return finished
+        return self._finish_slots(done)

@@ -19,6 +19,9 @@ ATTENTION = "userlm_slots"
 # along the query length, the mask repeated once a pass) instead of every key and value copied once per query head
 # (7 copies a layer at Qwen2.5-7B); benchmarks/bench_simulation.py's `-fold` measures it against the copies
 FOLD_PREFILL = True
+# a prefill pass's boolean mask made additive (0 / -inf in the queries' dtype) once a pass, with its repeat, instead of
+# by SDPA in every layer (its own conversion, the same values; 28 a pass at 7B); `-addmask` measures it
+ADDITIVE_MASK = True
 _repeated: list = [None, 0, None]  # (the pass's mask, repeats, the mask repeated): made once a pass, not a layer
 _packed: list = [None]  # a packed prefill pass's (gather, scatter) between its tokens and its rows (`prefill_pass`)
 
@@ -56,9 +59,12 @@ def slot_attention(module, query, key, value, attention_mask, dropout=0.0, scali
         out = live.attend(query, key, value, scaling)
     elif q_len == 1 or (FOLD_PREFILL and attention_mask is not None):
         mask = attention_mask
-        if q_len > 1 and rep > 1:
+        if q_len > 1 and (rep > 1 or ADDITIVE_MASK):
             if _repeated[0] is not attention_mask or _repeated[1] != rep:
-                _repeated[:] = attention_mask, rep, attention_mask.repeat(1, 1, rep, 1)
+                mask = attention_mask.repeat(1, 1, rep, 1) if rep > 1 else attention_mask
+                if ADDITIVE_MASK and mask.dtype == torch.bool:
+                    mask = torch.zeros(mask.shape, dtype=query.dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+                _repeated[:] = attention_mask, rep, mask
             mask = _repeated[2]
         out = torch.nn.functional.scaled_dot_product_attention(
             query.reshape(rows, kv_heads, rep * q_len, dim), key, value, attn_mask=mask, scale=scaling)
@@ -155,6 +161,44 @@ class SlotBuffers:
         self.keys, self.values, self.mask, self.length = keys, values, mask, length
         self.graphs.clear()
 
+    finish_together = True  # rows that end together are copied out in shared gathers (`-batchfin` measures it)
+
+    def _copy_out(self, slots: list[int], lengths: list[int]) -> list:
+        """Each slot's first `lengths` positions of keys/values, copied (`SlotKV`). Slots of similar lengths share
+        one gather up to their longest (at most a fifth of a group's copy is another row's padding): a turn's rows
+        end together, and two copies a row were launches the GPU waited for while the host made them."""
+
+        order, out = sorted(range(len(slots)), key=lambda j: lengths[j]), [None] * len(slots)
+        while order:
+            group = [order.pop()]  # the longest left, then every shorter one within a fifth of it
+            while order and lengths[order[-1]] * 5 >= lengths[group[0]] * 4:
+                group.append(order.pop())
+            n = lengths[group[0]]
+            if len(group) == 1:
+                slot = slots[group[0]]
+                keys, values = self.keys[:, slot: slot + 1, :, :n].clone(), self.values[:, slot: slot + 1, :, :n].clone()
+            else:
+                index = self._upload([slots[j] for j in group])
+                keys, values = self.keys[:, index, :, :n], self.values[:, index, :, :n]  # [layers, rows, kv heads, n, dim]
+            for g, j in enumerate(group):
+                out[j] = SlotKV(keys[:, g, :, :lengths[j]], values[:, g, :, :lengths[j]])
+        return out
+
+    def _reset_masks(self, slots: list[int]) -> None:
+        """Free slots attend to position 0 alone (column 0 is every slot's, live or not, so it is set for all)."""
+        if len(slots) == 1:  # slices: one element's assignment copies from the host and waits for the device
+            self.mask[slots[0], :] = False
+        elif slots:
+            self.mask.index_fill_(0, self._upload(slots), False)
+        self.mask[:, :1] = True
+
+    def _upload(self, values: list[int]):
+        """A list of ints on the device without waiting (through pinned memory)."""
+        import torch
+
+        cuda = self.device.type == "cuda"
+        return torch.tensor(values, pin_memory=cuda).to(self.device, non_blocking=True)
+
     @property
     def trash(self) -> int:
         return self.length
@@ -171,14 +215,17 @@ class SlotBuffers:
                 write = self.kv_writer
             write(keys, values, self.slot_index[:b], self.writes[:b], key_states[:, :, 0], value_states[:, :, 0])
             return keys[:b, :, :lb], values[:b, :, :lb]
-        _, slots, writes, lb, token_slots = self.mode  # prefill: slots [J], writes [J, T] (packed: [N])
+        # prefill: slots [J], writes [J, T] (packed: [N]); `read`: slice(a, a + J) where the slots are a..a+J-1 in
+        # order, so attention reads a view of the buffers instead of a gathered copy of every row's keys and values
+        _, slots, writes, lb, token_slots, read = self.mode
         if token_slots is not None:  # packed: key_states [1, kv heads, N, dim], token i into slot token_slots[i]
             keys[token_slots, :, writes] = key_states[0].transpose(0, 1)
             values[token_slots, :, writes] = value_states[0].transpose(0, 1)
         else:
             keys[slots[:, None], :, writes] = key_states.transpose(1, 2)
             values[slots[:, None], :, writes] = value_states.transpose(1, 2)
-        return keys[slots, :, :lb], values[slots, :, :lb]
+        rows = slots if read is None else read
+        return keys[rows, :, :lb], values[rows, :, :lb]
 
     @contextlib.contextmanager
     def _attention(self):

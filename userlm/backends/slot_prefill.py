@@ -49,6 +49,9 @@ class SlotPrefill:
     # pack_prefill: a pass's new tokens one sequence (no padding in its products; attention gathers them into padded
     # rows and back). On by default: fewer, unpadded passes (measured in results/benchmarks/, `-pack`)
     pack_prefill = True
+    # slice_reads: a pass whose rows hold consecutive slots (a whole batch turning over at once) reads the buffers'
+    # keys/values as a view, not as a copy gathered by slot (`-slice` measures it)
+    slice_reads = True
     # compile_prefill (with compile_decode): a prefill pass runs the decode step's fused pieces (`_compiled`: norms,
     # rotary, the MLP's activation; q/k/v and gate/up one matmul each), compiled for dynamic shapes. None: with
     # compile_decode on CUDA, where measured (H200, 7B/128, 2026-12-01: prefill 1.4 -> 1.2 s, 1.05x all-in side by
@@ -190,6 +193,7 @@ class SlotPrefill:
                     fed, longest = fed + new, max(longest, len(item[1].ids))
                     continue
             if chunk:
+                chunk.sort(key=lambda p: p[0])  # by slot: consecutive slots are read as one slice (`slice_reads`)
                 passes.append((chunk, self._prefill_chunk(chunk)))
             chunk, fed, longest = [item], new, 0 if item is None else len(item[1].ids)
         return [done for chunk, logits in passes for done in self._prefill_sampled(chunk, logits)]
@@ -232,18 +236,21 @@ class SlotPrefill:
         n = sum(len(row.ids) - reused for _, row, reused in chunk)
         self.backend.counts["prefill tokens"] += n
         self.backend.counts["prefill padded"] += n if pack else width * len(chunk)  # what the products compute
+        order = [slot for slot, _, _ in chunk]
+        read = slice(order[0], order[0] + len(order)) if self.slice_reads and order == list(
+            range(order[0], order[0] + len(order))) else None
         slots, feed, positions, writes, gather, scatter, token_slots, last = upload(
-            [slot for slot, _, _ in chunk], feed, positions, writes, gather, scatter, token_slots, last)
+            order, feed, positions, writes, gather, scatter, token_slots, last)
         positions = positions.view(len(chunk), width)
         # query t of a row sees its positions 0..its own; a padded query sees position 0 only (see the mask's
         # first column), so that no row of the softmax is empty
         mask = (torch.arange(lb, device=self.device)[None, None, :] <= positions[:, :, None]).unsqueeze(1)
         if pack:
-            self.mode = ("prefill", slots, writes, lb, token_slots)
+            self.mode = ("prefill", slots, writes, lb, token_slots, read)
             inputs = dict(input_ids=feed[None], position_ids=writes[None], keep=last)
             packing = (gather.view(len(chunk), width), scatter)
         else:
-            self.mode = ("prefill", slots, writes.view(len(chunk), width), lb, None)
+            self.mode = ("prefill", slots, writes.view(len(chunk), width), lb, None, read)
             inputs, packing = dict(input_ids=feed.view(len(chunk), width), position_ids=positions), None
         compiled = self.compile_prefill if self.compile_prefill is not None else bool(self.compile_decode) and cuda
         with self._compiled("prefill") if compiled else contextlib.nullcontext(), prefill_pass(packing):
@@ -259,8 +266,4 @@ class SlotPrefill:
         """A pass's first tokens drawn (`backend._sample`, which waits for the device) and its finished rows."""
         rows = [row for _, row, _ in chunk]
         self.backend._sample(rows, logits)
-        finished = []
-        for slot, row, _ in chunk:
-            if self.backend._done(row):
-                finished.append(self._finish(slot))
-        return finished
+        return self._finish_slots([slot for slot, row, _ in chunk if self.backend._done(row)])

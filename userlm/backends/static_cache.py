@@ -31,7 +31,7 @@ from collections.abc import Hashable
 from userlm.backends import live_attention, triton_top_p
 from userlm.backends.chunk_decode import ChunkDecode, batch_bucket
 from userlm.backends.decode_graphs import DecodeGraphs
-from userlm.backends.slot_kv import SlotBuffers, SlotKV, register_slot_attention, slot_cache_class
+from userlm.backends.slot_kv import SlotBuffers, register_slot_attention, slot_cache_class
 from userlm.backends.slot_prefill import SlotPrefill
 
 
@@ -256,11 +256,7 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
                 r.generated.append(token)
         else:
             self.backend._sample(rows, out[index])
-        finished = []
-        for i, r in zip(index, rows):
-            if self.backend._done(r):
-                finished.append(self._finish(i))
-        return finished
+        return self._finish_slots([i for i, r in zip(index, rows) if self.backend._done(r)])
 
     def _decode_pass(self, b: int, lb: int):
         """What is captured: a chunk of k steps while `chunking` (`_chunk_pass`), else one step (`_step`)."""
@@ -292,15 +288,15 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
             return logits
         return logits, *self._sample_step(logits, b)
 
-    def _finish(self, slot: int):
-        """Free the slot; the row's keys/values (its `ids`) are copied out for its conversation's next turn."""
-        row = self.rows[slot]
-        n = len(row.ids)
-        kv = []
-        if self.backend.prefix_cache:
-            kv = SlotKV(self.keys[:, slot, :, :n].clone(), self.values[:, slot, :, :n].clone())
-        self.rows[slot] = None
-        self.ahead.pop(slot, None)
-        self.mask[slot, :] = False
-        self.mask[slot, :1] = True  # a slice: one element's assignment copies from the host and waits for the device
-        return self.backend._finish(row, kv)
+    def _finish_slots(self, slots: list[int]) -> list:
+        """Free the slots; each row's keys/values (its `ids`) are copied out for its conversation's next turn
+        (`_copy_out`: a turn's rows that end together in a few gathers, not two copies and two mask writes a row)."""
+        if not self.finish_together and len(slots) > 1:  # one at a time, as before (a measurement)
+            return [done for slot in slots for done in self._finish_slots([slot])]
+        rows = [self.rows[slot] for slot in slots]
+        kvs = self._copy_out(slots, [len(row.ids) for row in rows]) if self.backend.prefix_cache else [[]] * len(rows)
+        self._reset_masks(slots)
+        for slot in slots:
+            self.rows[slot] = None
+            self.ahead.pop(slot, None)
+        return [self.backend._finish(row, kv) for row, kv in zip(rows, kvs)]
