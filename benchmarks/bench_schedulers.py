@@ -19,6 +19,7 @@ FLAGS = {  # scheduler suffixes, each switching one engine setting (off without 
     "-slice": "a prefill pass over consecutive slots reads a view of the keys/values, not a gathered copy",
     "-addmask": "prefill's boolean mask made additive once a pass, not by SDPA in every layer",
     "-batchfin": "rows that end together copied out in shared gathers, their masks reset at once",
+    "-npup": "the engine's lists built into host tensors by numpy, not torch.tensor",
 }
 
 BASES = {

@@ -18,7 +18,7 @@ from bench_schedulers import HELP, parse, warm
 
 from simulator.loop import Conversation, Side, run_conversations
 from simulator.run import conversation_seed
-from userlm.backends import get_backend, slot_kv
+from userlm.backends import get_backend, slot_kv, uploads
 from userlm.chat import PROMPTED_USER_SYSTEM, prompt_for
 from userlm.models import DEFAULT_ASSISTANT
 from userlm.scenarios import load_scenarios
@@ -110,6 +110,7 @@ def configure(backend, engine, scheduler: str, chunk: int):
         engine.slice_reads = "-slice" in flags  # a pass over consecutive slots reads a view of the keys/values
         slot_kv.ADDITIVE_MASK = "-addmask" in flags  # prefill's mask made additive once a pass, not in every layer
         engine.finish_together = "-batchfin" in flags  # rows ending together copied out in shared gathers
+        uploads.BY_NUMPY = "-npup" in flags  # lists uploaded through numpy, not torch.tensor
         engine.__dict__.pop("_prefill", None)
         if "-noguard" in flags:  # a measurement only: warm prefill with dynamo's guards skipped (is the host the limit?)
             engine._prefill = unguarded(engine._prefill)

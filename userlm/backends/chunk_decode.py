@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import time
 
+from userlm.backends.uploads import pinned, upload
+
 AHEAD = 64  # uniforms drawn at once per row
 
 
@@ -120,11 +122,10 @@ class ChunkDecode:
         fresh = rows if ahead is None else [(i, r) for i, r in rows if ahead.get(i) is not r]
         parked = [i for i in range(self.slots) if self.rows[i] is None]
         if fresh or parked:
-            at = torch.tensor([i for i, _ in fresh] + parked, pin_memory=cuda).to(self.device, non_blocking=True)
-            values = torch.tensor([[r.generated[-1] for _, r in fresh] + [0] * len(parked),
-                                   [len(r.ids) for _, r in fresh] + [0] * len(parked),
-                                   [len(r.ids) for _, r in fresh] + [self.trash] * len(parked)],
-                                  pin_memory=cuda).to(self.device, non_blocking=True)
+            at = upload([i for i, _ in fresh] + parked, self.device)
+            values = upload([[r.generated[-1] for _, r in fresh] + [0] * len(parked),
+                             [len(r.ids) for _, r in fresh] + [0] * len(parked),
+                             [len(r.ids) for _, r in fresh] + [self.trash] * len(parked)], self.device)
             self.tokens[:, 0].index_copy_(0, at, values[0])
             self.positions[:, 0].index_copy_(0, at, values[1])
             self.writes.index_copy_(0, at, values[2])
@@ -175,10 +176,10 @@ class ChunkDecode:
             temps[i], top_ps[i] = r.sampling.temperature, r.sampling.top_p
             pending = ahead is not None and ahead.get(i) is r
             block[i] = self._uniforms(i, r, 2 * k)[k:] if pending else self._uniforms(i, r, k)
-        both = torch.tensor([temps, top_ps], dtype=torch.float32, pin_memory=cuda).to(self.device, non_blocking=True)
+        both = upload([temps, top_ps], self.device, torch.float32)
         self.temperatures.copy_(both[0])
         self.top_ps.copy_(both[1])
-        return torch.tensor(block, dtype=torch.float32, pin_memory=cuda)
+        return pinned(block, torch.float32, cuda)
 
     def _replay_chunk(self, b: int, lb: int, block, k: int):
         """The chunk's k steps with uniforms `block` [slots, k] (host): k / g replays of a g-step graph queued

@@ -13,6 +13,7 @@ import functools
 from collections.abc import Sequence
 
 from userlm.backends.live_attention import active
+from userlm.backends.uploads import upload
 
 ATTENTION = "userlm_slots"
 # a prefill pass's grouped-query attention folded like a decode step's (each key/value head's query heads stacked
@@ -119,8 +120,9 @@ class SlotKV(Sequence):
     are made when read (the static engine never reads them; made for every finished row, 56 views a row at 7B,
     they took ~55 ms of host time a 7B/128 run under cProfile on the H200 host, 2026-12-01)."""
 
-    def __init__(self, keys, values):
+    def __init__(self, keys, values, batch=None):
         self.keys, self.values = keys, values
+        self.batch = batch  # (keys, values, index): the gather of rows copied out together that these are views of
 
     def __len__(self) -> int:
         return self.keys.shape[0]
@@ -178,10 +180,11 @@ class SlotBuffers:
                 slot = slots[group[0]]
                 keys, values = self.keys[:, slot: slot + 1, :, :n].clone(), self.values[:, slot: slot + 1, :, :n].clone()
             else:
-                index = self._upload([slots[j] for j in group])
+                index = upload([slots[j] for j in group], self.device)
                 keys, values = self.keys[:, index, :, :n], self.values[:, index, :, :n]  # [layers, rows, kv heads, n, dim]
             for g, j in enumerate(group):
-                out[j] = SlotKV(keys[:, g, :, :lengths[j]], values[:, g, :, :lengths[j]])
+                out[j] = SlotKV(keys[:, g, :, :lengths[j]], values[:, g, :, :lengths[j]],
+                                (keys, values, g) if len(group) > 1 else None)
         return out
 
     def _reset_masks(self, slots: list[int]) -> None:
@@ -189,15 +192,8 @@ class SlotBuffers:
         if len(slots) == 1:  # slices: one element's assignment copies from the host and waits for the device
             self.mask[slots[0], :] = False
         elif slots:
-            self.mask.index_fill_(0, self._upload(slots), False)
+            self.mask.index_fill_(0, upload(slots, self.device), False)
         self.mask[:, :1] = True
-
-    def _upload(self, values: list[int]):
-        """A list of ints on the device without waiting (through pinned memory)."""
-        import torch
-
-        cuda = self.device.type == "cuda"
-        return torch.tensor(values, pin_memory=cuda).to(self.device, non_blocking=True)
 
     @property
     def trash(self) -> int:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import time
 
+from userlm.backends.uploads import upload_lists
+
 LENGTH_BUCKET = 256  # attention reads positions [0, Lb): a multiple of this above the longest live row
 SHARE_MIN = 64  # a prompt shares a prefix with another's only from this many tokens on (and is bucketed by them)
 PREFILL_MIN = 2048  # tokens a prefill pass computes before `prefill_padding` limits it (7B: compute-bound there)
@@ -120,7 +122,7 @@ class SlotPrefill:
                 need[s[1]] = max(need.get(s[1], 0), s[2])
         saved = {slot: (self.keys[:, slot, :, :n].clone(), self.values[:, slot, :, :n].clone())
                  for slot, n in need.items()}
-        placed = {}
+        placed, kept = {}, []
         for i in first + second:
             key, request, ids, reused, old_kv = prepared[i]
             slot, s = taken[i], sources[i]
@@ -132,9 +134,10 @@ class SlotPrefill:
                     self.values[:, slot, :, :reused] = values[:, :, :reused]
             elif s:
                 reused = s[2]  # copied after the first pass
-            else:
-                self._copy_kept(slot, reused, old_kv)
+            elif reused:
+                kept.append((slot, reused, old_kv))
             placed[i] = self._place(slot, key, request, ids), reused
+        self._copy_kept(kept)
         finished = early + self._prefill_placed([(taken[i], placed[i][0], placed[i][1]) for i in first])
         for i in second:  # the joining prompt drawn on is in its slot now
             _, j, n = sources[i]
@@ -142,16 +145,29 @@ class SlotPrefill:
             self.values[:, taken[i], :, :n] = self.values[:, taken[j], :, :n]
         return finished + self._prefill_placed([(taken[i], placed[i][0], placed[i][1]) for i in second])
 
-    def _copy_kept(self, slot: int, reused: int, old_kv) -> None:
+    def _copy_kept(self, kept: list) -> None:
+        """Each (slot, reused, keys/values kept from its conversation's last turn) copied into its slot: rows whose
+        keys/values were copied out together (`SlotKV.batch`) in one copy up to the longest of them (the positions a
+        shorter row gets past its own are its slot's, written by its prefill or never read), others one by one."""
         from userlm.backends.slot_kv import SlotKV
 
-        if reused and isinstance(old_kv, SlotKV):  # kept by this engine: all layers in one copy
-            self.keys[:, slot, :, :reused] = old_kv.keys[:, :, :reused]
-            self.values[:, slot, :, :reused] = old_kv.values[:, :, :reused]
-        elif reused:
-            for layer, (k, v) in enumerate(old_kv):
-                self.keys[layer, slot, :, :reused] = k[0, :, :reused]
-                self.values[layer, slot, :, :reused] = v[0, :, :reused]
+        together: dict[int, list] = {}
+        for slot, reused, old_kv in kept:
+            if isinstance(old_kv, SlotKV) and old_kv.batch is not None:
+                together.setdefault(id(old_kv.batch[0]), []).append((slot, reused, old_kv))
+            elif isinstance(old_kv, SlotKV):  # kept by this engine: all layers in one copy
+                self.keys[:, slot, :, :reused] = old_kv.keys[:, :, :reused]
+                self.values[:, slot, :, :reused] = old_kv.values[:, :, :reused]
+            else:
+                for layer, (k, v) in enumerate(old_kv):
+                    self.keys[layer, slot, :, :reused] = k[0, :, :reused]
+                    self.values[layer, slot, :, :reused] = v[0, :, :reused]
+        for group in together.values():
+            keys, values, _ = group[0][2].batch
+            n = max(reused for _, reused, _ in group)
+            slots, rows = upload_lists([[slot for slot, _, _ in group], [kv.batch[2] for _, _, kv in group]], self.device)
+            self.keys[:, slots, :, :n] = keys[:, rows, :, :n]
+            self.values[:, slots, :, :n] = values[:, rows, :, :n]
 
     def _place(self, slot: int, key, request, ids: list[int]):
         import torch
@@ -207,12 +223,6 @@ class SlotPrefill:
         from userlm.backends.slot_kv import prefill_pass
 
         cuda = self.device.type == "cuda"
-
-        def upload(*lists):  # one pinned copy for all of them; views of it on the device
-            sizes = [len(v) for v in lists]
-            flat = torch.tensor([x for v in lists for x in v], pin_memory=cuda).to(self.device, non_blocking=True)
-            return flat.split(sizes)
-
         width = max(len(row.ids) - reused for _, row, reused in chunk)
         lb = self._positions_read(max(len(row.ids) for _, row, _ in chunk))
         pack = self.pack_prefill and len(chunk) > 1
@@ -239,8 +249,8 @@ class SlotPrefill:
         order = [slot for slot, _, _ in chunk]
         read = slice(order[0], order[0] + len(order)) if self.slice_reads and order == list(
             range(order[0], order[0] + len(order))) else None
-        slots, feed, positions, writes, gather, scatter, token_slots, last = upload(
-            order, feed, positions, writes, gather, scatter, token_slots, last)
+        slots, feed, positions, writes, gather, scatter, token_slots, last = upload_lists(
+            [order, feed, positions, writes, gather, scatter, token_slots, last], self.device)
         positions = positions.view(len(chunk), width)
         # query t of a row sees its positions 0..its own; a padded query sees position 0 only (see the mask's
         # first column), so that no row of the softmax is empty
