@@ -169,7 +169,6 @@ class SlotBuffers:
         """Each slot's first `lengths` positions of keys/values, copied (`SlotKV`). Slots of similar lengths share
         one gather up to their longest (at most a fifth of a group's copy is another row's padding): a turn's rows
         end together, and two copies a row were launches the GPU waited for while the host made them."""
-
         order, out = sorted(range(len(slots)), key=lambda j: lengths[j]), [None] * len(slots)
         while order:
             group = [order.pop()]  # the longest left, then every shorter one within a fifth of it
