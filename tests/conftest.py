@@ -98,6 +98,19 @@ def tiny_model(tmp_path_factory):
     return str(out)
 
 
+def every_turn(backend, convs: list, sampling) -> list[str]:
+    """Each conversation's next turn submitted at once (keyed by its index, seeded by it), the backend stepped until
+    all are done: their texts in order."""
+    from userlm.backends import GenerationRequest
+
+    for i, chat in enumerate(convs):
+        backend.submit((i, "user"), GenerationRequest(chat, sampling, seed=i))
+    done = {}
+    while len(done) < len(convs):
+        done.update(backend.step())
+    return [done[(i, "user")].text for i in range(len(convs))]
+
+
 def sharegpt_file(path: Path, records: list[tuple[str, list[tuple[str, str]]]]) -> str:
     """A ShareGPT JSON file from (id, [(from, value), ...]) records."""
     path.write_text(json.dumps([{"id": i, "conversations": [{"from": f, "value": v} for f, v in turns]}

@@ -2,6 +2,7 @@
 products compute no padding, and attention gathers them into left-padded rows and scatters its output back."""
 
 import pytest
+from conftest import every_turn
 
 
 def test_packed_attention_equals_padded_rows(monkeypatch):
@@ -41,7 +42,7 @@ def test_packed_prefill_keeps_texts_and_computes_no_padding(tiny_model, monkeypa
     """Prompts of different lengths, then second turns that feed only their new tokens after the first turn's kept
     keys/values, give the same greedy and sampled texts packed as left-padded; packed, the products compute the
     tokens alone, in no more passes, and some pass packs rows of different lengths that start after kept tokens."""
-    from userlm.backends import GenerationRequest, Sampling
+    from userlm.backends import Sampling
     from userlm.backends.hf import HFBackend
 
     chats = [[{"role": "user", "content": "Hi." + " Tell me more about that one." * n}] for n in (0, 1, 3, 6, 12)]
@@ -57,16 +58,8 @@ def test_packed_prefill_keeps_texts_and_computes_no_padding(tiny_model, monkeypa
 
         monkeypatch.setattr(backend.slots, "_prefill_chunk", spy)
 
-        def turn(convs, sampling, backend=backend):  # every conversation's turn at once, keyed by conversation
-            for i, chat in enumerate(convs):
-                backend.submit((i, "user"), GenerationRequest(chat, sampling, seed=i))
-            done = {}
-            while len(done) < len(convs):
-                done.update(backend.step())
-            return [done[(i, "user")].text for i in range(len(convs))]
-
-        greedy = turn(chats, Sampling(0.0, 1.0, 8))
-        hot = turn([c + [{"role": "assistant", "content": t}, {"role": "user", "content": "Why?" * (i + 1)}]
+        greedy = every_turn(backend, chats, Sampling(0.0, 1.0, 8))
+        hot = every_turn(backend, [c + [{"role": "assistant", "content": t}, {"role": "user", "content": "Why?" * (i + 1)}]
                     for i, (c, t) in enumerate(zip(chats, greedy))], Sampling(1.0, 0.9, 8))
         for i in range(len(chats)):
             backend.release(i)

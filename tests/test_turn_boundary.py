@@ -3,6 +3,8 @@
 their masks reset at once; a prefill pass over consecutive slots reads a view of the buffers. The same keys/values
 and texts as one row at a time."""
 
+from conftest import every_turn
+
 
 def engine_with_random_buffers(tiny_model, length: int = 64):
     import torch
@@ -67,7 +69,7 @@ def test_texts_equal_finishing_rows_together_or_one_by_one(tiny_model, monkeypat
     """Two turns of six conversations (their first turns end together at the budget) give the same texts whether
     rows are copied out together and passes read slot views, or one by one with gathered reads; and the second
     turn's passes read views (its slots are consecutive)."""
-    from userlm.backends import GenerationRequest, Sampling
+    from userlm.backends import Sampling
     from userlm.backends.hf import HFBackend
 
     chats = [[{"role": "user", "content": "Hi." + " Tell me more about that one." * n}] for n in (1, 1, 2, 2, 3, 3)]
@@ -85,16 +87,8 @@ def test_texts_equal_finishing_rows_together_or_one_by_one(tiny_model, monkeypat
 
         monkeypatch.setattr(engine, "write_and_read", spy)
 
-        def turn(convs, sampling, backend=backend):
-            for i, chat in enumerate(convs):
-                backend.submit((i, "user"), GenerationRequest(chat, sampling, seed=i))
-            done = {}
-            while len(done) < len(convs):
-                done.update(backend.step())
-            return [done[(i, "user")].text for i in range(len(convs))]
-
-        first = turn(chats, Sampling(1.0, 0.9, 6))
-        second = turn([c + [{"role": "assistant", "content": t}, {"role": "user", "content": "Why?"}]
+        first = every_turn(backend, chats, Sampling(1.0, 0.9, 6))
+        second = every_turn(backend, [c + [{"role": "assistant", "content": t}, {"role": "user", "content": "Why?"}]
                        for c, t in zip(chats, first)], Sampling(1.0, 0.9, 6))
         seen[together] = first, second, reads
     assert seen[True][:2] == seen[False][:2]
