@@ -15,6 +15,9 @@ from bench_top_p import timed  # benchmarks/ is the script's directory
 OPTIONS = {"default": {}, "SPLIT_KV 2": {"SPLIT_KV": 2}, "SPLIT_KV 4": {"SPLIT_KV": 4},
            "BLOCK_N 32": {"BLOCK_N": 32}, "BLOCK_N 128": {"BLOCK_N": 128}, "4 warps": {"num_warps": 4},
            "8 warps": {"num_warps": 8}, "3 stages": {"num_stages": 3}, "SPLIT_KV 2, BLOCK_N 32": {"SPLIT_KV": 2, "BLOCK_N": 32}}
+# decode_attention.py's kernels (`--kernels`): (chunk, block_n, warps, stages)
+KERNELS = [(256, 64, 4, 2), (128, 64, 4, 2), (512, 64, 4, 2), (256, 128, 4, 2), (256, 64, 8, 2), (256, 32, 4, 2),
+           (256, 64, 4, 3)]
 
 
 def main():
@@ -29,6 +32,7 @@ def main():
     parser.add_argument("--width", type=int, default=1024, help="the slot buffer's positions")
     parser.add_argument("--layers", type=int, default=28)
     parser.add_argument("--reps", type=int, default=50)
+    parser.add_argument("--kernels", action="store_true", help="flex's default, then decode_attention.py's kernels")
     args = parser.parse_args()
     from bench_simulation import copy_bandwidth_gbs
 
@@ -52,10 +56,15 @@ def main():
           f"{args.width}: {read / 1e6:.1f} MB of keys/values a layer ({read / bandwidth / 1e3:.1f} us at copy bandwidth)",
           flush=True)
     want = None
-    for name, options in OPTIONS.items():
+    from userlm.backends.decode_attention import decode_attention
+
+    variants = [("default", {})] + [(f"triton {c}", c) for c in KERNELS] if args.kernels else list(OPTIONS.items())
+    for name, options in variants:
         fn = torch.compile(flex_attention, dynamic=False)
         try:
             run = lambda: fn(q, k, v, block_mask=live.block_mask, scale=dim ** -0.5, kernel_options=options)  # noqa: B023, E731
+            if name.startswith("triton"):
+                run = lambda: decode_attention(q, k, v, live.lengths, dim ** -0.5, *options)  # noqa: B023, E731
             ms = timed(run, args.reps)
             out = run()
         except Exception as e:  # noqa: BLE001 - an option the kernel does not take: say so and go on

@@ -101,6 +101,7 @@ def configure(backend, engine, scheduler: str, chunk: int):
         engine.fuse_projections = "-fused" in flags  # q/k/v and gate/up one matmul each
         engine.rejection_every_row = "-all" in flags  # with -triton-rejection: every row by rejection, no head
         engine.attention_options = {"BLOCK_N": 128} if "-n128" in flags else {}  # flex decoding's key block
+        engine.attention_options.update({"kernel": "triton"} if "-dattn" in flags else {})  # decode_attention.py's
         engine.compile_prefill = "-cp" in flags  # prefill passes run the decode step's compiled pieces
         engine.autotune_decode = "-at" in flags  # the decode step's pieces compiled under max-autotune
         engine.fuse_residual = "-res" in flags  # with -fused: the layers' residual adds folded into norm and product

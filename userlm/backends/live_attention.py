@@ -78,10 +78,18 @@ class LiveAttention:
         _ACTIVE[0] = self
 
     def attend(self, query, key, value, scale):
-        """query [rows, heads, 1, dim] against key/value [rows, kv heads, width, dim]: [rows, heads, 1, dim]."""
+        """query [rows, heads, 1, dim] against key/value [rows, kv heads, width, dim]: [rows, heads, 1, dim]. With
+        `options["kernel"] == "triton"` on CUDA, `decode_attention.py`'s kernels instead of flex decoding (opt-in)."""
         rows, heads, _, dim = query.shape
         kv_heads = key.shape[1]
-        options = {"kernel_options": dict(self.options)} if self.options and self.compiled else {}
+        options = dict(self.options)
+        if options.pop("kernel", None) == "triton" and query.is_cuda:
+            from userlm.backends.decode_attention import decode_attention
+
+            out = decode_attention(query.reshape(rows, kv_heads, heads // kv_heads, dim).contiguous(), key, value,
+                                   self.lengths[:rows], scale if scale is not None else dim ** -0.5)
+            return out.reshape(rows, heads, 1, dim)
+        options = {"kernel_options": options} if options and self.compiled else {}
         out = self._flex()(query.reshape(rows, kv_heads, heads // kv_heads, dim), key, value,
                            block_mask=self.block_mask, scale=scale, **options)
         return out.reshape(rows, heads, 1, dim)
