@@ -98,6 +98,24 @@ def tiny_model(tmp_path_factory):
     return str(out)
 
 
+def under_triton_interpreter(module: str) -> None:
+    """`module`'s `interpreter_checks()` in a fresh process under Triton's interpreter (skipped where Triton is not
+    installed): TRITON_INTERPRET is read when Triton is first imported, which another test in this process may
+    already have done (and setting it here would leak into later tests)."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("Triton is not installed here (it ships with the CUDA torch wheel)")
+    here = Path(__file__).resolve().parent
+    r = subprocess.run([sys.executable, "-c", f"from {module} import interpreter_checks; interpreter_checks()"],
+                       cwd=here, env={**os.environ, "TRITON_INTERPRET": "1",
+                                      "PYTHONPATH": os.pathsep.join([str(here.parent), os.environ.get("PYTHONPATH", "")])},
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
 def every_turn(backend, convs: list, sampling) -> list[str]:
     """Each conversation's next turn submitted at once (keyed by its index, seeded by it), the backend stepped until
     all are done: their texts in order."""

@@ -4,9 +4,9 @@ chunk and block edges, grouped query heads padded to a product's 16 rows, and ke
 slot buffer. Under Triton's interpreter on CPU-only machines where Triton is installed (float32, float16: the
 interpreter has no bfloat16), on CUDA in bfloat16, eagerly and replayed in a CUDA graph."""
 
-import os
 
 import pytest
+from conftest import under_triton_interpreter
 
 try:
     import torch
@@ -54,20 +54,8 @@ def interpreter_checks():
 
 @pytest.mark.skipif(CUDA, reason="the interpreter test runs on CPU-only machines (CUDA machines run the kernels)")
 def test_kernels_under_the_interpreter():
-    """`interpreter_checks` in a fresh process (TRITON_INTERPRET is read when Triton is first imported)."""
-    import importlib.util
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    if importlib.util.find_spec("triton") is None:
-        pytest.skip("Triton is not installed here (it ships with the CUDA torch wheel)")
-    here = Path(__file__).resolve().parent
-    r = subprocess.run([sys.executable, "-c", "from test_decode_attention import interpreter_checks; interpreter_checks()"],
-                       cwd=here, env={**os.environ, "TRITON_INTERPRET": "1",
-                                      "PYTHONPATH": os.pathsep.join([str(here.parent), os.environ.get("PYTHONPATH", "")])},
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
+    """`interpreter_checks` under Triton's interpreter, in a fresh process (`conftest.under_triton_interpreter`)."""
+    under_triton_interpreter("test_decode_attention")
 
 
 @pytest.mark.skipif(not CUDA, reason="the Triton kernels need a CUDA GPU")

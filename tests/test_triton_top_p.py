@@ -4,9 +4,9 @@ flat and peaked rows at several top_p, batch sizes and vocabulary sizes; a row's
 inputs only; the static engine's text for a seed is the torch path's. CUDA tests skip on the CPU; the kernel's
 logic also runs here under Triton's interpreter where Triton is installed (CPU only)."""
 
-import os
 
 import pytest
+from conftest import under_triton_interpreter
 
 try:
     import torch
@@ -110,21 +110,8 @@ def interpreter_checks():
 
 @pytest.mark.skipif(CUDA, reason="the interpreter test runs on CPU-only machines (CUDA machines run the kernel)")
 def test_kernel_logic_under_the_interpreter():
-    """`interpreter_checks` in a fresh process: TRITON_INTERPRET is read when Triton is first imported, which
-    another test in this process may already have done (and setting it here would leak into later tests)."""
-    import importlib.util
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    if importlib.util.find_spec("triton") is None:
-        pytest.skip("Triton is not installed here (it ships with the CUDA torch wheel)")
-    here = Path(__file__).resolve().parent
-    r = subprocess.run([sys.executable, "-c", "from test_triton_top_p import interpreter_checks; interpreter_checks()"],
-                       cwd=here, env={**os.environ, "TRITON_INTERPRET": "1",
-                                      "PYTHONPATH": os.pathsep.join([str(here.parent), os.environ.get("PYTHONPATH", "")])},
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
+    """`interpreter_checks` under Triton's interpreter, in a fresh process (`conftest.under_triton_interpreter`)."""
+    under_triton_interpreter("test_triton_top_p")
 
 
 @pytest.mark.skipif(not CUDA, reason="the Triton kernel needs a CUDA GPU")
