@@ -270,12 +270,12 @@ def main():
         for scheduler in dict.fromkeys(schedulers):
             configure(backend, engine, scheduler, args.chunk)
             batched(backend, conversations(scenarios, max(counts)), user, max(counts), True, True)
+            run = lambda: batched(backend, conversations(scenarios, max(counts)), user, max(counts), True, True)  # noqa: B023, E731
             for phase in args.profile_phases.split(",") if backend.slots is not None else ("all",):
-                run = lambda: batched(backend, conversations(scenarios, max(counts)), user, max(counts), True, True)  # noqa: B023, E731
                 host(scheduler, run, args.profile_top) if phase == "host" else profiled(
                     backend, engine, phase, scheduler, run, args.profile_top)
             if cuda and backend.slots is not None:  # how long the GPU waits, in what gaps
-                timeline(scheduler, lambda: batched(backend, conversations(scenarios, max(counts)), user, max(counts), True, True))  # noqa: B023
+                timeline(scheduler, run)
             if engine is not None:
                 engine.reset()
     backend.slots = engine

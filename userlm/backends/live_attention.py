@@ -82,16 +82,15 @@ class LiveAttention:
         `options["kernel"] == "triton"` on CUDA, `decode_attention.py`'s kernels instead of flex decoding (opt-in)."""
         rows, heads, _, dim = query.shape
         kv_heads = key.shape[1]
-        options = dict(self.options)
+        folded, options = query.reshape(rows, kv_heads, heads // kv_heads, dim), dict(self.options)
         if options.pop("kernel", None) == "triton" and query.is_cuda:
             from userlm.backends.decode_attention import decode_attention
 
-            out = decode_attention(query.reshape(rows, kv_heads, heads // kv_heads, dim).contiguous(), key, value,
-                                   self.lengths[:rows], scale if scale is not None else dim ** -0.5)
-            return out.reshape(rows, heads, 1, dim)
-        options = {"kernel_options": options} if options and self.compiled else {}
-        out = self._flex()(query.reshape(rows, kv_heads, heads // kv_heads, dim), key, value,
-                           block_mask=self.block_mask, scale=scale, **options)
+            out = decode_attention(folded.contiguous(), key, value, self.lengths[:rows],
+                                   scale if scale is not None else dim ** -0.5)
+        else:
+            out = self._flex()(folded, key, value, block_mask=self.block_mask, scale=scale,
+                               **({"kernel_options": options} if options and self.compiled else {}))
         return out.reshape(rows, heads, 1, dim)
 
 

@@ -163,8 +163,6 @@ class SlotBuffers:
         self.keys, self.values, self.mask, self.length = keys, values, mask, length
         self.graphs.clear()
 
-    finish_together = True  # rows that end together are copied out in shared gathers (`-batchfin` measures it)
-
     def _copy_out(self, slots: list[int], lengths: list[int]) -> list:
         """Each slot's first `lengths` positions of keys/values, copied (`SlotKV`). Slots of similar lengths share
         one gather up to their longest (at most a fifth of a group's copy is another row's padding): a turn's rows
@@ -187,10 +185,10 @@ class SlotBuffers:
         return out
 
     def _reset_masks(self, slots: list[int]) -> None:
-        """Free slots attend to position 0 alone (column 0 is every slot's, live or not, so it is set for all)."""
+        """Free slots (at least one) attend to position 0 alone (column 0 is every slot's, live or not, so it is set for all)."""
         if len(slots) == 1:  # slices: one element's assignment copies from the host and waits for the device
             self.mask[slots[0], :] = False
-        elif slots:
+        else:
             self.mask.index_fill_(0, upload(slots, self.device), False)
         self.mask[:, :1] = True
 

@@ -288,9 +288,13 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
             return logits
         return logits, *self._sample_step(logits, b)
 
+    finish_together = True  # rows that end together are copied out in shared gathers (`-batchfin` measures it)
+
     def _finish_slots(self, slots: list[int]) -> list:
         """Free the slots; each row's keys/values (its `ids`) are copied out for its conversation's next turn
         (`_copy_out`: a turn's rows that end together in a few gathers, not two copies and two mask writes a row)."""
+        if not slots:  # most steps and chunks: nothing to launch
+            return []
         if not self.finish_together and len(slots) > 1:  # one at a time, as before (a measurement)
             return [done for slot in slots for done in self._finish_slots([slot])]
         rows = [self.rows[slot] for slot in slots]
