@@ -20,6 +20,7 @@ FLAGS = {  # scheduler suffixes, each switching one engine setting (off without 
     "-addmask": "prefill's boolean mask made additive once a pass, not by SDPA in every layer",
     "-batchfin": "rows that end together copied out in shared gathers, their masks reset at once",
     "-npup": "the engine's lists built into host tensors by numpy, not torch.tensor",
+    "-smk": "with -all: the rejection kernel computes the probabilities from the logits, no softmax before it",
     "-dattn": "with live attention: decode attention by decode_attention.py's Triton kernels, not flex decoding",
 }
 

@@ -100,6 +100,7 @@ def configure(backend, engine, scheduler: str, chunk: int):
         engine.fuse_kv_write = "-kv" in flags  # a step's key and value writes one kernel a layer
         engine.fuse_projections = "-fused" in flags  # q/k/v and gate/up one matmul each
         engine.rejection_every_row = "-all" in flags  # with -triton-rejection: every row by rejection, no head
+        engine.softmax_in_kernel = "-smk" in flags  # with -all: the kernel's own softmax from the logits
         engine.attention_options = {"BLOCK_N": 128} if "-n128" in flags else {}  # flex decoding's key block
         engine.attention_options.update({"kernel": "triton"} if "-dattn" in flags else {})  # decode_attention.py's
         engine.compile_prefill = "-cp" in flags  # prefill passes run the decode step's compiled pieces

@@ -4,7 +4,10 @@ logits: every row wider than the head) at 32 and 128 rows x 151,936; and exactne
 against `sample_wide`'s (float64 sums on CUDA, as the engine runs it), for the split kernels (each row over
 several programs; without compaction, compacting the survivors at round 2 or 3) and the row kernel (one program a
 row), beside an earlier row kernel (`--before FILE`), with each one's phases.
-Usage: python benchmarks/bench_top_p.py [--rows 32,64,128] [--exact-rows 32,128] [--before FILE] [--row-only]"""
+With --softmax: only the rejection kernel computing the probabilities from bf16 logits against the compiled softmax
+then the kernel, as the static engine draws every row (`softmax_in_kernel`).
+Usage: python benchmarks/bench_top_p.py [--rows 32,64,128] [--exact-rows 32,128] [--before FILE] [--row-only]
+[--softmax]"""
 
 from __future__ import annotations
 
@@ -68,6 +71,43 @@ def rejection_swapped(kernel):
     return swapped(top_p_kernel, "rejection_kernel", kernel)
 
 
+def softmax_in_kernel(rows_list, vocab: int, reps: int, shapes) -> None:
+    """The engine's draw of every row by rejection from bf16 logits, side by side: the compiled softmax
+    (`rejection_inputs`, as `compile_head` runs it) then the kernel on its float32 probabilities, against the
+    kernel computing them from the logits (`softmax_in_kernel`); and how many tokens agree (random rows)."""
+    import torch
+
+    from userlm.backends.sampling import rejection_inputs
+    from userlm.backends.triton_top_p import rejection_tokens
+
+    inputs = torch.compile(rejection_inputs, dynamic=False)
+    for rows in rows_list:
+        logits = (torch.randn(rows, vocab, device="cuda") * 2.0).bfloat16()
+        temps, top_ps = torch.full((rows,), 1.0, device="cuda"), torch.full((rows,), 0.95, device="cuda")
+        uniforms = torch.rand(rows, device="cuda")
+
+        def separate(b, w):
+            _, probs, tps = inputs(logits, temps, top_ps)
+            return rejection_tokens(probs, tps, uniforms, block=b, warps=w)
+
+        for b, w in shapes:
+            before = timed(lambda: separate(b, w), reps)  # noqa: B023
+            after = timed(lambda: rejection_tokens(logits, top_ps, uniforms, block=b, warps=w, temperatures=temps), reps)  # noqa: B023
+            print(f"{rows} rows x {vocab} bf16 logits, {b}x{w}: softmax + rejection kernel {before:.3f} ms, the kernel "
+                  f"from logits {after:.3f} ms ({before / after:.2f}x)", flush=True)
+        same = n = 0
+        for scale in (0.5, 2.0, 8.0):
+            for temp in (0.0, 0.7, 1.0):
+                logits = (torch.randn(rows, vocab, device="cuda") * scale).bfloat16()
+                temps.fill_(temp)
+                _, probs, tps = rejection_inputs(logits, temps, top_ps)
+                same += int((rejection_tokens(probs, tps, uniforms) ==
+                             rejection_tokens(logits, top_ps, uniforms, temperatures=temps)).sum())
+                n += rows
+        print(f"{rows} rows: the same token from logits as from torch's softmax on {same} of {n} rows "
+              f"(scales 0.5/2/8, temperatures 0/0.7/1, top_p 0.95)", flush=True)
+
+
 def main():
     import torch
 
@@ -92,17 +132,21 @@ def main():
                         help="the rejection kernel's block x warps, timed and checked (the first: today's default)")
     parser.add_argument("--row-ways", default="16", help="the row kernel's candidates a round, timed and checked "
                                                          "(--before's kernel: at 16 only)")
+    parser.add_argument("--softmax", action="store_true", help="only the rejection kernel from logits against "
+                                                                   "the softmax then the kernel (`softmax_in_kernel`)")
     args = parser.parse_args()
     from userlm.threads import machine_line
 
     print(machine_line(), flush=True)  # first, as every benchmark (tests/test_benchmark_machine.py)
     torch.manual_seed(0)
+    shapes = [tuple(int(x) for x in s.split("x")) for s in args.rejection_shapes.split(",")]
+    if args.softmax:
+        return softmax_in_kernel([int(r) for r in args.rows.split(",")], args.vocab, args.reps, shapes)
     compiled = functools.partial(sample_wide, floor=torch.compile(functools.partial(nucleus_floor, ways=15),
                                                                   dynamic=False))
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
     before = before_module(args.before) if args.before else None
     row_kernels = {"row kernel": None} | ({"row kernel before": before.top_p_kernel} if before else {})
-    shapes = [tuple(int(x) for x in s.split("x")) for s in args.rejection_shapes.split(",")]
     rejection_kernels = {"rejection kernel": None} | (
         {"rejection kernel before": before.rejection_kernel} if before and hasattr(before, "rejection_kernel") else {})
     ways = [int(w) for w in args.row_ways.split(",")]

@@ -24,7 +24,7 @@ for stage in "$@"; do
     tests) python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
            python3 -m pytest -q -p no:cacheprovider --tb=short ${TESTS:-tests/test_triton_top_p.py} &> "$OUT/tests.log"
            tail -15 "$OUT/tests.log" ;;
-    micro) python3 -W ignore benchmarks/bench_top_p.py ;;
+    micro) python3 -W ignore benchmarks/bench_top_p.py ${MICRO:-} ;;
     d05) model qwen2.5-0.5b; S=$S05 bench --model /tmp/qwen2.5-0.5b --conversations 32 ;;
     d7) model qwen2.5-7b; S=$S7 bench --model /tmp/qwen2.5-7b --conversations 128 ;;
   esac

@@ -89,6 +89,35 @@ def _check_rejection(device):
     assert sample_rejection(broken, torch.full((2,), 0.9, device=device), torch.rand(2, device=device)).shape == (2,)
 
 
+def _check_rejection_logits(device, dtypes=("float32",)):
+    """The rejection kernel from logits (the softmax computed pass by pass inside it) draws `sample_rejection`'s
+    tokens on `rejection_inputs`' probabilities (torch's softmax): flat, peaked and tied rows at several
+    temperatures, greedy rows (temperature 0: the most likely token) and masked tokens (-inf logits). The
+    probabilities may differ from torch's in the last bits, which changes a token only where a sum falls that
+    close to a cdf step or to top_p: at most one row in a hundred is allowed to differ, and none did here."""
+    import torch
+
+    from userlm.backends.sampling import rejection_inputs, sample_rejection
+    from userlm.backends.triton_top_p import rejection_tokens
+
+    cpu = device == "cpu"
+    for dtype in dtypes:
+        for vocab, rows, top_p, block in ((1000, 8, 0.9, 256), (3001, 8, 0.5, 512), (600, 6, 1.0, 128),
+                                          (5000, 8, 0.95, 1024)):
+            g = torch.Generator().manual_seed(vocab)
+            logits = torch.randn(rows, vocab, generator=g) * torch.tensor([0.3, 2.0, 8.0])[torch.arange(rows) % 3, None]
+            logits[:, :vocab // 10] = float("-inf")  # masked tokens
+            logits = logits.to(getattr(torch, dtype)).to(device)
+            temps = torch.tensor([0.0, 0.7, 1.0, 1.3] * rows, device=device)[:rows]
+            top_ps, uniforms = torch.full((rows,), top_p, device=device), torch.rand(rows, generator=g).to(device)
+            _, probs, tps = rejection_inputs(logits, temps, top_ps)
+            want = sample_rejection(probs, tps, uniforms, double=True)
+            got = rejection_tokens(logits, top_ps, uniforms, block=block if cpu else 0, warps=4 if cpu else 0,
+                                   temperatures=temps)
+            assert int((got == want).sum()) >= rows - rows // 100, (dtype, vocab, top_p, got.tolist(), want.tolist())
+            assert torch.equal(got[0::4], logits[0::4].float().argmax(-1))  # greedy rows
+
+
 def interpreter_checks():
     """Both kernels under Triton's interpreter (the row kernel also over several blocks); the split one with rows of 1 to 16 chunks (the last one partial),
     an idle row (top_p 0: the most likely token) and a row whose mass is below top_p (top_p 1.0), compacting the
@@ -103,6 +132,7 @@ def interpreter_checks():
                                             (3000, 5, 0.0), (2048, 3, 0.7)), (256, 128, 512, 64, 1024, 2048), strict=True):
         _check("cpu", vocab, rows, top_p, seed=vocab, chunk=chunk, block=min(chunk, 128), warps=4)
     _check_rejection("cpu")
+    _check_rejection_logits("cpu")
     for (vocab, rows, top_p), chunk, compact in (((1000, 6, 0.9), 256, 0), ((1001, 6, 0.5), 128, 3),
                                                  ((2048, 3, 0.7), 512, 5)):
         _check("cpu", vocab, rows, top_p, seed=vocab, chunk=chunk, block=min(chunk, 128), warps=4, compact=compact)
@@ -117,6 +147,7 @@ def test_kernel_logic_under_the_interpreter():
 @pytest.mark.skipif(not CUDA, reason="the Triton kernel needs a CUDA GPU")
 def test_rejection_kernel_equals_sample_rejection():
     _check_rejection("cuda")
+    _check_rejection_logits("cuda", ("float32", "bfloat16"))
 
 
 @pytest.mark.skipif(not CUDA, reason="the Triton kernel needs a CUDA GPU")
@@ -182,8 +213,10 @@ def test_engine_text_same_as_torch_path(tiny_model, chunk):
 def test_engine_rejection_text_same_as_torch(tiny_model, chunk):
     """The static engine on CUDA (float32, graphs) with the default `wide_kernel` "triton-rejection", for wide rows
     only and for every row (`rejection_every_row`), step by step and in chunks, queued ahead or not
-    (`overlap_chunks`): the same text for every seed as torch's `sample_rejection` (eager, no graphs: its rounds
-    sync with the host), at a hot and a mild temperature; 5 requests over 4 slots (a row joins mid-run)."""
+    (`overlap_chunks`), every row's probabilities computed by the kernel from the logits (`softmax_in_kernel`, the
+    default) or read from torch's softmax: the same text for every seed as torch's `sample_rejection` (eager, no
+    graphs: its rounds sync with the host), at a hot and a mild temperature; 5 requests over 4 slots (a row joins
+    mid-run)."""
     from userlm.backends import GenerationRequest, Sampling
     from userlm.backends.hf import HFBackend
 
@@ -192,8 +225,9 @@ def test_engine_rejection_text_same_as_torch(tiny_model, chunk):
         hot = Sampling(temperature=temperature, top_p=0.9, max_new_tokens=12)
         for every_row in (False, True):
             texts = []
-            for kernel, graphs, overlap in (("rejection", False, False), ("triton-rejection", True, False),
-                                            ("triton-rejection", True, True)):
+            for kernel, graphs, overlap, softmax in (("rejection", False, False, True), ("triton-rejection", True, False, True),
+                                                     ("triton-rejection", True, True, True),
+                                                     ("triton-rejection", True, False, False)):
                 backend = HFBackend(tiny_model, max_batch=4, static_cache=True, compile_decode="off", dtype="float32",
                                     cuda_graphs=graphs)
                 engine = backend.slots
@@ -201,9 +235,10 @@ def test_engine_rejection_text_same_as_torch(tiny_model, chunk):
                 engine.wide_sort, engine.wide_kernel, engine.wide_in_graph = False, kernel, True
                 engine.rejection_every_row, engine.live_attention = every_row, graphs and chunk > 1
                 engine.decode_chunk, engine.ahead_size, engine.overlap_chunks = chunk if graphs else 1, 64, overlap
+                engine.softmax_in_kernel = softmax  # the default: the kernel's own softmax from the logits (every row)
                 texts.append([o.text for o in backend.generate(
                     [GenerationRequest(c, hot, seed=3 + i) for i, c in enumerate(chats)])])
                 assert engine.wide_kernel == kernel and not engine.graph_error  # no fallback
                 # chunks queued ahead where asked (every row by rejection, chunks of 4)
                 assert (backend.counts["chunks queued ahead"] > 0) == (overlap and every_row and chunk > 1)
-            assert texts[0] == texts[1] == texts[2]
+            assert texts[0] == texts[1] == texts[2] == texts[3]

@@ -184,6 +184,9 @@ class DecodeGraphs:
         if self._by_rejection():
             from userlm.backends.sampling import rejection_inputs
 
+            if self._softmax_in_kernel():  # no probabilities: the kernel computes them from the logits (None below)
+                tokens = self._triton_wide(logits, top_ps, uniforms, temperatures)
+                return torch.cat([tokens, torch.zeros_like(tokens)]), temperatures <= 0, None
             greedy, probs, top_ps = self._sampling(rejection_inputs)(logits, temperatures, top_ps)
             tokens = self._sample_wide()(probs, top_ps, uniforms)
             return torch.cat([tokens, torch.zeros_like(tokens)]), greedy, probs
@@ -198,12 +201,19 @@ class DecodeGraphs:
             tokens = torch.where(wide, drawn, tokens)
         return torch.cat([tokens, wide.long()]), greedy, probs
 
-    def _triton_wide(self, probs, top_ps, uniforms):
-        """`sample_wide` as one Triton kernel (`triton_top_p.py`); where Triton is missing or fails to compile,
-        one line, and the torch path from then on (the first call runs eagerly, before any capture)."""
-        from userlm.backends.triton_top_p import sample_wide_triton
+    def _softmax_in_kernel(self) -> bool:
+        """`softmax_in_kernel` where it applies: every row by the Triton rejection kernel, on CUDA."""
+        return self.softmax_in_kernel and self.wide_kernel == "triton-rejection" and self.device.type == "cuda"
+
+    def _triton_wide(self, probs, top_ps, uniforms, temperatures=None):
+        """`sample_wide` as one Triton kernel (`triton_top_p.py`; with `temperatures`, `probs` are logits and the
+        rejection kernel computes the probabilities); where Triton is missing or fails to compile, one line, and the
+        torch path from then on (the first call runs eagerly, before any capture)."""
+        from userlm.backends.triton_top_p import rejection_tokens, sample_wide_triton
 
         try:
+            if temperatures is not None:
+                return rejection_tokens(probs, top_ps, uniforms, temperatures=temperatures)
             return sample_wide_triton(probs, top_ps, uniforms, self.wide_kernel.removeprefix("triton-") if "-" in self.wide_kernel else "auto")
         except Exception as e:  # noqa: BLE001 - no Triton, or a compile error: torch's capturable `sample_wide`
             # (torch's `sample_rejection` syncs with the host each round, which a CUDA graph cannot hold; this also
@@ -211,8 +221,10 @@ class DecodeGraphs:
             print(f"hf backend: Triton top-p kernel failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                   "torch's wide sampling instead", flush=True)
             self.wide_kernel = "torch"
-            from userlm.backends.sampling import sample_wide
+            from userlm.backends.sampling import rejection_inputs, sample_wide
 
+            if temperatures is not None:
+                _, probs, top_ps = rejection_inputs(probs, temperatures, top_ps)
             return sample_wide(probs, top_ps, uniforms)
 
     def _run_decode(self, b: int, lb: int):
@@ -222,7 +234,8 @@ class DecodeGraphs:
             return self._decode_pass(b, lb)
         key = (b, lb, self.gpu_sampling, self.compile_decode, self.live_attention, self.wide_inside, self.chunking,
                self.wide_sort, self.wide_kernel, self.fuse_projections, self.fuse_kv_write, self.compile_head,
-               self.head_by_logits, self._by_rejection(), tuple(sorted(self.attention_options.items())),
+               self.head_by_logits, self._by_rejection(), self._softmax_in_kernel(),
+               tuple(sorted(self.attention_options.items())),
                self.autotune_decode, self._residual())
         graph = self.graphs.get(key)
         if graph is None:

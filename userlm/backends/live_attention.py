@@ -66,6 +66,9 @@ class LiveAttention:
 
         n = positions[:b, 0].to(torch.int32) + 1
         self.lengths[:b].copy_(n)
+        _ACTIVE[0] = self
+        if self.options.get("kernel") == "triton" and positions.is_cuda:  # `attend` reads the lengths only
+            return
         blocks = width // BLOCK
         full = n // BLOCK
         partial = (n % BLOCK > 0).to(torch.int32)
@@ -75,7 +78,6 @@ class LiveAttention:
         self.block_mask = BlockMask.from_kv_blocks(
             partial.view(b, 1, 1), last.contiguous(), full.view(b, 1, 1), ids, BLOCK_SIZE=BLOCK,
             mask_mod=self.mask_mod, seq_lengths=(group, width), **extra)
-        _ACTIVE[0] = self
 
     def attend(self, query, key, value, scale):
         """query [rows, heads, 1, dim] against key/value [rows, kv heads, width, dim]: [rows, heads, 1, dim]. With

@@ -105,6 +105,9 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
         # rejection_every_row (with a rejection wide_kernel and wide_sort off): no head, every row drawn by rejection
         # (a greedy row: its most likely token), so no top 128 a step and no wide flags
         self.rejection_every_row = True
+        # softmax_in_kernel (with every row drawn by the Triton rejection kernel): the kernel computes each row's
+        # probabilities from its logits, pass by pass, instead of reading a float32 softmax written before it
+        self.softmax_in_kernel = True
         # verify (benchmarks): each step's rows drawn again eagerly (`sample_next`; every row by rejection: torch's
         # `sample_rejection`), the differences counted (wide rows alone by rejection count as differences)
         self.verify = False

@@ -4,7 +4,7 @@ Set TRITON_INTERPRET=1 before its first import for Triton's interpreter (CPU ten
 import triton
 import triton.language as tl
 
-from userlm.backends.top_p_split import nucleus_blocks, pick_in_row, range_and_mass
+from userlm.backends.top_p_split import load_probs, nucleus_blocks, pick_in_row, range_and_mass
 
 
 @triton.jit
@@ -113,19 +113,47 @@ def _derived_uniform(ubits, r):
 
 
 @triton.jit
-def rejection_kernel(probs_ptr, block_ptr, top_p_ptr, u_ptr, out_ptr, V, stride, BLOCK: tl.constexpr,
-                     NBLOCKS: tl.constexpr, ROUNDS: tl.constexpr):
+def softmax_stats(src, t, V, BLOCK: tl.constexpr):
+    """A row's largest logit / t and its sum of exp(logit / t - that), in float32 (an online softmax, lane by lane)."""
+    offs = tl.arange(0, BLOCK)
+    mx = tl.full([BLOCK], float("-inf"), tl.float32)
+    s = tl.zeros([BLOCK], tl.float32)
+    for start in range(0, V, BLOCK):
+        idx = start + offs
+        x = tl.load(src + idx, mask=idx < V, other=float("-inf")).to(tl.float32) / t
+        new = tl.maximum(mx, x)
+        empty = new == float("-inf")  # a lane that has seen only -inf: no exp of -inf - -inf
+        s = tl.where(empty, 0.0, s * tl.exp(mx - new) + tl.exp(x - new))
+        mx = new
+    m = tl.max(mx, 0)
+    return m, tl.sum(tl.where(mx == float("-inf"), 0.0, s * tl.exp(mx - m)), 0)
+
+
+@triton.jit
+def rejection_kernel(probs_ptr, block_ptr, top_p_ptr, u_ptr, out_ptr, V, stride, temp_ptr, BLOCK: tl.constexpr,
+                     NBLOCKS: tl.constexpr, ROUNDS: tl.constexpr, LOGITS: tl.constexpr = False):
     """`sampling.sample_rejection`, one program a row: each round the blocks' masses above the pivot
     (`nucleus_blocks` with floor pivot + 1), the draw (`pick_in_row`), then the mass strictly above the drawn
     token; accepted below top_p, else the pivot rises to it. A row with top_p <= 0 gets its most likely token;
-    round ROUNDS keeps its draw (as `sample_rejection`). Measured and not kept (H200, 2026-12-01): one pass a round,
-    `nucleus_blocks` above the drawn token serving as both its acceptance sum and the next round's blocks, was
-    slower (0.310 against 0.244 ms at 128 flat rows, 1024 x 16): its block-wide sum each block costs more than the
-    lane-wise sum below, and most rows take one round."""
+    round ROUNDS keeps its draw (as `sample_rejection`). LOGITS: the rows are logits, each pass computing the
+    probabilities at the row's temperature (`temp_ptr`; `sampling.rejection_inputs`' greedy rows: temperature
+    <= 0, top_p 0 and temperature 1) from the row's softmax statistics (a first pass, `softmax_stats`) instead of
+    reading them: no float32 probabilities written and read back, and half the bytes a pass for 16-bit logits.
+    Measured and not kept (H200, 2026-12-01): one pass a round, `nucleus_blocks` above the drawn token serving as
+    both its acceptance sum and the next round's blocks, was slower (0.310 against 0.244 ms at 128 flat rows,
+    1024 x 16): its block-wide sum each block costs more than the lane-wise sum below, and most rows take one round."""
     row = tl.program_id(0).to(tl.int64)
     src = probs_ptr + row * stride
     block_row = block_ptr + row * NBLOCKS
     top_p = tl.load(top_p_ptr + row).to(tl.float64)
+    t = 1.0
+    m = 0.0
+    z = 1.0
+    if LOGITS:
+        t = tl.load(temp_ptr + row)
+        top_p = tl.where(t <= 0, 0.0, top_p)
+        t = tl.where(t <= 0, 1.0, t)
+        m, z = softmax_stats(src, t, V, BLOCK)
     u0 = tl.load(u_ptr + row)
     ubits = u0.to(tl.int32, bitcast=True).to(tl.int64) & 0xFFFFFFFF
     offs = tl.arange(0, BLOCK)
@@ -135,7 +163,7 @@ def rejection_kernel(probs_ptr, block_ptr, top_p_ptr, u_ptr, out_ptr, V, stride,
         first = tl.full([BLOCK], 2147483647, tl.int32)
         for start in range(0, V, BLOCK):
             idx = start + offs
-            b = tl.load(src + idx, mask=idx < V, other=0.0).to(tl.int32, bitcast=True)
+            b = load_probs(src, idx, idx < V, t, m, z, LOGITS).to(tl.int32, bitcast=True)
             b = tl.where(idx < V, b, -1)
             first = tl.where(b > best, idx, first)  # a lane's first index of its largest
             best = tl.maximum(best, b)
@@ -145,14 +173,15 @@ def rejection_kernel(probs_ptr, block_ptr, top_p_ptr, u_ptr, out_ptr, V, stride,
     r = tl.zeros([], tl.int32)
     while token < 0:
         u = tl.where(r == 0, u0.to(tl.float64), _derived_uniform(ubits, r))
-        last = nucleus_blocks(src, block_row, 0, V, V, pivot + 1, BLOCK)
+        last = nucleus_blocks(src, block_row, 0, V, V, pivot + 1, BLOCK, t, m, z, LOGITS)
         tl.debug_barrier()
-        drawn = tl.maximum(pick_in_row(src, block_row, pivot + 1, u, last, V, NBLOCKS, BLOCK), 0)  # torch's last >= 0
-        at = tl.load(src + drawn).to(tl.int32, bitcast=True)
+        drawn = tl.maximum(pick_in_row(src, block_row, pivot + 1, u, last, V, NBLOCKS, BLOCK, t, m, z, LOGITS),
+                           0)  # torch's last >= 0
+        at = load_probs(src, drawn, drawn >= 0, t, m, z, LOGITS).to(tl.int32, bitcast=True)
         above = tl.zeros([BLOCK], tl.float64)
         for start in range(0, V, BLOCK):
             idx = start + offs
-            p = tl.load(src + idx, mask=idx < V, other=0.0)
+            p = load_probs(src, idx, idx < V, t, m, z, LOGITS)
             above += tl.where(p.to(tl.int32, bitcast=True) > at, p.to(tl.float64), 0.0)
         accept = (tl.sum(above, 0) < top_p) | (r >= ROUNDS - 1)
         token = tl.where(accept, drawn, token)

@@ -71,14 +71,28 @@ def range_and_mass(src, start, stop, V, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def nucleus_blocks(src, block_row, start, stop, V, floor, BLOCK: tl.constexpr):
+def load_probs(src, idx, valid, t, m, z, LOGITS: tl.constexpr):
+    """Tokens idx's float32 probabilities (0 where not `valid`): read from the row, or (LOGITS) computed from its
+    logits as softmax(logits / t), m the row's largest logit / t and z its sum of exp(logit / t - m) (the same bits
+    at every call, so a kernel's passes over the row agree; they may differ from torch.softmax's in the last bits)."""
+    if LOGITS:
+        x = tl.load(src + idx, mask=valid, other=0.0).to(tl.float32) / t
+        return tl.where(valid, tl.exp(x - m) / z, 0.0)
+    else:
+        return tl.load(src + idx, mask=valid, other=0.0)
+
+
+@triton.jit
+def nucleus_blocks(src, block_row, start, stop, V, floor, BLOCK: tl.constexpr, t=1.0, m=0.0, z=1.0,
+                   LOGITS: tl.constexpr = False):
     """Each block of tokens [start, stop): its nucleus mass (tokens whose bits are >= floor) stored at
-    block_row[its index]; returns the last nucleus token among them (-1: none). Both kernels' (`top_p_kernel.py`)."""
+    block_row[its index]; returns the last nucleus token among them (-1: none). Both kernels' (`top_p_kernel.py`);
+    t, m, z, LOGITS: `load_probs`'."""
     offs = tl.arange(0, BLOCK)
     last = tl.full([BLOCK], -1, tl.int32)
     for first in range(start, stop, BLOCK):
         idx = first + offs
-        p = tl.load(src + idx, mask=idx < V, other=0.0)
+        p = load_probs(src, idx, idx < V, t, m, z, LOGITS)
         keep = (idx < V) & (p.to(tl.int32, bitcast=True) >= floor)
         tl.store(block_row + first // BLOCK, tl.sum(tl.where(keep, p.to(tl.float64), 0.0), 0))
         last = tl.maximum(last, tl.where(keep, idx, -1))
@@ -186,10 +200,12 @@ def mass_kernel(probs_ptr, tot_ptr, part_ptr, lo_ptr, hi_ptr, top_p_ptr, block_p
 
 
 @triton.jit
-def pick_in_row(src, block_row, floor, u, last_token, V, NBLOCKS: tl.constexpr, BLOCK: tl.constexpr):
+def pick_in_row(src, block_row, floor, u, last_token, V, NBLOCKS: tl.constexpr, BLOCK: tl.constexpr, t=1.0, m=0.0,
+                z=1.0, LOGITS: tl.constexpr = False):
     """The first token whose cumulative nucleus mass (vocabulary order) exceeds u * the nucleus' mass
     (`searchsorted(..., right=True)`), clamped to the nucleus' last token: the block where the cumulative block
-    masses (`block_row`) pass it, then a cumsum inside that block. Both kernels' draw (`top_p_kernel.py` too)."""
+    masses (`block_row`) pass it, then a cumsum inside that block. Both kernels' draw (`top_p_kernel.py` too);
+    t, m, z, LOGITS: `load_probs`'."""
     j = tl.arange(0, NBLOCKS)
     blocks = tl.load(block_row + j, mask=j * BLOCK < V, other=0.0)
     cum = tl.cumsum(blocks, 0)
@@ -199,7 +215,7 @@ def pick_in_row(src, block_row, floor, u, last_token, V, NBLOCKS: tl.constexpr, 
     if at < NBLOCKS:
         carry = tl.max(tl.where(j == at, cum - blocks, 0.0), 0)
         idx = at * BLOCK + tl.arange(0, BLOCK)
-        p = tl.load(src + idx, mask=idx < V, other=0.0)
+        p = load_probs(src, idx, idx < V, t, m, z, LOGITS)
         keep = (idx < V) & (p.to(tl.int32, bitcast=True) >= floor)
         cdf = carry + tl.cumsum(tl.where(keep, p.to(tl.float64), 0.0), 0)
         pick = tl.min(tl.where((idx < V) & (cdf > target), idx, V), 0)

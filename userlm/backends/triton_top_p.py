@@ -118,24 +118,29 @@ def row_floor_and_tokens(probs, top_ps, uniforms, block: int = 0, warps: int = 0
     return floor, tokens
 
 
-def rejection_tokens(probs, top_ps, uniforms, block: int = 0, warps: int = 0):
+def rejection_tokens(probs, top_ps, uniforms, block: int = 0, warps: int = 0, temperatures=None):
     """`sample_rejection`'s tokens (int64) by one Triton program a row (`top_p_kernel.rejection_kernel`; the static
-    engine's default on CUDA: another draw than `sample_wide`'s)."""
+    engine's default on CUDA: another draw than `sample_wide`'s). With `temperatures`, `probs` are the rows' logits
+    (any float dtype) and the kernel computes `sampling.rejection_inputs`' probabilities itself, pass by pass (the
+    same draw up to the softmax's last bits; a greedy row, temperature <= 0, gets its most likely token)."""
     import torch
 
     from userlm.backends.sampling import REJECTION_ROUNDS
     from userlm.backends.top_p_kernel import rejection_kernel
 
-    probs = probs.contiguous()
+    if probs.stride(-1) != 1:
+        probs = probs.contiguous()
     rows, vocab = probs.shape
     block = block or REJECTION_BLOCK
     nblocks = _pow2(-(-vocab // block))
     tokens = torch.empty(rows, dtype=torch.long, device=probs.device)
     sums = torch.empty(rows, nblocks, dtype=torch.float64, device=probs.device)  # each block's mass above the pivot
+    logits = temperatures is not None
+    temps = temperatures.float().contiguous() if logits else top_ps  # (not read without logits)
     if rows:
         rejection_kernel[(rows,)](probs, sums, top_ps.float().contiguous(), uniforms.float().contiguous(), tokens,
-                                  vocab, probs.stride(0), BLOCK=block, NBLOCKS=nblocks, ROUNDS=REJECTION_ROUNDS,
-                                  num_warps=warps or REJECTION_WARPS)
+                                  vocab, probs.stride(0), temps, BLOCK=block, NBLOCKS=nblocks,
+                                  ROUNDS=REJECTION_ROUNDS, LOGITS=logits, num_warps=warps or REJECTION_WARPS)
     return tokens
 
 
