@@ -16,8 +16,8 @@ OPTIONS = {"default": {}, "SPLIT_KV 2": {"SPLIT_KV": 2}, "SPLIT_KV 4": {"SPLIT_K
            "BLOCK_N 32": {"BLOCK_N": 32}, "BLOCK_N 128": {"BLOCK_N": 128}, "4 warps": {"num_warps": 4},
            "8 warps": {"num_warps": 8}, "3 stages": {"num_stages": 3}, "SPLIT_KV 2, BLOCK_N 32": {"SPLIT_KV": 2, "BLOCK_N": 32}}
 # decode_attention.py's kernels (`--kernels`): (chunk, block_n, warps, stages)
-KERNELS = [(256, 64, 4, 2), (128, 64, 4, 2), (512, 64, 4, 2), (256, 128, 4, 2), (256, 64, 8, 2), (256, 32, 4, 2),
-           (256, 64, 4, 3)]
+KERNELS = [(256, 64, 4, 2), (128, 64, 4, 2), (64, 64, 4, 2), (64, 32, 4, 2), (128, 32, 4, 2), (64, 64, 2, 2),
+           (128, 128, 4, 2), (512, 64, 4, 2), (256, 128, 4, 2), (256, 64, 8, 2), (256, 32, 4, 2), (256, 64, 4, 3)]
 
 
 def main():

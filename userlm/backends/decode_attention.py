@@ -47,10 +47,10 @@ def _kernels():
                 values = tl.load(v + b * sv_b + h * sv_h + pos[:, None] * sv_n + d[None, :], mask=live[:, None], other=0.0)
                 acc = acc * alpha[:, None] + tl.dot(p.to(values.dtype), values)
                 m = new_m
-            at = (b * H + h) * SPLITS + s
-            tl.store(m_out + at * BLOCK_G + g, m)
-            tl.store(l_out + at * BLOCK_G + g, total)
-            tl.store(acc_out + (at * BLOCK_G + g[:, None]) * D + d[None, :], acc)
+            at = (b * H + h) * SPLITS + s  # the G real query rows only (not the padding to BLOCK_G)
+            tl.store(m_out + at * BLOCK_G + g, m, mask=g < G)
+            tl.store(l_out + at * BLOCK_G + g, total, mask=g < G)
+            tl.store(acc_out + (at * BLOCK_G + g[:, None]) * D + d[None, :], acc, mask=g[:, None] < G)
 
     @triton.jit
     def combine(lengths, m_in, l_in, acc_in, o, so_b, so_h, so_g, H: tl.constexpr, G: tl.constexpr,
@@ -60,16 +60,17 @@ def _kernels():
         g, d = tl.arange(0, BLOCK_G), tl.arange(0, D)
         base = (b * H + h) * SPLITS
         m = tl.full([BLOCK_G], float("-inf"), tl.float32)
+        real = g < G  # padded query rows were not written: not read (their results are not stored)
         for s in range(0, SPLITS):  # chunks past a row's length wrote nothing: not read
-            m = tl.maximum(m, tl.load(m_in + (base + s) * BLOCK_G + g, mask=(g >= 0) & (s < used), other=float("-inf")))
+            m = tl.maximum(m, tl.load(m_in + (base + s) * BLOCK_G + g, mask=real & (s < used), other=float("-inf")))
         total = tl.zeros([BLOCK_G], tl.float32)
         acc = tl.zeros([BLOCK_G, D], tl.float32)
         for s in range(0, SPLITS):
             live = s < used
-            w = tl.exp(tl.load(m_in + (base + s) * BLOCK_G + g, mask=(g >= 0) & live, other=float("-inf")) - m)
-            total += w * tl.load(l_in + (base + s) * BLOCK_G + g, mask=(g >= 0) & live, other=0.0)
+            w = tl.exp(tl.load(m_in + (base + s) * BLOCK_G + g, mask=real & live, other=float("-inf")) - m)
+            total += w * tl.load(l_in + (base + s) * BLOCK_G + g, mask=real & live, other=0.0)
             acc += w[:, None] * tl.load(acc_in + ((base + s) * BLOCK_G + g[:, None]) * D + d[None, :],
-                                        mask=(g[:, None] >= 0) & live, other=0.0)
+                                        mask=real[:, None] & live, other=0.0)
         out = acc / total[:, None]
         tl.store(o + b * so_b + h * so_h + g[:, None] * so_g + d[None, :], out.to(o.dtype.element_ty), mask=g[:, None] < G)
 

@@ -81,7 +81,8 @@ class LiveAttention:
 
     def attend(self, query, key, value, scale):
         """query [rows, heads, 1, dim] against key/value [rows, kv heads, width, dim]: [rows, heads, 1, dim]. With
-        `options["kernel"] == "triton"` on CUDA, `decode_attention.py`'s kernels instead of flex decoding (opt-in)."""
+        `options["kernel"] == "triton"` on CUDA, `decode_attention.py`'s kernels instead of flex decoding (opt-in;
+        the other options are theirs: chunk, block_n, warps, stages)."""
         rows, heads, _, dim = query.shape
         kv_heads = key.shape[1]
         folded, options = query.reshape(rows, kv_heads, heads // kv_heads, dim), dict(self.options)
@@ -89,7 +90,7 @@ class LiveAttention:
             from userlm.backends.decode_attention import decode_attention
 
             out = decode_attention(folded.contiguous(), key, value, self.lengths[:rows],
-                                   scale if scale is not None else dim ** -0.5)
+                                   scale if scale is not None else dim ** -0.5, **options)
         else:
             out = self._flex()(folded, key, value, block_mask=self.block_mask, scale=scale,
                                **({"kernel_options": options} if options and self.compiled else {}))
