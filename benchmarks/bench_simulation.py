@@ -18,7 +18,7 @@ from bench_schedulers import HELP, parse, warm
 
 from simulator.loop import Conversation, Side, run_conversations
 from simulator.run import conversation_seed
-from userlm.backends import get_backend, slot_kv, uploads
+from userlm.backends import fused_residual, get_backend, slot_kv, uploads
 from userlm.chat import PROMPTED_USER_SYSTEM, prompt_for
 from userlm.models import DEFAULT_ASSISTANT
 from userlm.scenarios import load_scenarios
@@ -107,6 +107,7 @@ def configure(backend, engine, scheduler: str, chunk: int):
         engine.compile_prefill = "-cp" in flags  # prefill passes run the decode step's compiled pieces
         engine.autotune_decode = "-at" in flags  # the decode step's pieces compiled under max-autotune
         engine.fuse_residual = "-res" in flags  # with -fused: the layers' residual adds folded into norm and product
+        fused_residual.IN_PLACE_DOWN = "-inplace" in flags  # with -res: down accumulated in place, no copy of h
         engine.overlap_chunks = "-overlap" in flags  # with -all: the next chunk queued before the last one is read
         slot_kv.FOLD_PREFILL = "-fold" in flags  # prefill's grouped-query attention folded, not keys copied per head
         engine.pack_prefill = "-pack" in flags  # a prefill pass's tokens one sequence: no padding in its products

@@ -1,8 +1,9 @@
 """A pre-norm decoder layer's residual adds folded into its neighbours (the static engine's `fuse_residual`):
 h = x + attn(norm1(x)), out = h + mlp(norm2(h)). Eagerly each add is a kernel of its own (56 a 7B decode step,
 ~0.1 ms with their launch gaps on an H200); here the first add and norm2 are one compiled kernel, and the second add
-is cuBLAS's beta = 1 accumulation into h (`addmm` with h as its input; ATen copies a 2-D input into the output
-first, so that add becomes a copy, not a saving: the first fusion is what was measured, 1.03x all-in at 7B/128).
+is cuBLAS's beta = 1 accumulation into h: the down projection runs after the compiled block, in place into h
+(`addmm_`; `addmm` copies a 2-D input into a new output first, a copy a layer, and inside the compiled block inductor
+keeps that copy: 28 a 7B step, `memcpy32_post` in the profile). The first fusion measured 1.03x all-in at 7B/128.
 
 Only layers whose forward is known to be that form (`LAYERS`, returning one tensor as transformers 5 does) with a
 plain MLP (`fused_projections._plain`, no bias) get it; any other layer keeps its forward. Hand-written: inductor
@@ -12,6 +13,9 @@ from __future__ import annotations
 
 import inspect
 
+# the down projection accumulated in place into h (False: `addmm` into a new tensor, its input copied first, as the
+# compiled block did before 2026-12-01 session 19; benchmarks/bench_simulation.py's `-inplace` measures it)
+IN_PLACE_DOWN = True
 LAYERS = ("LlamaDecoderLayer", "Qwen2DecoderLayer", "Qwen3DecoderLayer", "MistralDecoderLayer")
 
 
@@ -24,30 +28,36 @@ def fusable(layer) -> bool:
 
 
 def post_attention(layer, gate_up, sizes):
-    """h = residual + attended, then h + down(act(gate(norm2(h))) * up(norm2(h))), gate and up one product
-    (`gate_up`, the concatenated weights)."""
+    """(h, act): h = residual + attended and act = act(gate(norm2(h))) * up(norm2(h)), gate and up one product
+    (`gate_up`, the concatenated weights); `layer_forward` adds down(act) into h."""
     norm, mlp = layer.post_attention_layernorm, layer.mlp
 
     def block(residual, attended):
-        import torch
         import torch.nn.functional as F
 
         hidden = residual + attended
         gate, up = F.linear(type(norm).forward(norm, hidden), gate_up).split(sizes, dim=-1)
-        act = mlp.act_fn(gate) * up
-        flat = torch.addmm(hidden.reshape(-1, hidden.shape[-1]), act.reshape(-1, act.shape[-1]), mlp.down_proj.weight.t())
-        return flat.view(hidden.shape)
+        return hidden, mlp.act_fn(gate) * up
     return block
 
 
 def layer_forward(layer, block):
-    """The layer's forward with `block` (compiled by the engine) after its attention; a call it does not expect
-    (positional arguments past the hidden states) goes to the layer's own forward."""
+    """The layer's forward with `block` (compiled by the engine) after its attention, then the down projection
+    accumulated in place into the block's h (its own new tensor); a call it does not expect (positional arguments
+    past the hidden states) goes to the layer's own forward."""
     own = type(layer).forward.__get__(layer)
+    down = layer.mlp.down_proj
 
     def forward(hidden_states, *args, **kwargs):
         if args:
             return own(hidden_states, *args, **kwargs)
         attended, _ = layer.self_attn(hidden_states=layer.input_layernorm(hidden_states), **kwargs)
-        return block(hidden_states, attended)
+        hidden, act = block(hidden_states, attended)
+        flat = hidden.view(-1, hidden.shape[-1])
+        if not IN_PLACE_DOWN:
+            import torch
+
+            return torch.addmm(flat, act.reshape(-1, act.shape[-1]), down.weight.t()).view(hidden.shape)
+        flat.addmm_(act.reshape(-1, act.shape[-1]), down.weight.t())
+        return hidden
     return forward
