@@ -113,6 +113,13 @@ def under_triton_interpreter(module: str) -> None:
                        cwd=here, env={**os.environ, "TRITON_INTERPRET": "1",
                                       "PYTHONPATH": os.pathsep.join([str(here.parent), os.environ.get("PYTHONPATH", "")])},
                        capture_output=True, text=True, timeout=600)
+    if r.returncode and "only 0-dimensional arrays can be converted to Python scalars" in r.stderr:
+        import numpy
+
+        # Triton 3.6's interpreter holds a kernel's scalar arguments as 1-element arrays and calls int() on them (a
+        # loop bounded by an argument); NumPy 2.4 refuses that conversion: not this project's kernels
+        pytest.skip(f"Triton's interpreter cannot loop over a scalar argument under NumPy {numpy.__version__} "
+                    "(use NumPy < 2.4 to run it)")
     assert r.returncode == 0, r.stderr[-3000:]
 
 

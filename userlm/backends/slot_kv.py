@@ -12,6 +12,7 @@ import contextlib
 import functools
 from collections.abc import Sequence
 
+from userlm.backends import rotary_write
 from userlm.backends.live_attention import active
 from userlm.backends.uploads import upload
 
@@ -49,6 +50,7 @@ def slot_attention(module, query, key, value, attention_mask, dropout=0.0, scali
     versions); a prefill mask [rows, 1, length, positions] is repeated to match, once a pass."""
     import torch
 
+    rotary_write.check_consumed()
     packing = _packed[0]
     if packing is not None:  # [1, heads, tokens, dim] -> each row's queries, left-padded: [rows, heads, length, dim]
         query = query[0].transpose(0, 1)[packing[0]].transpose(1, 2)
@@ -200,6 +202,8 @@ class SlotBuffers:
         keys, values = self.keys[layer], self.values[layer]
         if self.mode[0] == "decode":
             _, b, lb = self.mode
+            if rotary_write.consume(keys, values, self.slot_index[:b], self.writes[:b], key_states, value_states):
+                return keys[:b, :, :lb], values[:b, :, :lb]  # rotated and written with the queries (deferred)
             write = write_rows
             if self.fuse_kv_write and self.compile_decode:  # both scatters one kernel (inductor fuses them)
                 import torch

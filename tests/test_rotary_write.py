@@ -1,0 +1,110 @@
+"""`userlm/backends/rotary_write.py`: a decode step's rotary embedding and key/value write as one Triton kernel
+equals transformers' `apply_rotary_pos_emb` then the slot buffers' write (`slot_kv.write_rows`), for queries, keys
+and values that are strided views of one projection's output, rows in any slots and positions; a deferred
+rotation that attention would read before the write is refused; on CUDA the static engine's text is the same with
+the kernel as without it (float32, compiled decode, CUDA graphs). Under Triton's interpreter on CPU-only machines
+where Triton is installed (float32, float16), on CUDA in float32 and bfloat16."""
+
+import pytest
+from conftest import under_triton_interpreter
+
+try:
+    import torch
+
+    CUDA = torch.cuda.is_available()
+except ImportError:  # pragma: no cover
+    CUDA = False
+
+
+def check(device: str, dtype_name: str, tolerance: float, dim: int = 16):
+    import torch
+    from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
+
+    from userlm.backends.rotary_write import rotate_and_write
+    from userlm.backends.slot_kv import write_rows
+
+    dtype = getattr(torch, dtype_name)
+    g = torch.Generator().manual_seed(dim)
+    rows, heads, kv_heads, slots, width = 5, 7, 2, 8, 12
+    qkv = torch.randn(rows, 1, (heads + 2 * kv_heads) * dim, generator=g).to(device, dtype)  # one product's output
+    q, k, v = (t.view(rows, 1, -1, dim).transpose(1, 2) for t in qkv.split([heads * dim, kv_heads * dim, kv_heads * dim], -1))
+    angles = torch.randn(rows, 1, dim // 2, generator=g) * 5
+    cos, sin = (f(torch.cat([angles, angles], -1)).to(device, dtype) for f in (torch.cos, torch.sin))
+    keys, values = (torch.randn(slots, kv_heads, width, dim, generator=g).to(device, dtype) for _ in range(2))
+    want_keys, want_values = keys.clone(), values.clone()
+    at, writes = torch.tensor([3, 0, 5, 1, 7], device=device), torch.tensor([0, 11, 4, 4, 9], device=device)
+    out = torch.empty(q.shape, dtype=dtype, device=device)
+    rotate_and_write(q, k, v, cos, sin, out, keys, values, at, writes)
+    want_q, want_k = (t.float() for t in apply_rotary_pos_emb(q.float(), k.float(), cos.float(), sin.float()))
+    write_rows(want_keys, want_values, at, writes, want_k[:, :, 0].to(dtype), v[:, :, 0])
+    assert float((out.float() - want_q).abs().max()) <= tolerance
+    assert float((keys.float() - want_keys.float()).abs().max()) <= tolerance  # only the written positions changed
+    assert torch.equal(values, want_values)
+
+
+def interpreter_checks():
+    for dtype, tolerance in (("float32", 1e-6), ("float16", 4e-3)):
+        for dim in (16, 128):
+            check("cpu", dtype, tolerance, dim)
+
+
+def test_unconsumed_rotation_is_refused():
+    """A deferred rotation that the attention would read unwritten raises; calls the engine does not defer (not
+    enabled, several positions, a partial rotary) go to the function it wraps."""
+    import torch
+
+    from userlm.backends import rotary_write
+
+    calls = []
+    apply = rotary_write.deferring(lambda q, k, cos, sin, dim=1: calls.append(1) or (q, k))
+    q, k, cos = torch.ones(2, 3, 1, 4), torch.ones(2, 1, 1, 4), torch.ones(2, 1, 4)
+    apply(q, k, cos, cos)
+    rotary_write.ENABLED[0] = True
+    try:
+        apply(torch.ones(2, 3, 5, 4), torch.ones(2, 1, 5, 4), torch.ones(2, 5, 4), torch.ones(2, 5, 4))
+        apply(q, k, cos[..., :2], cos[..., :2])
+        assert len(calls) == 3 and rotary_write.PENDING[0] is None
+        out, key = apply(q, k, cos, cos)
+        assert key is k and out.shape == q.shape and rotary_write.PENDING[0] is not None
+        with pytest.raises(RuntimeError, match="never consumed"):
+            apply(q, k, cos, cos)
+        with pytest.raises(RuntimeError, match="attention ran before"):
+            rotary_write.check_consumed()
+        assert rotary_write.PENDING[0] is None
+    finally:
+        rotary_write.ENABLED[0], rotary_write.PENDING[0] = False, None
+
+
+@pytest.mark.skipif(CUDA, reason="the interpreter test runs on CPU-only machines (CUDA machines run the kernel)")
+def test_kernel_under_the_interpreter():
+    under_triton_interpreter("test_rotary_write")
+
+
+@pytest.mark.skipif(not CUDA, reason="the Triton kernel needs a CUDA GPU")
+def test_kernel_on_cuda():
+    check("cuda", "float32", 1e-5, 128)
+    check("cuda", "bfloat16", 1.6e-2, 128)
+
+
+@pytest.mark.skipif(not CUDA, reason="the Triton kernel needs a CUDA GPU")
+def test_engine_text_same_with_the_kernel(tiny_model):
+    """The compiled decode step (float32, CUDA graphs) with the rotation and write deferred into the kernel and
+    without: the same text for every seed, 5 requests over 4 slots, and the kernel ran in every layer."""
+    from userlm.backends import GenerationRequest, Sampling, rotary_write
+    from userlm.backends.hf import HFBackend
+
+    ran, consume = [], rotary_write.consume
+    chats = [[{"role": "user", "content": f"Plan a trip number {i}."}] for i in range(5)]
+    texts = []
+    for fused in (False, True):
+        backend = HFBackend(tiny_model, max_batch=4, static_cache=True, dtype="float32")
+        backend.slots.fuse_rotary_write = fused
+        rotary_write.consume = lambda *a: (lambda done: ran.append(done) or done)(consume(*a))
+        try:
+            texts.append([o.text for o in backend.generate(
+                [GenerationRequest(c, Sampling(0.9, 0.9, 12), seed=3 + i) for i, c in enumerate(chats)])])
+        finally:
+            rotary_write.consume = consume
+        assert not backend.slots.graph_error and (any(ran) == fused)
+        ran.clear()
+    assert texts[0] == texts[1]

@@ -1,0 +1,101 @@
+"""A decode step's rotary embedding and key/value write as one Triton kernel a layer (the static engine's
+`fuse_rotary_write`, with compile_decode on CUDA): where the step otherwise runs three per layer (inductor's rotary
+for the queries, its rotary for the keys, the compiled write of keys and values into the slot buffers: ~170 us and 84
+launches a 7B/128 step on an H200, each a few microseconds for a megabyte).
+
+How it fits transformers' attention without replacing its forward: the modeling module's `apply_rotary_pos_emb`,
+swapped by the engine for its decode passes (`deferring`), returns an empty tensor for the rotated queries and the
+keys unrotated, and leaves the inputs here (`PENDING`); the attention then calls the cache's update
+(`SlotBuffers.write_and_read`), which runs the kernel (`consume`): it fills that tensor with the rotated queries and
+writes the rotated keys and the values at each row's position, before attention reads either. The slot attention
+refuses to run with a rotation still pending (an architecture whose attention did not update the cache in between).
+Hand-written because inductor compiles the rotary function and the cache write as separate graphs (the
+write happens in the engine's Python between them); one kernel also reads the projections' output once."""
+
+from __future__ import annotations
+
+import functools
+
+PENDING: list = [None]  # (queries, their rotated output, cos, sin) of the layer under way
+ENABLED: list = [False]  # set by the engine around a decode pass that defers (`deferring` reads it each call)
+
+
+def deferring(rotary):
+    """`apply_rotary_pos_emb` as the engine swaps it in: decode calls (one query position, the rotary over the
+    whole head) deferred while ENABLED, any other call to `rotary` (the compiled or the module's own function)."""
+    def apply(q, k, cos, sin, unsqueeze_dim=1, **kwargs):
+        if not (ENABLED[0] and unsqueeze_dim == 1 and not kwargs and q.shape[2] == 1 and k.shape[2] == 1
+                and cos.shape[-1] == q.shape[-1] and q.shape[-1] % 2 == 0):
+            return rotary(q, k, cos, sin, unsqueeze_dim, **kwargs)
+        import torch
+
+        if PENDING[0] is not None:
+            raise RuntimeError("rotary_write: a layer's deferred rotation was never consumed")
+        out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+        PENDING[0] = (q, out, cos, sin)
+        return out, k
+    return apply
+
+
+def check_consumed() -> None:
+    if PENDING[0] is not None:
+        PENDING[0] = None
+        raise RuntimeError("rotary_write: attention ran before the key/value write that rotates its queries")
+
+
+@functools.cache
+def _kernel():
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def rotate_and_write(q, k, v, cos, sin, q_out, keys, values, slots, writes, sq_b, sq_h, sk_b, sk_h, sv_b, sv_h,
+                         sc_b, ss_b, so_b, so_h, sb_s, sb_h, sb_n, H: tl.constexpr, D: tl.constexpr):
+        """Program (row, head): a query head rotated into q_out, or (head >= H) a key/value head: the key rotated
+        and the value copied to the row's slot at its write position. Float32 arithmetic, rounded once."""
+        b, h = tl.program_id(0), tl.program_id(1)
+        half = tl.arange(0, D // 2)
+        c1 = tl.load(cos + b * sc_b + half).to(tl.float32)
+        c2 = tl.load(cos + b * sc_b + D // 2 + half).to(tl.float32)
+        s1 = tl.load(sin + b * ss_b + half).to(tl.float32)
+        s2 = tl.load(sin + b * ss_b + D // 2 + half).to(tl.float32)
+        if h < H:
+            src = q + b * sq_b + h * sq_h
+            dst = q_out + b * so_b + h * so_h
+        else:
+            j = h - H
+            src = k + b * sk_b + j * sk_h
+            at = tl.load(slots + b) * sb_s + j * sb_h + tl.load(writes + b) * sb_n
+            dst = keys + at
+            d = tl.arange(0, D)
+            tl.store(values + at + d, tl.load(v + b * sv_b + j * sv_h + d))
+        x1 = tl.load(src + half).to(tl.float32)
+        x2 = tl.load(src + D // 2 + half).to(tl.float32)
+        # (x * cos) + (rotate_half(x) * sin), rotate_half(x) = cat(-x2, x1): transformers' apply_rotary_pos_emb
+        tl.store(dst + half, (x1 * c1 - x2 * s1).to(dst.dtype.element_ty))
+        tl.store(dst + D // 2 + half, (x2 * c2 + x1 * s2).to(dst.dtype.element_ty))
+
+    return rotate_and_write
+
+
+def rotate_and_write(q, k, v, cos, sin, q_out, keys, values, slots, writes) -> None:
+    """q [b, heads, 1, dim], k/v [b, kv heads, 1, dim] (any strides, the last dimension contiguous), cos/sin
+    [b, 1, dim]; q_out like q; keys/values [slots, kv heads, positions, dim] contiguous; slots/writes [b]: q_out
+    = rotary(q), keys[slots[i], :, writes[i]] = rotary(k[i]) and values[...] = v[i]."""
+    b, heads, _, dim = q.shape
+    kv_heads = k.shape[1]
+    _kernel()[(b, heads + kv_heads)](
+        q, k, v, cos, sin, q_out, keys, values, slots, writes, q.stride(0), q.stride(1), k.stride(0), k.stride(1),
+        v.stride(0), v.stride(1), cos.stride(0), sin.stride(0), q_out.stride(0), q_out.stride(1), keys.stride(0),
+        keys.stride(1), keys.stride(2), H=heads, D=dim, num_warps=1)
+
+
+def consume(keys, values, slots, writes, new_keys, new_values) -> bool:
+    """The layer's pending rotation and its key/value write, done (True), or False where none is pending."""
+    pending = PENDING[0]
+    if pending is None:
+        return False
+    PENDING[0] = None
+    q, out, cos, sin = pending
+    rotate_and_write(q, new_keys, new_values, cos, sin, out, keys, values, slots, writes)
+    return True

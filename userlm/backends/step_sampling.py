@@ -1,0 +1,120 @@
+"""The static engine's draw inside its decode step (`SlotEngine`, through `DecodeGraphs`): which sampler each row
+takes (the head of the 128 most likely tokens, the wide rows' kernels, or every row by rejection) and how it is
+compiled; the samplers themselves are `sampling.py`'s and `triton_top_p.py`'s."""
+
+from __future__ import annotations
+
+# `_softmax_in_kernel`'s fewest rows: a program a row reads its row once more than the softmax's own kernels do (32 flat
+# rows x 152k, H200: 0.110 ms from logits against 0.101 softmax then kernel; 128 rows: 0.111 against 0.220; they cross
+# near 40 rows; bench_top_p.py --softmax, 2026-12-01 session 19)
+SOFTMAX_ROWS = 48
+
+
+class StepSampling:
+    """Sampling for `SlotEngine` (which sets the attributes: wide_kernel, wide_sort, rejection_every_row, ...)."""
+
+    def _sample_wide(self):
+        """The draw for rows wider than the head (every row where `_by_rejection`): on CUDA with `wide_kernel`
+        "triton-rejection" (the default there), `sample_rejection` by one Triton kernel; "triton", `sample_wide`'s
+        token by the top-p kernels (`triton_top_p.py`: each row split over programs up to 96 rows, one program a row
+        above; "triton-split" / "triton-row" force one; the same floor and token); "rejection", `sample_rejection`
+        in torch (a host sync a round: not capturable); else `sample_wide`, on CUDA with `compile_decode` its nucleus
+        search compiled (9 rounds of 15 candidates, each round one fused pass over the probabilities; inductor
+        cannot generate the cumsum over 152k that follows, which stays eager), else eager bisection (the same
+        nucleus: see `nucleus_floor`)."""
+        import functools
+
+        from userlm.backends.sampling import nucleus_floor, sample_rejection, sample_wide
+
+        if self.wide_kernel.startswith("triton") and self.device.type == "cuda":
+            return self._triton_wide
+        if self.wide_kernel.endswith("rejection"):  # torch's `sample_rejection` (host syncs: not capturable)
+            return sample_rejection
+        if not (self.compile_decode and self.device.type == "cuda") or self.wide_fn is False:
+            return sample_wide
+        if self.wide_fn is None:
+            import torch
+
+            self.wide_fn = functools.partial(
+                sample_wide, floor=torch.compile(functools.partial(nucleus_floor, ways=15), dynamic=False))
+        return self.wide_fn
+
+    def _sampling(self, fn):
+        """`fn` (`sample_head`, or `rejection_inputs` where every row is drawn by rejection) compiled where
+        `compile_head` (with `compile_decode` on CUDA): the logits' cast, the temperature and the softmax one kernel
+        instead of separate passes over rows x vocabulary (a compile that fails at capture is handled by
+        `_run_decode` as any compiled piece's: live attention off first, then compile_decode)."""
+        if not (self.compile_head and self.compile_decode and self.device.type == "cuda"):
+            return fn
+        if fn not in self.head_fns:
+            import torch
+
+            self.head_fns[fn] = torch.compile(fn, dynamic=False)
+        return self.head_fns[fn]
+
+    def _sample_head(self):
+        """`sample_head` with the engine's `head_by_logits` (`_sampling`)."""
+        import functools
+
+        from userlm.backends.sampling import sample_head
+
+        return functools.partial(self._sampling(sample_head), by_logits=self.head_by_logits)
+
+    def _by_rejection(self) -> bool:
+        """Every row drawn by rejection, no head (`rejection_every_row`, with a rejection `wide_kernel` and
+        `wide_sort` off)."""
+        return self.rejection_every_row and not self.wide_sort and self.wide_kernel.endswith("rejection")
+
+    def _sample_step(self, logits, b: int):
+        """The step's draw for slots [0, b) (inside its graph): ([b tokens, then b wide flags], greedy, probs). Every
+        row by rejection where `_by_rejection` (no head, no wide rows); else `sample_head`'s tokens, and where
+        `wide_inside` the rows wider than the head drawn as the step-by-step engine draws them after the replay."""
+        import torch
+
+        temperatures, top_ps, uniforms = self.temperatures[:b], self.top_ps[:b], self.uniforms[:b]
+        if self._by_rejection():
+            from userlm.backends.sampling import rejection_inputs
+
+            if self._softmax_in_kernel(b):  # no probabilities: the kernel computes them from the logits (None below)
+                tokens = self._triton_wide(logits, top_ps, uniforms, temperatures)
+                return torch.cat([tokens, torch.zeros_like(tokens)]), temperatures <= 0, None
+            greedy, probs, top_ps = self._sampling(rejection_inputs)(logits, temperatures, top_ps)
+            tokens = self._sample_wide()(probs, top_ps, uniforms)
+            return torch.cat([tokens, torch.zeros_like(tokens)]), greedy, probs
+        tokens, wide, greedy, probs = self._sample_head()(logits, temperatures, top_ps, uniforms)
+        if self.wide_inside:
+            if self.wide_sort:
+                from userlm.backends.sampling import sample_sorted
+
+                drawn = sample_sorted(probs, greedy, top_ps, uniforms)
+            else:
+                drawn = self._sample_wide()(probs, top_ps, uniforms)
+            tokens = torch.where(wide, drawn, tokens)
+        return torch.cat([tokens, wide.long()]), greedy, probs
+
+    def _softmax_in_kernel(self, b: int) -> bool:
+        """`softmax_in_kernel` where it applies: every row by the Triton rejection kernel, on CUDA, b >= SOFTMAX_ROWS."""
+        return self.softmax_in_kernel and self.wide_kernel == "triton-rejection" and self.device.type == "cuda" \
+            and b >= SOFTMAX_ROWS
+
+    def _triton_wide(self, probs, top_ps, uniforms, temperatures=None):
+        """`sample_wide` as one Triton kernel (`triton_top_p.py`; with `temperatures`, `probs` are logits and the
+        rejection kernel computes the probabilities); where Triton is missing or fails to compile, one line, and the
+        torch path from then on (the first call runs eagerly, before any capture)."""
+        from userlm.backends.triton_top_p import rejection_tokens, sample_wide_triton
+
+        try:
+            if temperatures is not None:
+                return rejection_tokens(probs, top_ps, uniforms, temperatures=temperatures)
+            return sample_wide_triton(probs, top_ps, uniforms, self.wide_kernel.removeprefix("triton-") if "-" in self.wide_kernel else "auto")
+        except Exception as e:  # noqa: BLE001 - no Triton, or a compile error: torch's capturable `sample_wide`
+            # (torch's `sample_rejection` syncs with the host each round, which a CUDA graph cannot hold; this also
+            # brings the top-128 head back where every row was drawn by rejection)
+            print(f"hf backend: Triton top-p kernel failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                  "torch's wide sampling instead", flush=True)
+            self.wide_kernel = "torch"
+            from userlm.backends.sampling import rejection_inputs, sample_wide
+
+            if temperatures is not None:
+                _, probs, top_ps = rejection_inputs(probs, temperatures, top_ps)
+            return sample_wide(probs, top_ps, uniforms)
