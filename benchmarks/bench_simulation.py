@@ -102,8 +102,9 @@ def configure(backend, engine, scheduler: str, chunk: int):
         engine.rejection_every_row = "-all" in flags  # with -triton-rejection: every row by rejection, no head
         engine.softmax_in_kernel = "-smk" in flags  # with -all: the kernel's own softmax from the logits
         engine.attention_options = {"BLOCK_N": 128} if "-n128" in flags else {}  # flex decoding's key block
-        for flag, chunk in (("-dattn", None), ("-dattn64", 64), ("-dattn128", 128)):  # decode_attention.py's kernels
-            engine.attention_options.update({"kernel": "triton"} | ({"chunk": chunk} if chunk else {}) if flag in flags else {})
+        for flag, positions in (("-dattn", None), ("-dattn64", 64), ("-dattn128", 128)):  # decode_attention.py's kernels
+            engine.attention_options.update({"kernel": "triton"} | ({"chunk": positions} if positions else {})
+                                            if flag in flags else {})
         engine.compile_prefill = "-cp" in flags  # prefill passes run the decode step's compiled pieces
         engine.autotune_decode = "-at" in flags  # the decode step's pieces compiled under max-autotune
         engine.fuse_residual = "-res" in flags  # with -fused: the layers' residual adds folded into norm and product

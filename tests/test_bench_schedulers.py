@@ -29,3 +29,26 @@ def test_a_misspelt_name_exits_naming_it(name):
 def test_warm_mean_leaves_out_the_cold_first_run():
     assert bench.warm([100.0, 10.0, 12.0]) == 11.0
     assert bench.warm([7.0]) == 7.0
+
+
+def test_configure_sets_the_flags_and_keeps_the_chunk(monkeypatch):
+    """bench_simulation.configure switches each flag's setting and keeps the --chunk given (a loop over the -dattn
+    flags once rebound it: every scheduler ran chunks of 128 steps, 2026-12-01)."""
+    import sys
+    import types
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import bench_simulation
+
+    from userlm.backends import fused_residual, slot_kv, uploads
+
+    for module, name in ((slot_kv, "FOLD_PREFILL"), (slot_kv, "ADDITIVE_MASK"), (uploads, "BY_NUMPY"),
+                         (fused_residual, "IN_PLACE_DOWN")):
+        monkeypatch.setattr(module, name, getattr(module, name))  # restored after the test
+    engine, backend = types.SimpleNamespace(), types.SimpleNamespace()
+    bench_simulation.configure(backend, engine, "static-loop-triton-rejection-all-overlap-dattn128-rotw-fold", 8)
+    assert backend.slots is engine and engine.decode_chunk == 8 and engine.graph_steps == 1
+    assert engine.attention_options == {"kernel": "triton", "chunk": 128}
+    assert engine.fuse_rotary_write and engine.rejection_every_row and engine.overlap_chunks
+    assert not engine.fuse_residual and not engine.softmax_in_kernel and slot_kv.FOLD_PREFILL
+    assert not fused_residual.IN_PLACE_DOWN and "bench_simulation" in sys.modules
