@@ -16,11 +16,12 @@ except ImportError:  # pragma: no cover
     CUDA = False
 
 
-def check(device: str, dtype_name: str, tolerance: float, dim: int = 16):
+def check(device: str, dtype_name: str, tolerance: float, dim: int = 16, torch_path: bool = False):
+    """`rotate_and_write` (or, `torch_path`, its torch form `in_torch`) against transformers' rotary and the write."""
     import torch
     from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
-    from userlm.backends.rotary_write import rotate_and_write
+    from userlm.backends.rotary_write import in_torch, rotate_and_write
     from userlm.backends.slot_kv import write_rows
 
     dtype = getattr(torch, dtype_name)
@@ -34,7 +35,7 @@ def check(device: str, dtype_name: str, tolerance: float, dim: int = 16):
     want_keys, want_values = keys.clone(), values.clone()
     at, writes = torch.tensor([3, 0, 5, 1, 7], device=device), torch.tensor([0, 11, 4, 4, 9], device=device)
     out = torch.empty(q.shape, dtype=dtype, device=device)
-    rotate_and_write(q, k, v, cos, sin, out, keys, values, at, writes)
+    (in_torch if torch_path else rotate_and_write)(q, k, v, cos, sin, out, keys, values, at, writes)
     want_q, want_k = (t.float() for t in apply_rotary_pos_emb(q.float(), k.float(), cos.float(), sin.float()))
     write_rows(want_keys, want_values, at, writes, want_k[:, :, 0].to(dtype), v[:, :, 0])
     assert float((out.float() - want_q).abs().max()) <= tolerance
@@ -46,6 +47,26 @@ def interpreter_checks():
     for dtype, tolerance in (("float32", 1e-6), ("float16", 4e-3)):
         for dim in (16, 128):
             check("cpu", dtype, tolerance, dim)
+
+
+def test_torch_form_and_which_calls_defer():
+    """`in_torch` (where the kernel does not take the buffers) is transformers' rotary and the write; only the
+    modeling modules whose rotary is the kernel's formula defer, and only calls the kernel takes (a head of a power
+    of two, one cos/sin row per batch row)."""
+    import types
+
+    import torch
+
+    from userlm.backends import rotary_write
+
+    check("cpu", "float32", 1e-6, 16, torch_path=True)
+    assert rotary_write.defers(types.ModuleType("transformers.models.qwen2.modeling_qwen2"))
+    assert not rotary_write.defers(types.ModuleType("transformers.models.cohere.modeling_cohere"))
+    q, k = torch.ones(2, 3, 1, 96), torch.ones(2, 1, 1, 96)
+    assert not rotary_write._deferrable(q, k, torch.ones(2, 1, 96), torch.ones(2, 1, 96))  # head of 96
+    q, k = torch.ones(2, 3, 1, 64), torch.ones(2, 1, 1, 64)
+    assert rotary_write._deferrable(q, k, torch.ones(2, 1, 64), torch.ones(2, 1, 64))
+    assert not rotary_write._deferrable(q, k, torch.ones(1, 1, 64), torch.ones(1, 1, 64))  # broadcast cos/sin
 
 
 def test_unconsumed_rotation_is_refused():

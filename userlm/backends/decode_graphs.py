@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-from userlm.backends import rotary_write
+from userlm.backends import fused_residual, rotary_write
 from userlm.backends.step_sampling import StepSampling
 
 
@@ -56,7 +56,7 @@ class DecodeGraphs(StepSampling):
 
     def _rotary_write(self) -> bool:
         if self.fuse_rotary_write is not None:
-            return bool(self.fuse_rotary_write and self.compile_decode)
+            return bool(self.fuse_rotary_write and self.compile_decode) and self.device.type == "cuda"
         from userlm.backends.triton_top_p import available
 
         return bool(self.compile_decode) and self.device.type == "cuda" and available() is None
@@ -76,8 +76,6 @@ class DecodeGraphs(StepSampling):
         (`fused_residual.py`). `_compiled` builds them per kind of pass."""
         import sys
 
-        from userlm.backends.rotary_write import deferring
-
         parts, seen = [], set()
         if self.fuse_projections:
             from userlm.backends.fused_projections import fused_parts
@@ -96,8 +94,9 @@ class DecodeGraphs(StepSampling):
             if module is not None and id(module) not in seen and hasattr(module, "apply_rotary_pos_emb"):
                 seen.add(id(module))
                 # deferred into the key/value write where a decode pass asks (`rotary_write.py`), else compiled
-                parts.append((module, "apply_rotary_pos_emb", lambda c, f=module.apply_rotary_pos_emb: deferring(c(f)),
-                              None))
+                wrap = rotary_write.deferring if rotary_write.defers(module) else (lambda fn: fn)
+                parts.append((module, "apply_rotary_pos_emb",
+                              lambda c, f=module.apply_rotary_pos_emb, w=wrap: w(c(f)), None))
         return parts
 
     @contextlib.contextmanager
@@ -129,8 +128,8 @@ class DecodeGraphs(StepSampling):
         saved = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in parts]
         for owner, name, fn in parts:
             setattr(owner, name, fn)
-        rotary_write.ENABLED[0] = kind == "decode" and self._rotary_write()
         try:
+            rotary_write.ENABLED[0] = kind == "decode" and self._rotary_write()
             yield
         finally:
             rotary_write.ENABLED[0], rotary_write.PENDING[0] = False, None
@@ -147,7 +146,7 @@ class DecodeGraphs(StepSampling):
             return self._decode_pass(b, lb)
         key = (b, lb, self.gpu_sampling, self.compile_decode, self.live_attention, self.wide_inside, self.chunking,
                self.wide_sort, self.wide_kernel, self.fuse_projections, self.fuse_kv_write, self.compile_head,
-               self.head_by_logits, self._by_rejection(), self._softmax_in_kernel(b), self._rotary_write(),
+               self.head_by_logits, self._by_rejection(), self._softmax_in_kernel(b), self._rotary_write(), fused_residual.IN_PLACE_DOWN,
                tuple(sorted(self.attention_options.items())),
                self.autotune_decode, self._residual())
         graph = self.graphs.get(key)

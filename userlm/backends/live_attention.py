@@ -90,7 +90,8 @@ class LiveAttention:
             from userlm.backends.decode_attention import decode_attention
 
             out = decode_attention(folded.contiguous(), key, value, self.lengths[:rows],
-                                   scale if scale is not None else dim ** -0.5, **options)
+                                   scale if scale is not None else dim ** -0.5,
+                                   **{k: v for k, v in options.items() if k in ("chunk", "block_n", "warps", "stages")})
         else:
             out = self._flex()(folded, key, value, block_mask=self.block_mask, scale=scale,
                                **({"kernel_options": options} if options and self.compiled else {}))

@@ -18,14 +18,29 @@ import functools
 
 PENDING: list = [None]  # (queries, their rotated output, cos, sin) of the layer under way
 ENABLED: list = [False]  # set by the engine around a decode pass that defers (`deferring` reads it each call)
+# the modeling modules whose attention rotates the whole head with the half-split `rotate_half` (cat(-x2, x1)), then
+# updates the cache, then attends: the kernel's formula and order (Cohere's interleaved rotary, say, is another)
+MODULES = ("modeling_llama", "modeling_mistral", "modeling_qwen2", "modeling_qwen3")
+
+
+def defers(module) -> bool:
+    return module.__name__.rsplit(".", 1)[-1] in MODULES
+
+
+def _deferrable(q, k, cos, sin) -> bool:
+    """A decode call the kernel takes: one position, the rotary over the whole head (a power of two), a cos/sin
+    row per batch row, the last dimensions contiguous, one dtype."""
+    dim = q.shape[-1]
+    return (q.shape[2] == 1 and k.shape[2] == 1 and cos.shape[-1] == dim and dim & (dim - 1) == 0
+            and cos.shape[0] == q.shape[0] == k.shape[0] and cos.shape == sin.shape
+            and q.stride(-1) == k.stride(-1) == cos.stride(-1) == sin.stride(-1) == 1 and q.dtype == k.dtype)
 
 
 def deferring(rotary):
-    """`apply_rotary_pos_emb` as the engine swaps it in: decode calls (one query position, the rotary over the
-    whole head) deferred while ENABLED, any other call to `rotary` (the compiled or the module's own function)."""
+    """`apply_rotary_pos_emb` as the engine swaps it in: decode calls the kernel takes (`_deferrable`) deferred
+    while ENABLED, any other call to `rotary` (the compiled or the module's own function)."""
     def apply(q, k, cos, sin, unsqueeze_dim=1, **kwargs):
-        if not (ENABLED[0] and unsqueeze_dim == 1 and not kwargs and q.shape[2] == 1 and k.shape[2] == 1
-                and cos.shape[-1] == q.shape[-1] and q.shape[-1] % 2 == 0):
+        if not (ENABLED[0] and unsqueeze_dim == 1 and not kwargs and _deferrable(q, k, cos, sin)):
             return rotary(q, k, cos, sin, unsqueeze_dim, **kwargs)
         import torch
 
@@ -90,6 +105,19 @@ def rotate_and_write(q, k, v, cos, sin, q_out, keys, values, slots, writes) -> N
         keys.stride(1), keys.stride(2), H=heads, D=dim, num_warps=1)
 
 
+def in_torch(q, k, v, cos, sin, q_out, keys, values, slots, writes) -> None:
+    """`rotate_and_write` in torch (transformers' formula), where the values or buffers are not the kernel's case."""
+    import torch
+
+    def rotated(x):
+        x1, x2 = x.chunk(2, dim=-1)
+        return x * cos.unsqueeze(1) + torch.cat((-x2, x1), dim=-1) * sin.unsqueeze(1)
+
+    q_out.copy_(rotated(q))
+    keys[slots, :, writes] = rotated(k)[:, :, 0].to(keys.dtype)
+    values[slots, :, writes] = v[:, :, 0].to(values.dtype)
+
+
 def consume(keys, values, slots, writes, new_keys, new_values) -> bool:
     """The layer's pending rotation and its key/value write, done (True), or False where none is pending."""
     pending = PENDING[0]
@@ -97,5 +125,7 @@ def consume(keys, values, slots, writes, new_keys, new_values) -> bool:
         return False
     PENDING[0] = None
     q, out, cos, sin = pending
-    rotate_and_write(q, new_keys, new_values, cos, sin, out, keys, values, slots, writes)
+    kernel = (new_values.stride(-1) == 1 and keys.is_contiguous() and values.is_contiguous() and keys.is_cuda
+              and new_values.dtype == keys.dtype == values.dtype == q.dtype)
+    (rotate_and_write if kernel else in_torch)(q, new_keys, new_values, cos, sin, out, keys, values, slots, writes)
     return True

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 # `_softmax_in_kernel`'s fewest rows: a program a row reads its row once more than the softmax's own kernels do (32 flat
 # rows x 152k, H200: 0.110 ms from logits against 0.101 softmax then kernel; 128 rows: 0.111 against 0.220; they cross
-# near 40 rows; bench_top_p.py --softmax, 2026-12-01 session 19)
+# near 40 rows; bench_top_p.py --softmax, 2026-12-01 session 19). Batch buckets are powers of two up to the slots: with
+# 128 slots, the buckets of 64 and 128 rows
 SOFTMAX_ROWS = 48
 
 
