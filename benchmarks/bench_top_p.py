@@ -148,7 +148,8 @@ def main():
     before = before_module(args.before) if args.before else None
     row_kernels = {"row kernel": None} | ({"row kernel before": before.top_p_kernel} if before else {})
     rejection_kernels = {"rejection kernel": None} | (
-        {"rejection kernel before": before.rejection_kernel} if before and hasattr(before, "rejection_kernel") else {})
+        {"rejection kernel before": before.rejection_kernel}  # (one taking today's arguments: temp_ptr, LOGITS)
+        if before and "LOGITS" in getattr(getattr(before, "rejection_kernel", None), "arg_names", ()) else {})
     ways = [int(w) for w in args.row_ways.split(",")]
     for rows in (int(r) for r in args.rows.split(",")):
         probs = torch.softmax(torch.randn(rows, args.vocab, device="cuda") * 2.0, -1)
