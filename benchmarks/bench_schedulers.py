@@ -22,6 +22,7 @@ FLAGS = {  # scheduler suffixes, each switching one engine setting (off without 
     "-npup": "the engine's lists built into host tensors by numpy, not torch.tensor",
     "-smk": "with -all: the rejection kernel computes the probabilities from the logits, no softmax before it",
     "-rotw": "with compiled decode: a decode step's rotary embedding and key/value write one Triton kernel a layer",
+    "-rotwp": "with -rotw and -cp: the same kernel in packed prefill passes",
     "-inplace": "with -res: the down projection accumulated in place into the residual, not into a copy of it",
     "-dattn": "with live attention: decode attention by decode_attention.py's Triton kernels, not flex decoding",
     "-dattn64": "-dattn with chunks of 64 positions a program (one key block)",

@@ -17,7 +17,41 @@ except ImportError:  # pragma: no cover
 
 
 def check(device: str, dtype_name: str, tolerance: float, dim: int = 16, torch_path: bool = False):
-    """`rotate_and_write` (or, `torch_path`, its torch form `in_torch`) against transformers' rotary and the write."""
+    """`rotate_and_write` (or, `torch_path`, its torch form `in_torch`) against transformers' rotary and the write,
+    for a decode step's rows and for a packed prefill pass's tokens."""
+    check_rows(device, dtype_name, tolerance, dim, torch_path)
+    check_packed(device, dtype_name, tolerance, dim, torch_path)
+
+
+def check_packed(device: str, dtype_name: str, tolerance: float, dim: int, torch_path: bool):
+    import torch
+    from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
+
+    from userlm.backends.rotary_write import in_torch, rotate_and_write
+
+    dtype = getattr(torch, dtype_name)
+    g = torch.Generator().manual_seed(dim + 1)
+    tokens, heads, kv_heads, slots, width = 9, 7, 2, 4, 12
+    qkv = torch.randn(1, tokens, (heads + 2 * kv_heads) * dim, generator=g).to(device, dtype)  # packed: one row
+    q, k, v = (t.view(1, tokens, -1, dim).transpose(1, 2) for t in qkv.split([heads * dim, kv_heads * dim, kv_heads * dim], -1))
+    angles = torch.randn(1, tokens, dim // 2, generator=g) * 5
+    cos, sin = (f(torch.cat([angles, angles], -1)).to(device, dtype) for f in (torch.cos, torch.sin))
+    keys, values = (torch.randn(slots, kv_heads, width, dim, generator=g).to(device, dtype) for _ in range(2))
+    want_keys, want_values = keys.clone(), values.clone()
+    at = torch.tensor([2, 2, 2, 0, 0, 3, 3, 3, 3], device=device)  # three rows' tokens, in slot order or not
+    writes = torch.tensor([5, 6, 7, 0, 1, 8, 9, 10, 11], device=device)
+    out = torch.empty(q.shape, dtype=dtype, device=device)
+    (in_torch if torch_path else rotate_and_write)(q, k, v, cos, sin, out, keys, values, at, writes, True)
+    want_q, want_k = (t.float() for t in apply_rotary_pos_emb(q.float(), k.float(), cos.float(), sin.float()))
+    want_keys[at, :, writes] = want_k[0].transpose(0, 1).to(dtype)
+    want_values[at, :, writes] = v[0].transpose(0, 1)
+    assert float((out.float() - want_q).abs().max()) <= tolerance
+    assert float((keys.float() - want_keys.float()).abs().max()) <= tolerance
+    assert torch.equal(values, want_values)
+
+
+def check_rows(device: str, dtype_name: str, tolerance: float, dim: int, torch_path: bool):
+    """A decode step's rows (the layout `check_packed` checks for a packed pass's tokens)."""
     import torch
     from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
@@ -63,10 +97,14 @@ def test_torch_form_and_which_calls_defer():
     assert rotary_write.defers(types.ModuleType("transformers.models.qwen2.modeling_qwen2"))
     assert not rotary_write.defers(types.ModuleType("transformers.models.cohere.modeling_cohere"))
     q, k = torch.ones(2, 3, 1, 96), torch.ones(2, 1, 1, 96)
-    assert not rotary_write._deferrable(q, k, torch.ones(2, 1, 96), torch.ones(2, 1, 96))  # head of 96
+    assert not rotary_write._deferrable(q, k, torch.ones(2, 1, 96), torch.ones(2, 1, 96), False)  # head of 96
     q, k = torch.ones(2, 3, 1, 64), torch.ones(2, 1, 1, 64)
-    assert rotary_write._deferrable(q, k, torch.ones(2, 1, 64), torch.ones(2, 1, 64))
-    assert not rotary_write._deferrable(q, k, torch.ones(1, 1, 64), torch.ones(1, 1, 64))  # broadcast cos/sin
+    assert rotary_write._deferrable(q, k, torch.ones(2, 1, 64), torch.ones(2, 1, 64), False)
+    assert not rotary_write._deferrable(q, k, torch.ones(1, 1, 64), torch.ones(1, 1, 64), False)  # broadcast cos/sin
+    assert not rotary_write._deferrable(q, k, torch.ones(2, 1, 64), torch.ones(2, 1, 64), True)  # not one packed row
+    q, k = torch.ones(1, 3, 5, 64), torch.ones(1, 1, 5, 64)
+    assert rotary_write._deferrable(q, k, torch.ones(1, 5, 64), torch.ones(1, 5, 64), True)
+    assert not rotary_write._deferrable(q, k, torch.ones(1, 5, 64), torch.ones(1, 5, 64), False)
 
 
 def test_unconsumed_rotation_is_refused():
@@ -80,7 +118,7 @@ def test_unconsumed_rotation_is_refused():
     apply = rotary_write.deferring(lambda q, k, cos, sin, dim=1: calls.append(1) or (q, k))
     q, k, cos = torch.ones(2, 3, 1, 4), torch.ones(2, 1, 1, 4), torch.ones(2, 1, 4)
     apply(q, k, cos, cos)
-    rotary_write.ENABLED[0] = True
+    rotary_write.ENABLED[0] = "decode"
     try:
         apply(torch.ones(2, 3, 5, 4), torch.ones(2, 1, 5, 4), torch.ones(2, 5, 4), torch.ones(2, 5, 4))
         apply(q, k, cos[..., :2], cos[..., :2])
@@ -94,6 +132,32 @@ def test_unconsumed_rotation_is_refused():
         assert rotary_write.PENDING[0] is None
     finally:
         rotary_write.ENABLED[0], rotary_write.PENDING[0] = False, None
+
+
+@pytest.mark.slow  # inductor compiles C++ on the CPU: about a minute
+def test_engine_defers_and_writes_through_the_torch_form(tiny_model, monkeypatch):
+    """The engine's deferral on the CPU (compiled decode and prefill, float32): with the rotation deferred into the
+    key/value write (its torch form here, `in_torch`; the kernel on CUDA) in decode steps and packed prefill passes,
+    the same text as without, and both kinds of pass deferred."""
+    from userlm.backends import GenerationRequest, Sampling, rotary_write
+    from userlm.backends.decode_graphs import DecodeGraphs
+    from userlm.backends.hf import HFBackend
+
+    seen, consume = [], rotary_write.consume
+    monkeypatch.setattr(rotary_write, "consume", lambda *a: (
+        lambda pending, done: seen.append(pending[4] if done else None) or done)(rotary_write.PENDING[0], consume(*a)))
+    chats = [[{"role": "user", "content": f"Plan a trip number {i}."}] for i in range(5)]
+    texts = []
+    for defer in (False, True):
+        monkeypatch.setattr(DecodeGraphs, "_rotary_write", lambda self, prefill=False, d=defer: d)
+        backend = HFBackend(tiny_model, max_batch=4, static_cache=True, dtype="float32", compile_decode=True)
+        backend.slots.compile_prefill = True
+        backend.slots.fuse_rotary_prefill = True
+        texts.append([o.text for o in backend.generate(
+            [GenerationRequest(c, Sampling(0.9, 0.9, 10), seed=3 + i) for i, c in enumerate(chats)])])
+        assert ({True, False} <= set(seen)) == defer  # packed prefill (True) and decode (False) passes deferred
+        seen.clear()
+    assert texts[0] == texts[1]
 
 
 @pytest.mark.skipif(CUDA, reason="the interpreter test runs on CPU-only machines (CUDA machines run the kernel)")

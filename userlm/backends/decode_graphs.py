@@ -53,8 +53,11 @@ class DecodeGraphs(StepSampling):
     fuse_residual: bool | None = None
 
     fuse_rotary_write: bool | None = None  # (compile_decode) rotary + key/value write one kernel (`rotary_write.py`); None: CUDA with Triton
+    fuse_rotary_prefill = False  # the same in packed prefill passes under compile_prefill (opt-in: not measured)
 
-    def _rotary_write(self) -> bool:
+    def _rotary_write(self, prefill: bool = False) -> bool:
+        if prefill and not self.fuse_rotary_prefill:
+            return False
         if self.fuse_rotary_write is not None:
             return bool(self.fuse_rotary_write and self.compile_decode) and self.device.type == "cuda"
         from userlm.backends.triton_top_p import available
@@ -129,7 +132,7 @@ class DecodeGraphs(StepSampling):
         for owner, name, fn in parts:
             setattr(owner, name, fn)
         try:
-            rotary_write.ENABLED[0] = kind == "decode" and self._rotary_write()
+            rotary_write.ENABLED[0] = "decode" if kind == "decode" and self._rotary_write() else False
             yield
         finally:
             rotary_write.ENABLED[0], rotary_write.PENDING[0] = False, None

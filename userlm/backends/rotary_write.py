@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import functools
 
-PENDING: list = [None]  # (queries, their rotated output, cos, sin) of the layer under way
-ENABLED: list = [False]  # set by the engine around a decode pass that defers (`deferring` reads it each call)
+PENDING: list = [None]  # (queries, their rotated output, cos, sin, packed) of the layer under way
+# set by the engine around a pass that defers (`deferring` reads it each call): "decode" (a step's rows, one position
+# each) or "packed" (a packed prefill pass, `slot_kv.prefill_pass`: one sequence of tokens, each into its own slot)
+ENABLED: list = [False]
 # the modeling modules whose attention rotates the whole head with the half-split `rotate_half` (cat(-x2, x1)), then
 # updates the cache, then attends: the kernel's formula and order (Cohere's interleaved rotary, say, is another)
 MODULES = ("modeling_llama", "modeling_mistral", "modeling_qwen2", "modeling_qwen3")
@@ -27,27 +29,30 @@ def defers(module) -> bool:
     return module.__name__.rsplit(".", 1)[-1] in MODULES
 
 
-def _deferrable(q, k, cos, sin) -> bool:
-    """A decode call the kernel takes: one position, the rotary over the whole head (a power of two), a cos/sin
-    row per batch row, the last dimensions contiguous, one dtype."""
+def _deferrable(q, k, cos, sin, packed: bool) -> bool:
+    """A call the kernel takes: decode, one position a row and a cos/sin row per batch row; packed, one row of
+    tokens and a cos/sin row per token; either way the rotary over the whole head (a power of two), the last
+    dimensions contiguous, one dtype."""
     dim = q.shape[-1]
-    return (q.shape[2] == 1 and k.shape[2] == 1 and cos.shape[-1] == dim and dim & (dim - 1) == 0
-            and cos.shape[0] == q.shape[0] == k.shape[0] and cos.shape == sin.shape
+    rows = (q.shape[0] == k.shape[0] == 1 and q.shape[2] == k.shape[2] and tuple(cos.shape[:2]) == (1, q.shape[2])) \
+        if packed else (q.shape[2] == 1 and k.shape[2] == 1 and cos.shape[0] == q.shape[0] == k.shape[0])
+    return (rows and cos.shape[-1] == dim and dim & (dim - 1) == 0 and cos.shape == sin.shape and cos.dim() == 3
             and q.stride(-1) == k.stride(-1) == cos.stride(-1) == sin.stride(-1) == 1 and q.dtype == k.dtype)
 
 
 def deferring(rotary):
-    """`apply_rotary_pos_emb` as the engine swaps it in: decode calls the kernel takes (`_deferrable`) deferred
-    while ENABLED, any other call to `rotary` (the compiled or the module's own function)."""
+    """`apply_rotary_pos_emb` as the engine swaps it in: calls the kernel takes (`_deferrable`) deferred while
+    ENABLED, any other call to `rotary` (the compiled or the module's own function)."""
     def apply(q, k, cos, sin, unsqueeze_dim=1, **kwargs):
-        if not (ENABLED[0] and unsqueeze_dim == 1 and not kwargs and _deferrable(q, k, cos, sin)):
+        packed = ENABLED[0] == "packed"
+        if not (ENABLED[0] and unsqueeze_dim == 1 and not kwargs and _deferrable(q, k, cos, sin, packed)):
             return rotary(q, k, cos, sin, unsqueeze_dim, **kwargs)
         import torch
 
         if PENDING[0] is not None:
             raise RuntimeError("rotary_write: a layer's deferred rotation was never consumed")
         out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-        PENDING[0] = (q, out, cos, sin)
+        PENDING[0] = (q, out, cos, sin, packed)
         return out, k
     return apply
 
@@ -93,19 +98,21 @@ def _kernel():
     return rotate_and_write
 
 
-def rotate_and_write(q, k, v, cos, sin, q_out, keys, values, slots, writes) -> None:
+def rotate_and_write(q, k, v, cos, sin, q_out, keys, values, slots, writes, packed: bool = False) -> None:
     """q [b, heads, 1, dim], k/v [b, kv heads, 1, dim] (any strides, the last dimension contiguous), cos/sin
     [b, 1, dim]; q_out like q; keys/values [slots, kv heads, positions, dim] contiguous; slots/writes [b]: q_out
-    = rotary(q), keys[slots[i], :, writes[i]] = rotary(k[i]) and values[...] = v[i]."""
-    b, heads, _, dim = q.shape
-    kv_heads = k.shape[1]
-    _kernel()[(b, heads + kv_heads)](
-        q, k, v, cos, sin, q_out, keys, values, slots, writes, q.stride(0), q.stride(1), k.stride(0), k.stride(1),
-        v.stride(0), v.stride(1), cos.stride(0), sin.stride(0), q_out.stride(0), q_out.stride(1), keys.stride(0),
-        keys.stride(1), keys.stride(2), H=heads, D=dim, num_warps=1)
+    = rotary(q), keys[slots[i], :, writes[i]] = rotary(k[i]) and values[...] = v[i]. `packed`: a packed prefill
+    pass's tokens instead of rows: q [1, heads, n, dim], k/v [1, kv heads, n, dim], cos/sin [1, n, dim], slots/writes
+    [n] (token i into slot slots[i] at position writes[i])."""
+    at, at_cos = (2, 1) if packed else (0, 0)  # the dimension that runs over rows (tokens)
+    heads, kv_heads, dim = q.shape[1], k.shape[1], q.shape[-1]
+    _kernel()[(q.shape[at], heads + kv_heads)](
+        q, k, v, cos, sin, q_out, keys, values, slots, writes, q.stride(at), q.stride(1), k.stride(at), k.stride(1),
+        v.stride(at), v.stride(1), cos.stride(at_cos), sin.stride(at_cos), q_out.stride(at), q_out.stride(1),
+        keys.stride(0), keys.stride(1), keys.stride(2), H=heads, D=dim, num_warps=1)
 
 
-def in_torch(q, k, v, cos, sin, q_out, keys, values, slots, writes) -> None:
+def in_torch(q, k, v, cos, sin, q_out, keys, values, slots, writes, packed: bool = False) -> None:
     """`rotate_and_write` in torch (transformers' formula), where the values or buffers are not the kernel's case."""
     import torch
 
@@ -113,9 +120,12 @@ def in_torch(q, k, v, cos, sin, q_out, keys, values, slots, writes) -> None:
         x1, x2 = x.chunk(2, dim=-1)
         return x * cos.unsqueeze(1) + torch.cat((-x2, x1), dim=-1) * sin.unsqueeze(1)
 
+    def rows(x):  # [rows (tokens), heads, dim]
+        return x[0].transpose(0, 1) if packed else x[:, :, 0]
+
     q_out.copy_(rotated(q))
-    keys[slots, :, writes] = rotated(k)[:, :, 0].to(keys.dtype)
-    values[slots, :, writes] = v[:, :, 0].to(values.dtype)
+    keys[slots, :, writes] = rows(rotated(k)).to(keys.dtype)
+    values[slots, :, writes] = rows(v).to(values.dtype)
 
 
 def consume(keys, values, slots, writes, new_keys, new_values) -> bool:
@@ -124,8 +134,9 @@ def consume(keys, values, slots, writes, new_keys, new_values) -> bool:
     if pending is None:
         return False
     PENDING[0] = None
-    q, out, cos, sin = pending
+    q, out, cos, sin, packed = pending
     kernel = (new_values.stride(-1) == 1 and keys.is_contiguous() and values.is_contiguous() and keys.is_cuda
               and new_values.dtype == keys.dtype == values.dtype == q.dtype)
-    (rotate_and_write if kernel else in_torch)(q, new_keys, new_values, cos, sin, out, keys, values, slots, writes)
+    (rotate_and_write if kernel else in_torch)(q, new_keys, new_values, cos, sin, out, keys, values, slots, writes,
+                                               packed)
     return True

@@ -29,18 +29,22 @@ _packed: list = [None]  # a packed prefill pass's (gather, scatter) between its 
 
 
 @contextlib.contextmanager
-def prefill_pass(packing=None):
+def prefill_pass(packing=None, defer_rotary: bool = False):
     """One prefill forward. `packing` (gather [rows, length], scatter [tokens]): the pass's tokens are packed into
     one sequence (`SlotPrefill.pack_prefill`): the model's products compute no padding, and attention gathers each
     row's queries into a left-padded [rows, length] block and scatters its output back. After the forward is queued
     the repeated mask (`_repeated`: rows x heads per key/value head x length x positions booleans, 235 MB for 16
-    rows of 1,024 new tokens over 2,048 positions at 7B) is dropped."""
+    rows of 1,024 new tokens over 2,048 positions at 7B) is dropped. `defer_rotary` (packed only): the rotary
+    embedding and key/value write one kernel a layer (`rotary_write.py`)."""
     _packed[0] = packing
+    rotary_write.ENABLED[0] = "packed" if defer_rotary and packing is not None else rotary_write.ENABLED[0]
     try:
         yield
     finally:
         _packed[0] = None
         _repeated[:] = [None, 0, None]
+        if defer_rotary:
+            rotary_write.ENABLED[0], rotary_write.PENDING[0] = False, None
 
 
 def slot_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
@@ -216,8 +220,9 @@ class SlotBuffers:
         # order, so attention reads a view of the buffers instead of a gathered copy of every row's keys and values
         _, slots, writes, lb, token_slots, read = self.mode
         if token_slots is not None:  # packed: key_states [1, kv heads, N, dim], token i into slot token_slots[i]
-            keys[token_slots, :, writes] = key_states[0].transpose(0, 1)
-            values[token_slots, :, writes] = value_states[0].transpose(0, 1)
+            if not rotary_write.consume(keys, values, token_slots, writes, key_states, value_states):
+                keys[token_slots, :, writes] = key_states[0].transpose(0, 1)
+                values[token_slots, :, writes] = value_states[0].transpose(0, 1)
         else:
             keys[slots[:, None], :, writes] = key_states.transpose(1, 2)
             values[slots[:, None], :, writes] = value_states.transpose(1, 2)

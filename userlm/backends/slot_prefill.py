@@ -263,7 +263,8 @@ class SlotPrefill:
             self.mode = ("prefill", slots, writes.view(len(chunk), width), lb, None, read)
             inputs, packing = dict(input_ids=feed.view(len(chunk), width), position_ids=positions), None
         compiled = self.compile_prefill if self.compile_prefill is not None else bool(self.compile_decode) and cuda
-        with self._compiled("prefill") if compiled else contextlib.nullcontext(), prefill_pass(packing):
+        with self._compiled("prefill") if compiled else contextlib.nullcontext(), \
+                prefill_pass(packing, compiled and self._rotary_write(prefill=True)):
             logits = self._forward(attention_mask=mask, **inputs)
         self.mode = None
         self.backend.counts["prefill"] += 1
