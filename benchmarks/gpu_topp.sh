@@ -3,7 +3,8 @@
 # (`userlm/backends/triton_top_p.py`, static-loop-triton-split) against the previous best of each shape: at 0.5B/32
 # the split kernels without compaction (static-loop-triton-split-full), at 7B/128 the one-program-a-row kernel
 # (static-loop-triton-row); S05= / S7= override (e.g. static-loop,static-loop-triton: against torch's compiled search
-# + cumsum); side by side in one process, alternating, the second (warm) run of each counting.
+# + cumsum); side by side in one process, alternating, the second (warm) run of each counting: the list runs twice,
+# so a scheduler named twice (S7=X,Y,X,Y) gets three warm runs. MICRO=: bench_top_p.py's options (e.g. --softmax).
 # Usage: DATA=prepared-data-dir bash benchmarks/gpu_topp.sh STAGE...   (tests micro d05 d7; logs in $OUT); or TOK=dir
 # instead of DATA: a tokenizer random_model.py saved before (the prepared data is too large to carry)
 set -uo pipefail
