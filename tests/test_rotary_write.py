@@ -17,17 +17,32 @@ except ImportError:  # pragma: no cover
 
 
 def check(device: str, dtype_name: str, tolerance: float, dim: int = 16, torch_path: bool = False):
-    """`rotate_and_write` (or, `torch_path`, its torch form `in_torch`) against transformers' rotary and the write,
-    for a decode step's rows and for a packed prefill pass's tokens."""
+    """`rotate_and_write` (or, `torch_path`, `consume`'s way without the kernel: the wrapped rotary, then the
+    engine's own write) against transformers' rotary and the write, for a decode step's rows and for a packed
+    prefill pass's tokens."""
     check_rows(device, dtype_name, tolerance, dim, torch_path)
     check_packed(device, dtype_name, tolerance, dim, torch_path)
+
+
+def consumed(rotary, q, out, cos, sin, packed, keys, values, at, writes, k, v):
+    """`consume` of a deferral of `rotary` (as `deferring` leaves it) on buffers the kernel does not take: the keys
+    it hands back to write; nothing is written into the buffers."""
+    import torch
+
+    from userlm.backends import rotary_write
+
+    before = keys.clone()
+    rotary_write.PENDING[0] = (rotary, q, out, cos, sin, packed)
+    rotated = rotary_write.consume(keys, values, at, writes, k, v)
+    assert rotary_write.PENDING[0] is None and torch.equal(keys, before)
+    return rotated
 
 
 def check_packed(device: str, dtype_name: str, tolerance: float, dim: int, torch_path: bool):
     import torch
     from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
-    from userlm.backends.rotary_write import in_torch, rotate_and_write
+    from userlm.backends.rotary_write import rotate_and_write
 
     dtype = getattr(torch, dtype_name)
     g = torch.Generator().manual_seed(dim + 1)
@@ -41,7 +56,11 @@ def check_packed(device: str, dtype_name: str, tolerance: float, dim: int, torch
     at = torch.tensor([2, 2, 2, 0, 0, 3, 3, 3, 3], device=device)  # three rows' tokens, in slot order or not
     writes = torch.tensor([5, 6, 7, 0, 1, 8, 9, 10, 11], device=device)
     out = torch.empty(q.shape, dtype=dtype, device=device)
-    (in_torch if torch_path else rotate_and_write)(q, k, v, cos, sin, out, keys, values, at, writes, True)
+    if torch_path:
+        rotated = consumed(apply_rotary_pos_emb, q, out, cos, sin, True, keys, values, at, writes, k, v)
+        keys[at, :, writes], values[at, :, writes] = rotated[0].transpose(0, 1), v[0].transpose(0, 1)
+    else:
+        rotate_and_write(q, k, v, cos, sin, out, keys, values, at, writes, True)
     want_q, want_k = (t.float() for t in apply_rotary_pos_emb(q.float(), k.float(), cos.float(), sin.float()))
     want_keys[at, :, writes] = want_k[0].transpose(0, 1).to(dtype)
     want_values[at, :, writes] = v[0].transpose(0, 1)
@@ -55,7 +74,7 @@ def check_rows(device: str, dtype_name: str, tolerance: float, dim: int, torch_p
     import torch
     from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
-    from userlm.backends.rotary_write import in_torch, rotate_and_write
+    from userlm.backends.rotary_write import rotate_and_write
     from userlm.backends.slot_kv import write_rows
 
     dtype = getattr(torch, dtype_name)
@@ -69,7 +88,11 @@ def check_rows(device: str, dtype_name: str, tolerance: float, dim: int, torch_p
     want_keys, want_values = keys.clone(), values.clone()
     at, writes = torch.tensor([3, 0, 5, 1, 7], device=device), torch.tensor([0, 11, 4, 4, 9], device=device)
     out = torch.empty(q.shape, dtype=dtype, device=device)
-    (in_torch if torch_path else rotate_and_write)(q, k, v, cos, sin, out, keys, values, at, writes)
+    if torch_path:
+        rotated = consumed(apply_rotary_pos_emb, q, out, cos, sin, False, keys, values, at, writes, k, v)
+        write_rows(keys, values, at, writes, rotated[:, :, 0], v[:, :, 0])
+    else:
+        rotate_and_write(q, k, v, cos, sin, out, keys, values, at, writes)
     want_q, want_k = (t.float() for t in apply_rotary_pos_emb(q.float(), k.float(), cos.float(), sin.float()))
     write_rows(want_keys, want_values, at, writes, want_k[:, :, 0].to(dtype), v[:, :, 0])
     assert float((out.float() - want_q).abs().max()) <= tolerance
@@ -84,7 +107,7 @@ def interpreter_checks():
 
 
 def test_torch_form_and_which_calls_defer():
-    """`in_torch` (where the kernel does not take the buffers) is transformers' rotary and the write; only the
+    """Without the kernel (CPU buffers) `consume` runs the wrapped rotary and hands back the keys to write; only the
     modeling modules whose rotary is the kernel's formula defer, and only calls the kernel takes (a head of a power
     of two, one cos/sin row per batch row)."""
     import types
@@ -137,7 +160,7 @@ def test_unconsumed_rotation_is_refused():
 @pytest.mark.slow  # inductor compiles C++ on the CPU: about a minute
 def test_engine_defers_and_writes_through_the_torch_form(tiny_model, monkeypatch):
     """The engine's deferral on the CPU (compiled decode and prefill, float32): with the rotation deferred into the
-    key/value write (its torch form here, `in_torch`; the kernel on CUDA) in decode steps and packed prefill passes,
+    key/value write (the wrapped rotary and the engine's write here; the kernel on CUDA) in decode steps and packed prefill passes,
     the same text as without, and both kinds of pass deferred."""
     from userlm.backends import GenerationRequest, Sampling, rotary_write
     from userlm.backends.decode_graphs import DecodeGraphs
@@ -145,7 +168,7 @@ def test_engine_defers_and_writes_through_the_torch_form(tiny_model, monkeypatch
 
     seen, consume = [], rotary_write.consume
     monkeypatch.setattr(rotary_write, "consume", lambda *a: (
-        lambda pending, done: seen.append(pending[4] if done else None) or done)(rotary_write.PENDING[0], consume(*a)))
+        lambda pending, out: seen.append(pending and pending[5]) or out)(rotary_write.PENDING[0], consume(*a)))
     chats = [[{"role": "user", "content": f"Plan a trip number {i}."}] for i in range(5)]
     texts = []
     for defer in (False, True):
@@ -184,7 +207,7 @@ def test_engine_text_same_with_the_kernel(tiny_model):
     for fused in (False, True):
         backend = HFBackend(tiny_model, max_batch=4, static_cache=True, dtype="float32")
         backend.slots.fuse_rotary_write = fused
-        rotary_write.consume = lambda *a: (lambda done: ran.append(done) or done)(consume(*a))
+        rotary_write.consume = lambda *a: (lambda out: ran.append(out is None) or out)(consume(*a))
         try:
             texts.append([o.text for o in backend.generate(
                 [GenerationRequest(c, Sampling(0.9, 0.9, 12), seed=3 + i) for i, c in enumerate(chats)])])

@@ -7,7 +7,8 @@ How it fits transformers' attention without replacing its forward: the modeling 
 swapped by the engine for its decode passes (`deferring`), returns an empty tensor for the rotated queries and the
 keys unrotated, and leaves the inputs here (`PENDING`); the attention then calls the cache's update
 (`SlotBuffers.write_and_read`), which runs the kernel (`consume`): it fills that tensor with the rotated queries and
-writes the rotated keys and the values at each row's position, before attention reads either. The slot attention
+writes the rotated keys and the values at each row's position, before attention reads either (where the kernel
+does not take the buffers, the wrapped rotary runs there instead and the engine writes as it does without). The slot attention
 refuses to run with a rotation still pending (an architecture whose attention did not update the cache in between).
 Hand-written because inductor compiles the rotary function and the cache write as separate graphs (the
 write happens in the engine's Python between them); one kernel also reads the projections' output once."""
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import functools
 
-PENDING: list = [None]  # (queries, their rotated output, cos, sin, packed) of the layer under way
+PENDING: list = [None]  # (the rotary it wraps, queries, their rotated output, cos, sin, packed) of the layer under way
 # set by the engine around a pass that defers (`deferring` reads it each call): "decode" (a step's rows, one position
 # each) or "packed" (a packed prefill pass, `slot_kv.prefill_pass`: one sequence of tokens, each into its own slot)
 ENABLED: list = [False]
@@ -52,7 +53,7 @@ def deferring(rotary):
         if PENDING[0] is not None:
             raise RuntimeError("rotary_write: a layer's deferred rotation was never consumed")
         out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-        PENDING[0] = (q, out, cos, sin, packed)
+        PENDING[0] = (rotary, q, out, cos, sin, packed)
         return out, k
     return apply
 
@@ -112,31 +113,19 @@ def rotate_and_write(q, k, v, cos, sin, q_out, keys, values, slots, writes, pack
         keys.stride(0), keys.stride(1), keys.stride(2), H=heads, D=dim, num_warps=1)
 
 
-def in_torch(q, k, v, cos, sin, q_out, keys, values, slots, writes, packed: bool = False) -> None:
-    """`rotate_and_write` in torch (transformers' formula), where the values or buffers are not the kernel's case."""
-    import torch
-
-    def rotated(x):
-        x1, x2 = x.chunk(2, dim=-1)
-        return x * cos.unsqueeze(1) + torch.cat((-x2, x1), dim=-1) * sin.unsqueeze(1)
-
-    def rows(x):  # [rows (tokens), heads, dim]
-        return x[0].transpose(0, 1) if packed else x[:, :, 0]
-
-    q_out.copy_(rotated(q))
-    keys[slots, :, writes] = rows(rotated(k)).to(keys.dtype)
-    values[slots, :, writes] = rows(v).to(values.dtype)
-
-
-def consume(keys, values, slots, writes, new_keys, new_values) -> bool:
-    """The layer's pending rotation and its key/value write, done (True), or False where none is pending."""
+def consume(keys, values, slots, writes, new_keys, new_values):
+    """The layer's pending rotation done with its key/value write by the kernel (None: nothing left to write), or the
+    keys the caller writes: `new_keys` where no rotation is pending, else rotated (with the queries) by the rotary
+    the deferral wrapped, where the values or buffers are not the kernel's case (not contiguous, another dtype, CPU)."""
     pending = PENDING[0]
     if pending is None:
-        return False
+        return new_keys
     PENDING[0] = None
-    q, out, cos, sin, packed = pending
-    kernel = (new_values.stride(-1) == 1 and keys.is_contiguous() and values.is_contiguous() and keys.is_cuda
-              and new_values.dtype == keys.dtype == values.dtype == q.dtype)
-    (rotate_and_write if kernel else in_torch)(q, new_keys, new_values, cos, sin, out, keys, values, slots, writes,
-                                               packed)
-    return True
+    rotary, q, out, cos, sin, packed = pending
+    if (new_values.stride(-1) == 1 and keys.is_contiguous() and values.is_contiguous() and keys.is_cuda
+            and new_values.dtype == keys.dtype == values.dtype == q.dtype):
+        rotate_and_write(q, new_keys, new_values, cos, sin, out, keys, values, slots, writes, packed)
+        return None
+    rotated, new_keys = rotary(q, new_keys, cos, sin)
+    out.copy_(rotated)
+    return new_keys

@@ -37,7 +37,9 @@ def prefill_pass(packing=None, defer_rotary: bool = False):
     rows of 1,024 new tokens over 2,048 positions at 7B) is dropped. `defer_rotary` (packed only): the rotary
     embedding and key/value write one kernel a layer (`rotary_write.py`)."""
     _packed[0] = packing
-    rotary_write.ENABLED[0] = "packed" if defer_rotary and packing is not None else rotary_write.ENABLED[0]
+    defer_rotary = defer_rotary and packing is not None
+    if defer_rotary:
+        rotary_write.ENABLED[0] = "packed"
     try:
         yield
     finally:
@@ -206,8 +208,9 @@ class SlotBuffers:
         keys, values = self.keys[layer], self.values[layer]
         if self.mode[0] == "decode":
             _, b, lb = self.mode
-            if rotary_write.consume(keys, values, self.slot_index[:b], self.writes[:b], key_states, value_states):
-                return keys[:b, :, :lb], values[:b, :, :lb]  # rotated and written with the queries (deferred)
+            key_states = rotary_write.consume(keys, values, self.slot_index[:b], self.writes[:b], key_states, value_states)
+            if key_states is None:  # rotated and written with the queries (deferred)
+                return keys[:b, :, :lb], values[:b, :, :lb]
             write = write_rows
             if self.fuse_kv_write and self.compile_decode:  # both scatters one kernel (inductor fuses them)
                 import torch
@@ -220,7 +223,8 @@ class SlotBuffers:
         # order, so attention reads a view of the buffers instead of a gathered copy of every row's keys and values
         _, slots, writes, lb, token_slots, read = self.mode
         if token_slots is not None:  # packed: key_states [1, kv heads, N, dim], token i into slot token_slots[i]
-            if not rotary_write.consume(keys, values, token_slots, writes, key_states, value_states):
+            key_states = rotary_write.consume(keys, values, token_slots, writes, key_states, value_states)
+            if key_states is not None:  # (None: rotated and written with the queries)
                 keys[token_slots, :, writes] = key_states[0].transpose(0, 1)
                 values[token_slots, :, writes] = value_states[0].transpose(0, 1)
         else:
