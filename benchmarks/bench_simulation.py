@@ -101,6 +101,7 @@ def configure(backend, engine, scheduler: str, chunk: int):
         engine.fuse_projections = "-fused" in flags  # q/k/v and gate/up one matmul each
         engine.rejection_every_row = "-all" in flags  # with -triton-rejection: every row by rejection, no head
         engine.softmax_in_kernel = "-smk" in flags  # with -all: the kernel's own softmax from the logits
+        engine.first_by_rejection = "-first" in flags  # with -all: prefill's first tokens by the same draw
         engine.attention_options = {"BLOCK_N": 128} if "-n128" in flags else {}  # flex decoding's key block
         for flag, positions in (("-dattn", None), ("-dattn64", 64), ("-dattn128", 128)):  # decode_attention.py's kernels
             engine.attention_options.update({"kernel": "triton"} | ({"chunk": positions} if positions else {})

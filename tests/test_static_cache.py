@@ -130,6 +130,8 @@ def test_rejection_rows_keep_per_conversation_seeds(tiny_model, every_row):
         alone = backend.generate([GenerationRequest(chats[0], hot, seed=7)])[0].text
         crowded = backend.generate([GenerationRequest(c, hot, seed=7 if i == 0 else i) for i, c in enumerate(chats)])
         assert crowded[0].text == alone and engine.verified > 0
+        if every_row:  # the first tokens too, by the same draw (`_sample_first`): 5 prefilled rows, 9 steps each
+            assert engine.verified >= 5 + 5 * 9
         assert (engine.wide_steps > 0) == (temperature > 1 and not every_row)  # every row: no head, no wide flags
         if every_row or temperature <= 1:  # `verify` compares with `sample_rejection` / `sample_next` respectively
             assert engine.mismatches == 0

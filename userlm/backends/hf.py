@@ -273,13 +273,18 @@ class HFBackend(HFScoring, Backend):
         return finished
 
     def _sample(self, rows: list[Row], logits) -> None:
+        for r, token in zip(rows, sample_next(logits, *self._draw_inputs(rows, logits.device)).tolist()):
+            r.generated.append(token)
+
+    @staticmethod
+    def _draw_inputs(rows: list[Row], device):
+        """(temperatures, top_ps, uniforms) of `rows`, one uniform drawn from each row's own generator."""
         import torch
 
-        temperatures = torch.tensor([r.sampling.temperature for r in rows], dtype=torch.float32, device=logits.device)
-        top_ps = torch.tensor([r.sampling.top_p for r in rows], dtype=torch.float32, device=logits.device)
-        uniforms = torch.cat([torch.rand(1, generator=r.generator) for r in rows]).to(logits.device)
-        for r, token in zip(rows, sample_next(logits, temperatures, top_ps, uniforms).tolist()):
-            r.generated.append(token)
+        temperatures = torch.tensor([r.sampling.temperature for r in rows], dtype=torch.float32, device=device)
+        top_ps = torch.tensor([r.sampling.top_p for r in rows], dtype=torch.float32, device=device)
+        uniforms = torch.cat([torch.rand(1, generator=r.generator) for r in rows]).to(device)
+        return temperatures, top_ps, uniforms
 
     def _done(self, row: Row) -> bool:
         return row.generated[-1] in self.stop_ids or len(row.generated) >= row.sampling.max_new_tokens

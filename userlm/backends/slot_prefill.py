@@ -274,7 +274,6 @@ class SlotPrefill:
         return logits
 
     def _prefill_sampled(self, chunk: list, logits) -> list:
-        """A pass's first tokens drawn (`backend._sample`, which waits for the device) and its finished rows."""
-        rows = [row for _, row, _ in chunk]
-        self.backend._sample(rows, logits)
+        """A pass's first tokens drawn (`_sample_first`, which waits for the device) and its finished rows."""
+        self._sample_first([row for _, row, _ in chunk], logits)
         return self._finish_slots([slot for slot, row, _ in chunk if self.backend._done(row)])

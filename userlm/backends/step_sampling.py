@@ -14,6 +14,10 @@ SOFTMAX_ROWS = 48
 class StepSampling:
     """Sampling for `SlotEngine` (which sets the attributes: wide_kernel, wide_sort, rejection_every_row, ...)."""
 
+    # first_by_rejection: a prefill pass's first tokens drawn as the decode steps draw where those are by rejection
+    # (`_sample_first`); off: `sample_next`'s, as before 2026-12-01 (bench flag -first)
+    first_by_rejection = True
+
     def _sample_wide(self):
         """The draw for rows wider than the head (every row where `_by_rejection`): on CUDA with `wide_kernel`
         "triton-rejection" (the default there), `sample_rejection` by one Triton kernel; "triton", `sample_wide`'s
@@ -92,6 +96,30 @@ class StepSampling:
                 drawn = self._sample_wide()(probs, top_ps, uniforms)
             tokens = torch.where(wide, drawn, tokens)
         return torch.cat([tokens, wide.long()]), greedy, probs
+
+    def _sample_first(self, rows: list, logits) -> None:
+        """A prefill pass's first tokens, appended to `rows`: where every decode step draws by rejection
+        (`_by_rejection`), by the same draw (on CUDA the Triton kernel, from the logits where `softmax_in_kernel`),
+        not `sample_next`'s inverse CDF, which sorts the whole vocabulary where a row's nucleus is wider than 128
+        tokens (2.8 ms a 7B pass of flat rows on an H200, 2026-11-30); so a row's every token comes from one draw.
+        Else the backend's `sample_next`. `verify` counts these rows against torch's `sample_rejection` too."""
+        if not (self.first_by_rejection and self._by_rejection()):
+            return self.backend._sample(rows, logits)
+        from userlm.backends.sampling import rejection_inputs, sample_rejection
+
+        temperatures, top_ps, uniforms = self.backend._draw_inputs(rows, logits.device)
+        if self.softmax_in_kernel and self.wide_kernel == "triton-rejection" and self.device.type == "cuda":
+            tokens = self._triton_wide(logits, top_ps, uniforms, temperatures)
+        else:
+            _, probs, nucleus = rejection_inputs(logits, temperatures, top_ps)
+            tokens = self._sample_wide()(probs, nucleus, uniforms)
+        picked = tokens.tolist()
+        if self.verify:
+            _, probs, nucleus = rejection_inputs(logits, temperatures, top_ps)
+            self.verified += len(rows)
+            self.mismatches += sum(a != b for a, b in zip(picked, sample_rejection(probs, nucleus, uniforms).tolist()))
+        for r, token in zip(rows, picked):
+            r.generated.append(token)
 
     def _softmax_in_kernel(self, b: int) -> bool:
         """`softmax_in_kernel` where it applies: every row by the Triton rejection kernel, on CUDA, b >= SOFTMAX_ROWS."""
