@@ -197,16 +197,17 @@ def test_kernel_on_cuda():
 @pytest.mark.skipif(not CUDA, reason="the Triton kernel needs a CUDA GPU")
 def test_engine_text_same_with_the_kernel(tiny_model):
     """The compiled decode step (float32, CUDA graphs) with the rotation and write deferred into the kernel and
-    without: the same text for every seed, 5 requests over 4 slots, and the kernel ran in every layer."""
+    without, and in packed prefill passes too (`fuse_rotary_prefill`): the same text for every seed, 5 requests over
+    4 slots, and the kernel ran (more often with prefill's)."""
     from userlm.backends import GenerationRequest, Sampling, rotary_write
     from userlm.backends.hf import HFBackend
 
     ran, consume = [], rotary_write.consume
     chats = [[{"role": "user", "content": f"Plan a trip number {i}."}] for i in range(5)]
-    texts = []
-    for fused in (False, True):
+    texts, runs = [], []
+    for fused, prefill in ((False, False), (True, False), (True, True)):
         backend = HFBackend(tiny_model, max_batch=4, static_cache=True, dtype="float32")
-        backend.slots.fuse_rotary_write = fused
+        backend.slots.fuse_rotary_write, backend.slots.fuse_rotary_prefill = fused, prefill
         rotary_write.consume = lambda *a: (lambda out: ran.append(out is None) or out)(consume(*a))
         try:
             texts.append([o.text for o in backend.generate(
@@ -214,5 +215,6 @@ def test_engine_text_same_with_the_kernel(tiny_model):
         finally:
             rotary_write.consume = consume
         assert not backend.slots.graph_error and (any(ran) == fused)
+        runs.append(sum(ran))
         ran.clear()
-    assert texts[0] == texts[1]
+    assert texts[0] == texts[1] == texts[2] and runs[2] > runs[1]

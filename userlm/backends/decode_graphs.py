@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-from userlm.backends import fused_residual, rotary_write
+from userlm.backends import fused_residual, rotary_write, silu_mul
 from userlm.backends.step_sampling import StepSampling
 
 
@@ -54,6 +54,9 @@ class DecodeGraphs(StepSampling):
 
     fuse_rotary_write: bool | None = None  # (compile_decode) rotary + key/value write one kernel (`rotary_write.py`); None: CUDA with Triton
     fuse_rotary_prefill = False  # the same in packed prefill passes under compile_prefill (opt-in: not measured)
+    # prefill_silu_kernel (with fuse_residual): a prefill pass's silu(gate) * up by `silu_mul.py`'s kernel, not
+    # inductor's dynamic-shape one; None: CUDA with Triton
+    prefill_silu_kernel: bool | None = None
 
     def _rotary_write(self, prefill: bool = False) -> bool:
         if prefill and not self.fuse_rotary_prefill:
@@ -63,6 +66,13 @@ class DecodeGraphs(StepSampling):
         from userlm.backends.triton_top_p import available
 
         return bool(self.compile_decode) and self.device.type == "cuda" and available() is None
+
+    def _silu_kernel(self) -> bool:
+        if self.device.type != "cuda" or self.prefill_silu_kernel is False:
+            return False
+        from userlm.backends.triton_top_p import available
+
+        return bool(self.prefill_silu_kernel) or available() is None
 
     def _residual(self) -> bool:
         if self.fuse_residual is not None:
@@ -133,9 +143,10 @@ class DecodeGraphs(StepSampling):
             setattr(owner, name, fn)
         try:
             rotary_write.ENABLED[0] = "decode" if kind == "decode" and self._rotary_write() else False
+            silu_mul.ENABLED[0] = kind == "prefill" and self._silu_kernel()
             yield
         finally:
-            rotary_write.ENABLED[0], rotary_write.PENDING[0] = False, None
+            rotary_write.ENABLED[0], rotary_write.PENDING[0], silu_mul.ENABLED[0] = False, None, False
             for owner, name, old in saved:
                 if old is None:
                     delattr(owner, name)  # the instance attribute goes; the class's forward shows again

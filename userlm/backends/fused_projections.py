@@ -97,7 +97,7 @@ def fused_parts(model) -> list:
                           False if layer is not None else None))
             if layer is not None:
                 block = post_attention(layer, weight, sizes)
-                parts.append((layer, "forward", lambda c, m=layer, b=block: layer_forward(m, c(b)), True))
+                parts.append((layer, "forward", lambda c, m=layer, b=block, s=sizes: layer_forward(m, c(b), s), True))
     return parts
 
 

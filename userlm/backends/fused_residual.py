@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import inspect
 
+from userlm.backends import silu_mul
+
 # the down projection accumulated in place into h (False: `addmm` into a new tensor, its input copied first, as the
 # compiled block did before 2026-12-01 session 19; benchmarks/bench_simulation.py's `-inplace` measures it)
 IN_PLACE_DOWN = True
@@ -29,19 +31,23 @@ def fusable(layer) -> bool:
 
 def post_attention(layer, gate_up, sizes):
     """(h, act): h = residual + attended and act = act(gate(norm2(h))) * up(norm2(h)), gate and up one product
-    (`gate_up`, the concatenated weights); `layer_forward` adds down(act) into h."""
+    (`gate_up`, the concatenated weights); `layer_forward` adds down(act) into h. With `activate` False, (h, the
+    gate/up product): `layer_forward` activates it by `silu_mul.py`'s kernel (prefill passes)."""
     norm, mlp = layer.post_attention_layernorm, layer.mlp
 
-    def block(residual, attended):
+    def block(residual, attended, activate: bool = True):
         import torch.nn.functional as F
 
         hidden = residual + attended
-        gate, up = F.linear(type(norm).forward(norm, hidden), gate_up).split(sizes, dim=-1)
+        gate_up_out = F.linear(type(norm).forward(norm, hidden), gate_up)
+        if not activate:
+            return hidden, gate_up_out
+        gate, up = gate_up_out.split(sizes, dim=-1)
         return hidden, mlp.act_fn(gate) * up
     return block
 
 
-def layer_forward(layer, block):
+def layer_forward(layer, block, sizes):
     """The layer's forward with `block` (compiled by the engine) after its attention, then the down projection
     accumulated in place into the block's h (its own new tensor); a call it does not expect (positional arguments
     past the hidden states) goes to the layer's own forward."""
@@ -52,7 +58,11 @@ def layer_forward(layer, block):
         if args:
             return own(hidden_states, *args, **kwargs)
         attended, _ = layer.self_attn(hidden_states=layer.input_layernorm(hidden_states), **kwargs)
-        hidden, act = block(hidden_states, attended)
+        if silu_mul.applies(layer.mlp.act_fn, attended, sizes):  # a prefill pass: the activation by the kernel
+            hidden, gate_up = block(hidden_states, attended, False)
+            act = silu_mul.silu_mul(gate_up)
+        else:
+            hidden, act = block(hidden_states, attended)
         flat = hidden.view(-1, hidden.shape[-1])
         if not IN_PLACE_DOWN:
             import torch
