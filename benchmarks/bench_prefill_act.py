@@ -37,7 +37,9 @@ def main():
     import torch
 
     from userlm.backends.silu_mul import silu_mul
+    from userlm.threads import machine_line
 
+    print(machine_line(), flush=True)  # first, as every benchmark (tests/test_benchmark_machine.py)
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", default="7105,9700,14656")
     parser.add_argument("--inter", type=int, default=18944)

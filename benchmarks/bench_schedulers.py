@@ -25,6 +25,7 @@ FLAGS = {  # scheduler suffixes, each switching one engine setting (off without 
     "-rotwp": "with -rotw and -cp: the same kernel in packed prefill passes",
     "-inplace": "with -res: the down projection accumulated in place into the residual, not into a copy of it",
     "-silu": "with -res and -cp: a prefill pass's silu(gate) * up by silu_mul.py's Triton kernel, not inductor's",
+    "-suffix": "each prompt tokenized from its conversation's previous prompt's last special token on, not whole",
     "-first": "with -all: prefill's first tokens drawn by rejection as the decode steps, not after a vocabulary sort",
     "-dattn": "with live attention: decode attention by decode_attention.py's Triton kernels, not flex decoding",
     "-dattn64": "-dattn with chunks of 64 positions a program (one key block)",

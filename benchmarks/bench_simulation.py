@@ -113,6 +113,7 @@ def configure(backend, engine, scheduler: str, chunk: int):
         engine.fuse_rotary_write = "-rotw" in flags  # a decode step's rotary and key/value write one kernel a layer
         engine.fuse_rotary_prefill = "-rotwp" in flags  # and in packed prefill passes
         engine.prefill_silu_kernel = "-silu" in flags  # with -res: prefill's silu(gate) * up by silu_mul.py's kernel
+        backend.suffix_tokens = "-suffix" in flags  # prompts tokenized from the previous one's last special token on
         engine.overlap_chunks = "-overlap" in flags  # with -all: the next chunk queued before the last one is read
         slot_kv.FOLD_PREFILL = "-fold" in flags  # prefill's grouped-query attention folded, not keys copied per head
         engine.pack_prefill = "-pack" in flags  # a prefill pass's tokens one sequence: no padding in its products

@@ -46,16 +46,17 @@ def check_packed(device: str, dtype_name: str, tolerance: float, dim: int, torch
 
     dtype = getattr(torch, dtype_name)
     g = torch.Generator().manual_seed(dim + 1)
-    tokens, heads, kv_heads, slots, width = 9, 7, 2, 4, 12
+    tokens, heads, kv_heads, slots, width = 21, 7, 2, 4, 12  # 21: a program's 16 tokens and a part of the next
     qkv = torch.randn(1, tokens, (heads + 2 * kv_heads) * dim, generator=g).to(device, dtype)  # packed: one row
     q, k, v = (t.view(1, tokens, -1, dim).transpose(1, 2) for t in qkv.split([heads * dim, kv_heads * dim, kv_heads * dim], -1))
     angles = torch.randn(1, tokens, dim // 2, generator=g) * 5
     cos, sin = (f(torch.cat([angles, angles], -1)).to(device, dtype) for f in (torch.cos, torch.sin))
     keys, values = (torch.randn(slots, kv_heads, width, dim, generator=g).to(device, dtype) for _ in range(2))
     want_keys, want_values = keys.clone(), values.clone()
-    at = torch.tensor([2, 2, 2, 0, 0, 3, 3, 3, 3], device=device)  # three rows' tokens, in slot order or not
-    writes = torch.tensor([5, 6, 7, 0, 1, 8, 9, 10, 11], device=device)
-    out = torch.empty(q.shape, dtype=dtype, device=device)
+    # four rows' tokens, in slot order or not: rows 2, 0, 3 (consecutive positions), then row 1's 12 in reverse
+    at = torch.tensor([2, 2, 2, 0, 0, 3, 3, 3, 3] + [1] * 12, device=device)
+    writes = torch.tensor([5, 6, 7, 0, 1, 8, 9, 10, 11] + list(range(0, 12))[::-1], device=device)
+    out = torch.empty(1, tokens, heads, dim, dtype=dtype, device=device).transpose(1, 2)  # token-major, as deferred
     if torch_path:
         rotated = consumed(apply_rotary_pos_emb, q, out, cos, sin, True, keys, values, at, writes, k, v)
         keys[at, :, writes], values[at, :, writes] = rotated[0].transpose(0, 1), v[0].transpose(0, 1)

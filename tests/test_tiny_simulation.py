@@ -80,7 +80,8 @@ def test_shared_prefix_reuse_gives_a_whole_prefills_tokens(tiny_model):
     import torch
 
     from userlm.backends import GenerationRequest, Sampling
-    from userlm.backends.hf import SHARED_PREFIX_MIN, HFBackend, _common_prefix
+    from userlm.backends.hf import SHARED_PREFIX_MIN, HFBackend
+    from userlm.backends.prompt_ids import common_prefix
 
     whole = HFBackend(tiny_model, max_batch=3, static_cache="off")
     shared = HFBackend(tiny_model, max_batch=3, static_cache="off", shared_prefix=2)
@@ -106,7 +107,7 @@ def test_shared_prefix_reuse_gives_a_whole_prefills_tokens(tiny_model):
     short = [[{"role": "user", "content": f"Hi {i}"}] for i in range(3)]  # only the chat template's tokens shared
     shared.generate([GenerationRequest(c, Sampling(max_new_tokens=2), seed=0) for c in short[:2]])
     ids, reused, _ = shared._prompt("d", GenerationRequest(short[2], Sampling(), seed=0))
-    assert reused == 0 and 0 < _common_prefix(shared.recent[-1][0], ids) < SHARED_PREFIX_MIN
+    assert reused == 0 and 0 < common_prefix(shared.recent[-1][0], ids) < SHARED_PREFIX_MIN
 
 
 def test_openai_backend_against_a_real_loopback_server(tiny_model, tmp_path):

@@ -28,20 +28,13 @@ from userlm.backends.base import Backend, Generation, GenerationRequest
 from userlm.backends.cpu_head import chunk_output_head
 from userlm.backends.growing_cache import growing_layer
 from userlm.backends.hf_scoring import HFScoring
+from userlm.backends.prompt_ids import PromptIds, common_prefix
 from userlm.backends.rows import Row
 from userlm.backends.sampling import sample_next
-from userlm.chat import render_ids, render_ids_batch, stop_token_ids
+from userlm.chat import render, render_ids_batch, stop_token_ids
 from userlm.io import UserError
 
 SHARED_PREFIX_MIN = 32  # shorter prefixes shared with another prompt are computed afresh
-
-
-def _common_prefix(old_ids: list[int], ids: list[int]) -> int:
-    """Leading tokens the two share, leaving at least the last of `ids` to compute (its logits are needed)."""
-    n, most = 0, min(len(old_ids), len(ids) - 1)
-    while n < most and old_ids[n] == ids[n]:
-        n += 1
-    return n
 
 
 def _switch(name: str, value, auto) -> bool:
@@ -83,6 +76,10 @@ class HFBackend(HFScoring, Backend):
         if shared_prefix < 0:
             raise UserError(f"shared_prefix must be >= 0, got {shared_prefix}")
         self.recent: deque = deque(maxlen=shared_prefix)
+        # each conversation's next prompt tokenized from its previous prompt's last special token on (`prompt_ids.py`;
+        # where the tokenizer splits there by construction, checked against whole tokenizations first); off: whole
+        self.prompt_ids = PromptIds(self.tokenizer)
+        self.suffix_tokens = True
         self.seconds: Counter = Counter()  # where step() spends its time (prefill, rebuild, decode), for benchmarks
         self.counts: Counter = Counter()  # forward passes by kind (a replayed CUDA graph calls no forward())
         import inspect
@@ -112,6 +109,7 @@ class HFBackend(HFScoring, Backend):
         self.waiting.append((key, request))
 
     def release(self, conversation: Hashable) -> None:
+        self.prompt_ids.release(conversation)
         for key in [k for k in self.kept if k[0] == conversation]:
             del self.kept[key]
 
@@ -152,21 +150,28 @@ class HFBackend(HFScoring, Backend):
 
     def _prompts(self, joining: list) -> list:
         """`_prompt` of each (key, request), the prompts to render tokenized in one batch (`render_ids_batch`)."""
-        rendered = iter(render_ids_batch(self.tokenizer, [r.messages for _, r in joining if not r.prompt_ids],
-                                         add_generation_prompt=True))
+        rendered = iter(self._render_ids([(key, r.messages) for key, r in joining if not r.prompt_ids]))
         return [self._prompt(key, r, r.prompt_ids or next(rendered)) for key, r in joining]
+
+    def _render_ids(self, todo: list) -> list[list[int]]:
+        """Each (key, messages)' prompt ids, tokenized in one batch; with `suffix_tokens` from its key's previous
+        prompt's last special token on (`prompt_ids.py`)."""
+        if not self.suffix_tokens:
+            return render_ids_batch(self.tokenizer, [m for _, m in todo], add_generation_prompt=True)
+        texts = [render(self.tokenizer, messages, add_generation_prompt=True) for _, messages in todo]
+        return self.prompt_ids.encode([key for key, _ in todo], texts)
 
     def _prompt(self, key, request: GenerationRequest, ids: list[int] | None = None):
         """(token ids of the prompt (`ids` where rendered already), how many of them are cached already, the
         keys/values they come from): the conversation's previous turn, or with `shared_prefix` a recent prompt that
         shares a longer prefix."""
-        ids = ids or request.prompt_ids or render_ids(self.tokenizer, request.messages, add_generation_prompt=True)
+        ids = ids or request.prompt_ids or self._render_ids([(key, request.messages)])[0]
         reused, old_kv = 0, []
         if key in self.kept:
             old_ids, old_kv = self.kept.pop(key)
-            reused = _common_prefix(old_ids, ids)
+            reused = common_prefix(old_ids, ids)
         for old_ids, kv in self.recent:
-            shared = _common_prefix(old_ids, ids)
+            shared = common_prefix(old_ids, ids)
             if shared > max(reused, SHARED_PREFIX_MIN - 1):
                 reused, old_kv = shared, kv
         return ids, reused, old_kv

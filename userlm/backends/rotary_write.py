@@ -21,6 +21,7 @@ PENDING: list = [None]  # (the rotary it wraps, queries, their rotated output, c
 # set by the engine around a pass that defers (`deferring` reads it each call): "decode" (a step's rows, one position
 # each) or "packed" (a packed prefill pass, `slot_kv.prefill_pass`: one sequence of tokens, each into its own slot)
 ENABLED: list = [False]
+PACKED_ROWS = 16  # tokens a program rotates in a packed prefill pass (decode: one row a program)
 # the modeling modules whose attention rotates the whole head with the half-split `rotate_half` (cat(-x2, x1)), then
 # updates the cache, then attends: the kernel's formula and order (Cohere's interleaved rotary, say, is another)
 MODULES = ("modeling_llama", "modeling_mistral", "modeling_qwen2", "modeling_qwen3")
@@ -52,7 +53,9 @@ def deferring(rotary):
 
         if PENDING[0] is not None:
             raise RuntimeError("rotary_write: a layer's deferred rotation was never consumed")
-        out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+        # token-major, as the projection's view and the compiled rotary's output: a packed pass then gathers each
+        # token's heads from one run of memory (head-major made that gather ~5x slower, 2026-12-01 session 20)
+        out = torch.empty(q.shape[0], q.shape[2], q.shape[1], q.shape[3], dtype=q.dtype, device=q.device).transpose(1, 2)
         PENDING[0] = (rotary, q, out, cos, sin, packed)
         return out, k
     return apply
@@ -70,31 +73,35 @@ def _kernel():
     import triton.language as tl
 
     @triton.jit
-    def rotate_and_write(q, k, v, cos, sin, q_out, keys, values, slots, writes, sq_b, sq_h, sk_b, sk_h, sv_b, sv_h,
-                         sc_b, ss_b, so_b, so_h, sb_s, sb_h, sb_n, H: tl.constexpr, D: tl.constexpr):
-        """Program (row, head): a query head rotated into q_out, or (head >= H) a key/value head: the key rotated
-        and the value copied to the row's slot at its write position. Float32 arithmetic, rounded once."""
-        b, h = tl.program_id(0), tl.program_id(1)
-        half = tl.arange(0, D // 2)
-        c1 = tl.load(cos + b * sc_b + half).to(tl.float32)
-        c2 = tl.load(cos + b * sc_b + D // 2 + half).to(tl.float32)
-        s1 = tl.load(sin + b * ss_b + half).to(tl.float32)
-        s2 = tl.load(sin + b * ss_b + D // 2 + half).to(tl.float32)
+    def rotate_and_write(q, k, v, cos, sin, q_out, keys, values, slots, writes, n, sq_b, sq_h, sk_b, sk_h, sv_b, sv_h,
+                         sc_b, ss_b, so_b, so_h, sb_s, sb_h, sb_n, H: tl.constexpr, D: tl.constexpr,
+                         ROWS: tl.constexpr):
+        """Program (ROWS rows, head): a query head rotated into q_out, or (head >= H) a key/value head: the key
+        rotated and the value copied to each row's slot at its write position. Float32 arithmetic, rounded once."""
+        b = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+        h = tl.program_id(1)
+        live = b < n
+        rows, keep = b[:, None], live[:, None]
+        half = tl.arange(0, D // 2)[None, :]
+        c1 = tl.load(cos + rows * sc_b + half, mask=keep).to(tl.float32)
+        c2 = tl.load(cos + rows * sc_b + D // 2 + half, mask=keep).to(tl.float32)
+        s1 = tl.load(sin + rows * ss_b + half, mask=keep).to(tl.float32)
+        s2 = tl.load(sin + rows * ss_b + D // 2 + half, mask=keep).to(tl.float32)
         if h < H:
-            src = q + b * sq_b + h * sq_h
-            dst = q_out + b * so_b + h * so_h
+            src = q + rows * sq_b + h * sq_h
+            dst = q_out + rows * so_b + h * so_h
         else:
             j = h - H
-            src = k + b * sk_b + j * sk_h
-            at = tl.load(slots + b) * sb_s + j * sb_h + tl.load(writes + b) * sb_n
+            src = k + rows * sk_b + j * sk_h
+            at = (tl.load(slots + b, mask=live) * sb_s + j * sb_h + tl.load(writes + b, mask=live) * sb_n)[:, None]
             dst = keys + at
-            d = tl.arange(0, D)
-            tl.store(values + at + d, tl.load(v + b * sv_b + j * sv_h + d))
-        x1 = tl.load(src + half).to(tl.float32)
-        x2 = tl.load(src + D // 2 + half).to(tl.float32)
+            d = tl.arange(0, D)[None, :]
+            tl.store(values + at + d, tl.load(v + rows * sv_b + j * sv_h + d, mask=keep), mask=keep)
+        x1 = tl.load(src + half, mask=keep).to(tl.float32)
+        x2 = tl.load(src + D // 2 + half, mask=keep).to(tl.float32)
         # (x * cos) + (rotate_half(x) * sin), rotate_half(x) = cat(-x2, x1): transformers' apply_rotary_pos_emb
-        tl.store(dst + half, (x1 * c1 - x2 * s1).to(dst.dtype.element_ty))
-        tl.store(dst + D // 2 + half, (x2 * c2 + x1 * s2).to(dst.dtype.element_ty))
+        tl.store(dst + half, (x1 * c1 - x2 * s1).to(dst.dtype.element_ty), mask=keep)
+        tl.store(dst + D // 2 + half, (x2 * c2 + x1 * s2).to(dst.dtype.element_ty), mask=keep)
 
     return rotate_and_write
 
@@ -106,11 +113,13 @@ def rotate_and_write(q, k, v, cos, sin, q_out, keys, values, slots, writes, pack
     pass's tokens instead of rows: q [1, heads, n, dim], k/v [1, kv heads, n, dim], cos/sin [1, n, dim], slots/writes
     [n] (token i into slot slots[i] at position writes[i])."""
     at, at_cos = (2, 1) if packed else (0, 0)  # the dimension that runs over rows (tokens)
-    heads, kv_heads, dim = q.shape[1], k.shape[1], q.shape[-1]
-    _kernel()[(q.shape[at], heads + kv_heads)](
-        q, k, v, cos, sin, q_out, keys, values, slots, writes, q.stride(at), q.stride(1), k.stride(at), k.stride(1),
-        v.stride(at), v.stride(1), cos.stride(at_cos), sin.stride(at_cos), q_out.stride(at), q_out.stride(1),
-        keys.stride(0), keys.stride(1), keys.stride(2), H=heads, D=dim, num_warps=1)
+    heads, kv_heads, dim, n = q.shape[1], k.shape[1], q.shape[-1], q.shape[at]
+    rows = PACKED_ROWS if packed else 1  # a pass's thousands of tokens: a program a row and head was launch-bound
+    _kernel()[(-(-n // rows), heads + kv_heads)](
+        q, k, v, cos, sin, q_out, keys, values, slots, writes, n, q.stride(at), q.stride(1), k.stride(at),
+        k.stride(1), v.stride(at), v.stride(1), cos.stride(at_cos), sin.stride(at_cos), q_out.stride(at),
+        q_out.stride(1), keys.stride(0), keys.stride(1), keys.stride(2), H=heads, D=dim, ROWS=rows,
+        num_warps=4 if packed else 1)
 
 
 def consume(keys, values, slots, writes, new_keys, new_values):

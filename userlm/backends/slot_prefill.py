@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import time
 
+from userlm.backends.prompt_ids import common_prefix
 from userlm.backends.uploads import upload_lists
 
 LENGTH_BUCKET = 256  # attention reads positions [0, Lb): a multiple of this above the longest live row
@@ -26,21 +27,6 @@ PREFILL_MIN = 2048  # tokens a prefill pass computes before `prefill_padding` li
 # a packed pass's attention block (rows x longest new length x positions read, its mask's size) is at most
 # prefill_tokens x this: what an unpacked pass of prefill_tokens held at 4,096 positions
 PACKED_POSITIONS = 4096
-
-
-def common_prefix(old_ids: list[int], ids: list[int]) -> int:
-    """Leading tokens the two share, leaving at least the last of `ids` to compute (its logits are needed).
-    Bisection over slice comparisons (C speed) rather than a Python loop over every token."""
-    most = min(len(old_ids), len(ids) - 1)
-    if most <= 0 or old_ids[0] != ids[0]:
-        return 0
-    lo, hi = 1, most  # old_ids[:lo] == ids[:lo]
-    if old_ids[:hi] == ids[:hi]:
-        return hi
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if old_ids[:mid] == ids[:mid] else (lo, mid)
-    return lo
 
 
 class SlotPrefill:
