@@ -53,7 +53,9 @@ class DecodeGraphs(StepSampling):
     fuse_residual: bool | None = None
 
     fuse_rotary_write: bool | None = None  # (compile_decode) rotary + key/value write one kernel (`rotary_write.py`); None: CUDA with Triton
-    fuse_rotary_prefill = False  # the same in packed prefill passes under compile_prefill (opt-in: not measured)
+    # the same in packed prefill passes under compile_prefill (16 tokens a program; 7B/128 1.010x all-in side by
+    # side, H200 2026-12-01 session 20: results/benchmarks/2026-12-01-h200-prefill-silu-suffix.md)
+    fuse_rotary_prefill = True
     # prefill_silu_kernel (with fuse_residual): a prefill pass's silu(gate) * up by `silu_mul.py`'s kernel, not
     # inductor's dynamic-shape one; None: CUDA with Triton
     prefill_silu_kernel: bool | None = None
