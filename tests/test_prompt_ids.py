@@ -61,19 +61,27 @@ def test_refuses_tokenizers_it_cannot_split():
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from userlm.backends.prompt_ids import PromptIds, unsupported
+    from userlm.backends.prompt_ids import PromptIds, boundaries, unsupported
 
-    def fast(pre, specials=("<|im_start|>", "<|im_end|>"), **flags):
+    def fast(pre, specials=("<|im_start|>", "<|im_end|>"), normalizer=None, **flags):
         from tokenizers import AddedToken
 
         tok = Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1}, unk_token="[UNK]"))
-        tok.pre_tokenizer = pre
+        tok.pre_tokenizer, tok.normalizer = pre, normalizer
         wrapped = PreTrainedTokenizerFast(tokenizer_object=tok)
-        wrapped.add_special_tokens({"additional_special_tokens": [AddedToken(s, **flags) for s in specials]})
+        wrapped.add_special_tokens({"additional_special_tokens": [AddedToken(s, special=True, **flags)
+                                                                  for s in specials]})
         return wrapped
 
+    from tokenizers import normalizers
+
     assert "Metaspace" in unsupported(fast(pre_tokenizers.Metaspace()))
+    assert "Prepend" in unsupported(fast(pre_tokenizers.Whitespace(), normalizer=normalizers.Prepend("_")))
     assert "strip" in unsupported(fast(pre_tokenizers.Whitespace(), lstrip=True))
+    assert "normalized" in unsupported(fast(pre_tokenizers.Whitespace(), normalized=True))
+    # a token inside another one's text, tokens whose text overlaps itself: none splits where it stands
+    assert "overlap" in unsupported(fast(pre_tokenizers.Whitespace(), specials=("<s>", "x<s>x", "||")))
+    assert list(boundaries(fast(pre_tokenizers.Whitespace(), specials=("<s>", "<s>x"))).values()) == ["<s>x"]  # the longer
     assert unsupported(fast(pre_tokenizers.Whitespace())) is None
     refused = PromptIds(fast(pre_tokenizers.Metaspace()))
     refused.encode(["k"], ["<|im_start|>a a"])
@@ -104,3 +112,4 @@ def test_backend_text_same_with_and_without(tiny_model, static_cache):
         texts.append(chats)
         assert (backend.prompt_ids.reused > 0) == suffix
     assert texts[0] == texts[1]
+

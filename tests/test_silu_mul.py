@@ -1,5 +1,6 @@
 """`silu_mul.py`: a prefill pass's silu(gate) * up as one Triton kernel (on CUDA; under Triton's interpreter on a
-CPU-only machine), the compiled block's split that hands it the gate/up product, and the engine's text with it."""
+CPU-only machine), the compiled block's split that hands it the gate/up product, the engine's text with it, and the
+torch form where the kernel cannot run."""
 
 import pytest
 from conftest import under_triton_interpreter
@@ -101,3 +102,20 @@ def test_engine_text_same_with_the_kernel(tiny_model):
         assert not backend.slots.graph_error and bool(ran) == on
         ran.clear()
     assert texts[0] == texts[1]
+
+
+def test_activation_kernel_falls_back_with_one_line(capsys):
+    """Where the kernel cannot run (here CPU tensors: no Triton, or Triton without a GPU), `silu_mul` prints one
+    line, returns the torch form's result, and `applies` holds no more."""
+    import torch
+
+    from userlm.backends import silu_mul
+
+    gate_up = torch.randn(3, 2 * 96)
+    try:
+        assert torch.equal(silu_mul.silu_mul(gate_up), silu_mul.reference(gate_up))
+        assert silu_mul.FAILED[0] and "activation kernel failed" in capsys.readouterr().out
+        silu_mul.ENABLED[0] = True
+        assert not silu_mul.applies(torch.nn.SiLU(), gate_up, [96, 96])
+    finally:
+        silu_mul.ENABLED[0], silu_mul.FAILED[0] = False, None

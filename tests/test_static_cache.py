@@ -127,11 +127,12 @@ def test_rejection_rows_keep_per_conversation_seeds(tiny_model, every_row):
     for temperature in (3.0, 0.7, 0.0):  # wide rows, peaked rows, greedy rows
         hot = Sampling(temperature=temperature, top_p=0.9, max_new_tokens=10)
         engine.verify, engine.verified, engine.mismatches, engine.wide_steps = True, 0, 0, 0
-        alone = backend.generate([GenerationRequest(chats[0], hot, seed=7)])[0].text
+        first = backend.generate([GenerationRequest(chats[0], hot, seed=7)])[0]
         crowded = backend.generate([GenerationRequest(c, hot, seed=7 if i == 0 else i) for i, c in enumerate(chats)])
+        alone = first.text
         assert crowded[0].text == alone and engine.verified > 0
-        if every_row:  # the first tokens too, by the same draw (`_sample_first`): 5 prefilled rows, 9 steps each
-            assert engine.verified >= 5 + 5 * 9
+        if every_row:  # every token counted, the first ones too (`_sample_first` draws them the same way)
+            assert engine.verified == first.tokens + sum(o.tokens for o in crowded)
         assert (engine.wide_steps > 0) == (temperature > 1 and not every_row)  # every row: no head, no wide flags
         if every_row or temperature <= 1:  # `verify` compares with `sample_rejection` / `sample_next` respectively
             assert engine.mismatches == 0

@@ -149,7 +149,7 @@ class HFBackend(HFScoring, Backend):
         return finished
 
     def _prompts(self, joining: list) -> list:
-        """`_prompt` of each (key, request), the prompts to render tokenized in one batch (`render_ids_batch`)."""
+        """`_prompt` of each (key, request), the prompts to render tokenized in one batch (`_render_ids`)."""
         rendered = iter(self._render_ids([(key, r.messages) for key, r in joining if not r.prompt_ids]))
         return [self._prompt(key, r, r.prompt_ids or next(rendered)) for key, r in joining]
 

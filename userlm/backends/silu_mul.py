@@ -18,10 +18,13 @@ ENABLED: list = [False]
 BLOCK = 1024
 
 
+FAILED: list = [None]  # why the kernel could not run (then `applies` holds no more: inductor's activation again)
+
+
 def applies(act_fn, x, sizes) -> bool:
     """While ENABLED, the kernel's case: SiLU (torch's or transformers'), gate and up of one size, on CUDA."""
-    return bool(ENABLED[0]) and type(act_fn).__name__ in ("SiLU", "SiLUActivation") and len(sizes) == 2 \
-        and sizes[0] == sizes[1] and x.is_cuda
+    return bool(ENABLED[0]) and FAILED[0] is None and type(act_fn).__name__ in ("SiLU", "SiLUActivation") \
+        and len(sizes) == 2 and sizes[0] == sizes[1] and x.is_cuda
 
 
 @functools.cache
@@ -41,14 +44,21 @@ def _kernel():
 
 
 def silu_mul(gate_up):
-    """silu(gate_up[..., :inter]) * gate_up[..., inter:], inter = half the last dimension (CUDA)."""
+    """silu(gate_up[..., :inter]) * gate_up[..., inter:], inter = half the last dimension (CUDA). Where the kernel
+    fails (no Triton, a compile error), one line, `reference` for this call and inductor's activation after it."""
     import torch
 
     inter = gate_up.shape[-1] // 2
     flat = gate_up.reshape(-1, gate_up.shape[-1])
+    flat = flat if flat.stride(-1) == 1 else flat.contiguous()
     out = torch.empty(flat.shape[0], inter, dtype=gate_up.dtype, device=gate_up.device)
     if flat.shape[0]:
-        _kernel()[(flat.shape[0], -(-inter // BLOCK))](flat, out, inter, flat.stride(0), out.stride(0), BLOCK=BLOCK)
+        try:
+            _kernel()[(flat.shape[0], -(-inter // BLOCK))](flat, out, inter, flat.stride(0), out.stride(0), BLOCK=BLOCK)
+        except Exception as e:  # noqa: BLE001 - any failure to build or launch it: the torch form, then inductor's
+            FAILED[0] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            print(f"hf backend: the prefill activation kernel failed ({FAILED[0]}); inductor's from now on", flush=True)
+            return reference(gate_up)
     return out.view(*gate_up.shape[:-1], inter)
 
 

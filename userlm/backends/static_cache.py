@@ -241,20 +241,9 @@ class SlotEngine(SlotPrefill, DecodeGraphs, ChunkDecode, SlotBuffers):
                 picked = [wide[i] if picked[nb + i] else picked[i] for i in index]
             else:
                 picked = [picked[i] for i in index]
-            if self.verify:
-                from userlm.backends.sampling import sample_next
-
+            if self.verify:  # the same draw, eager and in torch
                 at = torch.tensor(index, device=self.device)
-                if self._by_rejection():  # the same draw, eager and in torch
-                    from userlm.backends.sampling import rejection_inputs, sample_rejection
-
-                    _, p, top_ps = rejection_inputs(logits[at], self.temperatures[at], self.top_ps[at])
-                    want = sample_rejection(p, top_ps, self.uniforms[at])
-                else:
-                    want = sample_next(logits[at], self.temperatures[at], self.top_ps[at], self.uniforms[at],
-                                       search=not self.wide_sort)
-                self.verified += len(index)
-                self.mismatches += sum(a != b for a, b in zip(picked, want.tolist()))
+                self._verify_draws(picked, logits[at], self.temperatures[at], self.top_ps[at], self.uniforms[at])
             for r, token in zip(rows, picked):
                 r.generated.append(token)
         else:

@@ -80,11 +80,8 @@ class StepSampling:
         if self._by_rejection():
             from userlm.backends.sampling import rejection_inputs
 
-            if self._softmax_in_kernel(b):  # no probabilities: the kernel computes them from the logits (None below)
-                tokens = self._triton_wide(logits, top_ps, uniforms, temperatures)
-                return torch.cat([tokens, torch.zeros_like(tokens)]), temperatures <= 0, None
-            greedy, probs, top_ps = self._sampling(rejection_inputs)(logits, temperatures, top_ps)
-            tokens = self._sample_wide()(probs, top_ps, uniforms)
+            tokens, greedy, probs = self._rejection_draw(logits, temperatures, top_ps, uniforms,
+                                                         self._softmax_in_kernel(b), self._sampling(rejection_inputs))
             return torch.cat([tokens, torch.zeros_like(tokens)]), greedy, probs
         tokens, wide, greedy, probs = self._sample_head()(logits, temperatures, top_ps, uniforms)
         if self.wide_inside:
@@ -97,34 +94,49 @@ class StepSampling:
             tokens = torch.where(wide, drawn, tokens)
         return torch.cat([tokens, wide.long()]), greedy, probs
 
+    def _rejection_draw(self, logits, temperatures, top_ps, uniforms, in_kernel: bool, prepare):
+        """(tokens, greedy, probs) of every row by rejection: with `in_kernel` the Triton kernel computes the
+        probabilities from the logits (probs None), else `prepare` (`rejection_inputs`, compiled or not) makes them."""
+        if in_kernel:
+            return self._triton_wide(logits, top_ps, uniforms, temperatures), temperatures <= 0, None
+        greedy, probs, nucleus = prepare(logits, temperatures, top_ps)
+        return self._sample_wide()(probs, nucleus, uniforms), greedy, probs
+
     def _sample_first(self, rows: list, logits) -> None:
-        """A prefill pass's first tokens, appended to `rows`: where every decode step draws by rejection
-        (`_by_rejection`), by the same draw (on CUDA the Triton kernel, from the logits where `softmax_in_kernel`),
-        not `sample_next`'s inverse CDF, which sorts the whole vocabulary where a row's nucleus is wider than 128
-        tokens (2.8 ms a 7B pass of flat rows on an H200, 2026-11-30); so a row's every token comes from one draw.
-        Else the backend's `sample_next`. `verify` counts these rows against torch's `sample_rejection` too."""
-        if not (self.first_by_rejection and self._by_rejection()):
+        """A prefill pass's first tokens, appended to `rows`: where every decode step draws by rejection on the GPU
+        (`_by_rejection`, `gpu_sampling`), by the same draw (on CUDA the Triton kernel, from the logits where
+        `softmax_in_kernel`, at any row count), not `sample_next`'s inverse CDF, which sorts the whole vocabulary where
+        a row's nucleus is wider than 128 tokens (2.8 ms a 7B pass of flat rows on an H200, 2026-11-30); so a row's
+        every token comes from one draw. Else the backend's `sample_next`. `verify` counts these rows too."""
+        if not (self.first_by_rejection and self.gpu_sampling and self._by_rejection()):
             return self.backend._sample(rows, logits)
-        from userlm.backends.sampling import rejection_inputs, sample_rejection
+        from userlm.backends.sampling import rejection_inputs
 
         temperatures, top_ps, uniforms = self.backend._draw_inputs(rows, logits.device)
-        if self.softmax_in_kernel and self.wide_kernel == "triton-rejection" and self.device.type == "cuda":
-            tokens = self._triton_wide(logits, top_ps, uniforms, temperatures)
-        else:
-            _, probs, nucleus = rejection_inputs(logits, temperatures, top_ps)
-            tokens = self._sample_wide()(probs, nucleus, uniforms)
-        picked = tokens.tolist()
+        picked = self._rejection_draw(logits, temperatures, top_ps, uniforms, self._softmax_in_kernel(len(rows), 0),
+                                      rejection_inputs)[0].tolist()
         if self.verify:
-            _, probs, nucleus = rejection_inputs(logits, temperatures, top_ps)
-            self.verified += len(rows)
-            self.mismatches += sum(a != b for a, b in zip(picked, sample_rejection(probs, nucleus, uniforms).tolist()))
+            self._verify_draws(picked, logits, temperatures, top_ps, uniforms)
         for r, token in zip(rows, picked):
             r.generated.append(token)
 
-    def _softmax_in_kernel(self, b: int) -> bool:
-        """`softmax_in_kernel` where it applies: every row by the Triton rejection kernel, on CUDA, b >= SOFTMAX_ROWS."""
+    def _verify_draws(self, picked: list, logits, temperatures, top_ps, uniforms) -> None:
+        """`verify`: the rows drawn again eagerly in torch (every row by rejection: `sample_rejection`; else
+        `sample_next`), the tokens that differ from `picked` counted."""
+        from userlm.backends.sampling import rejection_inputs, sample_next, sample_rejection
+
+        if self._by_rejection():
+            _, probs, nucleus = rejection_inputs(logits, temperatures, top_ps)
+            want = sample_rejection(probs, nucleus, uniforms)
+        else:
+            want = sample_next(logits, temperatures, top_ps, uniforms, search=not self.wide_sort)
+        self.verified += len(picked)
+        self.mismatches += sum(a != b for a, b in zip(picked, want.tolist()))
+
+    def _softmax_in_kernel(self, b: int, floor: int = SOFTMAX_ROWS) -> bool:
+        """`softmax_in_kernel` where it applies: every row by the Triton rejection kernel, on CUDA, b >= floor."""
         return self.softmax_in_kernel and self.wide_kernel == "triton-rejection" and self.device.type == "cuda" \
-            and b >= SOFTMAX_ROWS
+            and b >= floor
 
     def _triton_wide(self, probs, top_ps, uniforms, temperatures=None):
         """`sample_wide` as one Triton kernel (`triton_top_p.py`; with `temperatures`, `probs` are logits and the
