@@ -9,21 +9,6 @@ from __future__ import annotations
 import argparse
 
 
-def ms(fn, reps: int = 20) -> float:
-    import torch
-
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / reps
-
-
 def act_split(gate_up, inter: int):
     import torch.nn.functional as F
 
@@ -35,6 +20,8 @@ def main():
     import functools
 
     import torch
+    from bench_sampling import timed  # benchmarks/: the script's dir
+    from bench_simulation import copy_bandwidth_gbs
 
     from userlm.backends.silu_mul import silu_mul
     from userlm.threads import machine_line
@@ -45,9 +32,7 @@ def main():
     parser.add_argument("--inter", type=int, default=18944)
     args = parser.parse_args()
     inter = args.inter
-    copy = torch.empty(2**28, dtype=torch.bfloat16, device="cuda")
-    other = torch.empty_like(copy)
-    gbs = 2 * copy.numel() * 2 / ms(lambda: other.copy_(copy)) / 1e6
+    gbs = copy_bandwidth_gbs(torch.device("cuda"))
     print(f"{torch.cuda.get_device_name()}: copy bandwidth {gbs:.0f} GB/s; torch {torch.__version__}", flush=True)
     dynamic = torch.compile(functools.partial(act_split, inter=inter), dynamic=True)
     variants = {"compiled, dynamic shapes (as prefill)": dynamic,
@@ -59,7 +44,7 @@ def main():
         want = dynamic(gate_up)
         moved = gate_up.numel() * 2 + want.numel() * 2
         for name, fn in {**variants, "compiled, this shape only": static}.items():
-            t = ms(lambda fn=fn: fn(gate_up))
+            t = timed(lambda fn=fn: fn(gate_up))  # ms
             err = (fn(gate_up).float() - want.float()).abs().max().item()
             print(f"  {tokens:6d} tokens  {name:40s} {t * 1000:8.1f} us  {moved / t / 1e6:6.0f} GB/s  "
                   f"max |diff| to compiled {err:.3g}", flush=True)

@@ -60,21 +60,20 @@ class DecodeGraphs(StepSampling):
     # inductor's dynamic-shape one; None: CUDA with Triton
     prefill_silu_kernel: bool | None = None
 
-    def _rotary_write(self, prefill: bool = False) -> bool:
-        if prefill and not self.fuse_rotary_prefill:
-            return False
-        if self.fuse_rotary_write is not None:
-            return bool(self.fuse_rotary_write and self.compile_decode) and self.device.type == "cuda"
+    def _triton_kernel(self, setting: bool | None) -> bool:
+        """A hand-written kernel's setting on this engine: as set (on CUDA only), None: on CUDA with Triton."""
+        if self.device.type != "cuda" or setting is not None:
+            return bool(setting) and self.device.type == "cuda"
         from userlm.backends.triton_top_p import available
 
-        return bool(self.compile_decode) and self.device.type == "cuda" and available() is None
+        return available() is None
+
+    def _rotary_write(self, prefill: bool = False) -> bool:
+        return (self.fuse_rotary_prefill or not prefill) and bool(self.compile_decode) \
+            and self._triton_kernel(self.fuse_rotary_write)
 
     def _silu_kernel(self) -> bool:
-        if self.device.type != "cuda" or self.prefill_silu_kernel is False:
-            return False
-        from userlm.backends.triton_top_p import available
-
-        return bool(self.prefill_silu_kernel) or available() is None
+        return self._triton_kernel(self.prefill_silu_kernel)
 
     def _residual(self) -> bool:
         if self.fuse_residual is not None:

@@ -24,8 +24,8 @@ def unsupported(tokenizer) -> str | None:
     if not getattr(tokenizer, "is_fast", False):
         return "not a fast tokenizer"
     backend = tokenizer.backend_tokenizer
-    rules = " ".join(o.__getstate__().decode() if isinstance(o.__getstate__(), bytes) else str(o.__getstate__())
-                     for o in (backend.normalizer, backend.pre_tokenizer) if o is not None)
+    # their JSON (not the whole tokenizer's, vocabulary and merges included)
+    rules = " ".join(str(o.__getstate__()) for o in (backend.normalizer, backend.pre_tokenizer) if o is not None)
     if "Metaspace" in rules or "Prepend" in rules:
         return "its normalizer or pre-tokenizer treats the input's first piece apart (Metaspace / Prepend)"
     if not boundaries(tokenizer):
