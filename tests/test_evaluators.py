@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import needs_shared
 
 from evaluators import metrics as M
 from evaluators.classifier import AIVoiceClassifier, ClassifierConfig, train_classifier
@@ -61,6 +62,7 @@ def classifier(tmp_path_factory):
 
 
 @pytest.mark.slow
+@needs_shared  # its 0.9 bar is for the OASST turns beside ShareGPT's (without them: 0.83 on ShareGPT's alone)
 def test_classifier_separates_held_out_human_and_ai_turns(classifier):
     from evaluators.classifier_data import data_rows
 
